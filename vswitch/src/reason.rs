@@ -1,0 +1,107 @@
+//! The one reason enum for every dropped frame: the core, the data path, metrics, capture and
+//! trace all name a drop by the same variant, so a counter, a capture comment and a trace line agree.
+
+use serde::Serialize;
+
+/// Why a frame was dropped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DropReason {
+    /// Shorter than an Ethernet header (14 bytes, 18 with an 802.1Q tag).
+    Runt,
+    /// Payload larger than the ingress port's MTU.
+    OverMtu,
+    /// Source MAC is multicast or broadcast: no station can own it.
+    MulticastSource,
+    /// Destination was learned on the ingress port itself: the frame is already there.
+    SameSegment,
+    /// Arrived on a port the switch does not know (removed, or never added).
+    UnknownPort,
+    /// 802.1Q tag not carried by the port (tagged on an access port, unknown VID on a trunk,
+    /// untagged on a trunk without a native network).
+    VlanNotAllowed,
+    /// The egress device refused the frame (its queue was full or it went away).
+    TxError,
+}
+
+impl DropReason {
+    /// Every reason, in counter order.
+    pub const ALL: [DropReason; 7] = [
+        DropReason::Runt,
+        DropReason::OverMtu,
+        DropReason::MulticastSource,
+        DropReason::SameSegment,
+        DropReason::UnknownPort,
+        DropReason::VlanNotAllowed,
+        DropReason::TxError,
+    ];
+
+    /// Number of reasons, for counter arrays.
+    pub const COUNT: usize = Self::ALL.len();
+
+    /// Stable snake_case name used in counters, captures and traces.
+    pub fn name(self) -> &'static str {
+        match self {
+            DropReason::Runt => "runt",
+            DropReason::OverMtu => "over_mtu",
+            DropReason::MulticastSource => "multicast_source",
+            DropReason::SameSegment => "same_segment",
+            DropReason::UnknownPort => "unknown_port",
+            DropReason::VlanNotAllowed => "vlan_not_allowed",
+            DropReason::TxError => "tx_error",
+        }
+    }
+
+    /// Index into a `[_; DropReason::COUNT]` counter array.
+    pub fn index(self) -> usize {
+        self as usize
+    }
+}
+
+impl std::fmt::Display for DropReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Drop counters, one per reason.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DropCounters([u64; DropReason::COUNT]);
+
+impl DropCounters {
+    /// Counts one drop.
+    pub fn count(&mut self, reason: DropReason) {
+        self.0[reason.index()] += 1;
+    }
+
+    /// Drops counted for `reason`.
+    pub fn get(&self, reason: DropReason) -> u64 {
+        self.0[reason.index()]
+    }
+
+    /// All drops, whatever the reason.
+    pub fn total(&self) -> u64 {
+        self.0.iter().sum()
+    }
+
+    /// Non-zero counters by name, for listings.
+    pub fn by_name(&self) -> std::collections::BTreeMap<&'static str, u64> {
+        DropReason::ALL
+            .iter()
+            .filter(|r| self.get(**r) > 0)
+            .map(|r| (r.name(), self.get(*r)))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn indices_follow_all() {
+        for (i, r) in DropReason::ALL.iter().enumerate() {
+            assert_eq!(r.index(), i, "{r}");
+        }
+    }
+}

@@ -1,0 +1,465 @@
+//! The sans-IO switching core: `Switch::process(now, in_port, frame)` decides where one frame
+//! goes. It never blocks, never touches a device and allocates nothing per frame (only when it
+//! learns a new MAC); time is a parameter, so tests age entries without sleeping.
+
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use crate::fdb::{self, Fdb, Learned};
+use crate::frame::{Header, MacAddr, ETH_HEADER_LEN};
+use crate::reason::{DropCounters, DropReason};
+
+/// Index of a port in the switch's port table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub struct PortId(pub u32);
+
+impl PortId {
+    /// Position in per-port tables.
+    pub fn index(self) -> usize {
+        self.0 as usize
+    }
+}
+
+impl std::fmt::Display for PortId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "port{}", self.0)
+    }
+}
+
+/// Index of a network (an isolated broadcast domain) in the switch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub struct NetworkId(pub u32);
+
+/// How a port carries networks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PortMode {
+    /// Untagged frames of one network; tagged frames are refused.
+    Access(NetworkId),
+    /// Several networks, each under its 802.1Q VLAN ID; untagged frames belong to `native`.
+    Trunk {
+        /// (VLAN ID, network) pairs.
+        vlans: Vec<(u16, NetworkId)>,
+        /// Network of untagged frames, if any.
+        native: Option<NetworkId>,
+    },
+}
+
+impl PortMode {
+    /// Networks this port belongs to.
+    fn networks(&self) -> Vec<NetworkId> {
+        match self {
+            PortMode::Access(net) => vec![*net],
+            PortMode::Trunk { vlans, native } => {
+                vlans.iter().map(|(_, n)| *n).chain(*native).collect()
+            }
+        }
+    }
+
+    /// The network of a frame arriving with tag `vlan`.
+    fn ingress_network(&self, vlan: Option<u16>) -> Option<NetworkId> {
+        match (self, vlan) {
+            (PortMode::Access(net), None) => Some(*net),
+            (PortMode::Access(_), Some(_)) => None,
+            (PortMode::Trunk { native, .. }, None) => *native,
+            (PortMode::Trunk { vlans, .. }, Some(vid)) => {
+                vlans.iter().find(|(v, _)| *v == vid).map(|(_, n)| *n)
+            }
+        }
+    }
+
+    /// The tag a frame of `network` must carry when it leaves through this port.
+    fn egress_vlan(&self, network: NetworkId) -> Option<u16> {
+        match self {
+            PortMode::Access(_) => None,
+            PortMode::Trunk { vlans, native } => {
+                if *native == Some(network) {
+                    None
+                } else {
+                    vlans.iter().find(|(_, n)| *n == network).map(|(v, _)| *v)
+                }
+            }
+        }
+    }
+}
+
+/// A port's configuration as the core needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PortConfig {
+    /// Networks it carries and how.
+    pub mode: PortMode,
+    /// Largest L3 payload accepted, in bytes (the Ethernet header and tag come on top).
+    pub mtu: u32,
+}
+
+/// Where a frame leaves: a port, and the tag it must carry there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Egress {
+    /// Output port.
+    pub port: PortId,
+    /// 802.1Q VLAN ID to push, or `None` to send untagged.
+    pub vlan: Option<u16>,
+}
+
+/// The core's decision for one frame. `ingress_tag_len` bytes after the MAC addresses are the
+/// ingress tag, to be removed before the egress tag (if any) is inserted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action<'s> {
+    /// Send to one port.
+    Forward { to: Egress, ingress_tag_len: usize },
+    /// Send to every member of the network except `except` (the ingress port).
+    Flood {
+        to: &'s [Egress],
+        except: PortId,
+        ingress_tag_len: usize,
+    },
+    /// Drop, for this reason (already counted).
+    Drop(DropReason),
+}
+
+impl Action<'_> {
+    /// Output ports of this decision, in order.
+    pub fn targets(&self) -> impl Iterator<Item = Egress> + '_ {
+        let (one, many, except) = match self {
+            Action::Forward { to, .. } => (Some(*to), &[][..], None),
+            Action::Flood { to, except, .. } => (None, *to, Some(*except)),
+            Action::Drop(_) => (None, &[][..], None),
+        };
+        one.into_iter()
+            .chain(many.iter().copied().filter(move |e| Some(e.port) != except))
+    }
+}
+
+/// Switch-wide tuning.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SwitchConfig {
+    /// Idle time after which a learned MAC is forgotten.
+    pub aging: Duration,
+    /// Learned MACs a single port may hold.
+    pub mac_limit: u32,
+}
+
+impl Default for SwitchConfig {
+    fn default() -> Self {
+        SwitchConfig {
+            aging: fdb::DEFAULT_AGING,
+            mac_limit: fdb::DEFAULT_MAC_LIMIT,
+        }
+    }
+}
+
+/// Switch-wide counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SwitchStats {
+    /// Frames sent to a single known port.
+    pub forwarded: u64,
+    /// Frames flooded (broadcast, multicast, unknown unicast).
+    pub flooded: u64,
+    /// New MAC entries learned.
+    pub learned: u64,
+    /// MACs that moved to another port.
+    pub moved: u64,
+    /// Learned entries forgotten after idling.
+    pub aged: u64,
+    /// Source MACs not learned because their port was at its limit.
+    pub limit_reached: u64,
+    /// Drops by reason, all ports together.
+    pub drops: DropCounters,
+}
+
+#[derive(Debug)]
+struct Port {
+    config: PortConfig,
+    drops: DropCounters,
+}
+
+#[derive(Debug, Default)]
+struct Network {
+    /// Every port carrying this network, with the tag it needs there.
+    members: Vec<Egress>,
+}
+
+/// One row of an FDB listing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FdbRow {
+    /// The station's address.
+    pub mac: MacAddr,
+    /// Where it lives.
+    pub port: PortId,
+    /// Time since last seen; `None` for static entries.
+    pub age: Option<Duration>,
+}
+
+/// Why a configuration change was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    /// The port does not exist.
+    #[error("no such port {0}")]
+    UnknownPort(PortId),
+    /// The network does not exist.
+    #[error("no such network {0:?}")]
+    UnknownNetwork(NetworkId),
+    /// A network still has ports.
+    #[error("network {0:?} still has ports")]
+    NetworkInUse(NetworkId),
+}
+
+/// The learning switch.
+#[derive(Debug)]
+pub struct Switch {
+    ports: Vec<Option<Port>>,
+    networks: Vec<Option<Network>>,
+    fdb: Fdb,
+    stats: SwitchStats,
+}
+
+/// Where a frame goes, before it is tied to the switch's member lists.
+enum Decision {
+    Forward(Egress),
+    Flood(NetworkId, PortId),
+}
+
+impl Switch {
+    /// A switch with no ports and no networks.
+    pub fn new(config: SwitchConfig) -> Switch {
+        Switch {
+            ports: Vec::new(),
+            networks: Vec::new(),
+            fdb: Fdb::new(config.aging, config.mac_limit),
+            stats: SwitchStats::default(),
+        }
+    }
+
+    /// Adds an isolated network.
+    pub fn add_network(&mut self) -> NetworkId {
+        let id = first_free(&self.networks);
+        put(&mut self.networks, id, Network::default());
+        NetworkId(id as u32)
+    }
+
+    /// Removes a network that has no ports left.
+    pub fn remove_network(&mut self, id: NetworkId) -> Result<(), ConfigError> {
+        let net = self.network(id)?;
+        if !net.members.is_empty() {
+            return Err(ConfigError::NetworkInUse(id));
+        }
+        self.networks[id.0 as usize] = None;
+        self.fdb.flush_network(id);
+        Ok(())
+    }
+
+    fn network(&self, id: NetworkId) -> Result<&Network, ConfigError> {
+        self.networks
+            .get(id.0 as usize)
+            .and_then(Option::as_ref)
+            .ok_or(ConfigError::UnknownNetwork(id))
+    }
+
+    /// Adds a port; every network it names must exist.
+    pub fn add_port(&mut self, config: PortConfig) -> Result<PortId, ConfigError> {
+        for net in config.mode.networks() {
+            self.network(net)?;
+        }
+        let id = PortId(first_free(&self.ports) as u32);
+        for net in config.mode.networks() {
+            let vlan = config.mode.egress_vlan(net);
+            if let Some(Some(n)) = self.networks.get_mut(net.0 as usize) {
+                n.members.push(Egress { port: id, vlan });
+            }
+        }
+        put(
+            &mut self.ports,
+            id.index(),
+            Port {
+                config,
+                drops: DropCounters::default(),
+            },
+        );
+        Ok(id)
+    }
+
+    /// Removes a port and forgets every MAC learned on it.
+    pub fn remove_port(&mut self, id: PortId) -> Result<(), ConfigError> {
+        let slot = self
+            .ports
+            .get_mut(id.index())
+            .ok_or(ConfigError::UnknownPort(id))?;
+        slot.take().ok_or(ConfigError::UnknownPort(id))?;
+        for net in self.networks.iter_mut().flatten() {
+            net.members.retain(|e| e.port != id);
+        }
+        self.fdb.flush_port(id);
+        Ok(())
+    }
+
+    /// Pins `mac` in `network` to `port`.
+    pub fn add_static(
+        &mut self,
+        network: NetworkId,
+        mac: MacAddr,
+        port: PortId,
+    ) -> Result<(), ConfigError> {
+        self.network(network)?;
+        self.port(port)?;
+        self.fdb.add_static(network, mac, port);
+        Ok(())
+    }
+
+    /// Unpins `mac` in `network`; returns whether it was pinned.
+    pub fn remove_static(&mut self, network: NetworkId, mac: MacAddr) -> bool {
+        self.fdb.remove_static(network, mac)
+    }
+
+    fn port(&self, id: PortId) -> Result<&Port, ConfigError> {
+        self.ports
+            .get(id.index())
+            .and_then(Option::as_ref)
+            .ok_or(ConfigError::UnknownPort(id))
+    }
+
+    /// Decides the fate of `frame`, which arrived on `in_port` at `now`, learning its source.
+    pub fn process(&mut self, now: Instant, in_port: PortId, frame: &[u8]) -> Action<'_> {
+        let (decision, tag_len) = match self.decide(now, in_port, frame) {
+            Ok(decided) => decided,
+            Err(reason) => {
+                self.stats.drops.count(reason);
+                if let Some(Some(port)) = self.ports.get_mut(in_port.index()) {
+                    port.drops.count(reason);
+                }
+                return Action::Drop(reason);
+            }
+        };
+        match decision {
+            Decision::Forward(to) => {
+                self.stats.forwarded += 1;
+                Action::Forward {
+                    to,
+                    ingress_tag_len: tag_len,
+                }
+            }
+            Decision::Flood(net, except) => {
+                self.stats.flooded += 1;
+                let to = self.networks[net.0 as usize]
+                    .as_ref()
+                    .map_or(&[][..], |n| &n.members[..]);
+                Action::Flood {
+                    to,
+                    except,
+                    ingress_tag_len: tag_len,
+                }
+            }
+        }
+    }
+
+    fn decide(
+        &mut self,
+        now: Instant,
+        in_port: PortId,
+        frame: &[u8],
+    ) -> Result<(Decision, usize), DropReason> {
+        let port = self.port(in_port).map_err(|_| DropReason::UnknownPort)?;
+        let header = Header::parse(frame)?;
+        if frame.len() - header.len() > port.config.mtu as usize {
+            return Err(DropReason::OverMtu);
+        }
+        if header.src.is_multicast() {
+            return Err(DropReason::MulticastSource);
+        }
+        let network = port
+            .config
+            .mode
+            .ingress_network(header.vlan)
+            .ok_or(DropReason::VlanNotAllowed)?;
+        match self.fdb.learn(now, network, header.src, in_port) {
+            Learned::New => self.stats.learned += 1,
+            Learned::Moved { .. } => self.stats.moved += 1,
+            Learned::LimitReached => self.stats.limit_reached += 1,
+            Learned::Refreshed | Learned::Static => {}
+        }
+        let decision = match self.lookup_unicast(now, network, header.dst) {
+            None => Decision::Flood(network, in_port),
+            Some(out) if out == in_port => return Err(DropReason::SameSegment),
+            Some(out) => {
+                let vlan = self
+                    .port(out)
+                    .ok()
+                    .and_then(|p| p.config.mode.egress_vlan(network));
+                Decision::Forward(Egress { port: out, vlan })
+            }
+        };
+        Ok((decision, header.tag_len()))
+    }
+
+    fn lookup_unicast(&self, now: Instant, network: NetworkId, dst: MacAddr) -> Option<PortId> {
+        if dst.is_multicast() {
+            None
+        } else {
+            self.fdb.lookup(now, network, dst)
+        }
+    }
+
+    /// Forgets idle MACs. Call now and then; lookups already ignore expired entries.
+    pub fn handle_aging(&mut self, now: Instant) {
+        self.stats.aged += self.fdb.handle_aging(now) as u64;
+    }
+
+    /// Whether any learned state could expire (so a timer is worth arming).
+    pub fn has_fdb_entries(&self) -> bool {
+        !self.fdb.is_empty()
+    }
+
+    /// Switch-wide counters.
+    pub fn stats(&self) -> SwitchStats {
+        self.stats
+    }
+
+    /// Drops counted on `port`.
+    pub fn port_drops(&self, port: PortId) -> Option<DropCounters> {
+        self.port(port).ok().map(|p| p.drops)
+    }
+
+    /// Live FDB entries of `network`, sorted by MAC.
+    pub fn fdb_rows(&self, now: Instant, network: NetworkId) -> Vec<FdbRow> {
+        let mut rows: Vec<FdbRow> = self
+            .fdb
+            .entries(now, network)
+            .map(|(mac, e)| FdbRow {
+                mac,
+                port: e.port,
+                age: e.last_seen.map(|seen| now.saturating_duration_since(seen)),
+            })
+            .collect();
+        rows.sort_by_key(|r| r.mac);
+        rows
+    }
+
+    /// Largest frame `port` accepts: MTU plus Ethernet header (and a tag on trunks).
+    pub fn max_frame_len(&self, port: PortId) -> Option<usize> {
+        self.port(port).ok().map(|p| {
+            let tag = if matches!(p.config.mode, PortMode::Trunk { .. }) {
+                4
+            } else {
+                0
+            };
+            p.config.mtu as usize + ETH_HEADER_LEN + tag
+        })
+    }
+}
+
+fn first_free<T>(slots: &[Option<T>]) -> usize {
+    slots
+        .iter()
+        .position(Option::is_none)
+        .unwrap_or(slots.len())
+}
+
+fn put<T>(slots: &mut Vec<Option<T>>, index: usize, value: T) {
+    if index == slots.len() {
+        slots.push(Some(value));
+    } else {
+        slots[index] = Some(value);
+    }
+}
+
+#[cfg(test)]
+mod tests;

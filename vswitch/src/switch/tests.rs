@@ -1,0 +1,338 @@
+//! Switch scenarios on an in-memory N-port harness with a fake clock: no devices, no sleeping.
+
+use std::time::{Duration, Instant};
+
+use super::*;
+use crate::frame::fixtures::{bytes, tagged, ARP_REQUEST, ICMP_REPLY, ICMP_REQUEST};
+use crate::frame::{egress_parts, vlan_tag};
+
+/// A switch, a clock, and what came out of each port.
+struct Harness {
+    sw: Switch,
+    now: Instant,
+}
+
+impl Harness {
+    fn new(config: SwitchConfig) -> Harness {
+        Harness {
+            sw: Switch::new(config),
+            now: Instant::now(),
+        }
+    }
+
+    fn access(&mut self, net: NetworkId) -> PortId {
+        self.sw
+            .add_port(PortConfig {
+                mode: PortMode::Access(net),
+                mtu: 1500,
+            })
+            .unwrap()
+    }
+
+    fn advance(&mut self, secs: u64) {
+        self.now += Duration::from_secs(secs);
+    }
+
+    /// Feeds `frame` in on `port`; returns each output port with the exact bytes it would send.
+    fn send(&mut self, port: PortId, frame: &[u8]) -> Result<Vec<(PortId, Vec<u8>)>, DropReason> {
+        let action = self.sw.process(self.now, port, frame);
+        let tag_len = match action {
+            Action::Drop(reason) => return Err(reason),
+            Action::Forward {
+                ingress_tag_len, ..
+            }
+            | Action::Flood {
+                ingress_tag_len, ..
+            } => ingress_tag_len,
+        };
+        Ok(action
+            .targets()
+            .map(|e| {
+                let tag = e.vlan.map(vlan_tag);
+                let tag: &[u8] = tag.as_ref().map_or(&[], |t| &t[..]);
+                (e.port, egress_parts(frame, tag_len, tag).concat())
+            })
+            .collect())
+    }
+
+    fn ports_reached(&mut self, port: PortId, frame: &[u8]) -> Vec<PortId> {
+        let mut ports: Vec<PortId> = self
+            .send(port, frame)
+            .unwrap()
+            .into_iter()
+            .map(|(p, _)| p)
+            .collect();
+        ports.sort();
+        ports
+    }
+}
+
+/// A frame from `src` to `dst` with the captured ICMP request as payload.
+fn frame(dst: MacAddr, src: MacAddr) -> Vec<u8> {
+    let mut f = bytes(ICMP_REQUEST);
+    f[0..6].copy_from_slice(&dst.0);
+    f[6..12].copy_from_slice(&src.0);
+    f
+}
+
+fn mac(n: u8) -> MacAddr {
+    MacAddr([2, 0, 0, 0, 0, n])
+}
+
+const A: MacAddr = MacAddr([2, 0, 0, 0, 0, 0x0a]);
+const B: MacAddr = MacAddr([2, 0, 0, 0, 0, 0x0b]);
+
+#[test]
+fn broadcast_floods_to_every_other_port_then_unicast_is_learned() {
+    let mut h = Harness::new(SwitchConfig::default());
+    let net = h.sw.add_network();
+    let p: Vec<PortId> = (0..3).map(|_| h.access(net)).collect();
+
+    // Captured ARP request from A (broadcast) reaches both others, unchanged.
+    let arp = bytes(ARP_REQUEST);
+    let out = h.send(p[0], &arp).unwrap();
+    assert_eq!(out, vec![(p[1], arp.clone()), (p[2], arp.clone())]);
+
+    // Unknown unicast to B floods too.
+    let req = bytes(ICMP_REQUEST);
+    assert_eq!(h.ports_reached(p[0], &req), vec![p[1], p[2]]);
+
+    // B answers from port 1: A is known, so the reply goes only to port 0 ...
+    let reply = bytes(ICMP_REPLY);
+    assert_eq!(h.send(p[1], &reply).unwrap(), vec![(p[0], reply.clone())]);
+    // ... and now B is known too.
+    assert_eq!(h.send(p[0], &req).unwrap(), vec![(p[1], req.clone())]);
+
+    let stats = h.sw.stats();
+    assert_eq!((stats.learned, stats.flooded, stats.forwarded), (2, 2, 2));
+    let rows = h.sw.fdb_rows(h.now, net);
+    assert_eq!(
+        rows.iter().map(|r| (r.mac, r.port)).collect::<Vec<_>>(),
+        vec![(A, p[0]), (B, p[1])]
+    );
+}
+
+#[test]
+fn a_station_that_moves_is_followed() {
+    let mut h = Harness::new(SwitchConfig::default());
+    let net = h.sw.add_network();
+    let p: Vec<PortId> = (0..3).map(|_| h.access(net)).collect();
+    h.send(p[1], &frame(A, B)).unwrap();
+    assert_eq!(h.ports_reached(p[0], &frame(B, A)), vec![p[1]]);
+    // B shows up on port 2.
+    h.send(p[2], &frame(A, B)).unwrap();
+    assert_eq!(h.ports_reached(p[0], &frame(B, A)), vec![p[2]]);
+    assert_eq!(h.sw.stats().moved, 1);
+}
+
+#[test]
+fn learned_entries_age_out_and_static_ones_stay() {
+    let mut h = Harness::new(SwitchConfig {
+        aging: Duration::from_secs(300),
+        ..Default::default()
+    });
+    let net = h.sw.add_network();
+    let p: Vec<PortId> = (0..3).map(|_| h.access(net)).collect();
+    h.sw.add_static(net, mac(9), p[2]).unwrap();
+    h.send(p[1], &frame(A, B)).unwrap();
+    h.advance(299);
+    assert_eq!(h.ports_reached(p[0], &frame(B, A)), vec![p[1]]);
+    h.advance(300);
+    // B idle for 599 s is forgotten: flood again. A was refreshed 300 s ago: also gone.
+    assert_eq!(h.ports_reached(p[0], &frame(B, A)), vec![p[1], p[2]]);
+    h.sw.handle_aging(h.now);
+    assert_eq!(h.sw.stats().aged, 1, "B swept; A was relearned just now");
+    // Static entry: never ages, never overridden by a frame claiming its MAC elsewhere.
+    h.advance(10_000);
+    h.send(p[1], &frame(A, mac(9))).unwrap();
+    assert_eq!(h.ports_reached(p[0], &frame(mac(9), A)), vec![p[2]]);
+}
+
+#[test]
+fn mac_limit_stops_learning_but_not_forwarding() {
+    let mut h = Harness::new(SwitchConfig {
+        mac_limit: 4,
+        ..Default::default()
+    });
+    let net = h.sw.add_network();
+    let p: Vec<PortId> = (0..2).map(|_| h.access(net)).collect();
+    for n in 0..100 {
+        assert_eq!(
+            h.ports_reached(p[0], &frame(MacAddr::BROADCAST, mac(n))),
+            vec![p[1]]
+        );
+    }
+    assert_eq!(h.sw.fdb_rows(h.now, net).len(), 4);
+    assert_eq!(h.sw.stats().limit_reached, 96);
+}
+
+#[test]
+fn networks_are_isolated_even_for_broadcast() {
+    let mut h = Harness::new(SwitchConfig::default());
+    let red = h.sw.add_network();
+    let blue = h.sw.add_network();
+    let r: Vec<PortId> = (0..2).map(|_| h.access(red)).collect();
+    let b: Vec<PortId> = (0..2).map(|_| h.access(blue)).collect();
+    assert_eq!(h.ports_reached(r[0], &bytes(ARP_REQUEST)), vec![r[1]]);
+    assert_eq!(h.ports_reached(b[0], &bytes(ARP_REQUEST)), vec![b[1]]);
+    // Same MAC B learned on blue does not make red's frames to B go there.
+    h.send(b[1], &frame(A, B)).unwrap();
+    assert_eq!(h.ports_reached(r[0], &frame(B, A)), vec![r[1]]);
+}
+
+#[test]
+fn bad_frames_are_dropped_with_their_reason() {
+    let mut h = Harness::new(SwitchConfig::default());
+    let net = h.sw.add_network();
+    let p: Vec<PortId> = (0..2).map(|_| h.access(net)).collect();
+    assert_eq!(
+        h.send(p[0], &bytes(ARP_REQUEST)[..13]),
+        Err(DropReason::Runt)
+    );
+    assert_eq!(
+        h.send(p[0], &frame(B, MacAddr::BROADCAST)),
+        Err(DropReason::MulticastSource)
+    );
+    assert_eq!(
+        h.send(PortId(77), &frame(B, A)),
+        Err(DropReason::UnknownPort)
+    );
+    let mut jumbo = frame(B, A);
+    jumbo.resize(14 + 1501, 0);
+    assert_eq!(h.send(p[0], &jumbo), Err(DropReason::OverMtu));
+    jumbo.truncate(14 + 1500);
+    assert!(h.send(p[0], &jumbo).is_ok());
+    // B lives on port 1; a frame for B arriving on port 1 is already where it belongs.
+    h.send(p[1], &frame(A, B)).unwrap();
+    assert_eq!(
+        h.send(p[1], &frame(B, mac(3))),
+        Err(DropReason::SameSegment)
+    );
+    // Tagged frame on an access port.
+    assert_eq!(
+        h.send(p[0], &tagged(&frame(B, A), 5)),
+        Err(DropReason::VlanNotAllowed)
+    );
+
+    let drops = h.sw.stats().drops;
+    assert_eq!(drops.total(), 6);
+    assert_eq!(drops.get(DropReason::UnknownPort), 1);
+    assert_eq!(h.sw.port_drops(p[0]).unwrap().total(), 4);
+    assert_eq!(
+        h.sw.port_drops(p[1]).unwrap().get(DropReason::SameSegment),
+        1
+    );
+}
+
+#[test]
+fn trunk_pushes_and_pops_tags_at_the_edge() {
+    let mut h = Harness::new(SwitchConfig::default());
+    let red = h.sw.add_network();
+    let blue = h.sw.add_network();
+    let red_port = h.access(red);
+    let blue_port = h.access(blue);
+    let trunk =
+        h.sw.add_port(PortConfig {
+            mode: PortMode::Trunk {
+                vlans: vec![(100, red), (200, blue)],
+                native: None,
+            },
+            mtu: 1500,
+        })
+        .unwrap();
+
+    // Untagged from the red access port leaves the trunk tagged 100, byte for byte.
+    let arp = bytes(ARP_REQUEST);
+    assert_eq!(
+        h.send(red_port, &arp).unwrap(),
+        vec![(trunk, tagged(&arp, 100))]
+    );
+    // Tagged 200 from the trunk reaches only blue, with the tag popped.
+    let reply = bytes(ICMP_REPLY);
+    assert_eq!(
+        h.send(trunk, &tagged(&reply, 200)).unwrap(),
+        vec![(blue_port, reply.clone())]
+    );
+    // VLAN 300 is not carried; untagged has no native network.
+    assert_eq!(
+        h.send(trunk, &tagged(&reply, 300)),
+        Err(DropReason::VlanNotAllowed)
+    );
+    assert_eq!(h.send(trunk, &reply), Err(DropReason::VlanNotAllowed));
+    // Learned per VLAN: B sent on VLAN 200 only, so red traffic to B still floods.
+    let to_b = frame(B, A);
+    assert_eq!(
+        h.send(red_port, &to_b).unwrap(),
+        vec![(trunk, tagged(&to_b, 100))]
+    );
+    assert_eq!(
+        h.send(blue_port, &to_b).unwrap(),
+        vec![(trunk, tagged(&to_b, 200))]
+    );
+}
+
+#[test]
+fn trunk_to_trunk_retags_and_native_is_untagged() {
+    let mut h = Harness::new(SwitchConfig::default());
+    let red = h.sw.add_network();
+    let t1 =
+        h.sw.add_port(PortConfig {
+            mode: PortMode::Trunk {
+                vlans: vec![(10, red)],
+                native: None,
+            },
+            mtu: 1500,
+        })
+        .unwrap();
+    let t2 =
+        h.sw.add_port(PortConfig {
+            mode: PortMode::Trunk {
+                vlans: vec![],
+                native: Some(red),
+            },
+            mtu: 1500,
+        })
+        .unwrap();
+    let arp = bytes(ARP_REQUEST);
+    assert_eq!(
+        h.send(t1, &tagged(&arp, 10)).unwrap(),
+        vec![(t2, arp.clone())]
+    );
+    assert_eq!(h.send(t2, &arp).unwrap(), vec![(t1, tagged(&arp, 10))]);
+}
+
+#[test]
+fn removing_a_port_forgets_its_macs() {
+    let mut h = Harness::new(SwitchConfig::default());
+    let net = h.sw.add_network();
+    let p: Vec<PortId> = (0..3).map(|_| h.access(net)).collect();
+    h.send(p[1], &frame(A, B)).unwrap();
+    h.sw.remove_port(p[1]).unwrap();
+    assert_eq!(h.ports_reached(p[0], &frame(B, A)), vec![p[2]]);
+    assert_eq!(h.send(p[1], &frame(A, B)), Err(DropReason::UnknownPort));
+    assert_eq!(
+        h.sw.remove_network(net),
+        Err(ConfigError::NetworkInUse(net))
+    );
+    h.sw.remove_port(p[0]).unwrap();
+    h.sw.remove_port(p[2]).unwrap();
+    assert_eq!(h.sw.remove_network(net), Ok(()));
+}
+
+#[test]
+fn arbitrary_bytes_never_panic() {
+    // A cheap, deterministic fuzz: every prefix and a walk of mutated bytes.
+    let mut h = Harness::new(SwitchConfig::default());
+    let net = h.sw.add_network();
+    let p = h.access(net);
+    let _ = h.access(net);
+    let mut f = tagged(&bytes(ICMP_REQUEST), 3);
+    let mut seed: u32 = 1;
+    for i in 0..20_000 {
+        seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+        let at = (seed as usize >> 8) % f.len();
+        f[at] = (seed >> 16) as u8;
+        let len = i % (f.len() + 1);
+        let _ = h.send(p, &f[..len]);
+    }
+}
