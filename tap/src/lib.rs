@@ -1,1 +1,72 @@
-pub fn x() {}
+//! TAP devices inside a container's network namespace. `attach` creates the device in the
+//! namespace, gives it its MAC, MTU, addresses and default routes (over rtnetlink), brings it up
+//! and hands back the open device; dropping the `Tap` closes the fd and the kernel deletes the
+//! device. This crate knows nothing of switching.
+
+mod error;
+mod netlink;
+mod netns;
+
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+
+pub use error::Error;
+pub use netns::{create_named, delete_named, Namespace, NetnsRef, NsIdentity};
+
+/// What the container-side interface should look like.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TapConfig {
+    /// Interface name inside the namespace, e.g. `eth0`.
+    pub ifname: String,
+    /// The interface's MAC address.
+    pub mac: [u8; 6],
+    /// The interface's MTU.
+    pub mtu: u32,
+    /// Addresses with their prefix length (one per address family at most, usually).
+    pub addresses: Vec<IpNet>,
+    /// Next hops of the default routes (IPv4 and/or IPv6).
+    pub gateways: Vec<IpAddr>,
+}
+
+/// An open TAP device living in some namespace. Dropping it deletes the device.
+pub struct Tap {
+    device: tun_rs::SyncDevice,
+    ifname: String,
+}
+
+impl std::fmt::Debug for Tap {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tap")
+            .field("ifname", &self.ifname)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Tap {
+    /// The open device, in non-blocking mode, for the data path.
+    pub fn device(&self) -> &tun_rs::SyncDevice {
+        &self.device
+    }
+
+    /// Interface name inside its namespace.
+    pub fn ifname(&self) -> &str {
+        &self.ifname
+    }
+}
+
+/// Creates and configures a TAP device inside `ns` and returns it, non-blocking.
+pub fn attach(ns: &Namespace, config: &TapConfig) -> Result<Tap, Error> {
+    let device = ns.run(|| netlink::create_and_configure(ns.describe(), config))??;
+    device
+        .set_nonblocking(true)
+        .map_err(|source| Error::CreateTap {
+            ifname: config.ifname.clone(),
+            netns: ns.describe().to_string(),
+            source,
+        })?;
+    Ok(Tap {
+        device,
+        ifname: config.ifname.clone(),
+    })
+}

@@ -1,0 +1,51 @@
+//! One error variant per setup step, each naming the namespace and interface involved.
+
+use std::io;
+
+/// Why a namespace or TAP device could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The namespace reference is not of a form we accept.
+    #[error("invalid network namespace {0:?}: give an `ip netns` name, a path such as /proc/PID/ns/net, or pid:PID")]
+    InvalidNetns(String),
+    /// The namespace file could not be opened.
+    #[error("network namespace {netns} not found ({source})")]
+    OpenNamespace { netns: String, source: io::Error },
+    /// The file exists but is not a network namespace.
+    #[error("{netns} is not a network namespace")]
+    NotNetns { netns: String },
+    /// `setns` failed.
+    #[error("cannot enter network namespace {netns} ({source})")]
+    EnterNamespace { netns: String, source: io::Error },
+    /// A thread to work inside the namespace could not be started.
+    #[error("cannot start a thread for network namespace {netns} ({source})")]
+    Thread { netns: String, source: io::Error },
+    /// The interface name is already taken inside the namespace.
+    #[error("interface {ifname} already exists in network namespace {netns}")]
+    InterfaceExists { ifname: String, netns: String },
+    /// TUNSETIFF or the non-blocking switch failed.
+    #[error("cannot create TAP device {ifname} in network namespace {netns} ({source})")]
+    CreateTap {
+        ifname: String,
+        netns: String,
+        source: io::Error,
+    },
+    /// The rtnetlink socket could not be opened.
+    #[error("cannot open rtnetlink in network namespace {netns} ({source})")]
+    Netlink { netns: String, source: io::Error },
+    /// A link, address or route request failed.
+    #[error("cannot {step} on {ifname} in network namespace {netns} ({source})")]
+    Configure {
+        step: &'static str,
+        ifname: String,
+        netns: String,
+        source: rtnetlink::Error,
+    },
+    /// Creating or deleting a named namespace failed.
+    #[error("cannot {step} network namespace {name} ({source})")]
+    NamedNamespace {
+        step: &'static str,
+        name: String,
+        source: rtnetlink::Error,
+    },
+}

@@ -1,0 +1,128 @@
+//! Link, address and route configuration over rtnetlink, run on a thread that has entered the
+//! target namespace (the netlink socket belongs to the namespace it was opened in).
+
+use std::net::IpAddr;
+
+use futures::TryStreamExt;
+use rtnetlink::packet_route::address::{AddressAttribute, AddressFlags};
+use rtnetlink::{Handle, LinkUnspec, RouteMessageBuilder};
+
+use crate::{Error, TapConfig};
+
+/// Creates the TAP device and configures it. Must run inside the target namespace.
+pub(crate) fn create_and_configure(
+    netns: &str,
+    config: &TapConfig,
+) -> Result<tun_rs::SyncDevice, Error> {
+    let netlink_err = |source| Error::Netlink {
+        netns: netns.to_string(),
+        source,
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .build()
+        .map_err(netlink_err)?;
+    runtime.block_on(async {
+        let (connection, handle, _) = rtnetlink::new_connection().map_err(netlink_err)?;
+        let connection = tokio::spawn(connection);
+        let result = configure(&handle, netns, config).await;
+        connection.abort();
+        result
+    })
+}
+
+async fn configure(
+    handle: &Handle,
+    netns: &str,
+    config: &TapConfig,
+) -> Result<tun_rs::SyncDevice, Error> {
+    let ifname = &config.ifname;
+    let step_err = |step: &'static str| {
+        move |source| Error::Configure {
+            step,
+            ifname: ifname.clone(),
+            netns: netns.to_string(),
+            source,
+        }
+    };
+    if link_index(handle, ifname)
+        .await
+        .map_err(step_err("look up the link"))?
+        .is_some()
+    {
+        return Err(Error::InterfaceExists {
+            ifname: ifname.clone(),
+            netns: netns.to_string(),
+        });
+    }
+    let device = tun_rs::DeviceBuilder::new()
+        .name(ifname.as_str())
+        .layer(tun_rs::Layer::L2)
+        .build_sync()
+        .map_err(|source| Error::CreateTap {
+            ifname: ifname.clone(),
+            netns: netns.to_string(),
+            source,
+        })?;
+    let index = link_index(handle, ifname)
+        .await
+        .map_err(step_err("look up the link"))?
+        .ok_or_else(|| Error::CreateTap {
+            ifname: ifname.clone(),
+            netns: netns.to_string(),
+            source: std::io::Error::other("device vanished right after creation"),
+        })?;
+    handle
+        .link()
+        .set(
+            LinkUnspec::new_with_index(index)
+                .address(config.mac.to_vec())
+                .mtu(config.mtu)
+                .up()
+                .build(),
+        )
+        .execute()
+        .await
+        .map_err(step_err("set MAC, MTU and up"))?;
+    for address in &config.addresses {
+        let mut request = handle
+            .address()
+            .add(index, address.addr(), address.prefix_len());
+        // The switch guarantees uniqueness (IPAM), so skip IPv6 duplicate address detection:
+        // the address is usable at once instead of after a second of "tentative".
+        request
+            .message_mut()
+            .attributes
+            .push(AddressAttribute::Flags(AddressFlags::Nodad));
+        request.execute().await.map_err(step_err("add address"))?;
+    }
+    for gateway in &config.gateways {
+        let route = match gateway {
+            IpAddr::V4(gw) => RouteMessageBuilder::<std::net::Ipv4Addr>::new()
+                .output_interface(index)
+                .gateway(*gw)
+                .build(),
+            IpAddr::V6(gw) => RouteMessageBuilder::<std::net::Ipv6Addr>::new()
+                .output_interface(index)
+                .gateway(*gw)
+                .build(),
+        };
+        handle
+            .route()
+            .add(route)
+            .execute()
+            .await
+            .map_err(step_err("add default route"))?;
+    }
+    Ok(device)
+}
+
+async fn link_index(handle: &Handle, ifname: &str) -> Result<Option<u32>, rtnetlink::Error> {
+    let mut links = handle.link().get().match_name(ifname.to_string()).execute();
+    match links.try_next().await {
+        Ok(link) => Ok(link.map(|l| l.header.index)),
+        // The kernel answers ENODEV for a name it does not know.
+        Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code() == -libc::ENODEV => Ok(None),
+        Err(e) => Err(e),
+    }
+}
