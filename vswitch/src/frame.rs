@@ -215,6 +215,11 @@ mod tests {
         assert_eq!(h.src, "02:00:00:00:00:0a".parse().unwrap());
         assert_eq!(h.vlan, None);
         assert_eq!(h.len(), 14);
+        let reply = Header::parse(&bytes(ARP_REPLY)).unwrap();
+        assert_eq!(
+            (reply.dst, reply.src),
+            (h.src, "02:00:00:00:00:0b".parse().unwrap())
+        );
     }
 
     #[test]

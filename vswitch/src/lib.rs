@@ -1,7 +1,11 @@
 //! vswitch: a userspace learning Ethernet switch for containers. The sans-IO core (`switch`,
 //! `fdb`, `frame`, `reason`) decides; the daemon (`dataplane`, `api`, `state`) carries it out.
 
+pub mod dataplane;
+pub mod error;
 pub mod fdb;
 pub mod frame;
+pub mod ipam;
+pub mod model;
 pub mod reason;
 pub mod switch;

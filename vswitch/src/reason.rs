@@ -79,6 +79,13 @@ impl DropCounters {
         self.0[reason.index()]
     }
 
+    /// Adds `other`'s counts to these.
+    pub fn merge(&mut self, other: &DropCounters) {
+        for (mine, theirs) in self.0.iter_mut().zip(other.0) {
+            *mine += theirs;
+        }
+    }
+
     /// All drops, whatever the reason.
     pub fn total(&self) -> u64 {
         self.0.iter().sum()

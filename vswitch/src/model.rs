@@ -1,0 +1,431 @@
+//! The control plane's records (networks and their endpoints, as persisted and as the API shows
+//! them) and the pure checks that turn a request into a record. A request that fails a check is
+//! refused before anything changes.
+
+use std::collections::{BTreeMap, HashSet};
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{invalid, ControlError};
+use crate::frame::MacAddr;
+use crate::ipam;
+
+/// Default MTU of a network, as Docker's bridge.
+pub const DEFAULT_MTU: u32 = 1500;
+/// Smallest MTU IPv4 allows.
+const MIN_MTU: u32 = 68;
+/// Smallest MTU IPv6 allows.
+const MIN_MTU_V6: u32 = 1280;
+/// Largest MTU a TAP device takes with room for headers.
+const MAX_MTU: u32 = 65_520;
+/// Pool from which networks created without `--subnet` get a /24 (Podman uses the same).
+const AUTO_SUBNET_POOL: &str = "10.89.0.0/16";
+
+/// A network: an isolated L2 segment with its subnets.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetworkRecord {
+    /// Unique name.
+    pub name: String,
+    /// Address ranges with their gateways.
+    pub subnets: Vec<SubnetRecord>,
+    /// MTU of every interface on the network.
+    pub mtu: u32,
+    /// 802.1Q VLAN ID carrying this network on trunk ports.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vlan: Option<u16>,
+    /// Attached endpoints by name.
+    #[serde(default)]
+    pub endpoints: BTreeMap<String, EndpointRecord>,
+}
+
+/// A subnet and its gateway address.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SubnetRecord {
+    /// The range, e.g. 10.89.0.0/24.
+    pub subnet: IpNet,
+    /// Gateway address, never given to an endpoint.
+    pub gateway: IpAddr,
+}
+
+/// A container's interface on a network.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EndpointRecord {
+    /// Name, unique on its network.
+    pub name: String,
+    /// The namespace as the user gave it (`ip netns` name, path or pid:PID).
+    pub netns: String,
+    /// Interface name inside the namespace.
+    pub ifname: String,
+    /// Interface MAC.
+    pub mac: MacAddr,
+    /// Addresses with prefix length, one per subnet.
+    pub addresses: Vec<IpNet>,
+}
+
+/// Body of `POST /v1/networks`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetworkCreate {
+    /// Network name.
+    pub name: String,
+    /// CIDRs; empty picks a free /24 from 10.89.0.0/16.
+    #[serde(default)]
+    pub subnets: Vec<String>,
+    /// Gateway per subnet (default: the subnet's first host).
+    #[serde(default)]
+    pub gateways: Vec<String>,
+    /// MTU (default 1500).
+    #[serde(default)]
+    pub mtu: Option<u32>,
+    /// 802.1Q VLAN ID on trunks.
+    #[serde(default)]
+    pub vlan: Option<u16>,
+}
+
+/// Body of `POST /v1/networks/NAME/endpoints`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConnectRequest {
+    /// `ip netns` name, namespace path, or pid:PID.
+    pub netns: String,
+    /// Requested addresses (default: the next free one of each subnet).
+    #[serde(default)]
+    pub ips: Vec<String>,
+    /// Requested MAC (default: derived from network and endpoint name).
+    #[serde(default)]
+    pub mac: Option<String>,
+    /// Interface name (default: eth0, eth1, … per network the namespace is on).
+    #[serde(default)]
+    pub ifname: Option<String>,
+    /// Endpoint name (default: derived from the namespace).
+    #[serde(default)]
+    pub name: Option<String>,
+}
+
+/// Checks a name of a network or endpoint: Docker's rule, `[a-zA-Z0-9][a-zA-Z0-9_.-]*`.
+pub fn check_name(kind: &str, name: &str) -> Result<(), ControlError> {
+    let mut chars = name.chars();
+    let first_ok = chars.next().is_some_and(|c| c.is_ascii_alphanumeric());
+    if first_ok && name.len() <= 64 && chars.all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
+    {
+        Ok(())
+    } else {
+        Err(invalid(format!(
+            "invalid {kind} name {name:?}: use letters, digits, '_', '.' and '-', starting with a letter or digit (at most 64)"
+        )))
+    }
+}
+
+fn parse_subnet(text: &str) -> Result<IpNet, ControlError> {
+    let subnet: IpNet = text.parse().map_err(|_| {
+        invalid(format!(
+            "invalid subnet {text:?}: expected a CIDR such as 10.89.0.0/24"
+        ))
+    })?;
+    if subnet.trunc() != subnet {
+        return Err(invalid(format!(
+            "invalid subnet {text}: host bits are set (did you mean {}?)",
+            subnet.trunc()
+        )));
+    }
+    let max_prefix = if subnet.addr().is_ipv4() { 30 } else { 126 };
+    if subnet.prefix_len() > max_prefix {
+        return Err(invalid(format!(
+            "invalid subnet {text}: too small for a gateway and a host"
+        )));
+    }
+    Ok(subnet)
+}
+
+fn overlaps(a: &IpNet, b: &IpNet) -> bool {
+    a.contains(&b.network()) || b.contains(&a.network())
+}
+
+/// Turns a create request into a record, refusing anything invalid or clashing with `networks`.
+pub fn plan_network(
+    req: &NetworkCreate,
+    networks: &BTreeMap<String, NetworkRecord>,
+) -> Result<NetworkRecord, ControlError> {
+    check_name("network", &req.name)?;
+    if networks.contains_key(&req.name) {
+        return Err(ControlError::NetworkExists(req.name.clone()));
+    }
+    let taken: Vec<(&IpNet, &str)> = networks
+        .values()
+        .flat_map(|n| n.subnets.iter().map(move |s| (&s.subnet, n.name.as_str())))
+        .collect();
+    let mut subnets: Vec<IpNet> = req
+        .subnets
+        .iter()
+        .map(|s| parse_subnet(s))
+        .collect::<Result<_, _>>()?;
+    if subnets.is_empty() {
+        subnets.push(auto_subnet(&taken)?);
+    }
+    for (i, subnet) in subnets.iter().enumerate() {
+        for (other, network) in taken
+            .iter()
+            .copied()
+            .chain(subnets[..i].iter().map(|s| (s, req.name.as_str())))
+        {
+            if overlaps(subnet, other) {
+                return Err(ControlError::SubnetOverlap {
+                    subnet: subnet.to_string(),
+                    other: other.to_string(),
+                    network: network.to_string(),
+                });
+            }
+        }
+    }
+    let mut gateways: Vec<Option<IpAddr>> = vec![None; subnets.len()];
+    for text in &req.gateways {
+        let ip: IpAddr = text
+            .parse()
+            .map_err(|_| invalid(format!("invalid gateway {text:?}: expected an IP address")))?;
+        let Some(i) = subnets.iter().position(|s| ipam::is_host_address(s, ip)) else {
+            return Err(invalid(format!(
+                "gateway {ip} is not a host address of any subnet of network {}",
+                req.name
+            )));
+        };
+        if gateways[i].replace(ip).is_some() {
+            return Err(invalid(format!(
+                "more than one gateway given for subnet {}",
+                subnets[i]
+            )));
+        }
+    }
+    let mtu = req.mtu.unwrap_or(DEFAULT_MTU);
+    let min_mtu = if subnets.iter().any(|s| s.addr().is_ipv6()) {
+        MIN_MTU_V6
+    } else {
+        MIN_MTU
+    };
+    if !(min_mtu..=MAX_MTU).contains(&mtu) {
+        return Err(invalid(format!(
+            "invalid MTU {mtu}: must be between {min_mtu} and {MAX_MTU}"
+        )));
+    }
+    if let Some(vlan) = req.vlan {
+        if !(1..=4094).contains(&vlan) {
+            return Err(invalid(format!(
+                "invalid VLAN ID {vlan}: must be between 1 and 4094"
+            )));
+        }
+        if let Some(other) = networks.values().find(|n| n.vlan == Some(vlan)) {
+            return Err(ControlError::VlanInUse {
+                vlan,
+                network: other.name.clone(),
+            });
+        }
+    }
+    let subnets = subnets
+        .into_iter()
+        .zip(gateways)
+        .map(|(subnet, gateway)| SubnetRecord {
+            gateway: gateway
+                .or_else(|| ipam::first_host(&subnet))
+                .expect("prefix checked above"),
+            subnet,
+        })
+        .collect();
+    Ok(NetworkRecord {
+        name: req.name.clone(),
+        subnets,
+        mtu,
+        vlan: req.vlan,
+        endpoints: BTreeMap::new(),
+    })
+}
+
+fn auto_subnet(taken: &[(&IpNet, &str)]) -> Result<IpNet, ControlError> {
+    let pool: IpNet = AUTO_SUBNET_POOL.parse().expect("constant CIDR");
+    pool.subnets(24)
+        .expect("/24 fits in /16")
+        .find(|candidate| taken.iter().all(|(other, _)| !overlaps(candidate, other)))
+        .ok_or_else(|| ControlError::SubnetFull(AUTO_SUBNET_POOL.to_string()))
+}
+
+/// The endpoint name used when none is given: the `ip netns` name, or the process of a
+/// `/proc/PID/ns/net` path, or the file name of another path.
+pub fn default_endpoint_name(netns: &tap::NetnsRef) -> String {
+    match netns {
+        tap::NetnsRef::Name(name) => name.clone(),
+        tap::NetnsRef::Pid(pid) => format!("pid-{pid}"),
+        tap::NetnsRef::Path(path) => {
+            let parts: Vec<&str> = path.iter().filter_map(|p| p.to_str()).collect();
+            match parts.as_slice() {
+                ["/", "proc", pid, "ns", "net"] => format!("pid-{pid}"),
+                [.., last] => last.to_string(),
+                [] => "endpoint".to_string(),
+            }
+        }
+    }
+}
+
+fn check_ifname(ifname: &str) -> Result<(), ControlError> {
+    let ok = !ifname.is_empty()
+        && ifname.len() < 16
+        && ifname != "."
+        && ifname != ".."
+        && ifname
+            .chars()
+            .all(|c| c.is_ascii_graphic() && c != '/' && c != ':');
+    if ok {
+        Ok(())
+    } else {
+        Err(invalid(format!(
+            "invalid interface name {ifname:?}: at most 15 printable characters, no '/', ':' or spaces"
+        )))
+    }
+}
+
+/// Turns a connect request into an endpoint record on `network`, refusing anything invalid or
+/// clashing. `networks` is every network, to pick the next free interface name.
+pub fn plan_endpoint(
+    req: &ConnectRequest,
+    netns: &tap::NetnsRef,
+    network: &NetworkRecord,
+    networks: &BTreeMap<String, NetworkRecord>,
+) -> Result<EndpointRecord, ControlError> {
+    let netns_text = netns.to_string();
+    if let Some(existing) = network.endpoints.values().find(|e| e.netns == netns_text) {
+        return Err(ControlError::AlreadyConnected {
+            netns: netns_text,
+            network: network.name.clone(),
+            endpoint: existing.name.clone(),
+        });
+    }
+    let name = req
+        .name
+        .clone()
+        .unwrap_or_else(|| default_endpoint_name(netns));
+    check_name("endpoint", &name)?;
+    if network.endpoints.contains_key(&name) {
+        return Err(ControlError::EndpointExists {
+            endpoint: name,
+            network: network.name.clone(),
+        });
+    }
+    let ifname = match &req.ifname {
+        Some(ifname) => ifname.clone(),
+        None => {
+            let used: HashSet<&str> = networks
+                .values()
+                .flat_map(|n| n.endpoints.values())
+                .filter(|e| e.netns == netns_text)
+                .map(|e| e.ifname.as_str())
+                .collect();
+            (0..)
+                .map(|i| format!("eth{i}"))
+                .find(|n| !used.contains(n.as_str()))
+                .expect("unbounded")
+        }
+    };
+    check_ifname(&ifname)?;
+    let mac = match &req.mac {
+        Some(text) => {
+            let mac: MacAddr = text
+                .parse()
+                .map_err(|e: crate::frame::ParseMacError| invalid(e.to_string()))?;
+            if mac.is_multicast() || mac == MacAddr::default() {
+                return Err(invalid(format!(
+                    "invalid MAC address {mac}: must be a unicast address"
+                )));
+            }
+            mac
+        }
+        None => MacAddr::local_from_seed(format!("{}/{}", network.name, name).as_bytes()),
+    };
+    if let Some(other) = network.endpoints.values().find(|e| e.mac == mac) {
+        return Err(invalid(format!(
+            "MAC address {mac} is already used by endpoint {} on network {}",
+            other.name, network.name
+        )));
+    }
+    let addresses = plan_addresses(&req.ips, network)?;
+    Ok(EndpointRecord {
+        name,
+        netns: netns_text,
+        ifname,
+        mac,
+        addresses,
+    })
+}
+
+fn plan_addresses(
+    requested: &[String],
+    network: &NetworkRecord,
+) -> Result<Vec<IpNet>, ControlError> {
+    let mut chosen: Vec<Option<IpAddr>> = vec![None; network.subnets.len()];
+    for text in requested {
+        let ip: IpAddr = text
+            .parse()
+            .map_err(|_| invalid(format!("invalid IP address {text:?}")))?;
+        let Some(i) = network.subnets.iter().position(|s| s.subnet.contains(&ip)) else {
+            let subnets: Vec<String> = network
+                .subnets
+                .iter()
+                .map(|s| s.subnet.to_string())
+                .collect();
+            return Err(invalid(format!(
+                "address {ip} is outside the subnets of network {} ({})",
+                network.name,
+                subnets.join(", ")
+            )));
+        };
+        let subnet = &network.subnets[i];
+        if ip == subnet.gateway {
+            return Err(ControlError::AddressInUse {
+                ip: ip.to_string(),
+                endpoint: "gateway".into(),
+                network: network.name.clone(),
+            });
+        }
+        if !ipam::is_host_address(&subnet.subnet, ip) {
+            return Err(invalid(format!(
+                "address {ip} is the network or broadcast address of {}",
+                subnet.subnet
+            )));
+        }
+        if let Some(owner) = network
+            .endpoints
+            .values()
+            .find(|e| e.addresses.iter().any(|a| a.addr() == ip))
+        {
+            return Err(ControlError::AddressInUse {
+                ip: ip.to_string(),
+                endpoint: owner.name.clone(),
+                network: network.name.clone(),
+            });
+        }
+        if chosen[i].replace(ip).is_some() {
+            return Err(invalid(format!(
+                "more than one address given for subnet {}",
+                subnet.subnet
+            )));
+        }
+    }
+    let taken: HashSet<IpAddr> = network
+        .endpoints
+        .values()
+        .flat_map(|e| e.addresses.iter().map(|a| a.addr()))
+        .chain(network.subnets.iter().map(|s| s.gateway))
+        .collect();
+    network
+        .subnets
+        .iter()
+        .zip(chosen)
+        .map(|(subnet, ip)| {
+            let ip = match ip {
+                Some(ip) => ip,
+                None => ipam::allocate(&subnet.subnet, &taken)
+                    .ok_or_else(|| ControlError::SubnetFull(subnet.subnet.to_string()))?,
+            };
+            Ok(IpNet::new(ip, subnet.subnet.prefix_len()).expect("prefix of a valid subnet"))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests;

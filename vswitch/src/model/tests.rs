@@ -1,0 +1,145 @@
+//! Every bad input is refused with a message naming the problem.
+
+use super::*;
+
+fn create(name: &str, subnets: &[&str]) -> NetworkCreate {
+    NetworkCreate {
+        name: name.into(),
+        subnets: subnets.iter().map(|s| s.to_string()).collect(),
+        ..Default::default()
+    }
+}
+
+fn with(networks: &[NetworkRecord]) -> BTreeMap<String, NetworkRecord> {
+    networks
+        .iter()
+        .map(|n| (n.name.clone(), n.clone()))
+        .collect()
+}
+
+fn err(result: Result<impl std::fmt::Debug, ControlError>) -> String {
+    result.unwrap_err().to_string()
+}
+
+#[test]
+fn network_defaults_like_docker() {
+    let net = plan_network(
+        &create("app", &["10.90.0.0/24", "fd00:90::/64"]),
+        &BTreeMap::new(),
+    )
+    .unwrap();
+    assert_eq!(net.mtu, 1500);
+    assert_eq!(net.subnets[0].gateway.to_string(), "10.90.0.1");
+    assert_eq!(net.subnets[1].gateway.to_string(), "fd00:90::1");
+    let auto = plan_network(&create("b", &[]), &with(&[net])).unwrap();
+    assert_eq!(auto.subnets[0].subnet.to_string(), "10.89.0.0/24");
+}
+
+#[test]
+fn bad_networks_are_refused_by_name() {
+    let app = plan_network(&create("app", &["10.90.0.0/24"]), &BTreeMap::new()).unwrap();
+    let nets = with(&[app]);
+    assert_eq!(
+        err(plan_network(&create("app", &["10.91.0.0/24"]), &nets)),
+        "network app already exists"
+    );
+    assert_eq!(
+        err(plan_network(&create("b", &["10.90.0.128/25"]), &nets)),
+        "subnet 10.90.0.128/25 overlaps subnet 10.90.0.0/24 of network app"
+    );
+    assert!(err(plan_network(&create("b", &["10.300.0.0/24"]), &nets))
+        .starts_with("invalid subnet \"10.300.0.0/24\""));
+    assert!(err(plan_network(&create("b", &["10.92.0.5/24"]), &nets))
+        .contains("did you mean 10.92.0.0/24"));
+    assert!(err(plan_network(&create("b", &["10.92.0.0/31"]), &nets)).contains("too small"));
+    assert!(err(plan_network(&create("-x", &["10.92.0.0/24"]), &nets))
+        .starts_with("invalid network name"));
+    let mut req = create("b", &["10.92.0.0/24"]);
+    req.gateways = vec!["10.93.0.1".into()];
+    assert!(err(plan_network(&req, &nets)).starts_with("gateway 10.93.0.1 is not a host address"));
+    req.gateways.clear();
+    req.mtu = Some(10);
+    assert!(err(plan_network(&req, &nets)).starts_with("invalid MTU 10"));
+    req.mtu = None;
+    req.vlan = Some(4095);
+    assert!(err(plan_network(&req, &nets)).starts_with("invalid VLAN ID 4095"));
+}
+
+fn app_with_endpoint() -> BTreeMap<String, NetworkRecord> {
+    let mut app = plan_network(&create("app", &["10.90.0.0/24"]), &BTreeMap::new()).unwrap();
+    let nets = with(&[app.clone()]);
+    let req = ConnectRequest {
+        netns: "web".into(),
+        ..Default::default()
+    };
+    let web = plan_endpoint(&req, &"web".parse().unwrap(), &app, &nets).unwrap();
+    app.endpoints.insert(web.name.clone(), web);
+    with(&[app])
+}
+
+#[test]
+fn endpoints_get_the_next_free_address_and_a_stable_mac() {
+    let nets = app_with_endpoint();
+    let app = &nets["app"];
+    let web = &app.endpoints["web"];
+    assert_eq!(web.addresses[0].to_string(), "10.90.0.2/24");
+    assert_eq!(web.ifname, "eth0");
+    assert_eq!(web.mac, MacAddr::local_from_seed(b"app/web"));
+    let req = ConnectRequest {
+        netns: "db".into(),
+        ..Default::default()
+    };
+    let db = plan_endpoint(&req, &"db".parse().unwrap(), app, &nets).unwrap();
+    assert_eq!(db.addresses[0].to_string(), "10.90.0.3/24");
+}
+
+#[test]
+fn bad_endpoints_are_refused_by_name() {
+    let nets = app_with_endpoint();
+    let app = &nets["app"];
+    let try_connect = |netns: &str, f: &dyn Fn(&mut ConnectRequest)| {
+        let mut req = ConnectRequest {
+            netns: netns.into(),
+            ..Default::default()
+        };
+        f(&mut req);
+        err(plan_endpoint(&req, &netns.parse().unwrap(), app, &nets))
+    };
+    assert_eq!(
+        try_connect("db", &|r| r.ips = vec!["10.90.0.2".into()]),
+        "address 10.90.0.2 is already in use by endpoint web on network app"
+    );
+    assert_eq!(
+        try_connect("db", &|r| r.ips = vec!["10.90.0.1".into()]),
+        "address 10.90.0.1 is already in use by endpoint gateway on network app"
+    );
+    assert_eq!(
+        try_connect("db", &|r| r.ips = vec!["10.1.2.3".into()]),
+        "address 10.1.2.3 is outside the subnets of network app (10.90.0.0/24)"
+    );
+    assert!(
+        try_connect("db", &|r| r.mac = Some("02:00:00:00:00".into()))
+            .starts_with("invalid MAC address")
+    );
+    assert!(try_connect("db", &|r| r.mac = Some("01:00:5e:00:00:01".into())).contains("unicast"));
+    assert_eq!(
+        try_connect("db", &|r| r.name = Some("web".into())),
+        "endpoint web already exists on network app"
+    );
+    assert_eq!(
+        try_connect("web", &|_| {}),
+        "network namespace web is already connected to network app as web"
+    );
+    assert!(
+        try_connect("db", &|r| r.ifname = Some("a/b".into())).starts_with("invalid interface name")
+    );
+}
+
+#[test]
+fn default_names_follow_the_namespace() {
+    let name = |s: &str| default_endpoint_name(&s.parse().unwrap());
+    assert_eq!(name("web"), "web");
+    assert_eq!(name("pid:42"), "pid-42");
+    assert_eq!(name("/proc/42/ns/net"), "pid-42");
+    assert_eq!(name("/run/netns/db"), "db");
+}
