@@ -70,3 +70,8 @@ pub fn attach(ns: &Namespace, config: &TapConfig) -> Result<Tap, Error> {
         ifname: config.ifname.clone(),
     })
 }
+
+/// Brings the loopback interface of `ns` up, as a container runtime does.
+pub fn loopback_up(ns: &Namespace) -> Result<(), Error> {
+    ns.run(|| netlink::loopback_up(ns.describe()))?
+}

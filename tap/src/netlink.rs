@@ -117,6 +117,35 @@ async fn configure(
     Ok(device)
 }
 
+/// Brings `lo` up. Must run inside the target namespace.
+pub(crate) fn loopback_up(netns: &str) -> Result<(), Error> {
+    let netlink_err = |source| Error::Netlink {
+        netns: netns.to_string(),
+        source,
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .build()
+        .map_err(netlink_err)?;
+    runtime.block_on(async {
+        let (connection, handle, _) = rtnetlink::new_connection().map_err(netlink_err)?;
+        let connection = tokio::spawn(connection);
+        let result = handle
+            .link()
+            .set(LinkUnspec::new_with_name("lo").up().build())
+            .execute()
+            .await
+            .map_err(|source| Error::Configure {
+                step: "bring up",
+                ifname: "lo".into(),
+                netns: netns.to_string(),
+                source,
+            });
+        connection.abort();
+        result
+    })
+}
+
 async fn link_index(handle: &Handle, ifname: &str) -> Result<Option<u32>, rtnetlink::Error> {
     let mut links = handle.link().get().match_name(ifname.to_string()).execute();
     match links.try_next().await {

@@ -1,1 +1,256 @@
-fn main() {}
+//! The `vswitch` binary: the daemon, and the CLI that asks it.
+
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Result;
+use clap::Parser;
+use hyper::Method;
+use serde::Serialize;
+use serde_json::Value;
+
+use vswitch::cli::{print_table, Cli, Command, Format, NetworkCommand, SwitchArgs};
+use vswitch::client::call;
+use vswitch::control::{FdbInfo, PortInfo};
+use vswitch::model::{ConnectRequest, EndpointRecord, NetworkCreate, NetworkRecord};
+use vswitch::switch::SwitchConfig;
+use vswitch::{daemon, topology};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let default_level = match cli.command {
+        Command::Daemon { .. } | Command::Up { .. } => "info",
+        _ => "warn",
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level)),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime starts");
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("Error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn switch_config(args: &SwitchArgs) -> SwitchConfig {
+    SwitchConfig {
+        aging: Duration::from_secs(args.aging),
+        mac_limit: args.mac_limit,
+    }
+}
+
+async fn run(cli: Cli) -> Result<ExitCode> {
+    let socket = cli.socket.clone().unwrap_or_else(daemon::default_socket);
+    let socket = socket.as_path();
+    match cli.command {
+        Command::Daemon { state_dir, switch } => {
+            let state_dir = state_dir.unwrap_or_else(daemon::default_state_dir);
+            daemon::run(socket, &state_dir, switch_config(&switch)).await?;
+        }
+        Command::Up {
+            config,
+            once,
+            switch,
+        } => {
+            return topology::up(&config, socket, switch_config(&switch), once).await;
+        }
+        Command::Network(command) => network(socket, command).await?,
+        Command::Connect {
+            network,
+            netns,
+            ips,
+            mac,
+            ifname,
+            name,
+            format,
+        } => {
+            let req = ConnectRequest {
+                netns,
+                ips,
+                mac,
+                ifname,
+                name,
+            };
+            let path = format!("/v1/networks/{network}/endpoints");
+            let endpoint: EndpointRecord = call(socket, Method::POST, &path, Some(&req)).await?;
+            match format.format {
+                Format::Json => print_json(&endpoint),
+                Format::Table => {
+                    let addresses: Vec<String> =
+                        endpoint.addresses.iter().map(|a| a.to_string()).collect();
+                    println!(
+                        "connected {} to {network}: {} {} {}",
+                        endpoint.name,
+                        endpoint.ifname,
+                        endpoint.mac,
+                        addresses.join(" ")
+                    );
+                }
+            }
+        }
+        Command::Disconnect { network, target } => {
+            let path = format!("/v1/networks/{network}/endpoints/{target}");
+            let endpoint: EndpointRecord = call(socket, Method::DELETE, &path, None::<&()>).await?;
+            println!("disconnected {} from {network}", endpoint.name);
+        }
+        Command::Ports { format } => {
+            let ports: Vec<PortInfo> = call(socket, Method::GET, "/v1/ports", None::<&()>).await?;
+            match format.format {
+                Format::Json => print_json(&ports),
+                Format::Table => {
+                    let rows: Vec<Vec<String>> = ports
+                        .iter()
+                        .map(|p| {
+                            vec![
+                                p.port.to_string(),
+                                p.network.clone(),
+                                p.endpoint.clone(),
+                                format!("{}:{}", p.netns, p.ifname),
+                                p.mac.to_string(),
+                                p.rx_packets.to_string(),
+                                p.rx_bytes.to_string(),
+                                p.tx_packets.to_string(),
+                                p.tx_bytes.to_string(),
+                                p.drops.to_string(),
+                            ]
+                        })
+                        .collect();
+                    print_table(
+                        &[
+                            "PORT",
+                            "NETWORK",
+                            "ENDPOINT",
+                            "INTERFACE",
+                            "MAC",
+                            "RX_PKTS",
+                            "RX_BYTES",
+                            "TX_PKTS",
+                            "TX_BYTES",
+                            "DROPS",
+                        ],
+                        &rows,
+                    );
+                }
+            }
+        }
+        Command::Fdb { network, format } => {
+            let path = format!("/v1/networks/{network}/fdb");
+            let entries: Vec<FdbInfo> = call(socket, Method::GET, &path, None::<&()>).await?;
+            match format.format {
+                Format::Json => print_json(&entries),
+                Format::Table => {
+                    let rows: Vec<Vec<String>> = entries
+                        .iter()
+                        .map(|e| {
+                            vec![
+                                e.mac.to_string(),
+                                e.port.to_string(),
+                                e.endpoint.clone(),
+                                e.kind.to_string(),
+                                e.age_seconds.map_or("-".into(), |a| format!("{a:.1}s")),
+                            ]
+                        })
+                        .collect();
+                    print_table(&["MAC", "PORT", "ENDPOINT", "TYPE", "AGE"], &rows);
+                }
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn network(socket: &Path, command: NetworkCommand) -> Result<()> {
+    match command {
+        NetworkCommand::Create {
+            name,
+            subnets,
+            gateways,
+            mtu,
+            vlan,
+            format,
+        } => {
+            let req = NetworkCreate {
+                name,
+                subnets,
+                gateways,
+                mtu,
+                vlan,
+            };
+            let net: NetworkRecord = call(socket, Method::POST, "/v1/networks", Some(&req)).await?;
+            match format.format {
+                Format::Json => print_json(&net),
+                Format::Table => println!("{}", net.name),
+            }
+        }
+        NetworkCommand::Ls { format } => {
+            let nets: Vec<NetworkRecord> =
+                call(socket, Method::GET, "/v1/networks", None::<&()>).await?;
+            match format.format {
+                Format::Json => print_json(&nets),
+                Format::Table => {
+                    let rows: Vec<Vec<String>> = nets
+                        .iter()
+                        .map(|n| {
+                            let subnets: Vec<String> =
+                                n.subnets.iter().map(|s| s.subnet.to_string()).collect();
+                            let gateways: Vec<String> =
+                                n.subnets.iter().map(|s| s.gateway.to_string()).collect();
+                            vec![
+                                n.name.clone(),
+                                subnets.join(","),
+                                gateways.join(","),
+                                n.mtu.to_string(),
+                                n.vlan.map_or("-".into(), |v| v.to_string()),
+                                n.endpoints.len().to_string(),
+                            ]
+                        })
+                        .collect();
+                    print_table(
+                        &["NAME", "SUBNETS", "GATEWAYS", "MTU", "VLAN", "ENDPOINTS"],
+                        &rows,
+                    );
+                }
+            }
+        }
+        NetworkCommand::Inspect { name } => {
+            let net: Value = call(
+                socket,
+                Method::GET,
+                &format!("/v1/networks/{name}"),
+                None::<&()>,
+            )
+            .await?;
+            print_json(&net);
+        }
+        NetworkCommand::Rm { name } => {
+            let _: Value = call(
+                socket,
+                Method::DELETE,
+                &format!("/v1/networks/{name}"),
+                None::<&()>,
+            )
+            .await?;
+            println!("{name}");
+        }
+    }
+    Ok(())
+}
+
+fn print_json(value: &impl Serialize) {
+    println!(
+        "{}",
+        serde_json::to_string_pretty(value).expect("serializable")
+    );
+}

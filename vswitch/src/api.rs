@@ -1,0 +1,132 @@
+//! The control API: HTTP + JSON over a Unix socket, as Docker's is, so `curl --unix-socket`
+//! works. Errors come back as `{"message": "..."}` with a 4xx status for refused input and 5xx
+//! for failures.
+//!
+//! | method and path | does |
+//! |---|---|
+//! | `GET /v1/networks` | list networks |
+//! | `POST /v1/networks` | create a network (`NetworkCreate`) |
+//! | `GET /v1/networks/{name}` | inspect a network |
+//! | `DELETE /v1/networks/{name}` | remove a network |
+//! | `POST /v1/networks/{name}/endpoints` | connect a namespace (`ConnectRequest`) |
+//! | `DELETE /v1/networks/{name}/endpoints/{endpoint or netns}` | disconnect |
+//! | `GET /v1/networks/{name}/fdb` | MAC table |
+//! | `GET /v1/ports` | ports with counters |
+
+use std::sync::Arc;
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get};
+use axum::{Json, Router};
+use serde::Serialize;
+
+use crate::control::Control;
+use crate::error::ControlError;
+use crate::model::{ConnectRequest, NetworkCreate};
+
+/// Body of every error response.
+#[derive(Debug, Serialize, serde::Deserialize)]
+pub struct ErrorBody {
+    /// One sentence naming the problem.
+    pub message: String,
+}
+
+impl IntoResponse for ControlError {
+    fn into_response(self) -> Response {
+        (
+            self.status(),
+            Json(ErrorBody {
+                message: self.to_string(),
+            }),
+        )
+            .into_response()
+    }
+}
+
+type Reply<T> = Result<Json<T>, ControlError>;
+
+/// A JSON body that failed to parse is refused with the parser's message.
+fn body<T>(parsed: Result<Json<T>, JsonRejection>) -> Result<T, ControlError> {
+    parsed
+        .map(|Json(v)| v)
+        .map_err(|e| ControlError::Invalid(format!("invalid request body: {}", e.body_text())))
+}
+
+/// The API's routes over `control`.
+pub fn router(control: Arc<Control>) -> Router {
+    Router::new()
+        .route("/v1/networks", get(list_networks).post(create_network))
+        .route(
+            "/v1/networks/{name}",
+            get(inspect_network).delete(remove_network),
+        )
+        .route(
+            "/v1/networks/{name}/endpoints",
+            axum::routing::post(connect),
+        )
+        .route("/v1/networks/{name}/endpoints/{target}", delete(disconnect))
+        .route("/v1/networks/{name}/fdb", get(fdb))
+        .route("/v1/ports", get(ports))
+        .with_state(control)
+}
+
+async fn list_networks(State(c): State<Arc<Control>>) -> Reply<Vec<crate::model::NetworkRecord>> {
+    Ok(Json(c.networks().await))
+}
+
+async fn create_network(
+    State(c): State<Arc<Control>>,
+    req: Result<Json<NetworkCreate>, JsonRejection>,
+) -> Result<(StatusCode, Json<crate::model::NetworkRecord>), ControlError> {
+    Ok((
+        StatusCode::CREATED,
+        Json(c.create_network(body(req)?).await?),
+    ))
+}
+
+async fn inspect_network(
+    State(c): State<Arc<Control>>,
+    Path(name): Path<String>,
+) -> Reply<crate::model::NetworkRecord> {
+    Ok(Json(c.network(&name).await?))
+}
+
+async fn remove_network(
+    State(c): State<Arc<Control>>,
+    Path(name): Path<String>,
+) -> Result<StatusCode, ControlError> {
+    c.remove_network(&name).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn connect(
+    State(c): State<Arc<Control>>,
+    Path(name): Path<String>,
+    req: Result<Json<ConnectRequest>, JsonRejection>,
+) -> Result<(StatusCode, Json<crate::model::EndpointRecord>), ControlError> {
+    Ok((
+        StatusCode::CREATED,
+        Json(c.connect(&name, body(req)?).await?),
+    ))
+}
+
+async fn disconnect(
+    State(c): State<Arc<Control>>,
+    Path((name, target)): Path<(String, String)>,
+) -> Reply<crate::model::EndpointRecord> {
+    Ok(Json(c.disconnect(&name, &target).await?))
+}
+
+async fn fdb(
+    State(c): State<Arc<Control>>,
+    Path(name): Path<String>,
+) -> Reply<Vec<crate::control::FdbInfo>> {
+    Ok(Json(c.fdb(&name).await?))
+}
+
+async fn ports(State(c): State<Arc<Control>>) -> Reply<Vec<crate::control::PortInfo>> {
+    Ok(Json(c.ports().await?))
+}

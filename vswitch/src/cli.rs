@@ -1,0 +1,176 @@
+//! The `vswitch` command line: a thin client of the daemon's API (and the daemon itself).
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// A userspace virtual switch for containers.
+#[derive(Debug, Parser)]
+#[command(name = "vswitch", version, about)]
+pub struct Cli {
+    /// Control socket of the daemon [default: /run/vswitch/vswitch.sock as root,
+    /// $XDG_RUNTIME_DIR/vswitch/vswitch.sock otherwise].
+    #[arg(long, global = true, env = "VSWITCH_SOCKET")]
+    pub socket: Option<PathBuf>,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Output format of listings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    /// Aligned columns for people.
+    Table,
+    /// JSON for programs.
+    Json,
+}
+
+/// `--format` for listings.
+#[derive(Debug, Args)]
+pub struct FormatArg {
+    /// Output format.
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: Format,
+}
+
+/// Switch-wide tuning flags shared by `daemon` and `up`.
+#[derive(Debug, Args)]
+pub struct SwitchArgs {
+    /// Seconds after which an idle learned MAC is forgotten.
+    #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..))]
+    pub aging: u64,
+    /// Learned MACs a single port may hold.
+    #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..))]
+    pub mac_limit: u32,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the switch daemon in the foreground (logs follow RUST_LOG).
+    Daemon {
+        /// Where networks and endpoints are persisted [default: /var/lib/vswitch as root,
+        /// $XDG_STATE_HOME/vswitch otherwise].
+        #[arg(long, env = "VSWITCH_STATE_DIR")]
+        state_dir: Option<PathBuf>,
+        #[command(flatten)]
+        switch: SwitchArgs,
+    },
+    /// Manage networks.
+    #[command(subcommand)]
+    Network(NetworkCommand),
+    /// Attach a container (network namespace) to a network.
+    Connect {
+        /// Network name.
+        network: String,
+        /// `ip netns` name, namespace path (/proc/PID/ns/net) or pid:PID.
+        netns: String,
+        /// Address to use (repeat for IPv4 and IPv6) [default: next free].
+        #[arg(long = "ip")]
+        ips: Vec<String>,
+        /// MAC address [default: stable, derived from network and endpoint name].
+        #[arg(long)]
+        mac: Option<String>,
+        /// Interface name inside the namespace [default: eth0, eth1, ...].
+        #[arg(long)]
+        ifname: Option<String>,
+        /// Endpoint name [default: the namespace's name].
+        #[arg(long)]
+        name: Option<String>,
+        #[command(flatten)]
+        format: FormatArg,
+    },
+    /// Detach a container from a network, by namespace or endpoint name.
+    Disconnect {
+        /// Network name.
+        network: String,
+        /// Namespace (as given to connect) or endpoint name.
+        target: String,
+    },
+    /// List ports with their counters.
+    Ports {
+        #[command(flatten)]
+        format: FormatArg,
+    },
+    /// Show a network's MAC table.
+    Fdb {
+        /// Network name.
+        network: String,
+        #[command(flatten)]
+        format: FormatArg,
+    },
+    /// Run a declarative topology (TOML) in the foreground; Ctrl-C tears down what it made.
+    Up {
+        /// Topology file, e.g. configs/quickstart.toml.
+        config: PathBuf,
+        /// Tear down as soon as the containers' `run` commands finish; exit non-zero if any failed.
+        #[arg(long)]
+        once: bool,
+        #[command(flatten)]
+        switch: SwitchArgs,
+    },
+}
+
+/// `vswitch network ...`.
+#[derive(Debug, Subcommand)]
+pub enum NetworkCommand {
+    /// Create a network.
+    Create {
+        /// Network name.
+        name: String,
+        /// Subnet in CIDR notation (repeat for dual stack) [default: a free /24 of 10.89.0.0/16].
+        #[arg(long = "subnet")]
+        subnets: Vec<String>,
+        /// Gateway address (one per subnet) [default: first host of the subnet].
+        #[arg(long = "gateway")]
+        gateways: Vec<String>,
+        /// MTU of the network's interfaces.
+        #[arg(long)]
+        mtu: Option<u32>,
+        /// 802.1Q VLAN ID carrying the network on trunk ports.
+        #[arg(long)]
+        vlan: Option<u16>,
+        #[command(flatten)]
+        format: FormatArg,
+    },
+    /// List networks.
+    #[command(alias = "list")]
+    Ls {
+        #[command(flatten)]
+        format: FormatArg,
+    },
+    /// Show a network in full (JSON).
+    Inspect {
+        /// Network name.
+        name: String,
+    },
+    /// Remove a network without endpoints.
+    #[command(alias = "remove")]
+    Rm {
+        /// Network name.
+        name: String,
+    },
+}
+
+/// Prints rows as aligned columns under `header`.
+pub fn print_table(header: &[&str], rows: &[Vec<String>]) {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.len());
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        let padded: Vec<String> = cells
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
+        println!("{}", padded.join("  ").trim_end());
+    };
+    line(header.to_vec());
+    for row in rows {
+        line(row.iter().map(String::as_str).collect());
+    }
+}

@@ -1,0 +1,58 @@
+//! The CLI's side of the control API: one HTTP/1.1 request per connection over the Unix socket.
+
+use std::path::Path;
+
+use anyhow::{anyhow, Context};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use hyper::{Method, Request};
+use hyper_util::rt::TokioIo;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use tokio::net::UnixStream;
+
+use crate::api::ErrorBody;
+
+/// Sends `method path` with an optional JSON body; returns the decoded answer, or the daemon's
+/// error message as the error.
+pub async fn call<T: DeserializeOwned>(
+    socket: &Path,
+    method: Method,
+    path: &str,
+    body: Option<&impl Serialize>,
+) -> anyhow::Result<T> {
+    let stream = UnixStream::connect(socket).await.with_context(|| {
+        format!(
+            "cannot reach the vswitch daemon at {} (is `vswitch daemon` running?)",
+            socket.display()
+        )
+    })?;
+    let (mut sender, connection) =
+        hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+    tokio::spawn(connection);
+    let body = match body {
+        Some(b) => Bytes::from(serde_json::to_vec(b)?),
+        None => Bytes::new(),
+    };
+    let request = Request::builder()
+        .method(method)
+        .uri(format!("http://localhost{path}"))
+        .header("host", "localhost")
+        .header("content-type", "application/json")
+        .body(Full::new(body))?;
+    let response = sender.send_request(request).await?;
+    let status = response.status();
+    let bytes = response.into_body().collect().await?.to_bytes();
+    if !status.is_success() {
+        let message = serde_json::from_slice::<ErrorBody>(&bytes)
+            .map(|e| e.message)
+            .unwrap_or_else(|_| String::from_utf8_lossy(&bytes).into_owned());
+        return Err(anyhow!(message));
+    }
+    let bytes = if bytes.is_empty() {
+        Bytes::from_static(b"null")
+    } else {
+        bytes
+    };
+    serde_json::from_slice(&bytes).context("the daemon sent an answer this client cannot read")
+}

@@ -1,0 +1,437 @@
+//! The control plane: owns the networks and endpoints, checks every request before changing
+//! anything, drives the data path, persists the result, and notices containers that went away.
+//! Requests are serialized by one async mutex, so each is applied whole or not at all.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::Mutex;
+use tracing::{info, warn};
+
+use crate::dataplane::{DataPlane, PortCounters};
+use crate::error::ControlError;
+use crate::frame::MacAddr;
+use crate::model::{
+    plan_endpoint, plan_network, ConnectRequest, EndpointRecord, NetworkCreate, NetworkRecord,
+};
+use crate::state::{State, StateStore};
+use crate::switch::{NetworkId, PortConfig, PortId, PortMode, SwitchConfig};
+
+/// How often attached namespaces are checked for having gone away.
+pub const NAMESPACE_CHECK_INTERVAL: Duration = Duration::from_secs(1);
+
+/// A port as `vswitch ports` shows it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PortInfo {
+    /// Switch port number.
+    pub port: u32,
+    /// Network it belongs to.
+    pub network: String,
+    /// Endpoint name.
+    pub endpoint: String,
+    /// Namespace of the container.
+    pub netns: String,
+    /// Interface name in the namespace.
+    pub ifname: String,
+    /// Interface MAC.
+    pub mac: MacAddr,
+    /// Frames read from the container.
+    pub rx_packets: u64,
+    /// Bytes read from the container.
+    pub rx_bytes: u64,
+    /// Frames written to the container.
+    pub tx_packets: u64,
+    /// Bytes written to the container.
+    pub tx_bytes: u64,
+    /// Dropped frames, all reasons.
+    pub drops: u64,
+    /// Dropped frames by reason (non-zero only).
+    pub drops_by_reason: BTreeMap<String, u64>,
+}
+
+/// An FDB entry as `vswitch fdb` shows it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FdbInfo {
+    /// Station address.
+    pub mac: MacAddr,
+    /// Switch port.
+    pub port: u32,
+    /// Endpoint behind the port.
+    pub endpoint: String,
+    /// `learned` or `static`.
+    pub kind: String,
+    /// Seconds since last seen (learned entries).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub age_seconds: Option<f64>,
+}
+
+struct LiveEndpoint {
+    port: PortId,
+    ns: tap::Namespace,
+}
+
+struct LiveNetwork {
+    id: NetworkId,
+    endpoints: HashMap<String, LiveEndpoint>,
+}
+
+struct Inner {
+    state: State,
+    live: HashMap<String, LiveNetwork>,
+}
+
+/// The daemon's state and the data path it drives.
+pub struct Control {
+    inner: Mutex<Inner>,
+    dataplane: DataPlane,
+    store: StateStore,
+}
+
+impl Control {
+    /// Starts the data path and restores saved networks; endpoints whose namespace still exists
+    /// are attached again, the others are forgotten.
+    pub async fn start(store: StateStore, switch: SwitchConfig) -> anyhow::Result<Control> {
+        let saved = store.load()?;
+        let control = Control {
+            inner: Mutex::new(Inner {
+                state: State::default(),
+                live: HashMap::new(),
+            }),
+            dataplane: DataPlane::start(switch)?,
+            store,
+        };
+        control.restore(saved).await?;
+        Ok(control)
+    }
+
+    async fn restore(&self, saved: State) -> Result<(), ControlError> {
+        let mut inner = self.inner.lock().await;
+        for (name, mut network) in saved.networks {
+            let id = self.dataplane.add_network().await?;
+            let endpoints = std::mem::take(&mut network.endpoints);
+            inner.live.insert(
+                name.clone(),
+                LiveNetwork {
+                    id,
+                    endpoints: HashMap::new(),
+                },
+            );
+            inner.state.networks.insert(name.clone(), network);
+            for (_, endpoint) in endpoints {
+                match self.attach(&mut inner, &name, endpoint.clone()).await {
+                    Ok(()) => {
+                        info!(network = %name, endpoint = %endpoint.name, "endpoint restored")
+                    }
+                    Err(e) => {
+                        warn!(network = %name, endpoint = %endpoint.name, error = %e, "endpoint not restored")
+                    }
+                }
+            }
+        }
+        self.save(&inner)
+    }
+
+    fn save(&self, inner: &Inner) -> Result<(), ControlError> {
+        self.store
+            .save(&inner.state)
+            .map_err(|e| ControlError::State(e.to_string()))
+    }
+
+    /// Creates a network.
+    pub async fn create_network(&self, req: NetworkCreate) -> Result<NetworkRecord, ControlError> {
+        let mut inner = self.inner.lock().await;
+        let record = plan_network(&req, &inner.state.networks)?;
+        let id = self.dataplane.add_network().await?;
+        inner.live.insert(
+            record.name.clone(),
+            LiveNetwork {
+                id,
+                endpoints: HashMap::new(),
+            },
+        );
+        inner
+            .state
+            .networks
+            .insert(record.name.clone(), record.clone());
+        if let Err(e) = self.save(&inner) {
+            inner.live.remove(&record.name);
+            inner.state.networks.remove(&record.name);
+            self.dataplane.remove_network(id).await??;
+            return Err(e);
+        }
+        info!(network = %record.name, "network created");
+        Ok(record)
+    }
+
+    /// Removes a network that has no endpoints.
+    pub async fn remove_network(&self, name: &str) -> Result<(), ControlError> {
+        let mut inner = self.inner.lock().await;
+        let network = inner
+            .state
+            .networks
+            .get(name)
+            .ok_or_else(|| ControlError::UnknownNetwork(name.to_string()))?;
+        if !network.endpoints.is_empty() {
+            let endpoints: Vec<&str> = network.endpoints.keys().map(String::as_str).collect();
+            return Err(ControlError::NetworkInUse {
+                network: name.to_string(),
+                endpoints: endpoints.join(", "),
+            });
+        }
+        let live = inner.live.remove(name).expect("every network is live");
+        inner.state.networks.remove(name);
+        self.dataplane.remove_network(live.id).await??;
+        self.save(&inner)?;
+        info!(network = %name, "network removed");
+        Ok(())
+    }
+
+    /// Every network.
+    pub async fn networks(&self) -> Vec<NetworkRecord> {
+        self.inner
+            .lock()
+            .await
+            .state
+            .networks
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    /// One network.
+    pub async fn network(&self, name: &str) -> Result<NetworkRecord, ControlError> {
+        let inner = self.inner.lock().await;
+        inner
+            .state
+            .networks
+            .get(name)
+            .cloned()
+            .ok_or_else(|| ControlError::UnknownNetwork(name.to_string()))
+    }
+
+    /// Attaches a namespace to a network.
+    pub async fn connect(
+        &self,
+        network: &str,
+        req: ConnectRequest,
+    ) -> Result<EndpointRecord, ControlError> {
+        let mut inner = self.inner.lock().await;
+        let netns: tap::NetnsRef = req.netns.parse()?;
+        let record = inner
+            .state
+            .networks
+            .get(network)
+            .ok_or_else(|| ControlError::UnknownNetwork(network.to_string()))?;
+        let endpoint = plan_endpoint(&req, &netns, record, &inner.state.networks)?;
+        self.attach(&mut inner, network, endpoint.clone()).await?;
+        if let Err(e) = self.save(&inner) {
+            self.detach(&mut inner, network, &endpoint.name).await?;
+            return Err(e);
+        }
+        info!(network, endpoint = %endpoint.name, netns = %endpoint.netns, "connected");
+        Ok(endpoint)
+    }
+
+    /// Creates the TAP device for `endpoint` and adds its port; records it on success.
+    async fn attach(
+        &self,
+        inner: &mut Inner,
+        network: &str,
+        endpoint: EndpointRecord,
+    ) -> Result<(), ControlError> {
+        let record = &inner.state.networks[network];
+        let config = tap::TapConfig {
+            ifname: endpoint.ifname.clone(),
+            mac: endpoint.mac.0,
+            mtu: record.mtu,
+            addresses: endpoint.addresses.clone(),
+            gateways: default_gateways(record),
+        };
+        let mtu = record.mtu;
+        let netns: tap::NetnsRef = endpoint.netns.parse()?;
+        // Entering a namespace and waiting on netlink blocks: keep it off the async workers.
+        let (ns, device) = tokio::task::spawn_blocking(move || {
+            let ns = tap::Namespace::open(&netns)?;
+            let device = tap::attach(&ns, &config)?;
+            Ok::<_, tap::Error>((ns, device))
+        })
+        .await
+        .expect("attach does not panic")?;
+        let live = inner.live.get_mut(network).expect("every network is live");
+        let port = self
+            .dataplane
+            .add_port(
+                device,
+                PortConfig {
+                    mode: PortMode::Access(live.id),
+                    mtu,
+                },
+            )
+            .await??;
+        live.endpoints
+            .insert(endpoint.name.clone(), LiveEndpoint { port, ns });
+        let record = inner
+            .state
+            .networks
+            .get_mut(network)
+            .expect("checked above");
+        record.endpoints.insert(endpoint.name.clone(), endpoint);
+        Ok(())
+    }
+
+    async fn detach(
+        &self,
+        inner: &mut Inner,
+        network: &str,
+        endpoint: &str,
+    ) -> Result<EndpointRecord, ControlError> {
+        let live = inner
+            .live
+            .get_mut(network)
+            .and_then(|n| n.endpoints.remove(endpoint));
+        let record = inner
+            .state
+            .networks
+            .get_mut(network)
+            .and_then(|n| n.endpoints.remove(endpoint))
+            .expect("caller checked the endpoint exists");
+        if let Some(live) = live {
+            // Removing the port closes the TAP fd: the kernel deletes the device.
+            self.dataplane.remove_port(live.port).await??;
+        }
+        Ok(record)
+    }
+
+    /// Detaches an endpoint, given by name or by namespace, from a network.
+    pub async fn disconnect(
+        &self,
+        network: &str,
+        target: &str,
+    ) -> Result<EndpointRecord, ControlError> {
+        let mut inner = self.inner.lock().await;
+        let record = inner
+            .state
+            .networks
+            .get(network)
+            .ok_or_else(|| ControlError::UnknownNetwork(network.to_string()))?;
+        let as_netns = target.parse::<tap::NetnsRef>().ok().map(|n| n.to_string());
+        let name = record
+            .endpoints
+            .values()
+            .find(|e| e.name == target || Some(&e.netns) == as_netns.as_ref())
+            .map(|e| e.name.clone())
+            .ok_or_else(|| ControlError::UnknownEndpoint {
+                target: target.to_string(),
+                network: network.to_string(),
+            })?;
+        let endpoint = self.detach(&mut inner, network, &name).await?;
+        self.save(&inner)?;
+        info!(network, endpoint = %name, "disconnected");
+        Ok(endpoint)
+    }
+
+    /// Disconnects every endpoint whose namespace has gone away (the container exited).
+    pub async fn handle_gone_namespaces(&self) {
+        let mut inner = self.inner.lock().await;
+        let gone: Vec<(String, String)> = inner
+            .live
+            .iter()
+            .flat_map(|(net, live)| {
+                live.endpoints
+                    .iter()
+                    .filter(|(_, e)| !e.ns.is_alive())
+                    .map(move |(name, _)| (net.clone(), name.clone()))
+            })
+            .collect();
+        if gone.is_empty() {
+            return;
+        }
+        for (network, endpoint) in gone {
+            match self.detach(&mut inner, &network, &endpoint).await {
+                Ok(_) => {
+                    info!(network = %network, endpoint = %endpoint, "namespace gone, endpoint removed")
+                }
+                Err(e) => {
+                    warn!(network = %network, endpoint = %endpoint, error = %e, "cannot remove endpoint")
+                }
+            }
+        }
+        if let Err(e) = self.save(&inner) {
+            warn!(error = %e, "cannot save state");
+        }
+    }
+
+    /// Every port with its counters.
+    pub async fn ports(&self) -> Result<Vec<PortInfo>, ControlError> {
+        let inner = self.inner.lock().await;
+        let (_, counters) = self.dataplane.counters().await?;
+        let counters: HashMap<PortId, PortCounters> = counters.into_iter().collect();
+        let mut ports = Vec::new();
+        for (net_name, live) in &inner.live {
+            for (name, endpoint) in &live.endpoints {
+                let record = &inner.state.networks[net_name].endpoints[name];
+                let c = counters.get(&endpoint.port).copied().unwrap_or_default();
+                ports.push(PortInfo {
+                    port: endpoint.port.0,
+                    network: net_name.clone(),
+                    endpoint: name.clone(),
+                    netns: record.netns.clone(),
+                    ifname: record.ifname.clone(),
+                    mac: record.mac,
+                    rx_packets: c.rx_packets,
+                    rx_bytes: c.rx_bytes,
+                    tx_packets: c.tx_packets,
+                    tx_bytes: c.tx_bytes,
+                    drops: c.drops.total(),
+                    drops_by_reason: c
+                        .drops
+                        .by_name()
+                        .into_iter()
+                        .map(|(k, v)| (k.to_string(), v))
+                        .collect(),
+                });
+            }
+        }
+        ports.sort_by_key(|p| p.port);
+        Ok(ports)
+    }
+
+    /// The FDB of a network.
+    pub async fn fdb(&self, network: &str) -> Result<Vec<FdbInfo>, ControlError> {
+        let inner = self.inner.lock().await;
+        let live = inner
+            .live
+            .get(network)
+            .ok_or_else(|| ControlError::UnknownNetwork(network.to_string()))?;
+        let endpoint_of: HashMap<PortId, &str> = live
+            .endpoints
+            .iter()
+            .map(|(n, e)| (e.port, n.as_str()))
+            .collect();
+        let rows = self.dataplane.fdb(live.id).await?;
+        Ok(rows
+            .into_iter()
+            .map(|row| FdbInfo {
+                mac: row.mac,
+                port: row.port.0,
+                endpoint: endpoint_of.get(&row.port).unwrap_or(&"").to_string(),
+                kind: if row.age.is_some() {
+                    "learned"
+                } else {
+                    "static"
+                }
+                .to_string(),
+                age_seconds: row.age.map(|a| (a.as_secs_f64() * 10.0).round() / 10.0),
+            })
+            .collect())
+    }
+}
+
+/// The default route next hops of a network: the gateway of its first subnet of each family.
+fn default_gateways(network: &NetworkRecord) -> Vec<IpAddr> {
+    let v4 = network.subnets.iter().find(|s| s.gateway.is_ipv4());
+    let v6 = network.subnets.iter().find(|s| s.gateway.is_ipv6());
+    v4.into_iter().chain(v6).map(|s| s.gateway).collect()
+}

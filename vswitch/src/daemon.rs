@@ -1,0 +1,119 @@
+//! `vswitch daemon`: the control plane served on its Unix socket, plus the watcher that removes
+//! endpoints whose container went away, until SIGINT or SIGTERM.
+
+use std::future::Future;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{bail, Context};
+use tokio::net::UnixListener;
+use tokio::signal::unix::{signal, SignalKind};
+use tracing::info;
+
+use crate::control::{Control, NAMESPACE_CHECK_INTERVAL};
+use crate::state::StateStore;
+use crate::switch::SwitchConfig;
+
+/// `/run/vswitch/vswitch.sock` as root, `$XDG_RUNTIME_DIR/vswitch/vswitch.sock` otherwise.
+pub fn default_socket() -> PathBuf {
+    runtime_dir().join("vswitch.sock")
+}
+
+fn runtime_dir() -> PathBuf {
+    if nix::unistd::geteuid().is_root() {
+        return PathBuf::from("/run/vswitch");
+    }
+    match std::env::var_os("XDG_RUNTIME_DIR") {
+        Some(dir) => PathBuf::from(dir).join("vswitch"),
+        None => std::env::temp_dir().join(format!("vswitch-{}", nix::unistd::geteuid())),
+    }
+}
+
+/// `/var/lib/vswitch` as root, `$XDG_STATE_HOME/vswitch` (or `~/.local/state/vswitch`) otherwise.
+pub fn default_state_dir() -> PathBuf {
+    if nix::unistd::geteuid().is_root() {
+        return PathBuf::from("/var/lib/vswitch");
+    }
+    if let Some(dir) = std::env::var_os("XDG_STATE_HOME") {
+        return PathBuf::from(dir).join("vswitch");
+    }
+    match std::env::var_os("HOME") {
+        Some(home) => PathBuf::from(home).join(".local/state/vswitch"),
+        None => runtime_dir().join("state"),
+    }
+}
+
+/// Binds the control socket (mode 0660), refusing to steal it from a live daemon.
+pub async fn bind_socket(path: &Path) -> anyhow::Result<UnixListener> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    if path.exists() {
+        if tokio::net::UnixStream::connect(path).await.is_ok() {
+            bail!(
+                "a vswitch daemon is already listening on {}",
+                path.display()
+            );
+        }
+        // Left behind by a daemon that did not exit cleanly.
+        std::fs::remove_file(path)
+            .with_context(|| format!("cannot remove stale socket {}", path.display()))?;
+    }
+    let listener =
+        UnixListener::bind(path).with_context(|| format!("cannot listen on {}", path.display()))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))
+        .with_context(|| format!("cannot set the mode of {}", path.display()))?;
+    Ok(listener)
+}
+
+/// Serves the API and watches namespaces until `shutdown` completes, then removes the socket.
+pub async fn serve(
+    control: Arc<Control>,
+    listener: UnixListener,
+    socket: &Path,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let watcher = {
+        let control = control.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(NAMESPACE_CHECK_INTERVAL);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                control.handle_gone_namespaces().await;
+            }
+        })
+    };
+    let result = axum::serve(listener, crate::api::router(control))
+        .with_graceful_shutdown(shutdown)
+        .await;
+    watcher.abort();
+    let _ = std::fs::remove_file(socket);
+    result.context("control API failed")
+}
+
+/// Completes on SIGINT or SIGTERM.
+pub async fn stop_signal() {
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler installs");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
+
+/// Runs the daemon in the foreground until SIGINT or SIGTERM.
+pub async fn run(socket: &Path, state_dir: &Path, switch: SwitchConfig) -> anyhow::Result<()> {
+    let listener = bind_socket(socket).await?;
+    let control = match Control::start(StateStore::new(state_dir), switch).await {
+        Ok(control) => Arc::new(control),
+        Err(e) => {
+            let _ = std::fs::remove_file(socket);
+            return Err(e);
+        }
+    };
+    info!(socket = %socket.display(), state = %state_dir.display(), "vswitch daemon ready");
+    serve(control, listener, socket, stop_signal()).await?;
+    info!("vswitch daemon stopped");
+    Ok(())
+}

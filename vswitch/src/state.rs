@@ -1,0 +1,114 @@
+//! Persistence of networks and endpoints in the state directory, so a restarted daemon comes back
+//! with the same networks. One JSON file, replaced atomically (write, fsync, rename): a crash
+//! leaves the old state or the new one, never half of each.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::model::NetworkRecord;
+
+const STATE_FILE: &str = "state.json";
+
+/// Everything the daemon persists.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct State {
+    /// Networks by name, each with its endpoints.
+    pub networks: BTreeMap<String, NetworkRecord>,
+}
+
+/// Why the state could not be read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    /// The directory or file could not be read or written.
+    #[error("state file {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// The file is not valid state.
+    #[error("state file {path} is corrupt: {source}")]
+    Corrupt {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
+}
+
+/// The state file in a state directory.
+#[derive(Debug, Clone)]
+pub struct StateStore {
+    dir: PathBuf,
+}
+
+impl StateStore {
+    /// A store in `dir` (created on first save).
+    pub fn new(dir: impl Into<PathBuf>) -> StateStore {
+        StateStore { dir: dir.into() }
+    }
+
+    /// The directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> StateError + '_ {
+        move |source| StateError::Io {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+
+    /// Reads the saved state; a missing file is an empty state.
+    pub fn load(&self) -> Result<State, StateError> {
+        let path = self.dir.join(STATE_FILE);
+        let text = match fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(State::default()),
+            Err(e) => return Err(Self::io_err(&path)(e)),
+        };
+        serde_json::from_str(&text).map_err(|source| StateError::Corrupt { path, source })
+    }
+
+    /// Replaces the saved state with `state`.
+    pub fn save(&self, state: &State) -> Result<(), StateError> {
+        fs::create_dir_all(&self.dir).map_err(Self::io_err(&self.dir))?;
+        let path = self.dir.join(STATE_FILE);
+        let tmp = self.dir.join(format!("{STATE_FILE}.tmp"));
+        let text = serde_json::to_string_pretty(state).expect("state serializes");
+        let mut file = fs::File::create(&tmp).map_err(Self::io_err(&tmp))?;
+        file.write_all(text.as_bytes())
+            .map_err(Self::io_err(&tmp))?;
+        file.sync_all().map_err(Self::io_err(&tmp))?;
+        fs::rename(&tmp, &path).map_err(Self::io_err(&path))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{plan_network, NetworkCreate};
+
+    #[test]
+    fn save_then_load_round_trips() {
+        let dir = std::env::temp_dir().join(format!("vswitch-state-test-{}", std::process::id()));
+        let store = StateStore::new(&dir);
+        assert_eq!(store.load().unwrap(), State::default());
+        let req = NetworkCreate {
+            name: "app".into(),
+            subnets: vec!["10.9.0.0/24".into()],
+            ..Default::default()
+        };
+        let mut state = State::default();
+        state
+            .networks
+            .insert("app".into(), plan_network(&req, &state.networks).unwrap());
+        store.save(&state).unwrap();
+        assert_eq!(store.load().unwrap(), state);
+        fs::write(dir.join(STATE_FILE), "{").unwrap();
+        assert!(matches!(store.load(), Err(StateError::Corrupt { .. })));
+        fs::remove_dir_all(&dir).unwrap();
+    }
+}

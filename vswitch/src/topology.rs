@@ -1,0 +1,328 @@
+//! `vswitch up`: a declarative topology in TOML. It runs a daemon in the foreground, creates the
+//! networks, creates each container's namespace and connects it, runs the containers' `run`
+//! commands, and on Ctrl-C (or when the commands finish, with `--once`) tears down everything it
+//! made, in reverse order, even after a failure.
+//!
+//! ```toml
+//! [[networks]]
+//! name = "app"
+//! subnets = ["10.89.7.0/24"]
+//!
+//! [[containers]]
+//! name = "web"                 # also the `ip netns` name
+//! networks = ["app"]
+//! ips = ["10.89.7.10"]         # optional; each goes to the network whose subnet holds it
+//! run = ["ping -c 3 10.89.7.11"]
+//! ```
+
+use std::collections::BTreeSet;
+use std::os::fd::AsFd;
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{bail, Context, Result};
+use serde::Deserialize;
+use tracing::warn;
+
+use crate::control::Control;
+use crate::model::{check_name, ConnectRequest, NetworkCreate};
+use crate::state::StateStore;
+use crate::switch::SwitchConfig;
+
+/// A topology file.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Topology {
+    /// Networks to create.
+    #[serde(default)]
+    pub networks: Vec<NetworkSpec>,
+    /// Containers (namespaces) to create and connect.
+    #[serde(default)]
+    pub containers: Vec<ContainerSpec>,
+}
+
+/// A network of a topology file (the fields of `vswitch network create`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NetworkSpec {
+    /// Network name.
+    pub name: String,
+    /// Subnets (CIDR).
+    #[serde(default)]
+    pub subnets: Vec<String>,
+    /// Gateways, one per subnet at most.
+    #[serde(default)]
+    pub gateways: Vec<String>,
+    /// MTU.
+    pub mtu: Option<u32>,
+    /// VLAN ID on trunks.
+    pub vlan: Option<u16>,
+}
+
+/// A demo container: a named network namespace.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ContainerSpec {
+    /// Namespace and endpoint name.
+    pub name: String,
+    /// Networks to connect it to, in order (eth0, eth1, ...).
+    pub networks: Vec<String>,
+    /// Fixed addresses.
+    #[serde(default)]
+    pub ips: Vec<String>,
+    /// Shell commands to run inside once everything is connected.
+    #[serde(default)]
+    pub run: Vec<String>,
+}
+
+impl Topology {
+    /// Reads and checks a topology file.
+    pub fn load(path: &Path) -> Result<Topology> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        let topology: Topology = toml::from_str(&text)
+            .with_context(|| format!("invalid topology {}", path.display()))?;
+        topology
+            .check()
+            .with_context(|| format!("invalid topology {}", path.display()))?;
+        Ok(topology)
+    }
+
+    fn check(&self) -> Result<()> {
+        let networks: BTreeSet<&str> = self.networks.iter().map(|n| n.name.as_str()).collect();
+        let mut names = BTreeSet::new();
+        for c in &self.containers {
+            check_name("container", &c.name)?;
+            if !names.insert(c.name.as_str()) {
+                bail!("container {} is declared twice", c.name);
+            }
+            if let Some(unknown) = c.networks.iter().find(|n| !networks.contains(n.as_str())) {
+                bail!(
+                    "container {} names network {unknown}, which the file does not declare",
+                    c.name
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What `up` made, to undo in reverse.
+enum Made {
+    Network(String),
+    Namespace(String),
+    Endpoint { network: String, name: String },
+}
+
+/// Runs `vswitch up`.
+pub async fn up(path: &Path, socket: &Path, switch: SwitchConfig, once: bool) -> Result<ExitCode> {
+    let topology = Topology::load(path)?;
+    for c in &topology.containers {
+        if tap::NetnsRef::Name(c.name.clone()).identity().is_some() {
+            bail!(
+                "network namespace {} already exists; `vswitch up` creates its containers itself",
+                c.name
+            );
+        }
+    }
+    // The topology lives as long as this process: its state is not kept across runs.
+    let state_dir = std::env::temp_dir().join(format!("vswitch-up-{}", std::process::id()));
+    let listener = crate::daemon::bind_socket(socket).await?;
+    let control = Arc::new(Control::start(StateStore::new(&state_dir), switch).await?);
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn({
+        let control = control.clone();
+        let socket = socket.to_path_buf();
+        async move {
+            crate::daemon::serve(control, listener, &socket, async {
+                let _ = stopped.await;
+            })
+            .await
+        }
+    });
+
+    let mut made = Vec::new();
+    let result = build(&topology, &control, &mut made).await;
+    let code = match result {
+        Err(e) => {
+            eprintln!("Error: {e:#}");
+            ExitCode::FAILURE
+        }
+        Ok(()) => {
+            let failures = run_commands(&topology).await;
+            if once {
+                if failures == 0 {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::FAILURE
+                }
+            } else {
+                println!(
+                    "topology up: {} network(s), {} container(s); try `ip netns exec {} ping ...` or `vswitch ports`. Ctrl-C tears it down.",
+                    topology.networks.len(),
+                    topology.containers.len(),
+                    topology.containers.first().map_or("NAME", |c| c.name.as_str()),
+                );
+                crate::daemon::stop_signal().await;
+                ExitCode::SUCCESS
+            }
+        }
+    };
+    teardown(&control, made).await;
+    let _ = stop.send(());
+    let _ = server.await;
+    drop(control);
+    let _ = std::fs::remove_dir_all(&state_dir);
+    println!("topology torn down");
+    Ok(code)
+}
+
+async fn build(topology: &Topology, control: &Control, made: &mut Vec<Made>) -> Result<()> {
+    for n in &topology.networks {
+        let req = NetworkCreate {
+            name: n.name.clone(),
+            subnets: n.subnets.clone(),
+            gateways: n.gateways.clone(),
+            mtu: n.mtu,
+            vlan: n.vlan,
+        };
+        let record = control.create_network(req).await?;
+        made.push(Made::Network(n.name.clone()));
+        let subnets: Vec<String> = record
+            .subnets
+            .iter()
+            .map(|s| s.subnet.to_string())
+            .collect();
+        println!("network {} {}", n.name, subnets.join(" "));
+    }
+    for c in &topology.containers {
+        tap::create_named(&c.name).await?;
+        made.push(Made::Namespace(c.name.clone()));
+        let ns = tap::Namespace::open(&tap::NetnsRef::Name(c.name.clone()))?;
+        tap::loopback_up(&ns)?;
+        for network in &c.networks {
+            let subnets = control.network(network).await?.subnets;
+            let ips = c
+                .ips
+                .iter()
+                .filter(|ip| {
+                    ip.parse::<std::net::IpAddr>()
+                        .is_ok_and(|ip| subnets.iter().any(|s| s.subnet.contains(&ip)))
+                })
+                .cloned()
+                .collect();
+            let req = ConnectRequest {
+                netns: c.name.clone(),
+                ips,
+                ..Default::default()
+            };
+            let endpoint = control
+                .connect(network, req)
+                .await
+                .with_context(|| format!("cannot connect container {} to {network}", c.name))?;
+            made.push(Made::Endpoint {
+                network: network.clone(),
+                name: endpoint.name.clone(),
+            });
+            let addresses: Vec<String> = endpoint.addresses.iter().map(|a| a.to_string()).collect();
+            println!(
+                "container {} {} on {network}: {}",
+                c.name,
+                endpoint.ifname,
+                addresses.join(" ")
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Runs every container's commands in its namespace, in order; returns how many failed.
+async fn run_commands(topology: &Topology) -> usize {
+    let mut failures = 0;
+    for c in &topology.containers {
+        for command in &c.run {
+            println!("[{}] $ {command}", c.name);
+            let name = c.name.clone();
+            let command = command.clone();
+            let status = tokio::task::spawn_blocking(move || run_in_namespace(&name, &command))
+                .await
+                .expect("command runner does not panic");
+            match status {
+                Ok(true) => {}
+                Ok(false) => failures += 1,
+                Err(e) => {
+                    eprintln!("[{}] {e:#}", c.name);
+                    failures += 1;
+                }
+            }
+        }
+    }
+    failures
+}
+
+fn run_in_namespace(netns: &str, command: &str) -> Result<bool> {
+    let ns_file = std::fs::File::open(tap::NetnsRef::Name(netns.to_string()).path())
+        .with_context(|| format!("network namespace {netns} is gone"))?;
+    let mut child = std::process::Command::new("sh");
+    child.arg("-c").arg(command);
+    // SAFETY: between fork and exec the closure only calls setns(2), which is async-signal-safe
+    // and allocates nothing.
+    unsafe {
+        child.pre_exec(move || {
+            nix::sched::setns(ns_file.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET)
+                .map_err(std::io::Error::from)
+        });
+    }
+    let status = child
+        .status()
+        .with_context(|| format!("cannot run {command:?}"))?;
+    Ok(status.success())
+}
+
+async fn teardown(control: &Control, made: Vec<Made>) {
+    for item in made.into_iter().rev() {
+        let result = match &item {
+            Made::Endpoint { network, name } => control
+                .disconnect(network, name)
+                .await
+                .map(drop)
+                .map_err(anyhow::Error::from),
+            Made::Namespace(name) => tap::delete_named(name).await.map_err(anyhow::Error::from),
+            Made::Network(name) => control
+                .remove_network(name)
+                .await
+                .map_err(anyhow::Error::from),
+        };
+        if let Err(e) = result {
+            warn!(error = %e, "teardown step failed");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quickstart_config_parses_and_checks() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/quickstart.toml");
+        let topology = Topology::load(&path).unwrap();
+        assert_eq!(topology.containers.len(), 3);
+    }
+
+    #[test]
+    fn unknown_fields_and_networks_are_refused() {
+        assert!(
+            toml::from_str::<Topology>("[[networks]]\nname = \"a\"\nsubnet = \"10.0.0.0/24\"")
+                .is_err()
+        );
+        let t: Topology =
+            toml::from_str("[[containers]]\nname = \"c\"\nnetworks = [\"nope\"]").unwrap();
+        assert_eq!(
+            t.check().unwrap_err().to_string(),
+            "container c names network nope, which the file does not declare"
+        );
+    }
+}
