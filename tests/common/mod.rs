@@ -1,0 +1,450 @@
+//! Test bed for integration tests: a daemon of the test's own (own socket, own state directory)
+//! and network namespaces of the test's own. Everything is removed on drop, also when the test
+//! fails; only the daemon this test started is signalled, by its PID.
+
+#![allow(dead_code)]
+
+use std::fs;
+use std::net::{TcpListener, TcpStream};
+use std::os::fd::AsFd;
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+static NEXT: AtomicU32 = AtomicU32::new(0);
+
+/// A daemon and the namespaces a test made.
+pub struct Bed {
+    pub dir: PathBuf,
+    pub socket: PathBuf,
+    daemon: Option<Child>,
+    namespaces: Vec<String>,
+    prefix: String,
+}
+
+impl Bed {
+    /// Starts a daemon with a fresh state directory.
+    pub fn start() -> Bed {
+        let n = NEXT.fetch_add(1, Ordering::SeqCst);
+        let prefix = format!("vswt{}x{n}", std::process::id());
+        let dir = std::env::temp_dir().join(&prefix);
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        let mut bed = Bed {
+            socket: dir.join("vswitch.sock"),
+            dir,
+            daemon: None,
+            namespaces: Vec::new(),
+            prefix,
+        };
+        bed.start_daemon();
+        bed
+    }
+
+    /// Starts the daemon (again) on the same socket and state directory.
+    pub fn start_daemon(&mut self) {
+        assert!(self.daemon.is_none(), "daemon already running");
+        let log = fs::File::options()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("daemon.log"))
+            .unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_vswitch"))
+            .args([
+                "--socket",
+                self.socket.to_str().unwrap(),
+                "daemon",
+                "--state-dir",
+            ])
+            .arg(self.dir.join("state"))
+            .env("RUST_LOG", "debug,netlink_packet_route=error")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("vswitch daemon starts");
+        self.daemon = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.vswitch(&["network", "ls"]).status.code() != Some(0) {
+            assert!(
+                Instant::now() < deadline,
+                "daemon did not come up: {}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Stops the daemon with SIGTERM and waits for it (SIGKILL after 10 s).
+    pub fn stop_daemon(&mut self) {
+        let Some(mut child) = self.daemon.take() else {
+            return;
+        };
+        let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("daemon ignored SIGTERM");
+    }
+
+    /// PID of the running daemon.
+    pub fn daemon_pid(&self) -> u32 {
+        self.daemon.as_ref().expect("daemon running").id()
+    }
+
+    /// The daemon's log so far.
+    pub fn log(&self) -> String {
+        fs::read_to_string(self.dir.join("daemon.log")).unwrap_or_default()
+    }
+
+    /// Runs the CLI against this bed's daemon.
+    pub fn vswitch(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_vswitch"))
+            .arg("--socket")
+            .arg(&self.socket)
+            .args(args)
+            .output()
+            .expect("vswitch CLI runs")
+    }
+
+    /// Runs the CLI and expects success; returns stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.vswitch(args);
+        assert!(
+            out.status.success(),
+            "vswitch {args:?} failed: {}\n--- daemon log ---\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            self.log()
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// Runs the CLI with `--format json` and parses the answer.
+    pub fn json(&self, args: &[&str]) -> Value {
+        let mut args = args.to_vec();
+        args.extend(["--format", "json"]);
+        serde_json::from_str(&self.ok(&args)).unwrap()
+    }
+
+    /// Runs the CLI and expects a failure; returns the single-line error.
+    pub fn fails(&self, args: &[&str]) -> String {
+        let out = self.vswitch(args);
+        let stderr = String::from_utf8(out.stderr).unwrap();
+        assert!(
+            !out.status.success(),
+            "vswitch {args:?} should have failed; printed {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        assert_eq!(
+            stderr.trim().lines().count(),
+            1,
+            "one-line error expected: {stderr}"
+        );
+        stderr.trim().to_string()
+    }
+
+    /// Creates a namespace of this test's own, named after `name`; returns its `ip netns` name.
+    pub fn netns(&mut self, name: &str) -> String {
+        let full = format!("{}{name}", self.prefix);
+        run("ip", &["netns", "add", &full]);
+        run("ip", &["-n", &full, "link", "set", "lo", "up"]);
+        self.namespaces.push(full.clone());
+        full
+    }
+
+    /// Deletes one of this test's namespaces now.
+    pub fn delete_netns(&mut self, full: &str) {
+        run("ip", &["netns", "del", full]);
+        self.namespaces.retain(|n| n != full);
+    }
+
+    /// Port list as JSON.
+    pub fn ports(&self) -> Vec<Value> {
+        self.json(&["ports"]).as_array().unwrap().clone()
+    }
+}
+
+impl Drop for Bed {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.daemon.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        for ns in &self.namespaces {
+            let _ = Command::new("ip").args(["netns", "del", ns]).status();
+        }
+        if !std::thread::panicking() {
+            let _ = fs::remove_dir_all(&self.dir);
+        } else {
+            eprintln!(
+                "--- daemon log ({}) ---\n{}",
+                self.dir.display(),
+                self.log()
+            );
+        }
+    }
+}
+
+/// Runs a command and expects success.
+pub fn run(cmd: &str, args: &[&str]) -> String {
+    let out = Command::new(cmd).args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{cmd} {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// Runs a command inside a namespace; returns whether it succeeded.
+pub fn in_netns(netns: &str, args: &[&str]) -> bool {
+    Command::new("ip")
+        .args(["netns", "exec", netns])
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap()
+        .success()
+}
+
+/// Bounded ping: `count` echoes, 2 s deadline each.
+pub fn ping(from: &str, to: &str, count: u32) -> bool {
+    in_netns(
+        from,
+        &["ping", "-c", &count.to_string(), "-i", "0.2", "-W", "2", to],
+    )
+}
+
+/// Round-trip time from `ping -q` (avg, milliseconds).
+pub fn ping_rtt_ms(from: &str, to: &str, count: u32) -> f64 {
+    let out = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            from,
+            "ping",
+            "-q",
+            "-c",
+            &count.to_string(),
+            "-i",
+            "0.01",
+            "-W",
+            "2",
+            to,
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let stats = text
+        .lines()
+        .find(|l| l.contains("min/avg/max"))
+        .unwrap_or_else(|| panic!("no rtt in {text}"));
+    stats
+        .split('=')
+        .nth(1)
+        .unwrap()
+        .trim()
+        .split('/')
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+/// Runs `work` on a thread that has entered the namespace `netns`.
+pub fn spawn_in_netns<T: Send + 'static>(
+    netns: &str,
+    work: impl FnOnce() -> T + Send + 'static,
+) -> std::thread::JoinHandle<T> {
+    let file = fs::File::open(format!("/run/netns/{netns}")).unwrap();
+    std::thread::spawn(move || {
+        nix::sched::setns(file.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
+        work()
+    })
+}
+
+/// FNV-1a over a byte stream, to compare what was sent with what arrived.
+#[derive(Clone, Copy)]
+pub struct Fnv(pub u64);
+
+impl Fnv {
+    pub fn new() -> Fnv {
+        Fnv(0xcbf2_9ce4_8422_2325)
+    }
+    pub fn update(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 ^= u64::from(*b);
+            self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+}
+
+/// Sends `total` pseudo-random bytes over TCP from `from` to `to_ip:port` (listening in `to`);
+/// returns (sender digest, receiver digest, bytes received, seconds).
+pub fn tcp_transfer(from: &str, to: &str, to_ip: &str, total: usize) -> (u64, u64, usize, f64) {
+    let port = 5201;
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let receiver = spawn_in_netns(to, move || {
+        let listener = TcpListener::bind(("0.0.0.0", port)).unwrap();
+        ready_tx.send(()).unwrap();
+        let (mut conn, _) = listener.accept().unwrap();
+        conn.set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        let mut digest = Fnv::new();
+        let mut buf = vec![0u8; 256 * 1024];
+        let mut got = 0;
+        loop {
+            let n = std::io::Read::read(&mut conn, &mut buf).expect("receive within 30 s");
+            if n == 0 {
+                break;
+            }
+            digest.update(&buf[..n]);
+            got += n;
+        }
+        (digest.0, got)
+    });
+    ready_rx.recv_timeout(Duration::from_secs(10)).unwrap();
+    let addr = format!("{to_ip}:{port}");
+    let sender = spawn_in_netns(from, move || {
+        let mut conn =
+            TcpStream::connect_timeout(&addr.parse().unwrap(), Duration::from_secs(5)).unwrap();
+        conn.set_write_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        let mut digest = Fnv::new();
+        let mut chunk = vec![0u8; 256 * 1024];
+        let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+        let start = Instant::now();
+        let mut sent = 0;
+        while sent < total {
+            for b in chunk.iter_mut() {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                *b = state as u8;
+            }
+            let n = chunk.len().min(total - sent);
+            std::io::Write::write_all(&mut conn, &chunk[..n]).expect("send within 30 s");
+            digest.update(&chunk[..n]);
+            sent += n;
+        }
+        conn.shutdown(std::net::Shutdown::Write).unwrap();
+        (digest.0, start)
+    });
+    let (sent_digest, start) = sender.join().unwrap();
+    let (got_digest, got) = receiver.join().unwrap();
+    (sent_digest, got_digest, got, start.elapsed().as_secs_f64())
+}
+
+/// Waits up to `limit` for `check` to hold.
+pub fn eventually(limit: Duration, mut check: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    loop {
+        if check() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Whether interface `ifname` exists in `netns`.
+pub fn has_link(netns: &str, ifname: &str) -> bool {
+    Command::new("ip")
+        .args(["-n", netns, "link", "show", ifname])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap()
+        .success()
+}
+
+/// CPU time (user + system, in clock ticks) a process has used.
+pub fn cpu_ticks(pid: u32) -> u64 {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // Fields after the command name (which may contain spaces) start after the last ')'.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .unwrap()
+        .1
+        .split_whitespace()
+        .collect();
+    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+}
+
+/// Source MACs of every frame seen on `ifname` in `netns` (both directions) while `during`
+/// runs; captured with an AF_PACKET socket, so nothing outside the namespace is involved.
+pub fn capture_sources(netns: &str, ifname: &str, during: impl FnOnce()) -> Vec<[u8; 6]> {
+    let ifname = std::ffi::CString::new(ifname).unwrap();
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
+    let capture = spawn_in_netns(netns, move || {
+        // SAFETY: plain socket syscalls on values owned by this thread; `fd` is closed below.
+        unsafe {
+            let proto = (libc::ETH_P_ALL as u16).to_be();
+            let fd = libc::socket(libc::AF_PACKET, libc::SOCK_RAW, i32::from(proto));
+            assert!(fd >= 0, "AF_PACKET socket");
+            let mut addr: libc::sockaddr_ll = std::mem::zeroed();
+            addr.sll_family = libc::AF_PACKET as u16;
+            addr.sll_protocol = proto;
+            addr.sll_ifindex = libc::if_nametoindex(ifname.as_ptr()) as i32;
+            assert!(addr.sll_ifindex > 0, "interface exists");
+            let len = std::mem::size_of::<libc::sockaddr_ll>() as u32;
+            assert_eq!(
+                libc::bind(fd, &addr as *const _ as *const libc::sockaddr, len),
+                0
+            );
+            let timeout = libc::timeval {
+                tv_sec: 0,
+                tv_usec: 100_000,
+            };
+            let tv_len = std::mem::size_of::<libc::timeval>() as u32;
+            libc::setsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                libc::SO_RCVTIMEO,
+                &timeout as *const _ as *const _,
+                tv_len,
+            );
+            ready_tx.send(()).unwrap();
+            let mut sources = Vec::new();
+            let mut buf = [0u8; 2048];
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while stop_rx.try_recv().is_err() && Instant::now() < deadline {
+                let n = libc::recv(fd, buf.as_mut_ptr() as *mut _, buf.len(), 0);
+                if n >= 12 {
+                    sources.push(buf[6..12].try_into().unwrap());
+                }
+            }
+            libc::close(fd);
+            sources
+        }
+    });
+    ready_rx.recv_timeout(Duration::from_secs(5)).unwrap();
+    during();
+    // Let the last frames arrive.
+    std::thread::sleep(Duration::from_millis(300));
+    stop_tx.send(()).unwrap();
+    capture.join().unwrap()
+}
+
+/// Parses "02:..:.." into bytes.
+pub fn mac_bytes(text: &str) -> [u8; 6] {
+    let v: Vec<u8> = text
+        .split(':')
+        .map(|p| u8::from_str_radix(p, 16).unwrap())
+        .collect();
+    v.try_into().unwrap()
+}

@@ -1,0 +1,193 @@
+//! The control plane end to end: connect and disconnect, restart from the state directory, bad
+//! input refused without changing anything, and containers that vanish. Needs root.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+
+#[test]
+fn disconnect_removes_interface_and_port_and_connect_works_again() {
+    let mut bed = Bed::start();
+    bed.ok(&["network", "create", "app", "--subnet", "10.89.5.0/24"]);
+    let a = bed.netns("a");
+    let b = bed.netns("b");
+    bed.ok(&["connect", "app", &a, "--ip", "10.89.5.10"]);
+    bed.ok(&["connect", "app", &b, "--name", "bee", "--ifname", "veth7"]);
+    assert!(has_link(&b, "veth7"));
+    assert!(ping(&a, "10.89.5.2", 2));
+
+    // By endpoint name ...
+    bed.ok(&["disconnect", "app", "bee"]);
+    assert!(!has_link(&b, "veth7"), "interface left behind");
+    assert_eq!(bed.ports().len(), 1);
+    // ... and by namespace.
+    bed.ok(&["disconnect", "app", &a]);
+    assert!(!has_link(&a, "eth0"));
+    assert!(bed.ports().is_empty());
+    let net = bed.json(&["network", "ls"]);
+    assert_eq!(net[0]["endpoints"].as_object().unwrap().len(), 0);
+
+    bed.ok(&["connect", "app", &a, "--ip", "10.89.5.10"]);
+    bed.ok(&["connect", "app", &b]);
+    assert!(ping(&b, "10.89.5.10", 2));
+    bed.ok(&["disconnect", "app", &a]);
+    bed.ok(&["disconnect", "app", &b]);
+    bed.ok(&["network", "rm", "app"]);
+    assert_eq!(bed.json(&["network", "ls"]), serde_json::json!([]));
+}
+
+#[test]
+fn a_restarted_daemon_comes_back_with_its_networks_and_endpoints() {
+    let mut bed = Bed::start();
+    bed.ok(&[
+        "network",
+        "create",
+        "app",
+        "--subnet",
+        "10.89.6.0/24",
+        "--mtu",
+        "1400",
+    ]);
+    bed.ok(&[
+        "network",
+        "create",
+        "other",
+        "--subnet",
+        "10.89.7.0/24",
+        "--vlan",
+        "7",
+    ]);
+    let a = bed.netns("a");
+    let b = bed.netns("b");
+    let before_a = bed.json(&["connect", "app", &a]);
+    bed.ok(&["connect", "app", &b]);
+    let networks_before = bed.json(&["network", "ls"]);
+
+    bed.stop_daemon();
+    // The TAP devices die with the daemon that held them.
+    assert!(!has_link(&a, "eth0"));
+
+    bed.start_daemon();
+    assert_eq!(bed.json(&["network", "ls"]), networks_before);
+    let inspect: serde_json::Value =
+        serde_json::from_str(&bed.ok(&["network", "inspect", "app"])).unwrap();
+    assert_eq!(inspect["endpoints"][&a], before_a);
+    // Endpoints whose namespace still exists are attached again, same MAC and address.
+    assert!(has_link(&a, "eth0"));
+    let link = run("ip", &["-n", &a, "link", "show", "eth0"]);
+    assert!(
+        link.contains(before_a["mac"].as_str().unwrap()) && link.contains("mtu 1400"),
+        "{link}"
+    );
+    assert!(ping(&a, "10.89.6.3", 2));
+    assert_eq!(bed.ports().len(), 2);
+}
+
+#[test]
+fn bad_input_is_refused_by_name_and_changes_nothing() {
+    let mut bed = Bed::start();
+    bed.ok(&["network", "create", "app", "--subnet", "10.89.8.0/24"]);
+    let a = bed.netns("a");
+    let b = bed.netns("b");
+    bed.ok(&["connect", "app", &a, "--ip", "10.89.8.5"]);
+    let networks = bed.json(&["network", "ls"]);
+    let ports = bed.ports();
+    let links_b = run("ip", &["-n", &b, "link"]);
+
+    let cases: Vec<(Vec<&str>, String)> = vec![
+        (
+            vec!["connect", "app", &b, "--ip", "10.89.8.5"],
+            format!("address 10.89.8.5 is already in use by endpoint {a} on network app"),
+        ),
+        (
+            vec!["connect", "app", &b, "--ip", "10.1.1.1"],
+            "address 10.1.1.1 is outside the subnets of network app (10.89.8.0/24)".into(),
+        ),
+        (
+            vec!["network", "create", "app", "--subnet", "10.89.9.0/24"],
+            "network app already exists".into(),
+        ),
+        (
+            vec!["network", "create", "x", "--subnet", "10.89.8.0/25"],
+            "subnet 10.89.8.0/25 overlaps subnet 10.89.8.0/24 of network app".into(),
+        ),
+        (vec!["connect", "nope", &b], "network nope not found".into()),
+        (
+            vec!["connect", "app", "vswitch-no-such-netns"],
+            "network namespace vswitch-no-such-netns not found".into(),
+        ),
+        (
+            vec!["network", "create", "x", "--subnet", "10.89.999.0/24"],
+            "invalid subnet \"10.89.999.0/24\"".into(),
+        ),
+        (
+            vec!["connect", "app", &b, "--mac", "02:zz:00:00:00:01"],
+            "invalid MAC address \"02:zz:00:00:00:01\"".into(),
+        ),
+        (
+            vec!["connect", "app", &a],
+            format!("network namespace {a} is already connected"),
+        ),
+        (
+            vec!["disconnect", "app", "nobody"],
+            "no endpoint or namespace nobody on network app".into(),
+        ),
+        (
+            vec!["network", "rm", "app"],
+            "network app has active endpoints".into(),
+        ),
+    ];
+    for (args, expected) in &cases {
+        let error = bed.fails(args);
+        assert!(
+            error.starts_with("Error: ") && error.contains(expected.as_str()),
+            "{args:?}: got {error:?}, want {expected:?}"
+        );
+    }
+
+    assert_eq!(bed.json(&["network", "ls"]), networks, "networks changed");
+    assert_eq!(bed.ports().len(), ports.len(), "ports changed");
+    assert_eq!(
+        run("ip", &["-n", &b, "link"]),
+        links_b,
+        "namespace b changed"
+    );
+    // The API answers a malformed body with a 400 naming the problem, too.
+    let mut conn = std::os::unix::net::UnixStream::connect(&bed.socket).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let request = "POST /v1/networks HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 5\r\nConnection: close\r\n\r\n{nope";
+    std::io::Write::write_all(&mut conn, request.as_bytes()).unwrap();
+    let mut response = String::new();
+    std::io::Read::read_to_string(&mut conn, &mut response).unwrap();
+    assert!(response.starts_with("HTTP/1.1 400"), "{response}");
+    assert!(response.contains("invalid request body"), "{response}");
+    assert_eq!(bed.json(&["network", "ls"]), networks, "networks changed");
+}
+
+#[test]
+fn a_deleted_namespace_makes_its_port_disappear() {
+    let mut bed = Bed::start();
+    bed.ok(&["network", "create", "app", "--subnet", "10.89.10.0/24"]);
+    let a = bed.netns("a");
+    let b = bed.netns("b");
+    bed.ok(&["connect", "app", &a]);
+    bed.ok(&["connect", "app", &b]);
+    assert_eq!(bed.ports().len(), 2);
+    bed.delete_netns(&a);
+    assert!(
+        eventually(Duration::from_secs(5), || bed.ports().len() == 1),
+        "port of the deleted namespace still there: {:?}",
+        bed.ports()
+    );
+    let net: serde_json::Value =
+        serde_json::from_str(&bed.ok(&["network", "inspect", "app"])).unwrap();
+    assert!(net["endpoints"].get(&a).is_none(), "{net}");
+    // The daemon did not take the namespace down with anything else.
+    assert!(has_link(&b, "eth0"));
+    // And the freed address is handed out again.
+    let c = bed.netns("c");
+    let endpoint = bed.json(&["connect", "app", &c]);
+    assert_eq!(endpoint["addresses"][0], "10.89.10.2/24");
+}
