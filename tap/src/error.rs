@@ -39,13 +39,13 @@ pub enum Error {
         step: &'static str,
         ifname: String,
         netns: String,
-        source: rtnetlink::Error,
+        source: Box<rtnetlink::Error>,
     },
     /// Creating or deleting a named namespace failed.
     #[error("cannot {step} network namespace {name} ({source})")]
     NamedNamespace {
         step: &'static str,
         name: String,
-        source: rtnetlink::Error,
+        source: Box<rtnetlink::Error>,
     },
 }

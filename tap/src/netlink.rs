@@ -42,7 +42,7 @@ async fn configure(
             step,
             ifname: ifname.clone(),
             netns: netns.to_string(),
-            source,
+            source: Box::new(source),
         }
     };
     if link_index(handle, ifname)
@@ -139,7 +139,7 @@ pub(crate) fn loopback_up(netns: &str) -> Result<(), Error> {
                 step: "bring up",
                 ifname: "lo".into(),
                 netns: netns.to_string(),
-                source,
+                source: Box::new(source),
             });
         connection.abort();
         result

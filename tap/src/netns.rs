@@ -179,7 +179,7 @@ pub async fn create_named(name: &str) -> Result<(), Error> {
         .map_err(|source| Error::NamedNamespace {
             step: "create",
             name: name.to_string(),
-            source,
+            source: Box::new(source),
         })
 }
 
@@ -190,7 +190,7 @@ pub async fn delete_named(name: &str) -> Result<(), Error> {
         .map_err(|source| Error::NamedNamespace {
             step: "delete",
             name: name.to_string(),
-            source,
+            source: Box::new(source),
         })
 }
 
