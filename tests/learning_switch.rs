@@ -134,3 +134,31 @@ fn an_idle_switch_uses_no_cpu() {
     // A busy loop would burn ~300 ticks here; a woken-but-idle daemon a few at most.
     assert!(used <= 3, "idle daemon used {used} ticks of CPU in 3 s");
 }
+
+#[test]
+fn the_quickstart_topology_comes_up_pings_and_leaves_nothing_behind() {
+    let names = ["web", "api", "db"];
+    let exists = |n: &str| std::path::Path::new("/run/netns").join(n).exists();
+    assert!(!names.iter().any(|n| exists(n)), "a namespace named web, api or db already exists here");
+    let dir = std::env::temp_dir().join(format!("vswt{}quick", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = concat!(env!("CARGO_MANIFEST_DIR"), "/../configs/quickstart.toml");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_vswitch"))
+        .arg("--socket")
+        .arg(dir.join("sock"))
+        .args(["up", config, "--once"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    // `up` tears down by itself; make sure of it even if it crashed.
+    for n in names {
+        if exists(n) {
+            let _ = std::process::Command::new("ip").args(["netns", "del", n]).status();
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(stdout.matches(" 0% packet loss").count(), 6, "{stdout}");
+    assert!(stdout.contains("topology torn down"), "{stdout}");
+    assert!(!names.iter().any(|n| exists(n)), "up left a namespace behind");
+}
