@@ -204,19 +204,29 @@ fn namespaces_by_pid_and_path_and_a_container_that_exits() {
     let pid = container.id();
     let netns_file = format!("/proc/{pid}/ns/net");
     // unshare creates the namespace just before exec'ing sleep: wait until it differs from ours.
-    let own = std::fs::metadata("/proc/self/ns/net").map(|m| std::os::unix::fs::MetadataExt::ino(&m)).unwrap();
+    let own = std::fs::metadata("/proc/self/ns/net")
+        .map(|m| std::os::unix::fs::MetadataExt::ino(&m))
+        .unwrap();
     assert!(eventually(Duration::from_secs(5), || {
-        std::fs::metadata(&netns_file).map(|m| std::os::unix::fs::MetadataExt::ino(&m) != own).unwrap_or(false)
+        std::fs::metadata(&netns_file)
+            .map(|m| std::os::unix::fs::MetadataExt::ino(&m) != own)
+            .unwrap_or(false)
     }));
     let by_pid = bed.json(&["connect", "app", &format!("pid:{pid}")]);
     assert_eq!(by_pid["name"], format!("pid-{pid}"));
-    let link = run("nsenter", &[&format!("--net={netns_file}"), "ip", "link", "show", "eth0"]);
+    let link = run(
+        "nsenter",
+        &[&format!("--net={netns_file}"), "ip", "link", "show", "eth0"],
+    );
     assert!(link.contains(by_pid["mac"].as_str().unwrap()), "{link}");
 
     let b = bed.netns("b");
     let by_path = bed.json(&["connect", "app", &format!("/run/netns/{b}")]);
     assert_eq!(by_path["name"], b.as_str());
-    assert!(in_netns(&b, &["ping", "-c", "2", "-i", "0.2", "-W", "2", "10.89.12.2"]));
+    assert!(in_netns(
+        &b,
+        &["ping", "-c", "2", "-i", "0.2", "-W", "2", "10.89.12.2"]
+    ));
 
     // The container exits: its port goes away.
     container.kill().unwrap();
@@ -231,14 +241,41 @@ fn namespaces_by_pid_and_path_and_a_container_that_exits() {
 #[test]
 fn dual_stack_networks_give_both_addresses_and_routes() {
     let mut bed = Bed::start();
-    bed.ok(&["network", "create", "ds", "--subnet", "10.89.13.0/24", "--subnet", "fd00:89:13::/64"]);
+    bed.ok(&[
+        "network",
+        "create",
+        "ds",
+        "--subnet",
+        "10.89.13.0/24",
+        "--subnet",
+        "fd00:89:13::/64",
+    ]);
     let a = bed.netns("a");
     let b = bed.netns("b");
     let ea = bed.json(&["connect", "ds", &a]);
     bed.ok(&["connect", "ds", &b, "--ip", "fd00:89:13::50"]);
-    assert_eq!(ea["addresses"], serde_json::json!(["10.89.13.2/24", "fd00:89:13::2/64"]));
+    assert_eq!(
+        ea["addresses"],
+        serde_json::json!(["10.89.13.2/24", "fd00:89:13::2/64"])
+    );
     let routes = run("ip", &["-n", &a, "-6", "route"]);
-    assert!(routes.contains("default via fd00:89:13::1 dev eth0"), "{routes}");
-    assert!(in_netns(&a, &["ping", "-6", "-c", "2", "-i", "0.2", "-W", "2", "fd00:89:13::50"]));
+    assert!(
+        routes.contains("default via fd00:89:13::1 dev eth0"),
+        "{routes}"
+    );
+    assert!(in_netns(
+        &a,
+        &[
+            "ping",
+            "-6",
+            "-c",
+            "2",
+            "-i",
+            "0.2",
+            "-W",
+            "2",
+            "fd00:89:13::50"
+        ]
+    ));
     assert!(ping(&b, "10.89.13.2", 2));
 }

@@ -139,7 +139,10 @@ fn an_idle_switch_uses_no_cpu() {
 fn the_quickstart_topology_comes_up_pings_and_leaves_nothing_behind() {
     let names = ["web", "api", "db"];
     let exists = |n: &str| std::path::Path::new("/run/netns").join(n).exists();
-    assert!(!names.iter().any(|n| exists(n)), "a namespace named web, api or db already exists here");
+    assert!(
+        !names.iter().any(|n| exists(n)),
+        "a namespace named web, api or db already exists here"
+    );
     let dir = std::env::temp_dir().join(format!("vswt{}quick", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let config = concat!(env!("CARGO_MANIFEST_DIR"), "/../configs/quickstart.toml");
@@ -153,12 +156,21 @@ fn the_quickstart_topology_comes_up_pings_and_leaves_nothing_behind() {
     // `up` tears down by itself; make sure of it even if it crashed.
     for n in names {
         if exists(n) {
-            let _ = std::process::Command::new("ip").args(["netns", "del", n]).status();
+            let _ = std::process::Command::new("ip")
+                .args(["netns", "del", n])
+                .status();
         }
     }
     let _ = std::fs::remove_dir_all(&dir);
-    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(stdout.matches(" 0% packet loss").count(), 6, "{stdout}");
     assert!(stdout.contains("topology torn down"), "{stdout}");
-    assert!(!names.iter().any(|n| exists(n)), "up left a namespace behind");
+    assert!(
+        !names.iter().any(|n| exists(n)),
+        "up left a namespace behind"
+    );
 }

@@ -16,7 +16,11 @@ use vswitch::switch::{Action, NetworkId, PortConfig, PortId, PortMode, Switch, S
 use vswitch_bench::{frame, mac};
 
 fn access(sw: &mut Switch, net: NetworkId) -> PortId {
-    sw.add_port(PortConfig { mode: PortMode::Access(net), mtu: 1500 }).unwrap()
+    sw.add_port(PortConfig {
+        mode: PortMode::Access(net),
+        mtu: 1500,
+    })
+    .unwrap()
 }
 
 fn parse(c: &mut Criterion) {
@@ -25,7 +29,9 @@ fn parse(c: &mut Criterion) {
     let tagged = egress_parts(&untagged, 0, &tag).concat();
     let mut g = c.benchmark_group("parse");
     g.throughput(Throughput::Elements(1));
-    g.bench_function("untagged", |b| b.iter(|| Header::parse(black_box(&untagged))));
+    g.bench_function("untagged", |b| {
+        b.iter(|| Header::parse(black_box(&untagged)))
+    });
     g.bench_function("tagged", |b| b.iter(|| Header::parse(black_box(&tagged))));
     g.finish();
 }
@@ -87,15 +93,29 @@ fn process(c: &mut Criterion) {
     let net = sw.add_network();
     let edge = access(&mut sw, net);
     let trunk = sw
-        .add_port(PortConfig { mode: PortMode::Trunk { vlans: vec![(100, net)], native: None }, mtu: 1500 })
+        .add_port(PortConfig {
+            mode: PortMode::Trunk {
+                vlans: vec![(100, net)],
+                native: None,
+            },
+            mtu: 1500,
+        })
         .unwrap();
-    sw.process(now, trunk, &egress_parts(&frame(mac(1), mac(2)), 0, &vlan_tag(100)).concat());
+    sw.process(
+        now,
+        trunk,
+        &egress_parts(&frame(mac(1), mac(2)), 0, &vlan_tag(100)).concat(),
+    );
     let to_trunk = frame(mac(2), mac(1));
     let mut out = Vec::with_capacity(2048);
     g.bench_function("vlan_push", |bench| {
         bench.iter(|| {
             let action = sw.process(now, edge, black_box(&to_trunk));
-            if let Action::Forward { to, ingress_tag_len } = action {
+            if let Action::Forward {
+                to,
+                ingress_tag_len,
+            } = action
+            {
                 let tag = vlan_tag(to.vlan.unwrap_or(0));
                 out.clear();
                 for part in egress_parts(&to_trunk, ingress_tag_len, &tag) {

@@ -11,6 +11,9 @@
 //! | `POST /v1/networks/{name}/endpoints` | connect a namespace (`ConnectRequest`) |
 //! | `DELETE /v1/networks/{name}/endpoints/{endpoint or netns}` | disconnect |
 //! | `GET /v1/networks/{name}/fdb` | MAC table |
+//! | `GET /v1/trunks` | list trunk ports |
+//! | `POST /v1/trunks` | add a trunk port (`TrunkCreate`) |
+//! | `DELETE /v1/trunks/{name or netns}` | remove a trunk port |
 //! | `GET /v1/ports` | ports with counters |
 
 use std::sync::Arc;
@@ -25,7 +28,7 @@ use serde::Serialize;
 
 use crate::control::Control;
 use crate::error::ControlError;
-use crate::model::{ConnectRequest, NetworkCreate};
+use crate::model::{ConnectRequest, NetworkCreate, TrunkCreate, TrunkRecord};
 
 /// Body of every error response.
 #[derive(Debug, Serialize, serde::Deserialize)]
@@ -69,6 +72,8 @@ pub fn router(control: Arc<Control>) -> Router {
         )
         .route("/v1/networks/{name}/endpoints/{target}", delete(disconnect))
         .route("/v1/networks/{name}/fdb", get(fdb))
+        .route("/v1/trunks", get(list_trunks).post(add_trunk))
+        .route("/v1/trunks/{target}", delete(remove_trunk))
         .route("/v1/ports", get(ports))
         .with_state(control)
 }
@@ -129,4 +134,22 @@ async fn fdb(
 
 async fn ports(State(c): State<Arc<Control>>) -> Reply<Vec<crate::control::PortInfo>> {
     Ok(Json(c.ports().await?))
+}
+
+async fn list_trunks(State(c): State<Arc<Control>>) -> Reply<Vec<TrunkRecord>> {
+    Ok(Json(c.trunks().await))
+}
+
+async fn add_trunk(
+    State(c): State<Arc<Control>>,
+    req: Result<Json<TrunkCreate>, JsonRejection>,
+) -> Result<(StatusCode, Json<TrunkRecord>), ControlError> {
+    Ok((StatusCode::CREATED, Json(c.add_trunk(body(req)?).await?)))
+}
+
+async fn remove_trunk(
+    State(c): State<Arc<Control>>,
+    Path(target): Path<String>,
+) -> Reply<TrunkRecord> {
+    Ok(Json(c.remove_trunk(&target).await?))
 }

@@ -88,6 +88,9 @@ pub enum Command {
         /// Namespace (as given to connect) or endpoint name.
         target: String,
     },
+    /// Manage trunk ports (one interface carrying several networks as 802.1Q VLANs).
+    #[command(subcommand)]
+    Trunk(TrunkCommand),
     /// List ports with their counters.
     Ports {
         #[command(flatten)]
@@ -150,6 +153,45 @@ pub enum NetworkCommand {
     Rm {
         /// Network name.
         name: String,
+    },
+}
+
+/// `vswitch trunk ...`.
+#[derive(Debug, Subcommand)]
+pub enum TrunkCommand {
+    /// Add a trunk port in a namespace.
+    Add {
+        /// `ip netns` name, namespace path (/proc/PID/ns/net) or pid:PID.
+        netns: String,
+        /// Network to carry tagged with its VLAN ID (repeat).
+        #[arg(long = "network")]
+        networks: Vec<String>,
+        /// Network to carry untagged.
+        #[arg(long)]
+        native: Option<String>,
+        /// MAC address [default: stable, derived from the trunk name].
+        #[arg(long)]
+        mac: Option<String>,
+        /// Interface name inside the namespace [default: trunk0, trunk1, ...].
+        #[arg(long)]
+        ifname: Option<String>,
+        /// Trunk name [default: the namespace's name].
+        #[arg(long)]
+        name: Option<String>,
+        #[command(flatten)]
+        format: FormatArg,
+    },
+    /// List trunk ports.
+    #[command(alias = "list")]
+    Ls {
+        #[command(flatten)]
+        format: FormatArg,
+    },
+    /// Remove a trunk port, by name or namespace.
+    #[command(alias = "remove")]
+    Rm {
+        /// Trunk name or namespace.
+        target: String,
     },
 }
 

@@ -14,7 +14,8 @@ use crate::dataplane::{DataPlane, PortCounters};
 use crate::error::ControlError;
 use crate::frame::MacAddr;
 use crate::model::{
-    plan_endpoint, plan_network, ConnectRequest, EndpointRecord, NetworkCreate, NetworkRecord,
+    plan_endpoint, plan_network, plan_trunk, ConnectRequest, EndpointRecord, NetworkCreate,
+    NetworkRecord, TrunkCreate, TrunkRecord,
 };
 use crate::state::{State, StateStore};
 use crate::switch::{NetworkId, PortConfig, PortId, PortMode, SwitchConfig};
@@ -80,6 +81,7 @@ struct LiveNetwork {
 struct Inner {
     state: State,
     live: HashMap<String, LiveNetwork>,
+    trunks: HashMap<String, LiveEndpoint>,
 }
 
 /// The daemon's state and the data path it drives.
@@ -98,6 +100,7 @@ impl Control {
             inner: Mutex::new(Inner {
                 state: State::default(),
                 live: HashMap::new(),
+                trunks: HashMap::new(),
             }),
             dataplane: DataPlane::start(switch)?,
             store,
@@ -128,6 +131,12 @@ impl Control {
                         warn!(network = %name, endpoint = %endpoint.name, error = %e, "endpoint not restored")
                     }
                 }
+            }
+        }
+        for (name, trunk) in saved.trunks {
+            match self.attach_trunk(&mut inner, trunk).await {
+                Ok(()) => info!(trunk = %name, "trunk restored"),
+                Err(e) => warn!(trunk = %name, error = %e, "trunk not restored"),
             }
         }
         self.save(&inner)
@@ -173,8 +182,14 @@ impl Control {
             .networks
             .get(name)
             .ok_or_else(|| ControlError::UnknownNetwork(name.to_string()))?;
-        if !network.endpoints.is_empty() {
-            let endpoints: Vec<&str> = network.endpoints.keys().map(String::as_str).collect();
+        let trunks = inner
+            .state
+            .trunks
+            .values()
+            .filter(|t| t.networks.iter().chain(&t.native).any(|n| n == name))
+            .map(|t| format!("trunk {}", t.name));
+        let endpoints: Vec<String> = network.endpoints.keys().cloned().chain(trunks).collect();
+        if !endpoints.is_empty() {
             return Err(ControlError::NetworkInUse {
                 network: name.to_string(),
                 endpoints: endpoints.join(", "),
@@ -224,7 +239,7 @@ impl Control {
             .networks
             .get(network)
             .ok_or_else(|| ControlError::UnknownNetwork(network.to_string()))?;
-        let endpoint = plan_endpoint(&req, &netns, record, &inner.state.networks)?;
+        let endpoint = plan_endpoint(&req, &netns, record, &inner.state)?;
         self.attach(&mut inner, network, endpoint.clone()).await?;
         if let Err(e) = self.save(&inner) {
             self.detach(&mut inner, network, &endpoint.name).await?;
@@ -250,7 +265,28 @@ impl Control {
             gateways: default_gateways(record),
         };
         let mtu = record.mtu;
-        let netns: tap::NetnsRef = endpoint.netns.parse()?;
+        let mode = PortMode::Access(inner.live[network].id);
+        let port = self.open_port(&endpoint.netns, config, mode, mtu).await?;
+        let live = inner.live.get_mut(network).expect("every network is live");
+        live.endpoints.insert(endpoint.name.clone(), port);
+        let record = inner
+            .state
+            .networks
+            .get_mut(network)
+            .expect("checked above");
+        record.endpoints.insert(endpoint.name.clone(), endpoint);
+        Ok(())
+    }
+
+    /// Creates a TAP device in `netns` and hands it to the data path as a port.
+    async fn open_port(
+        &self,
+        netns: &str,
+        config: tap::TapConfig,
+        mode: PortMode,
+        mtu: u32,
+    ) -> Result<LiveEndpoint, ControlError> {
+        let netns: tap::NetnsRef = netns.parse()?;
         // Entering a namespace and waiting on netlink blocks: keep it off the async workers.
         let (ns, device) = tokio::task::spawn_blocking(move || {
             let ns = tap::Namespace::open(&netns)?;
@@ -259,26 +295,11 @@ impl Control {
         })
         .await
         .expect("attach does not panic")?;
-        let live = inner.live.get_mut(network).expect("every network is live");
         let port = self
             .dataplane
-            .add_port(
-                device,
-                PortConfig {
-                    mode: PortMode::Access(live.id),
-                    mtu,
-                },
-            )
+            .add_port(device, PortConfig { mode, mtu })
             .await??;
-        live.endpoints
-            .insert(endpoint.name.clone(), LiveEndpoint { port, ns });
-        let record = inner
-            .state
-            .networks
-            .get_mut(network)
-            .expect("checked above");
-        record.endpoints.insert(endpoint.name.clone(), endpoint);
-        Ok(())
+        Ok(LiveEndpoint { port, ns })
     }
 
     async fn detach(
@@ -332,6 +353,110 @@ impl Control {
         Ok(endpoint)
     }
 
+    /// Adds a trunk port carrying several networks.
+    pub async fn add_trunk(&self, req: TrunkCreate) -> Result<TrunkRecord, ControlError> {
+        let mut inner = self.inner.lock().await;
+        let netns: tap::NetnsRef = req.netns.parse()?;
+        let trunk = plan_trunk(&req, &netns, &inner.state)?;
+        self.attach_trunk(&mut inner, trunk.clone()).await?;
+        if let Err(e) = self.save(&inner) {
+            self.detach_trunk(&mut inner, &trunk.name).await?;
+            return Err(e);
+        }
+        info!(trunk = %trunk.name, netns = %trunk.netns, "trunk added");
+        Ok(trunk)
+    }
+
+    async fn attach_trunk(
+        &self,
+        inner: &mut Inner,
+        trunk: TrunkRecord,
+    ) -> Result<(), ControlError> {
+        let network = |name: &String| {
+            let record = inner
+                .state
+                .networks
+                .get(name)
+                .ok_or_else(|| ControlError::UnknownNetwork(name.clone()))?;
+            Ok::<_, ControlError>((record, inner.live[name].id))
+        };
+        let mut vlans = Vec::new();
+        let mut mtu = 0;
+        for name in &trunk.networks {
+            let (record, id) = network(name)?;
+            let vlan = record
+                .vlan
+                .ok_or_else(|| ControlError::Invalid(format!("network {name} has no VLAN ID")))?;
+            vlans.push((vlan, id));
+            mtu = mtu.max(record.mtu);
+        }
+        let native = match &trunk.native {
+            Some(name) => {
+                let (record, id) = network(name)?;
+                mtu = mtu.max(record.mtu);
+                Some(id)
+            }
+            None => None,
+        };
+        let config = tap::TapConfig {
+            ifname: trunk.ifname.clone(),
+            mac: trunk.mac.0,
+            mtu,
+            addresses: Vec::new(),
+            gateways: Vec::new(),
+        };
+        let mode = PortMode::Trunk { vlans, native };
+        let port = self.open_port(&trunk.netns, config, mode, mtu).await?;
+        inner.trunks.insert(trunk.name.clone(), port);
+        inner.state.trunks.insert(trunk.name.clone(), trunk);
+        Ok(())
+    }
+
+    async fn detach_trunk(
+        &self,
+        inner: &mut Inner,
+        name: &str,
+    ) -> Result<TrunkRecord, ControlError> {
+        let record = inner
+            .state
+            .trunks
+            .remove(name)
+            .expect("caller checked the trunk exists");
+        if let Some(live) = inner.trunks.remove(name) {
+            self.dataplane.remove_port(live.port).await??;
+        }
+        Ok(record)
+    }
+
+    /// Removes a trunk, given by name or by namespace.
+    pub async fn remove_trunk(&self, target: &str) -> Result<TrunkRecord, ControlError> {
+        let mut inner = self.inner.lock().await;
+        let as_netns = target.parse::<tap::NetnsRef>().ok().map(|n| n.to_string());
+        let name = inner
+            .state
+            .trunks
+            .values()
+            .find(|t| t.name == target || Some(&t.netns) == as_netns.as_ref())
+            .map(|t| t.name.clone())
+            .ok_or_else(|| ControlError::UnknownTrunk(target.to_string()))?;
+        let trunk = self.detach_trunk(&mut inner, &name).await?;
+        self.save(&inner)?;
+        info!(trunk = %name, "trunk removed");
+        Ok(trunk)
+    }
+
+    /// Every trunk.
+    pub async fn trunks(&self) -> Vec<TrunkRecord> {
+        self.inner
+            .lock()
+            .await
+            .state
+            .trunks
+            .values()
+            .cloned()
+            .collect()
+    }
+
     /// Disconnects every endpoint whose namespace has gone away (the container exited).
     pub async fn handle_gone_namespaces(&self) {
         let mut inner = self.inner.lock().await;
@@ -345,8 +470,20 @@ impl Control {
                     .map(move |(name, _)| (net.clone(), name.clone()))
             })
             .collect();
-        if gone.is_empty() {
+        let gone_trunks: Vec<String> = inner
+            .trunks
+            .iter()
+            .filter(|(_, t)| !t.ns.is_alive())
+            .map(|(name, _)| name.clone())
+            .collect();
+        if gone.is_empty() && gone_trunks.is_empty() {
             return;
+        }
+        for trunk in gone_trunks {
+            match self.detach_trunk(&mut inner, &trunk).await {
+                Ok(_) => info!(trunk = %trunk, "namespace gone, trunk removed"),
+                Err(e) => warn!(trunk = %trunk, error = %e, "cannot remove trunk"),
+            }
         }
         for (network, endpoint) in gone {
             match self.detach(&mut inner, &network, &endpoint).await {
@@ -373,26 +510,35 @@ impl Control {
             for (name, endpoint) in &live.endpoints {
                 let record = &inner.state.networks[net_name].endpoints[name];
                 let c = counters.get(&endpoint.port).copied().unwrap_or_default();
-                ports.push(PortInfo {
-                    port: endpoint.port.0,
-                    network: net_name.clone(),
-                    endpoint: name.clone(),
-                    netns: record.netns.clone(),
-                    ifname: record.ifname.clone(),
-                    mac: record.mac,
-                    rx_packets: c.rx_packets,
-                    rx_bytes: c.rx_bytes,
-                    tx_packets: c.tx_packets,
-                    tx_bytes: c.tx_bytes,
-                    drops: c.drops.total(),
-                    drops_by_reason: c
-                        .drops
-                        .by_name()
-                        .into_iter()
-                        .map(|(k, v)| (k.to_string(), v))
-                        .collect(),
-                });
+                ports.push(port_info(
+                    endpoint.port,
+                    net_name.clone(),
+                    name,
+                    &record.netns,
+                    &record.ifname,
+                    record.mac,
+                    c,
+                ));
             }
+        }
+        for (name, trunk) in &inner.trunks {
+            let record = &inner.state.trunks[name];
+            let c = counters.get(&trunk.port).copied().unwrap_or_default();
+            let networks: Vec<String> = record
+                .networks
+                .iter()
+                .map(|n| format!("{n}/{}", inner.state.networks[n].vlan.unwrap_or(0)))
+                .chain(record.native.iter().map(|n| format!("{n}/untagged")))
+                .collect();
+            ports.push(port_info(
+                trunk.port,
+                networks.join(","),
+                name,
+                &record.netns,
+                &record.ifname,
+                record.mac,
+                c,
+            ));
         }
         ports.sort_by_key(|p| p.port);
         Ok(ports)
@@ -426,6 +572,36 @@ impl Control {
                 age_seconds: row.age.map(|a| (a.as_secs_f64() * 10.0).round() / 10.0),
             })
             .collect())
+    }
+}
+
+fn port_info(
+    port: PortId,
+    network: String,
+    endpoint: &str,
+    netns: &str,
+    ifname: &str,
+    mac: MacAddr,
+    c: PortCounters,
+) -> PortInfo {
+    PortInfo {
+        port: port.0,
+        network,
+        endpoint: endpoint.to_string(),
+        netns: netns.to_string(),
+        ifname: ifname.to_string(),
+        mac,
+        rx_packets: c.rx_packets,
+        rx_bytes: c.rx_bytes,
+        tx_packets: c.tx_packets,
+        tx_bytes: c.tx_bytes,
+        drops: c.drops.total(),
+        drops_by_reason: c
+            .drops
+            .by_name()
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect(),
     }
 }
 

@@ -52,6 +52,9 @@ pub enum ControlError {
     /// No endpoint by that name or namespace.
     #[error("no endpoint or namespace {target} on network {network}")]
     UnknownEndpoint { target: String, network: String },
+    /// No trunk by that name or namespace.
+    #[error("no trunk or namespace {0}")]
+    UnknownTrunk(String),
     /// Namespace or TAP setup failed.
     #[error(transparent)]
     Tap(#[from] tap::Error),
@@ -72,7 +75,7 @@ impl ControlError {
         use ControlError::*;
         match self {
             Invalid(_) => StatusCode::BAD_REQUEST,
-            UnknownNetwork(_) | UnknownEndpoint { .. } => StatusCode::NOT_FOUND,
+            UnknownNetwork(_) | UnknownEndpoint { .. } | UnknownTrunk(_) => StatusCode::NOT_FOUND,
             NetworkExists(_)
             | SubnetOverlap { .. }
             | VlanInUse { .. }

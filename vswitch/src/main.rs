@@ -10,10 +10,12 @@ use hyper::Method;
 use serde::Serialize;
 use serde_json::Value;
 
-use vswitch::cli::{print_table, Cli, Command, Format, NetworkCommand, SwitchArgs};
+use vswitch::cli::{print_table, Cli, Command, Format, NetworkCommand, SwitchArgs, TrunkCommand};
 use vswitch::client::call;
 use vswitch::control::{FdbInfo, PortInfo};
-use vswitch::model::{ConnectRequest, EndpointRecord, NetworkCreate, NetworkRecord};
+use vswitch::model::{
+    ConnectRequest, EndpointRecord, NetworkCreate, NetworkRecord, TrunkCreate, TrunkRecord,
+};
 use vswitch::switch::SwitchConfig;
 use vswitch::{daemon, topology};
 
@@ -68,6 +70,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             return topology::up(&config, socket, switch_config(&switch), once).await;
         }
         Command::Network(command) => network(socket, command).await?,
+        Command::Trunk(command) => trunk(socket, command).await?,
         Command::Connect {
             network,
             netns,
@@ -244,6 +247,82 @@ async fn network(socket: &Path, command: NetworkCommand) -> Result<()> {
             )
             .await?;
             println!("{name}");
+        }
+    }
+    Ok(())
+}
+
+async fn trunk(socket: &Path, command: TrunkCommand) -> Result<()> {
+    let describe = |t: &TrunkRecord| {
+        let mut carried = t.networks.join(",");
+        if let Some(native) = &t.native {
+            carried = format!(
+                "{carried}{}{native}(untagged)",
+                if carried.is_empty() { "" } else { "," }
+            );
+        }
+        carried
+    };
+    match command {
+        TrunkCommand::Add {
+            netns,
+            networks,
+            native,
+            mac,
+            ifname,
+            name,
+            format,
+        } => {
+            let req = TrunkCreate {
+                netns,
+                networks,
+                native,
+                mac,
+                ifname,
+                name,
+            };
+            let trunk: TrunkRecord = call(socket, Method::POST, "/v1/trunks", Some(&req)).await?;
+            match format.format {
+                Format::Json => print_json(&trunk),
+                Format::Table => println!(
+                    "trunk {} {} {} carries {}",
+                    trunk.name,
+                    trunk.ifname,
+                    trunk.mac,
+                    describe(&trunk)
+                ),
+            }
+        }
+        TrunkCommand::Ls { format } => {
+            let trunks: Vec<TrunkRecord> =
+                call(socket, Method::GET, "/v1/trunks", None::<&()>).await?;
+            match format.format {
+                Format::Json => print_json(&trunks),
+                Format::Table => {
+                    let rows: Vec<Vec<String>> = trunks
+                        .iter()
+                        .map(|t| {
+                            vec![
+                                t.name.clone(),
+                                format!("{}:{}", t.netns, t.ifname),
+                                t.mac.to_string(),
+                                describe(t),
+                            ]
+                        })
+                        .collect();
+                    print_table(&["NAME", "INTERFACE", "MAC", "NETWORKS"], &rows);
+                }
+            }
+        }
+        TrunkCommand::Rm { target } => {
+            let trunk: TrunkRecord = call(
+                socket,
+                Method::DELETE,
+                &format!("/v1/trunks/{target}"),
+                None::<&()>,
+            )
+            .await?;
+            println!("removed trunk {}", trunk.name);
         }
     }
     Ok(())

@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{invalid, ControlError};
 use crate::frame::MacAddr;
 use crate::ipam;
+use crate::state::State;
 
 /// Default MTU of a network, as Docker's bridge.
 pub const DEFAULT_MTU: u32 = 1500;
@@ -62,6 +63,48 @@ pub struct EndpointRecord {
     pub mac: MacAddr,
     /// Addresses with prefix length, one per subnet.
     pub addresses: Vec<IpNet>,
+}
+
+/// A trunk: one interface carrying several networks, each under its network's 802.1Q VLAN ID
+/// (and at most one untagged, the native network), as a switch port facing another switch or a
+/// VM with VLAN subinterfaces.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TrunkRecord {
+    /// Name, unique among trunks.
+    pub name: String,
+    /// The namespace as the user gave it.
+    pub netns: String,
+    /// Interface name inside the namespace.
+    pub ifname: String,
+    /// Interface MAC.
+    pub mac: MacAddr,
+    /// Networks carried tagged, each under its VLAN ID.
+    pub networks: Vec<String>,
+    /// Network carried untagged, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub native: Option<String>,
+}
+
+/// Body of `POST /v1/trunks`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TrunkCreate {
+    /// `ip netns` name, namespace path, or pid:PID.
+    pub netns: String,
+    /// Networks to carry tagged; each needs a VLAN ID.
+    #[serde(default)]
+    pub networks: Vec<String>,
+    /// Network to carry untagged.
+    #[serde(default)]
+    pub native: Option<String>,
+    /// Requested MAC (default: derived from the trunk name).
+    #[serde(default)]
+    pub mac: Option<String>,
+    /// Interface name (default: trunk0, trunk1, … in that namespace).
+    #[serde(default)]
+    pub ifname: Option<String>,
+    /// Trunk name (default: the namespace's name).
+    #[serde(default)]
+    pub name: Option<String>,
 }
 
 /// Body of `POST /v1/networks`.
@@ -281,12 +324,12 @@ fn check_ifname(ifname: &str) -> Result<(), ControlError> {
 }
 
 /// Turns a connect request into an endpoint record on `network`, refusing anything invalid or
-/// clashing. `networks` is every network, to pick the next free interface name.
+/// clashing. `state` is everything else, to pick a free interface name.
 pub fn plan_endpoint(
     req: &ConnectRequest,
     netns: &tap::NetnsRef,
     network: &NetworkRecord,
-    networks: &BTreeMap<String, NetworkRecord>,
+    state: &State,
 ) -> Result<EndpointRecord, ControlError> {
     let netns_text = netns.to_string();
     if let Some(existing) = network.endpoints.values().find(|e| e.netns == netns_text) {
@@ -307,34 +350,22 @@ pub fn plan_endpoint(
             network: network.name.clone(),
         });
     }
+    let used = ifnames_in(&netns_text, state);
     let ifname = match &req.ifname {
         Some(ifname) => ifname.clone(),
-        None => {
-            let used: HashSet<&str> = networks
-                .values()
-                .flat_map(|n| n.endpoints.values())
-                .filter(|e| e.netns == netns_text)
-                .map(|e| e.ifname.as_str())
-                .collect();
-            (0..)
-                .map(|i| format!("eth{i}"))
-                .find(|n| !used.contains(n.as_str()))
-                .expect("unbounded")
-        }
+        None => (0..)
+            .map(|i| format!("eth{i}"))
+            .find(|n| !used.contains(n.as_str()))
+            .expect("unbounded"),
     };
     check_ifname(&ifname)?;
+    if used.contains(ifname.as_str()) {
+        return Err(invalid(format!(
+            "interface {ifname} is already used in network namespace {netns_text}"
+        )));
+    }
     let mac = match &req.mac {
-        Some(text) => {
-            let mac: MacAddr = text
-                .parse()
-                .map_err(|e: crate::frame::ParseMacError| invalid(e.to_string()))?;
-            if mac.is_multicast() || mac == MacAddr::default() {
-                return Err(invalid(format!(
-                    "invalid MAC address {mac}: must be a unicast address"
-                )));
-            }
-            mac
-        }
+        Some(text) => parse_unicast_mac(text)?,
         None => MacAddr::local_from_seed(format!("{}/{}", network.name, name).as_bytes()),
     };
     if let Some(other) = network.endpoints.values().find(|e| e.mac == mac) {
@@ -350,6 +381,99 @@ pub fn plan_endpoint(
         ifname,
         mac,
         addresses,
+    })
+}
+
+/// Interface names already used in the namespace `netns` by endpoints and trunks.
+fn ifnames_in<'a>(netns: &'a str, state: &'a State) -> HashSet<&'a str> {
+    let endpoints = state.networks.values().flat_map(|n| n.endpoints.values());
+    endpoints
+        .filter(|e| e.netns == netns)
+        .map(|e| e.ifname.as_str())
+        .chain(
+            state
+                .trunks
+                .values()
+                .filter(|t| t.netns == netns)
+                .map(|t| t.ifname.as_str()),
+        )
+        .collect()
+}
+
+fn parse_unicast_mac(text: &str) -> Result<MacAddr, ControlError> {
+    let mac: MacAddr = text
+        .parse()
+        .map_err(|e: crate::frame::ParseMacError| invalid(e.to_string()))?;
+    if mac.is_multicast() || mac == MacAddr::default() {
+        return Err(invalid(format!(
+            "invalid MAC address {mac}: must be a unicast address"
+        )));
+    }
+    Ok(mac)
+}
+
+/// Turns a trunk request into a record, refusing anything invalid or clashing with `state`.
+pub fn plan_trunk(
+    req: &TrunkCreate,
+    netns: &tap::NetnsRef,
+    state: &State,
+) -> Result<TrunkRecord, ControlError> {
+    let netns_text = netns.to_string();
+    let name = req
+        .name
+        .clone()
+        .unwrap_or_else(|| default_endpoint_name(netns));
+    check_name("trunk", &name)?;
+    if state.trunks.contains_key(&name) {
+        return Err(invalid(format!("trunk {name} already exists")));
+    }
+    if req.networks.is_empty() && req.native.is_none() {
+        return Err(invalid(
+            "a trunk needs at least one network (--network) or a native network (--native)",
+        ));
+    }
+    let mut seen = HashSet::new();
+    for network in req.networks.iter().chain(&req.native) {
+        let record = state
+            .networks
+            .get(network)
+            .ok_or_else(|| ControlError::UnknownNetwork(network.clone()))?;
+        if !seen.insert(network) {
+            return Err(invalid(format!(
+                "network {network} is named twice on trunk {name}"
+            )));
+        }
+        if Some(network) != req.native.as_ref() && record.vlan.is_none() {
+            return Err(invalid(format!(
+                "network {network} has no VLAN ID: create it with --vlan to carry it tagged on a trunk"
+            )));
+        }
+    }
+    let used = ifnames_in(&netns_text, state);
+    let ifname = match &req.ifname {
+        Some(ifname) => ifname.clone(),
+        None => (0..)
+            .map(|i| format!("trunk{i}"))
+            .find(|n| !used.contains(n.as_str()))
+            .expect("unbounded"),
+    };
+    check_ifname(&ifname)?;
+    if used.contains(ifname.as_str()) {
+        return Err(invalid(format!(
+            "interface {ifname} is already used in network namespace {netns_text}"
+        )));
+    }
+    let mac = match &req.mac {
+        Some(text) => parse_unicast_mac(text)?,
+        None => MacAddr::local_from_seed(format!("trunk/{name}").as_bytes()),
+    };
+    Ok(TrunkRecord {
+        name,
+        netns: netns_text,
+        ifname,
+        mac,
+        networks: req.networks.clone(),
+        native: req.native.clone(),
     })
 }
 

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::NetworkRecord;
+use crate::model::{NetworkRecord, TrunkRecord};
 
 const STATE_FILE: &str = "state.json";
 
@@ -18,6 +18,9 @@ const STATE_FILE: &str = "state.json";
 pub struct State {
     /// Networks by name, each with its endpoints.
     pub networks: BTreeMap<String, NetworkRecord>,
+    /// Trunk ports by name.
+    #[serde(default)]
+    pub trunks: BTreeMap<String, TrunkRecord>,
 }
 
 /// Why the state could not be read or written.

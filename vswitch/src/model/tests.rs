@@ -10,6 +10,13 @@ fn create(name: &str, subnets: &[&str]) -> NetworkCreate {
     }
 }
 
+fn state(networks: &BTreeMap<String, NetworkRecord>) -> State {
+    State {
+        networks: networks.clone(),
+        ..Default::default()
+    }
+}
+
 fn with(networks: &[NetworkRecord]) -> BTreeMap<String, NetworkRecord> {
     networks
         .iter()
@@ -72,7 +79,7 @@ fn app_with_endpoint() -> BTreeMap<String, NetworkRecord> {
         netns: "web".into(),
         ..Default::default()
     };
-    let web = plan_endpoint(&req, &"web".parse().unwrap(), &app, &nets).unwrap();
+    let web = plan_endpoint(&req, &"web".parse().unwrap(), &app, &state(&nets)).unwrap();
     app.endpoints.insert(web.name.clone(), web);
     with(&[app])
 }
@@ -89,7 +96,7 @@ fn endpoints_get_the_next_free_address_and_a_stable_mac() {
         netns: "db".into(),
         ..Default::default()
     };
-    let db = plan_endpoint(&req, &"db".parse().unwrap(), app, &nets).unwrap();
+    let db = plan_endpoint(&req, &"db".parse().unwrap(), app, &state(&nets)).unwrap();
     assert_eq!(db.addresses[0].to_string(), "10.90.0.3/24");
 }
 
@@ -103,7 +110,12 @@ fn bad_endpoints_are_refused_by_name() {
             ..Default::default()
         };
         f(&mut req);
-        err(plan_endpoint(&req, &netns.parse().unwrap(), app, &nets))
+        err(plan_endpoint(
+            &req,
+            &netns.parse().unwrap(),
+            app,
+            &state(&nets),
+        ))
     };
     assert_eq!(
         try_connect("db", &|r| r.ips = vec!["10.90.0.2".into()]),
@@ -142,4 +154,47 @@ fn default_names_follow_the_namespace() {
     assert_eq!(name("pid:42"), "pid-42");
     assert_eq!(name("/proc/42/ns/net"), "pid-42");
     assert_eq!(name("/run/netns/db"), "db");
+}
+
+#[test]
+fn trunks_need_tagged_networks_and_unique_names() {
+    let mut nets = app_with_endpoint();
+    let red = plan_network(
+        &NetworkCreate {
+            vlan: Some(10),
+            ..create("red", &["10.91.0.0/24"])
+        },
+        &nets,
+    )
+    .unwrap();
+    nets.insert("red".into(), red);
+    let mut st = state(&nets);
+    let ns: tap::NetnsRef = "t".parse().unwrap();
+    let req = |networks: &[&str], native: Option<&str>| TrunkCreate {
+        netns: "t".into(),
+        networks: networks.iter().map(|s| s.to_string()).collect(),
+        native: native.map(String::from),
+        ..Default::default()
+    };
+    let trunk = plan_trunk(&req(&["red"], Some("app")), &ns, &st).unwrap();
+    assert_eq!(
+        (trunk.name.as_str(), trunk.ifname.as_str()),
+        ("t", "trunk0")
+    );
+    assert_eq!(
+        err(plan_trunk(&req(&["app"], None), &ns, &st)),
+        "network app has no VLAN ID: create it with --vlan to carry it tagged on a trunk"
+    );
+    assert_eq!(
+        err(plan_trunk(&req(&["nope"], None), &ns, &st)),
+        "network nope not found"
+    );
+    assert!(err(plan_trunk(&req(&[], None), &ns, &st))
+        .starts_with("a trunk needs at least one network"));
+    assert!(err(plan_trunk(&req(&["red"], Some("red")), &ns, &st)).contains("named twice"));
+    st.trunks.insert(trunk.name.clone(), trunk);
+    assert_eq!(
+        err(plan_trunk(&req(&["red"], None), &ns, &st)),
+        "trunk t already exists"
+    );
 }
