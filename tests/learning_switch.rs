@@ -174,3 +174,65 @@ fn the_quickstart_topology_comes_up_pings_and_leaves_nothing_behind() {
         "up left a namespace behind"
     );
 }
+
+#[test]
+fn a_trunk_carries_each_network_under_its_vlan_tag() {
+    let mut bed = Bed::start();
+    bed.ok(&[
+        "network",
+        "create",
+        "red",
+        "--subnet",
+        "10.89.20.0/24",
+        "--vlan",
+        "10",
+    ]);
+    bed.ok(&[
+        "network",
+        "create",
+        "blue",
+        "--subnet",
+        "10.89.21.0/24",
+        "--vlan",
+        "20",
+    ]);
+    let r = bed.netns("r");
+    let b = bed.netns("b");
+    let t = bed.netns("t");
+    bed.ok(&["connect", "red", &r, "--ip", "10.89.20.2"]);
+    bed.ok(&["connect", "blue", &b, "--ip", "10.89.21.2"]);
+    let trunk = bed.json(&["trunk", "add", &t, "--network", "red", "--network", "blue"]);
+    assert_eq!(trunk["ifname"], "trunk0");
+    let mac = mac_bytes(trunk["mac"].as_str().unwrap());
+    let arp = |vid, target: [u8; 4], sender: [u8; 4]| {
+        arp_over_raw_socket(&t, "trunk0", mac, sender, target, vid)
+    };
+
+    // Tagged 10 reaches red, untagged; red's answer comes back tagged 10.
+    assert_eq!(arp(Some(10), [10, 89, 20, 2], [10, 89, 20, 100]), Some(10));
+    // Tagged 20 reaches blue only: red's host does not hear it, blue's answers on 20.
+    assert_eq!(arp(Some(20), [10, 89, 20, 2], [10, 89, 20, 100]), None);
+    assert_eq!(arp(Some(20), [10, 89, 21, 2], [10, 89, 21, 100]), Some(20));
+    // Untagged and unknown VLANs are not carried: dropped and counted.
+    assert_eq!(arp(None, [10, 89, 20, 2], [10, 89, 20, 100]), None);
+    assert_eq!(arp(Some(30), [10, 89, 20, 2], [10, 89, 20, 100]), None);
+    let ports = bed.ports();
+    let trunk_port = ports.iter().find(|p| p["endpoint"] == t.as_str()).unwrap();
+    assert_eq!(trunk_port["network"], "red/10,blue/20");
+    assert!(
+        trunk_port["drops_by_reason"]["vlan_not_allowed"]
+            .as_u64()
+            .unwrap()
+            >= 2,
+        "{trunk_port}"
+    );
+
+    // A network carried by a trunk cannot be removed; after the trunk goes, it can.
+    assert!(bed
+        .fails(&["network", "rm", "blue"])
+        .contains(&format!("trunk {t}")));
+    bed.ok(&["trunk", "rm", &t]);
+    assert!(!has_link(&t, "trunk0"));
+    bed.ok(&["disconnect", "blue", &b]);
+    bed.ok(&["network", "rm", "blue"]);
+}
