@@ -236,3 +236,52 @@ fn a_trunk_carries_each_network_under_its_vlan_tag() {
     bed.ok(&["disconnect", "blue", &b]);
     bed.ok(&["network", "rm", "blue"]);
 }
+
+#[test]
+fn ctrl_c_tears_down_what_up_made() {
+    use std::io::BufRead;
+    let dir = std::env::temp_dir().join(format!("vswt{}ctrlc", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let names = [
+        format!("vswt{}u1", std::process::id()),
+        format!("vswt{}u2", std::process::id()),
+    ];
+    let config = format!(
+        "[[networks]]\nname = \"n\"\nsubnets = [\"10.89.30.0/24\"]\n\n\
+         [[containers]]\nname = \"{}\"\nnetworks = [\"n\"]\n\n\
+         [[containers]]\nname = \"{}\"\nnetworks = [\"n\"]\nrun = [\"ping -c 1 -W 2 10.89.30.2\"]\n",
+        names[0], names[1]
+    );
+    std::fs::write(dir.join("topology.toml"), config).unwrap();
+    let mut up = std::process::Command::new(env!("CARGO_BIN_EXE_vswitch"))
+        .arg("--socket")
+        .arg(dir.join("sock"))
+        .arg("up")
+        .arg(dir.join("topology.toml"))
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = nix::unistd::Pid::from_raw(up.id() as i32);
+    let mut lines = std::io::BufReader::new(up.stdout.take().unwrap()).lines();
+    let ready = lines
+        .by_ref()
+        .map_while(Result::ok)
+        .find(|l| l.starts_with("topology up"));
+    let up_ns = |n: &String| std::path::Path::new("/run/netns").join(n).exists();
+    let all_there = names.iter().all(up_ns);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).unwrap();
+    let status = up.wait().unwrap();
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    for n in &names {
+        if up_ns(n) {
+            let _ = std::process::Command::new("ip")
+                .args(["netns", "del", n])
+                .status();
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(ready.is_some() && all_there, "topology never came up");
+    assert!(status.success(), "{status:?}");
+    assert!(rest.iter().any(|l| l == "topology torn down"), "{rest:?}");
+    assert!(!names.iter().any(up_ns), "namespaces left behind");
+}

@@ -13,6 +13,12 @@ use tokio::net::UnixStream;
 
 use crate::api::ErrorBody;
 
+/// `text` made safe as one segment of a URL path (a namespace path such as /run/netns/x has
+/// slashes of its own).
+pub fn segment(text: &str) -> String {
+    percent_encoding::utf8_percent_encode(text, percent_encoding::NON_ALPHANUMERIC).to_string()
+}
+
 /// Sends `method path` with an optional JSON body; returns the decoded answer, or the daemon's
 /// error message as the error.
 pub async fn call<T: DeserializeOwned>(

@@ -124,7 +124,7 @@ impl Control {
             inner.state.networks.insert(name.clone(), network);
             for (_, endpoint) in endpoints {
                 match self.attach(&mut inner, &name, endpoint.clone()).await {
-                    Ok(()) => {
+                    Ok(_) => {
                         info!(network = %name, endpoint = %endpoint.name, "endpoint restored")
                     }
                     Err(e) => {
@@ -135,7 +135,7 @@ impl Control {
         }
         for (name, trunk) in saved.trunks {
             match self.attach_trunk(&mut inner, trunk).await {
-                Ok(()) => info!(trunk = %name, "trunk restored"),
+                Ok(_) => info!(trunk = %name, "trunk restored"),
                 Err(e) => warn!(trunk = %name, error = %e, "trunk not restored"),
             }
         }
@@ -240,7 +240,7 @@ impl Control {
             .get(network)
             .ok_or_else(|| ControlError::UnknownNetwork(network.to_string()))?;
         let endpoint = plan_endpoint(&req, &netns, record, &inner.state)?;
-        self.attach(&mut inner, network, endpoint.clone()).await?;
+        let endpoint = self.attach(&mut inner, network, endpoint).await?;
         if let Err(e) = self.save(&inner) {
             self.detach(&mut inner, network, &endpoint.name).await?;
             return Err(e);
@@ -254,8 +254,8 @@ impl Control {
         &self,
         inner: &mut Inner,
         network: &str,
-        endpoint: EndpointRecord,
-    ) -> Result<(), ControlError> {
+        mut endpoint: EndpointRecord,
+    ) -> Result<EndpointRecord, ControlError> {
         let record = &inner.state.networks[network];
         let config = tap::TapConfig {
             ifname: endpoint.ifname.clone(),
@@ -266,7 +266,10 @@ impl Control {
         };
         let mtu = record.mtu;
         let mode = PortMode::Access(inner.live[network].id);
-        let port = self.open_port(&endpoint.netns, config, mode, mtu).await?;
+        let port = self
+            .open_port(&endpoint.netns, endpoint.netns_inode, config, mode, mtu)
+            .await?;
+        endpoint.netns_inode = port.ns.identity().ino;
         let live = inner.live.get_mut(network).expect("every network is live");
         live.endpoints.insert(endpoint.name.clone(), port);
         let record = inner
@@ -274,24 +277,35 @@ impl Control {
             .networks
             .get_mut(network)
             .expect("checked above");
-        record.endpoints.insert(endpoint.name.clone(), endpoint);
-        Ok(())
+        record
+            .endpoints
+            .insert(endpoint.name.clone(), endpoint.clone());
+        Ok(endpoint)
     }
 
-    /// Creates a TAP device in `netns` and hands it to the data path as a port.
+    /// Creates a TAP device in `netns` and hands it to the data path as a port. A non-zero
+    /// `expected_inode` (from the saved record) must match: after a restart, `pid:PID` may
+    /// name some other process's namespace.
     async fn open_port(
         &self,
         netns: &str,
+        expected_inode: u64,
         config: tap::TapConfig,
         mode: PortMode,
         mtu: u32,
     ) -> Result<LiveEndpoint, ControlError> {
-        let netns: tap::NetnsRef = netns.parse()?;
+        let reference: tap::NetnsRef = netns.parse()?;
         // Entering a namespace and waiting on netlink blocks: keep it off the async workers.
         let (ns, device) = tokio::task::spawn_blocking(move || {
-            let ns = tap::Namespace::open(&netns)?;
+            let ns = tap::Namespace::open(&reference)?;
+            if expected_inode != 0 && ns.identity().ino != expected_inode {
+                return Err(ControlError::Invalid(format!(
+                    "{} is no longer the namespace the endpoint was connected to",
+                    ns.describe()
+                )));
+            }
             let device = tap::attach(&ns, &config)?;
-            Ok::<_, tap::Error>((ns, device))
+            Ok::<_, ControlError>((ns, device))
         })
         .await
         .expect("attach does not panic")?;
@@ -358,7 +372,7 @@ impl Control {
         let mut inner = self.inner.lock().await;
         let netns: tap::NetnsRef = req.netns.parse()?;
         let trunk = plan_trunk(&req, &netns, &inner.state)?;
-        self.attach_trunk(&mut inner, trunk.clone()).await?;
+        let trunk = self.attach_trunk(&mut inner, trunk).await?;
         if let Err(e) = self.save(&inner) {
             self.detach_trunk(&mut inner, &trunk.name).await?;
             return Err(e);
@@ -370,8 +384,8 @@ impl Control {
     async fn attach_trunk(
         &self,
         inner: &mut Inner,
-        trunk: TrunkRecord,
-    ) -> Result<(), ControlError> {
+        mut trunk: TrunkRecord,
+    ) -> Result<TrunkRecord, ControlError> {
         let network = |name: &String| {
             let record = inner
                 .state
@@ -406,10 +420,13 @@ impl Control {
             gateways: Vec::new(),
         };
         let mode = PortMode::Trunk { vlans, native };
-        let port = self.open_port(&trunk.netns, config, mode, mtu).await?;
+        let port = self
+            .open_port(&trunk.netns, trunk.netns_inode, config, mode, mtu)
+            .await?;
+        trunk.netns_inode = port.ns.identity().ino;
         inner.trunks.insert(trunk.name.clone(), port);
-        inner.state.trunks.insert(trunk.name.clone(), trunk);
-        Ok(())
+        inner.state.trunks.insert(trunk.name.clone(), trunk.clone());
+        Ok(trunk)
     }
 
     async fn detach_trunk(

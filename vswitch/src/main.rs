@@ -11,7 +11,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use vswitch::cli::{print_table, Cli, Command, Format, NetworkCommand, SwitchArgs, TrunkCommand};
-use vswitch::client::call;
+use vswitch::client::{call, segment};
 use vswitch::control::{FdbInfo, PortInfo};
 use vswitch::model::{
     ConnectRequest, EndpointRecord, NetworkCreate, NetworkRecord, TrunkCreate, TrunkRecord,
@@ -87,7 +87,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 ifname,
                 name,
             };
-            let path = format!("/v1/networks/{network}/endpoints");
+            let path = format!("/v1/networks/{}/endpoints", segment(&network));
             let endpoint: EndpointRecord = call(socket, Method::POST, &path, Some(&req)).await?;
             match format.format {
                 Format::Json => print_json(&endpoint),
@@ -105,7 +105,11 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             }
         }
         Command::Disconnect { network, target } => {
-            let path = format!("/v1/networks/{network}/endpoints/{target}");
+            let path = format!(
+                "/v1/networks/{}/endpoints/{}",
+                segment(&network),
+                segment(&target)
+            );
             let endpoint: EndpointRecord = call(socket, Method::DELETE, &path, None::<&()>).await?;
             println!("disconnected {} from {network}", endpoint.name);
         }
@@ -150,7 +154,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             }
         }
         Command::Fdb { network, format } => {
-            let path = format!("/v1/networks/{network}/fdb");
+            let path = format!("/v1/networks/{}/fdb", segment(&network));
             let entries: Vec<FdbInfo> = call(socket, Method::GET, &path, None::<&()>).await?;
             match format.format {
                 Format::Json => print_json(&entries),
@@ -232,7 +236,7 @@ async fn network(socket: &Path, command: NetworkCommand) -> Result<()> {
             let net: Value = call(
                 socket,
                 Method::GET,
-                &format!("/v1/networks/{name}"),
+                &format!("/v1/networks/{}", segment(&name)),
                 None::<&()>,
             )
             .await?;
@@ -242,7 +246,7 @@ async fn network(socket: &Path, command: NetworkCommand) -> Result<()> {
             let _: Value = call(
                 socket,
                 Method::DELETE,
-                &format!("/v1/networks/{name}"),
+                &format!("/v1/networks/{}", segment(&name)),
                 None::<&()>,
             )
             .await?;
@@ -318,7 +322,7 @@ async fn trunk(socket: &Path, command: TrunkCommand) -> Result<()> {
             let trunk: TrunkRecord = call(
                 socket,
                 Method::DELETE,
-                &format!("/v1/trunks/{target}"),
+                &format!("/v1/trunks/{}", segment(&target)),
                 None::<&()>,
             )
             .await?;

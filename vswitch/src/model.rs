@@ -57,6 +57,10 @@ pub struct EndpointRecord {
     pub name: String,
     /// The namespace as the user gave it (`ip netns` name, path or pid:PID).
     pub netns: String,
+    /// Inode of the namespace when attached: a restarted daemon re-attaches only if the
+    /// reference still names that namespace (a pid may have been reused). 0 before attaching.
+    #[serde(default)]
+    pub netns_inode: u64,
     /// Interface name inside the namespace.
     pub ifname: String,
     /// Interface MAC.
@@ -74,6 +78,10 @@ pub struct TrunkRecord {
     pub name: String,
     /// The namespace as the user gave it.
     pub netns: String,
+    /// Inode of the namespace when attached: a restarted daemon re-attaches only if the
+    /// reference still names that namespace (a pid may have been reused). 0 before attaching.
+    #[serde(default)]
+    pub netns_inode: u64,
     /// Interface name inside the namespace.
     pub ifname: String,
     /// Interface MAC.
@@ -378,6 +386,7 @@ pub fn plan_endpoint(
     Ok(EndpointRecord {
         name,
         netns: netns_text,
+        netns_inode: 0,
         ifname,
         mac,
         addresses,
@@ -470,6 +479,7 @@ pub fn plan_trunk(
     Ok(TrunkRecord {
         name,
         netns: netns_text,
+        netns_inode: 0,
         ifname,
         mac,
         networks: req.networks.clone(),

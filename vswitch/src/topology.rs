@@ -144,30 +144,37 @@ pub async fn up(path: &Path, socket: &Path, switch: SwitchConfig, once: bool) ->
     });
 
     let mut made = Vec::new();
-    let result = build(&topology, &control, &mut made).await;
-    let code = match result {
-        Err(e) => {
+    // Ctrl-C at any point, even halfway through building, still tears down what was made.
+    let work = async {
+        build(&topology, &control, &mut made).await?;
+        Ok::<_, anyhow::Error>(run_commands(&topology).await)
+    };
+    let outcome = tokio::select! {
+        outcome = work => Some(outcome),
+        _ = crate::daemon::stop_signal() => None,
+    };
+    let code = match outcome {
+        None => ExitCode::from(130),
+        Some(Err(e)) => {
             eprintln!("Error: {e:#}");
             ExitCode::FAILURE
         }
-        Ok(()) => {
-            let failures = run_commands(&topology).await;
-            if once {
-                if failures == 0 {
-                    ExitCode::SUCCESS
-                } else {
-                    ExitCode::FAILURE
-                }
-            } else {
-                println!(
-                    "topology up: {} network(s), {} container(s); try `ip netns exec {} ping ...` or `vswitch ports`. Ctrl-C tears it down.",
-                    topology.networks.len(),
-                    topology.containers.len(),
-                    topology.containers.first().map_or("NAME", |c| c.name.as_str()),
-                );
-                crate::daemon::stop_signal().await;
+        Some(Ok(failures)) if once => {
+            if failures == 0 {
                 ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
             }
+        }
+        Some(Ok(_)) => {
+            println!(
+                "topology up: {} network(s), {} container(s); try `ip netns exec {} ping ...` or `vswitch ports`. Ctrl-C tears it down.",
+                topology.networks.len(),
+                topology.containers.len(),
+                topology.containers.first().map_or("NAME", |c| c.name.as_str()),
+            );
+            crate::daemon::stop_signal().await;
+            ExitCode::SUCCESS
         }
     };
     teardown(&control, made).await;
