@@ -9,11 +9,12 @@ use rtnetlink::{Handle, LinkUnspec, RouteMessageBuilder};
 
 use crate::{Error, TapConfig};
 
-/// Creates the TAP device and configures it. Must run inside the target namespace.
-pub(crate) fn create_and_configure(
-    netns: &str,
-    config: &TapConfig,
-) -> Result<tun_rs::SyncDevice, Error> {
+/// Runs `work` with an rtnetlink handle of the current thread's namespace, on a runtime of its
+/// own (this thread has entered another namespace; no shared runtime may run here).
+fn with_netlink<T, F>(netns: &str, work: impl FnOnce(Handle) -> F) -> Result<T, Error>
+where
+    F: std::future::Future<Output = Result<T, Error>>,
+{
     let netlink_err = |source| Error::Netlink {
         netns: netns.to_string(),
         source,
@@ -25,9 +26,19 @@ pub(crate) fn create_and_configure(
     runtime.block_on(async {
         let (connection, handle, _) = rtnetlink::new_connection().map_err(netlink_err)?;
         let connection = tokio::spawn(connection);
-        let result = configure(&handle, netns, config).await;
+        let result = work(handle).await;
         connection.abort();
         result
+    })
+}
+
+/// Creates the TAP device and configures it. Must run inside the target namespace.
+pub(crate) fn create_and_configure(
+    netns: &str,
+    config: &TapConfig,
+) -> Result<tun_rs::SyncDevice, Error> {
+    with_netlink(netns, |handle| async move {
+        configure(&handle, netns, config).await
     })
 }
 
@@ -119,18 +130,8 @@ async fn configure(
 
 /// Brings `lo` up. Must run inside the target namespace.
 pub(crate) fn loopback_up(netns: &str) -> Result<(), Error> {
-    let netlink_err = |source| Error::Netlink {
-        netns: netns.to_string(),
-        source,
-    };
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_io()
-        .build()
-        .map_err(netlink_err)?;
-    runtime.block_on(async {
-        let (connection, handle, _) = rtnetlink::new_connection().map_err(netlink_err)?;
-        let connection = tokio::spawn(connection);
-        let result = handle
+    with_netlink(netns, |handle| async move {
+        handle
             .link()
             .set(LinkUnspec::new_with_name("lo").up().build())
             .execute()
@@ -140,9 +141,7 @@ pub(crate) fn loopback_up(netns: &str) -> Result<(), Error> {
                 ifname: "lo".into(),
                 netns: netns.to_string(),
                 source: Box::new(source),
-            });
-        connection.abort();
-        result
+            })
     })
 }
 

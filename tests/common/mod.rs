@@ -393,31 +393,7 @@ pub fn capture_sources(netns: &str, ifname: &str, during: impl FnOnce()) -> Vec<
     let capture = spawn_in_netns(netns, move || {
         // SAFETY: plain socket syscalls on values owned by this thread; `fd` is closed below.
         unsafe {
-            let proto = (libc::ETH_P_ALL as u16).to_be();
-            let fd = libc::socket(libc::AF_PACKET, libc::SOCK_RAW, i32::from(proto));
-            assert!(fd >= 0, "AF_PACKET socket");
-            let mut addr: libc::sockaddr_ll = std::mem::zeroed();
-            addr.sll_family = libc::AF_PACKET as u16;
-            addr.sll_protocol = proto;
-            addr.sll_ifindex = libc::if_nametoindex(ifname.as_ptr()) as i32;
-            assert!(addr.sll_ifindex > 0, "interface exists");
-            let len = std::mem::size_of::<libc::sockaddr_ll>() as u32;
-            assert_eq!(
-                libc::bind(fd, &addr as *const _ as *const libc::sockaddr, len),
-                0
-            );
-            let timeout = libc::timeval {
-                tv_sec: 0,
-                tv_usec: 100_000,
-            };
-            let tv_len = std::mem::size_of::<libc::timeval>() as u32;
-            libc::setsockopt(
-                fd,
-                libc::SOL_SOCKET,
-                libc::SO_RCVTIMEO,
-                &timeout as *const _ as *const _,
-                tv_len,
-            );
+            let fd = packet_socket(&ifname);
             ready_tx.send(()).unwrap();
             let mut sources = Vec::new();
             let mut buf = [0u8; 2048];
@@ -438,6 +414,42 @@ pub fn capture_sources(netns: &str, ifname: &str, during: impl FnOnce()) -> Vec<
     std::thread::sleep(Duration::from_millis(300));
     stop_tx.send(()).unwrap();
     capture.join().unwrap()
+}
+
+/// An AF_PACKET socket bound to `ifname` of the calling thread's namespace, with a 100 ms
+/// receive timeout. The caller closes it.
+///
+/// # Safety
+/// Plain socket syscalls; the returned fd belongs to the caller.
+unsafe fn packet_socket(ifname: &std::ffi::CStr) -> libc::c_int {
+    unsafe {
+        let proto = (libc::ETH_P_ALL as u16).to_be();
+        let fd = libc::socket(libc::AF_PACKET, libc::SOCK_RAW, i32::from(proto));
+        assert!(fd >= 0, "AF_PACKET socket");
+        let mut addr: libc::sockaddr_ll = std::mem::zeroed();
+        addr.sll_family = libc::AF_PACKET as u16;
+        addr.sll_protocol = proto;
+        addr.sll_ifindex = libc::if_nametoindex(ifname.as_ptr()) as i32;
+        assert!(addr.sll_ifindex > 0, "interface exists");
+        let len = std::mem::size_of::<libc::sockaddr_ll>() as u32;
+        assert_eq!(
+            libc::bind(fd, &addr as *const _ as *const libc::sockaddr, len),
+            0
+        );
+        let timeout = libc::timeval {
+            tv_sec: 0,
+            tv_usec: 100_000,
+        };
+        let tv_len = std::mem::size_of::<libc::timeval>() as u32;
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_RCVTIMEO,
+            &timeout as *const _ as *const _,
+            tv_len,
+        );
+        fd
+    }
 }
 
 /// Parses "02:..:.." into bytes.
@@ -487,19 +499,7 @@ pub fn arp_over_raw_socket(
     spawn_in_netns(netns, move || {
         // SAFETY: socket syscalls on buffers owned by this thread; `fd` is closed before return.
         unsafe {
-            let proto = (libc::ETH_P_ALL as u16).to_be();
-            let fd = libc::socket(libc::AF_PACKET, libc::SOCK_RAW, i32::from(proto));
-            assert!(fd >= 0, "AF_PACKET socket");
-            let mut addr: libc::sockaddr_ll = std::mem::zeroed();
-            addr.sll_family = libc::AF_PACKET as u16;
-            addr.sll_protocol = proto;
-            addr.sll_ifindex = libc::if_nametoindex(ifname.as_ptr()) as i32;
-            assert!(addr.sll_ifindex > 0, "interface exists");
-            let len = std::mem::size_of::<libc::sockaddr_ll>() as u32;
-            assert_eq!(
-                libc::bind(fd, &addr as *const _ as *const libc::sockaddr, len),
-                0
-            );
+            let fd = packet_socket(&ifname);
             let on: libc::c_int = 1;
             let int_len = std::mem::size_of::<libc::c_int>() as u32;
             libc::setsockopt(
@@ -508,18 +508,6 @@ pub fn arp_over_raw_socket(
                 libc::PACKET_AUXDATA,
                 &on as *const _ as *const _,
                 int_len,
-            );
-            let timeout = libc::timeval {
-                tv_sec: 0,
-                tv_usec: 100_000,
-            };
-            let tv_len = std::mem::size_of::<libc::timeval>() as u32;
-            libc::setsockopt(
-                fd,
-                libc::SOL_SOCKET,
-                libc::SO_RCVTIMEO,
-                &timeout as *const _ as *const _,
-                tv_len,
             );
             let sent = libc::send(fd, request.as_ptr() as *const _, request.len(), 0);
             assert_eq!(sent, request.len() as isize, "raw send");
