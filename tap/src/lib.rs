@@ -27,6 +27,9 @@ pub struct TapConfig {
     pub addresses: Vec<IpNet>,
     /// Next hops of the default routes (IPv4 and/or IPv6).
     pub gateways: Vec<IpAddr>,
+    /// Ask for IFF_VNET_HDR with checksum and segmentation offloads (TSO4/6, USO where the
+    /// kernel has it), so 64 KB TCP segments cross as one frame. Falls back to none if refused.
+    pub offload: bool,
 }
 
 /// An open TAP device living in some namespace. Dropping it deletes the device.
@@ -47,6 +50,11 @@ impl Tap {
     /// The open device, in non-blocking mode, for the data path.
     pub fn device(&self) -> &tun_rs::SyncDevice {
         &self.device
+    }
+
+    /// Whether every frame read or written carries a virtio_net_hdr (offloads on).
+    pub fn vnet_hdr(&self) -> bool {
+        self.device.tcp_gso()
     }
 
     /// Interface name inside its namespace.

@@ -7,7 +7,13 @@ use futures::TryStreamExt;
 use rtnetlink::packet_route::address::{AddressAttribute, AddressFlags};
 use rtnetlink::{Handle, LinkUnspec, RouteMessageBuilder};
 
+use tracing::debug;
+
 use crate::{Error, TapConfig};
+
+/// Transmit queue of created devices: tun's default of 500 frames is short enough to drop
+/// bursts (it made pasta collapse at MTU 1500); 1000 is what Ethernet devices get.
+const TX_QUEUE_LEN: u32 = 1000;
 
 /// Runs `work` with an rtnetlink handle of the current thread's namespace, on a runtime of its
 /// own (this thread has entered another namespace; no shared runtime may run here).
@@ -66,15 +72,28 @@ async fn configure(
             netns: netns.to_string(),
         });
     }
-    let device = tun_rs::DeviceBuilder::new()
-        .name(ifname.as_str())
-        .layer(tun_rs::Layer::L2)
-        .build_sync()
-        .map_err(|source| Error::CreateTap {
-            ifname: ifname.clone(),
-            netns: netns.to_string(),
-            source,
-        })?;
+    let build = |offload| {
+        tun_rs::DeviceBuilder::new()
+            .name(ifname.as_str())
+            .layer(tun_rs::Layer::L2)
+            .offload(offload)
+            .tx_queue_len(TX_QUEUE_LEN)
+            .build_sync()
+    };
+    // Offloads are negotiated: a kernel that refuses TUNSETOFFLOAD still gets a working port.
+    let device = match build(config.offload) {
+        Ok(device) => Ok(device),
+        Err(e) if config.offload => {
+            debug!(ifname = %ifname, netns, error = %e, "offloads refused, retrying without");
+            build(false)
+        }
+        Err(e) => Err(e),
+    }
+    .map_err(|source| Error::CreateTap {
+        ifname: ifname.clone(),
+        netns: netns.to_string(),
+        source,
+    })?;
     let index = link_index(handle, ifname)
         .await
         .map_err(step_err("look up the link"))?

@@ -41,6 +41,7 @@ fn tap_is_created_configured_and_removed_inside_the_namespace() {
             "fd00:250::2/64".parse().unwrap(),
         ],
         gateways: vec!["10.250.0.1".parse().unwrap()],
+        offload: true,
     };
     let tap = attach(&ns, &config).unwrap();
     let link = ip(&["-n", &name, "link", "show", "eth0"]);

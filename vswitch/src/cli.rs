@@ -78,6 +78,10 @@ pub enum Command {
         /// Endpoint name [default: the namespace's name].
         #[arg(long)]
         name: Option<String>,
+        /// Turn checksum and segmentation offloads off on this interface (every frame then
+        /// crosses at wire size; the switch segments what other containers send it).
+        #[arg(long)]
+        no_offload: bool,
         #[command(flatten)]
         format: FormatArg,
     },

@@ -263,6 +263,7 @@ impl Control {
             mtu: record.mtu,
             addresses: endpoint.addresses.clone(),
             gateways: default_gateways(record),
+            offload: endpoint.offload,
         };
         let mtu = record.mtu;
         let mode = PortMode::Access(inner.live[network].id);
@@ -418,6 +419,7 @@ impl Control {
             mtu,
             addresses: Vec::new(),
             gateways: Vec::new(),
+            offload: true,
         };
         let mode = PortMode::Trunk { vlans, native };
         let port = self

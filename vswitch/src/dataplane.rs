@@ -17,6 +17,7 @@ use tokio::sync::oneshot;
 use tracing::{debug, warn};
 
 use crate::frame::{egress_parts, vlan_tag};
+use crate::offload::{Offload, Segmenter, VNET_HDR_LEN};
 use crate::reason::{DropCounters, DropReason};
 use crate::switch::{
     Action, ConfigError, FdbRow, NetworkId, PortConfig, PortId, Switch, SwitchConfig, SwitchStats,
@@ -85,6 +86,7 @@ impl DataPlane {
             commands: receiver,
             ready: VecDeque::new(),
             buf: vec![0; FRAME_BUF_LEN],
+            segmenter: Segmenter::default(),
             last_sweep: Instant::now(),
         };
         let thread = std::thread::Builder::new()
@@ -164,6 +166,20 @@ impl Drop for DataPlane {
 struct PortIo {
     tap: tap::Tap,
     counters: PortCounters,
+    /// Frames in both directions carry a virtio_net_hdr.
+    vnet_hdr: bool,
+}
+
+impl PortIo {
+    fn count_tx(&mut self, result: io::Result<usize>) {
+        match result {
+            Ok(written) => {
+                self.counters.tx_packets += 1;
+                self.counters.tx_bytes += written as u64;
+            }
+            Err(_) => self.counters.drops.count(DropReason::TxError),
+        }
+    }
 }
 
 struct Worker {
@@ -174,6 +190,7 @@ struct Worker {
     /// Ports that may still have frames queued (edge-triggered: drain until WouldBlock).
     ready: VecDeque<PortId>,
     buf: Vec<u8>,
+    segmenter: Segmenter,
     last_sweep: Instant,
 }
 
@@ -240,10 +257,21 @@ impl Worker {
                     return Drain::Empty;
                 }
             };
+            let (offload, frame) = if io.vnet_hdr {
+                if len < VNET_HDR_LEN {
+                    continue;
+                }
+                (
+                    Offload::parse(&self.buf[..VNET_HDR_LEN]),
+                    &self.buf[VNET_HDR_LEN..len],
+                )
+            } else {
+                (Offload::default(), &self.buf[..len])
+            };
             io.counters.rx_packets += 1;
-            io.counters.rx_bytes += len as u64;
-            let frame = &self.buf[..len];
-            let action = self.switch.process(now, port, frame);
+            io.counters.rx_bytes += frame.len() as u64;
+            let wire_len = offload.wire_len(frame.len());
+            let action = self.switch.process_gso(now, port, frame, wire_len);
             let ingress_tag_len = match action {
                 Action::Drop(_) => continue,
                 Action::Forward {
@@ -255,7 +283,11 @@ impl Worker {
             };
             for egress in action.targets() {
                 if let Some(Some(out)) = self.ports.get_mut(egress.port.index()) {
-                    dispatch_frame(out, frame, ingress_tag_len, egress.vlan);
+                    let tag = egress.vlan.map(vlan_tag);
+                    let tag: &[u8] = tag.as_ref().map_or(&[], |t| &t[..]);
+                    let parts = egress_parts(frame, ingress_tag_len, tag);
+                    let offload = offload.shifted(tag.len() as isize - ingress_tag_len as isize);
+                    dispatch_frame(out, parts, offload, &mut self.segmenter);
                 }
             }
         }
@@ -310,6 +342,7 @@ impl Worker {
             self.ports.resize_with(id.index() + 1, || None);
         }
         self.ports[id.index()] = Some(PortIo {
+            vnet_hdr: tap.vnet_hdr(),
             tap,
             counters: PortCounters::default(),
         });
@@ -350,25 +383,41 @@ impl Worker {
     }
 }
 
-/// Writes one frame to `out`, retagged for it, counting the outcome.
-fn dispatch_frame(out: &mut PortIo, frame: &[u8], ingress_tag_len: usize, vlan: Option<u16>) {
-    let tag = vlan.map(vlan_tag);
-    let tag: &[u8] = tag.as_ref().map_or(&[], |t| &t[..]);
-    let result = if ingress_tag_len == 0 && tag.is_empty() {
-        out.tap.device().send(frame)
-    } else {
-        let parts = egress_parts(frame, ingress_tag_len, tag);
-        out.tap.device().send_vectored(&[
+/// Writes one frame, given as the parts of its egress form, to `out`: with its offload header
+/// if the port takes one, else as wire frames (segmented, checksums filled in) if it must.
+fn dispatch_frame(
+    out: &mut PortIo,
+    parts: [&[u8]; 3],
+    offload: Offload,
+    segmenter: &mut Segmenter,
+) {
+    if out.vnet_hdr {
+        let hdr = offload.emit();
+        let iov = [
+            IoSlice::new(&hdr),
             IoSlice::new(parts[0]),
             IoSlice::new(parts[1]),
             IoSlice::new(parts[2]),
-        ])
-    };
-    match result {
-        Ok(written) => {
-            out.counters.tx_packets += 1;
-            out.counters.tx_bytes += written as u64;
+        ];
+        let result = out.tap.device().send_vectored(&iov);
+        out.count_tx(result.map(|n| n.saturating_sub(VNET_HDR_LEN)));
+    } else if offload.is_gso() || offload.needs_csum() {
+        match segmenter.wire_frames(&parts, offload) {
+            Ok(frames) => {
+                for frame in frames {
+                    let result = out.tap.device().send(frame);
+                    out.count_tx(result);
+                }
+            }
+            Err(reason) => out.counters.drops.count(reason),
         }
-        Err(_) => out.counters.drops.count(DropReason::TxError),
+    } else {
+        let iov = [
+            IoSlice::new(parts[0]),
+            IoSlice::new(parts[1]),
+            IoSlice::new(parts[2]),
+        ];
+        let result = out.tap.device().send_vectored(&iov);
+        out.count_tx(result);
     }
 }

@@ -12,6 +12,7 @@ pub mod fdb;
 pub mod frame;
 pub mod ipam;
 pub mod model;
+pub mod offload;
 pub mod reason;
 pub mod state;
 pub mod switch;

@@ -78,9 +78,11 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             mac,
             ifname,
             name,
+            no_offload,
             format,
         } => {
             let req = ConnectRequest {
+                offload: Some(!no_offload),
                 netns,
                 ips,
                 mac,

@@ -67,6 +67,13 @@ pub struct EndpointRecord {
     pub mac: MacAddr,
     /// Addresses with prefix length, one per subnet.
     pub addresses: Vec<IpNet>,
+    /// Checksum and segmentation offloads on the TAP device (IFF_VNET_HDR).
+    #[serde(default = "yes")]
+    pub offload: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// A trunk: one interface carrying several networks, each under its network's 802.1Q VLAN ID
@@ -151,6 +158,9 @@ pub struct ConnectRequest {
     /// Endpoint name (default: derived from the namespace).
     #[serde(default)]
     pub name: Option<String>,
+    /// Offloads on the TAP device (default: on).
+    #[serde(default)]
+    pub offload: Option<bool>,
 }
 
 /// Checks a name of a network or endpoint: Docker's rule, `[a-zA-Z0-9][a-zA-Z0-9_.-]*`.
@@ -390,6 +400,7 @@ pub fn plan_endpoint(
         ifname,
         mac,
         addresses,
+        offload: req.offload.unwrap_or(true),
     })
 }
 

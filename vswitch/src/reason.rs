@@ -20,19 +20,23 @@ pub enum DropReason {
     /// 802.1Q tag not carried by the port (tagged on an access port, unknown VID on a trunk,
     /// untagged on a trunk without a native network).
     VlanNotAllowed,
+    /// Offload metadata (virtio_net_hdr) the switch cannot act on: a GSO frame it cannot
+    /// segment, or checksum offsets outside the frame.
+    BadOffload,
     /// The egress device refused the frame (its queue was full or it went away).
     TxError,
 }
 
 impl DropReason {
     /// Every reason, in counter order.
-    pub const ALL: [DropReason; 7] = [
+    pub const ALL: [DropReason; 8] = [
         DropReason::Runt,
         DropReason::OverMtu,
         DropReason::MulticastSource,
         DropReason::SameSegment,
         DropReason::UnknownPort,
         DropReason::VlanNotAllowed,
+        DropReason::BadOffload,
         DropReason::TxError,
     ];
 
@@ -48,6 +52,7 @@ impl DropReason {
             DropReason::SameSegment => "same_segment",
             DropReason::UnknownPort => "unknown_port",
             DropReason::VlanNotAllowed => "vlan_not_allowed",
+            DropReason::BadOffload => "bad_offload",
             DropReason::TxError => "tx_error",
         }
     }

@@ -319,7 +319,20 @@ impl Switch {
 
     /// Decides the fate of `frame`, which arrived on `in_port` at `now`, learning its source.
     pub fn process(&mut self, now: Instant, in_port: PortId, frame: &[u8]) -> Action<'_> {
-        let (decision, tag_len) = match self.decide(now, in_port, frame) {
+        self.process_gso(now, in_port, frame, frame.len())
+    }
+
+    /// As `process`, for a frame that crosses the switch as one offloaded (GSO) frame but goes
+    /// on the wire as segments of at most `wire_len` bytes: the MTU applies to those.
+    pub fn process_gso(
+        &mut self,
+        now: Instant,
+        in_port: PortId,
+        frame: &[u8],
+        wire_len: usize,
+    ) -> Action<'_> {
+        let (decision, tag_len) = match self.decide(now, in_port, frame, wire_len.min(frame.len()))
+        {
             Ok(decided) => decided,
             Err(reason) => {
                 self.stats.drops.count(reason);
@@ -356,10 +369,11 @@ impl Switch {
         now: Instant,
         in_port: PortId,
         frame: &[u8],
+        wire_len: usize,
     ) -> Result<(Decision, usize), DropReason> {
         let port = self.port(in_port).map_err(|_| DropReason::UnknownPort)?;
         let header = Header::parse(frame)?;
-        if frame.len() - header.len() > port.config.mtu as usize {
+        if wire_len.saturating_sub(header.len()) > port.config.mtu as usize {
             return Err(DropReason::OverMtu);
         }
         if header.src.is_multicast() {

@@ -1,0 +1,181 @@
+//! Offloads at the edge. Between two TAP ports with IFF_VNET_HDR a frame travels with its
+//! virtio_net_hdr, so a 64 KB TCP segment crosses the switch as one frame. Only where it must
+//! leave as real packets (a port without offloads) is it cut into wire-size frames, or its
+//! checksum filled in: done here, with tun-rs's GSO helpers, into buffers reused across frames.
+
+use std::io;
+
+use tun_rs::{gso_split, VirtioNetHdr};
+
+use crate::frame::ETH_HEADER_LEN;
+use crate::reason::DropReason;
+
+/// Bytes of the virtio_net_hdr in front of every frame on a port with offloads.
+pub const VNET_HDR_LEN: usize = tun_rs::VIRTIO_NET_HDR_LEN;
+/// `flags`: the transport checksum is left for the receiver to fill in.
+const NEEDS_CSUM: u8 = 1;
+/// `gso_type` ECN bit, not part of the type.
+const GSO_ECN: u8 = 0x80;
+/// `gso_type` of a frame that is not to be segmented.
+const GSO_NONE: u8 = 0;
+/// Most segments one GSO frame may need (64 KB at an MSS of 536 is 123).
+const MAX_SEGMENTS: usize = 128;
+
+/// Offload metadata of one frame.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Offload(pub VirtioNetHdr);
+
+impl Offload {
+    /// Reads the header in front of a frame.
+    pub fn parse(bytes: &[u8]) -> Offload {
+        VirtioNetHdr::decode(bytes).map(Offload).unwrap_or_default()
+    }
+
+    /// The header's bytes.
+    pub fn emit(&self) -> [u8; VNET_HDR_LEN] {
+        let mut out = [0u8; VNET_HDR_LEN];
+        self.0.encode(&mut out).expect("buffer is header-sized");
+        out
+    }
+
+    /// A frame to be segmented before it goes on the wire.
+    pub fn is_gso(&self) -> bool {
+        self.0.gso_type & !GSO_ECN != GSO_NONE
+    }
+
+    /// A frame whose transport checksum is still to be filled in.
+    pub fn needs_csum(&self) -> bool {
+        self.0.flags & NEEDS_CSUM != 0
+    }
+
+    /// Length of the largest frame this one becomes on the wire.
+    pub fn wire_len(&self, frame_len: usize) -> usize {
+        if self.is_gso() {
+            frame_len.min(usize::from(self.0.hdr_len) + usize::from(self.0.gso_size))
+        } else {
+            frame_len
+        }
+    }
+
+    /// The same metadata after the L2 header grew or shrank by `delta` bytes (a VLAN tag
+    /// pushed or popped): its offsets count from the start of the frame.
+    pub fn shifted(&self, delta: isize) -> Offload {
+        let mut hdr = self.0;
+        if self.needs_csum() || self.is_gso() {
+            hdr.csum_start = hdr.csum_start.saturating_add_signed(delta as i16);
+            hdr.hdr_len = hdr.hdr_len.saturating_add_signed(delta as i16);
+        }
+        Offload(hdr)
+    }
+}
+
+/// Turns offloaded frames into wire frames, reusing its buffers.
+pub struct Segmenter {
+    /// The frame as it leaves, assembled in one piece (tun-rs wants it contiguous and mutable).
+    frame: Vec<u8>,
+    segments: Vec<Vec<u8>>,
+    sizes: Vec<usize>,
+}
+
+impl Default for Segmenter {
+    fn default() -> Self {
+        Segmenter {
+            frame: Vec::new(),
+            segments: vec![Vec::new(); MAX_SEGMENTS],
+            sizes: vec![0; MAX_SEGMENTS],
+        }
+    }
+}
+
+impl Segmenter {
+    /// The wire frames of the frame made of `parts` (as it leaves: egress tag in place,
+    /// `offload` shifted to match). A frame needing only its checksum becomes one frame; a GSO
+    /// frame one frame per segment, each with its own IP length, id and checksums.
+    pub fn wire_frames(
+        &mut self,
+        parts: &[&[u8]],
+        offload: Offload,
+    ) -> Result<impl Iterator<Item = &[u8]>, DropReason> {
+        let count = if offload.is_gso() {
+            assemble(&mut self.frame, parts);
+            let l2_len = l2_len(&self.frame).ok_or(DropReason::BadOffload)?;
+            self.segment(offload, l2_len)?
+        } else {
+            assemble(&mut self.segments[0], parts);
+            fill_checksum(&mut self.segments[0], offload)?;
+            self.sizes[0] = self.segments[0].len();
+            1
+        };
+        Ok(self.segments[..count]
+            .iter()
+            .zip(&self.sizes)
+            .map(|(buf, len)| &buf[..*len]))
+    }
+
+    fn segment(&mut self, offload: Offload, l2_len: usize) -> Result<usize, DropReason> {
+        let hdr = offload.0;
+        // tun-rs segments IP packets (as a TUN device has them): hand it the L3 part with
+        // offsets relative to it, and leave room for the Ethernet header in each segment.
+        let l2 = u16::try_from(l2_len).map_err(|_| DropReason::BadOffload)?;
+        let mut l3_hdr = hdr;
+        l3_hdr.csum_start = hdr
+            .csum_start
+            .checked_sub(l2)
+            .ok_or(DropReason::BadOffload)?;
+        l3_hdr.hdr_len = hdr.hdr_len.checked_sub(l2).ok_or(DropReason::BadOffload)?;
+        let is_v6 = self.frame[l2_len - 2..l2_len] == [0x86, 0xdd];
+        let segment_len = usize::from(hdr.hdr_len) + usize::from(hdr.gso_size);
+        for buf in &mut self.segments {
+            if buf.len() < segment_len {
+                buf.resize(segment_len, 0);
+            }
+        }
+        let (l2_header, l3) = self.frame.split_at_mut(l2_len);
+        let count = gso_split(
+            l3,
+            l3_hdr,
+            &mut self.segments,
+            &mut self.sizes,
+            l2_len,
+            is_v6,
+        )
+        .map_err(|_: io::Error| DropReason::BadOffload)?;
+        for (buf, size) in self.segments[..count].iter_mut().zip(&mut self.sizes) {
+            buf[..l2_len].copy_from_slice(l2_header);
+            *size += l2_len;
+        }
+        Ok(count)
+    }
+}
+
+fn assemble(buf: &mut Vec<u8>, parts: &[&[u8]]) {
+    buf.clear();
+    for part in parts {
+        buf.extend_from_slice(part);
+    }
+}
+
+/// Fills in the transport checksum the sender left to us.
+fn fill_checksum(frame: &mut [u8], offload: Offload) -> Result<(), DropReason> {
+    if !offload.needs_csum() {
+        return Ok(());
+    }
+    let start = usize::from(offload.0.csum_start);
+    let at = start + usize::from(offload.0.csum_offset);
+    if at + 2 > frame.len() {
+        return Err(DropReason::BadOffload);
+    }
+    // The field holds the pseudo-header sum; fold the rest of the segment into it.
+    let initial = u16::from_be_bytes([frame[at], frame[at + 1]]);
+    frame[at..at + 2].fill(0);
+    let sum = !tun_rs::checksum(&frame[start..], u64::from(initial));
+    frame[at..at + 2].copy_from_slice(&sum.to_be_bytes());
+    Ok(())
+}
+
+/// Length of the Ethernet header (with one 802.1Q tag, if present).
+fn l2_len(frame: &[u8]) -> Option<usize> {
+    let tagged = frame.get(12..14)? == [0x81, 0x00];
+    let len = ETH_HEADER_LEN + if tagged { 4 } else { 0 };
+    (frame.len() >= len).then_some(len)
+}
