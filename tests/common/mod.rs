@@ -274,19 +274,47 @@ pub fn spawn_in_netns<T: Send + 'static>(
     })
 }
 
-/// FNV-1a over a byte stream, to compare what was sent with what arrived.
-#[derive(Clone, Copy)]
-pub struct Fnv(pub u64);
+/// FNV-1a over a stream of 64-bit words, to compare what was sent with what arrived. Streams
+/// are fed in multiples of 8 bytes (the transfer sizes are), whatever the read sizes.
+#[derive(Clone)]
+pub struct Digest {
+    hash: u64,
+    pending: Vec<u8>,
+}
 
-impl Fnv {
-    pub fn new() -> Fnv {
-        Fnv(0xcbf2_9ce4_8422_2325)
-    }
-    pub fn update(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.0 ^= u64::from(*b);
-            self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
+impl Digest {
+    pub fn new() -> Digest {
+        Digest {
+            hash: 0xcbf2_9ce4_8422_2325,
+            pending: Vec::new(),
         }
+    }
+    pub fn update(&mut self, mut bytes: &[u8]) {
+        if !self.pending.is_empty() {
+            let take = (8 - self.pending.len()).min(bytes.len());
+            self.pending.extend_from_slice(&bytes[..take]);
+            bytes = &bytes[take..];
+            if self.pending.len() == 8 {
+                let word = std::mem::take(&mut self.pending);
+                self.word(&word);
+            }
+        }
+        let mut words = bytes.chunks_exact(8);
+        for word in &mut words {
+            self.word(word);
+        }
+        self.pending.extend_from_slice(words.remainder());
+    }
+    fn word(&mut self, word: &[u8]) {
+        self.hash ^= u64::from_le_bytes(word.try_into().unwrap());
+        self.hash = self.hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    pub fn finish(&self) -> u64 {
+        assert!(
+            self.pending.is_empty(),
+            "stream length is not a multiple of 8"
+        );
+        self.hash
     }
 }
 
@@ -296,12 +324,12 @@ pub fn tcp_transfer(from: &str, to: &str, to_ip: &str, total: usize) -> (u64, u6
     let port = 5201;
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
     let receiver = spawn_in_netns(to, move || {
-        let listener = TcpListener::bind(("0.0.0.0", port)).unwrap();
+        let listener = TcpListener::bind(("::", port)).unwrap();
         ready_tx.send(()).unwrap();
         let (mut conn, _) = listener.accept().unwrap();
         conn.set_read_timeout(Some(Duration::from_secs(30)))
             .unwrap();
-        let mut digest = Fnv::new();
+        let mut digest = Digest::new();
         let mut buf = vec![0u8; 256 * 1024];
         let mut got = 0;
         loop {
@@ -312,26 +340,25 @@ pub fn tcp_transfer(from: &str, to: &str, to_ip: &str, total: usize) -> (u64, u6
             digest.update(&buf[..n]);
             got += n;
         }
-        (digest.0, got)
+        (digest.finish(), got)
     });
     ready_rx.recv_timeout(Duration::from_secs(10)).unwrap();
-    let addr = format!("{to_ip}:{port}");
+    let addr = std::net::SocketAddr::new(to_ip.parse().unwrap(), port);
     let sender = spawn_in_netns(from, move || {
-        let mut conn =
-            TcpStream::connect_timeout(&addr.parse().unwrap(), Duration::from_secs(5)).unwrap();
+        let mut conn = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).unwrap();
         conn.set_write_timeout(Some(Duration::from_secs(30)))
             .unwrap();
-        let mut digest = Fnv::new();
+        let mut digest = Digest::new();
         let mut chunk = vec![0u8; 256 * 1024];
         let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
         let start = Instant::now();
         let mut sent = 0;
         while sent < total {
-            for b in chunk.iter_mut() {
+            for word in chunk.chunks_exact_mut(8) {
                 state ^= state << 13;
                 state ^= state >> 7;
                 state ^= state << 17;
-                *b = state as u8;
+                word.copy_from_slice(&state.to_le_bytes());
             }
             let n = chunk.len().min(total - sent);
             std::io::Write::write_all(&mut conn, &chunk[..n]).expect("send within 30 s");
@@ -339,7 +366,7 @@ pub fn tcp_transfer(from: &str, to: &str, to_ip: &str, total: usize) -> (u64, u6
             sent += n;
         }
         conn.shutdown(std::net::Shutdown::Write).unwrap();
-        (digest.0, start)
+        (digest.finish(), start)
     });
     let (sent_digest, start) = sender.join().unwrap();
     let (got_digest, got) = receiver.join().unwrap();

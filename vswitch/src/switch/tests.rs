@@ -336,3 +336,24 @@ fn arbitrary_bytes_never_panic() {
         let _ = h.send(p, &f[..len]);
     }
 }
+
+#[test]
+fn offloaded_frames_are_held_to_the_mtu_of_their_segments() {
+    let mut h = Harness::new(SwitchConfig::default());
+    let net = h.sw.add_network();
+    let p: Vec<PortId> = (0..2).map(|_| h.access(net)).collect();
+    let mut big = frame(B, A);
+    big.resize(64 * 1024, 0);
+    // One 64 KB frame that leaves as 1514-byte segments is fine ...
+    let action = h.sw.process_gso(h.now, p[0], &big, 1514);
+    assert!(matches!(action, Action::Flood { .. }), "{action:?}");
+    // ... segments one byte too large are not, and neither is the frame taken whole.
+    assert_eq!(
+        h.sw.process_gso(h.now, p[0], &big, 1515),
+        Action::Drop(DropReason::OverMtu)
+    );
+    assert_eq!(
+        h.sw.process(h.now, p[0], &big),
+        Action::Drop(DropReason::OverMtu)
+    );
+}
