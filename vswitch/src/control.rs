@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::Mutex;
 use tracing::{info, warn};
 
-use crate::dataplane::{DataPlane, PortCounters};
+use crate::dataplane::{DataPathConfig, DataPlane, PortCounters};
 use crate::error::ControlError;
 use crate::frame::MacAddr;
 use crate::model::{
@@ -18,7 +18,7 @@ use crate::model::{
     NetworkRecord, TrunkCreate, TrunkRecord,
 };
 use crate::state::{State, StateStore};
-use crate::switch::{NetworkId, PortConfig, PortId, PortMode, SwitchConfig};
+use crate::switch::{NetworkId, PortConfig, PortId, PortMode};
 
 /// How often attached namespaces are checked for having gone away.
 pub const NAMESPACE_CHECK_INTERVAL: Duration = Duration::from_secs(1);
@@ -94,7 +94,7 @@ pub struct Control {
 impl Control {
     /// Starts the data path and restores saved networks; endpoints whose namespace still exists
     /// are attached again, the others are forgotten.
-    pub async fn start(store: StateStore, switch: SwitchConfig) -> anyhow::Result<Control> {
+    pub async fn start(store: StateStore, config: DataPathConfig) -> anyhow::Result<Control> {
         let saved = store.load()?;
         let control = Control {
             inner: Mutex::new(Inner {
@@ -102,7 +102,7 @@ impl Control {
                 live: HashMap::new(),
                 trunks: HashMap::new(),
             }),
-            dataplane: DataPlane::start(switch)?,
+            dataplane: DataPlane::start(config)?,
             store,
         };
         control.restore(saved).await?;

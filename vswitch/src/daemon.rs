@@ -12,8 +12,8 @@ use tokio::signal::unix::{signal, SignalKind};
 use tracing::info;
 
 use crate::control::{Control, NAMESPACE_CHECK_INTERVAL};
+use crate::dataplane::DataPathConfig;
 use crate::state::StateStore;
-use crate::switch::SwitchConfig;
 
 /// `/run/vswitch/vswitch.sock` as root, `$XDG_RUNTIME_DIR/vswitch/vswitch.sock` otherwise.
 pub fn default_socket() -> PathBuf {
@@ -103,9 +103,9 @@ pub async fn stop_signal() {
 }
 
 /// Runs the daemon in the foreground until SIGINT or SIGTERM.
-pub async fn run(socket: &Path, state_dir: &Path, switch: SwitchConfig) -> anyhow::Result<()> {
+pub async fn run(socket: &Path, state_dir: &Path, config: DataPathConfig) -> anyhow::Result<()> {
     let listener = bind_socket(socket).await?;
-    let control = match Control::start(StateStore::new(state_dir), switch).await {
+    let control = match Control::start(StateStore::new(state_dir), config).await {
         Ok(control) => Arc::new(control),
         Err(e) => {
             let _ = std::fs::remove_file(socket);

@@ -13,6 +13,7 @@ use serde_json::Value;
 use vswitch::cli::{print_table, Cli, Command, Format, NetworkCommand, SwitchArgs, TrunkCommand};
 use vswitch::client::{call, segment};
 use vswitch::control::{FdbInfo, PortInfo};
+use vswitch::dataplane::DataPathConfig;
 use vswitch::model::{
     ConnectRequest, EndpointRecord, NetworkCreate, NetworkRecord, TrunkCreate, TrunkRecord,
 };
@@ -47,10 +48,13 @@ fn main() -> ExitCode {
     }
 }
 
-fn switch_config(args: &SwitchArgs) -> SwitchConfig {
-    SwitchConfig {
-        aging: Duration::from_secs(args.aging),
-        mac_limit: args.mac_limit,
+fn datapath_config(args: &SwitchArgs) -> DataPathConfig {
+    DataPathConfig {
+        switch: SwitchConfig {
+            aging: Duration::from_secs(args.aging),
+            mac_limit: args.mac_limit,
+        },
+        busy_poll: Duration::from_micros(args.busy_poll_us),
     }
 }
 
@@ -60,14 +64,14 @@ async fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Daemon { state_dir, switch } => {
             let state_dir = state_dir.unwrap_or_else(daemon::default_state_dir);
-            daemon::run(socket, &state_dir, switch_config(&switch)).await?;
+            daemon::run(socket, &state_dir, datapath_config(&switch)).await?;
         }
         Command::Up {
             config,
             once,
             switch,
         } => {
-            return topology::up(&config, socket, switch_config(&switch), once).await;
+            return topology::up(&config, socket, datapath_config(&switch), once).await;
         }
         Command::Network(command) => network(socket, command).await?,
         Command::Trunk(command) => trunk(socket, command).await?,

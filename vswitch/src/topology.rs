@@ -27,9 +27,9 @@ use serde::Deserialize;
 use tracing::warn;
 
 use crate::control::Control;
+use crate::dataplane::DataPathConfig;
 use crate::model::{check_name, ConnectRequest, NetworkCreate};
 use crate::state::StateStore;
-use crate::switch::SwitchConfig;
 
 /// A topology file.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
@@ -117,7 +117,12 @@ enum Made {
 }
 
 /// Runs `vswitch up`.
-pub async fn up(path: &Path, socket: &Path, switch: SwitchConfig, once: bool) -> Result<ExitCode> {
+pub async fn up(
+    path: &Path,
+    socket: &Path,
+    config: DataPathConfig,
+    once: bool,
+) -> Result<ExitCode> {
     let topology = Topology::load(path)?;
     for c in &topology.containers {
         if tap::NetnsRef::Name(c.name.clone()).identity().is_some() {
@@ -130,7 +135,7 @@ pub async fn up(path: &Path, socket: &Path, switch: SwitchConfig, once: bool) ->
     // The topology lives as long as this process: its state is not kept across runs.
     let state_dir = std::env::temp_dir().join(format!("vswitch-up-{}", std::process::id()));
     let listener = crate::daemon::bind_socket(socket).await?;
-    let control = Arc::new(Control::start(StateStore::new(&state_dir), switch).await?);
+    let control = Arc::new(Control::start(StateStore::new(&state_dir), config).await?);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn({
         let control = control.clone();
