@@ -1,9 +1,11 @@
 #!/usr/bin/env python3
 """End-to-end comparison: the same workloads between two containers over the Linux bridge
-(+ veth, Docker's default) and over vswitch, in one run, reported as absolute figures and as
-ratios to the bridge. Run as root from the repository root:
+(+ veth, Docker's default), vswitch, and, when installed, Open vSwitch's userspace datapath
+(TAP ports, userspace TSO on) and vde_switch (TAP ports), at MTU 1500 and 9000, in one run;
+reported as absolute figures and as ratios of vswitch to each. Run as root from the repository
+root:
 
-    python3 bench/e2e.py [--seconds 5] [--runs 3] [--json bench/results.json]
+    python3 bench/e2e.py [--seconds 5] [--runs 3] [--mtu 1500 --mtu 9000] [--install-rivals]
 
 Every topology lives in network namespaces this script creates (nothing in the root namespace)
 and is torn down afterwards, also on failure. Traffic loops are bounded by iperf3's -t and
@@ -61,8 +63,45 @@ class Topology:
             sh("ip", "netns", "del", ns, check=False)
 
 
+def configure_container(ns, ifname, index, mtu):
+    sh("ip", "-n", ns, "link", "set", ifname, "mtu", str(mtu), "up")
+    sh("ip", "-n", ns, "addr", "add", f"{SUBNET}.{index + 1}/24", "dev", ifname)
+
+
+def wait_for_link(ns, ifname, seconds=10):
+    deadline = time.time() + seconds
+    while sh("ip", "-n", ns, "link", "show", ifname, check=False, capture=True).returncode != 0:
+        if time.time() > deadline:
+            raise RuntimeError(f"{ifname} did not appear in {ns}")
+        time.sleep(0.05)
+
+
+def read_pid(path, seconds=10):
+    deadline = time.time() + seconds
+    while not os.path.exists(path):
+        if time.time() > deadline:
+            raise RuntimeError(f"no pid file {path}")
+        time.sleep(0.05)
+    with open(path) as f:
+        return int(f.read().strip())
+
+
+def kill_pid(pid):
+    """Ends a process this script started (by its PID), waiting up to 5 s."""
+    if pid is None:
+        return
+    try:
+        os.kill(pid, signal.SIGTERM)
+        for _ in range(100):
+            os.kill(pid, 0)
+            time.sleep(0.05)
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
 class Bridge(Topology):
-    def __init__(self):
+    def __init__(self, mtu):
         super().__init__("br")
         host = self.netns("host")
         sh("ip", "-n", host, "link", "add", "br0", "type", "bridge")
@@ -70,13 +109,72 @@ class Bridge(Topology):
         self.c1, self.c2 = self.netns("c1"), self.netns("c2")
         for i, ns in ((1, self.c1), (2, self.c2)):
             sh("ip", "-n", host, "link", "add", f"p{i}", "type", "veth", "peer", "name", "eth0", "netns", ns)
-            sh("ip", "-n", host, "link", "set", f"p{i}", "master", "br0", "up")
-            sh("ip", "-n", ns, "addr", "add", f"{SUBNET}.{i + 1}/24", "dev", "eth0")
-            sh("ip", "-n", ns, "link", "set", "eth0", "up")
+            sh("ip", "-n", host, "link", "set", f"p{i}", "mtu", str(mtu), "master", "br0", "up")
+            configure_container(ns, "eth0", i, mtu)
+
+
+class Ovs(Topology):
+    """Open vSwitch, userspace (netdev) datapath, TAP ports moved into the containers."""
+
+    def __init__(self, mtu):
+        super().__init__("ovs")
+        self.pids = []
+        self.dir = tempfile.mkdtemp(prefix="vswitch-bench-ovs-")
+        host = self.netns("host")
+        db, sock = os.path.join(self.dir, "conf.db"), os.path.join(self.dir, "db.sock")
+        sh("ovsdb-tool", "create", db, "/usr/share/openvswitch/vswitch.ovsschema")
+        sh("ovsdb-server", db, f"--remote=punix:{sock}", f"--pidfile={self.dir}/ovsdb.pid", "--detach",
+           f"--log-file={self.dir}/ovsdb.log", f"--unixctl={self.dir}/ovsdb.ctl", "-vconsole:off")
+        self.pids.append(read_pid(f"{self.dir}/ovsdb.pid"))
+        self.vsctl = ["ovs-vsctl", f"--db=unix:{sock}"]
+        sh(*self.vsctl, "--no-wait", "init")
+        sh(*self.vsctl, "--no-wait", "set", "Open_vSwitch", ".", "other_config:userspace-tso-enable=true")
+        sh("ip", "netns", "exec", host, "ovs-vswitchd", f"unix:{sock}", f"--pidfile={self.dir}/vswitchd.pid",
+           "--detach", f"--log-file={self.dir}/vswitchd.log", f"--unixctl={self.dir}/vswitchd.ctl",
+           "-vconsole:off")
+        self.switch_pid = read_pid(f"{self.dir}/vswitchd.pid")
+        self.pids.append(self.switch_pid)
+        sh(*self.vsctl, "add-br", "br0", "--", "set", "bridge", "br0", "datapath_type=netdev")
+        self.c1, self.c2 = self.netns("c1"), self.netns("c2")
+        for i, ns in ((1, self.c1), (2, self.c2)):
+            tap = f"ovstap{i}"
+            sh(*self.vsctl, "add-port", "br0", tap, "--", "set", "Interface", tap, "type=tap",
+               f"mtu_request={mtu}")
+            wait_for_link(host, tap)
+            sh("ip", "-n", host, "link", "set", tap, "netns", ns)
+            configure_container(ns, tap, i, mtu)
+
+    def teardown(self):
+        super().teardown()
+        for pid in reversed(self.pids):
+            kill_pid(pid)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class Vde(Topology):
+    """vde_switch with one TAP port per container, the TAPs moved into the containers."""
+
+    def __init__(self, mtu):
+        super().__init__("vde")
+        self.dir = tempfile.mkdtemp(prefix="vswitch-bench-vde-")
+        host = self.netns("host")
+        sh("ip", "netns", "exec", host, "vde_switch", "-s", f"{self.dir}/ctl", "-t", "vdetap1", "-t", "vdetap2",
+           "-d", "-p", f"{self.dir}/pid")
+        self.switch_pid = read_pid(f"{self.dir}/pid")
+        self.c1, self.c2 = self.netns("c1"), self.netns("c2")
+        for i, ns in ((1, self.c1), (2, self.c2)):
+            wait_for_link(host, f"vdetap{i}")
+            sh("ip", "-n", host, "link", "set", f"vdetap{i}", "netns", ns)
+            configure_container(ns, f"vdetap{i}", i, mtu)
+
+    def teardown(self):
+        super().teardown()
+        kill_pid(self.switch_pid)
+        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 class Vswitch(Topology):
-    def __init__(self, binary):
+    def __init__(self, binary, mtu):
         super().__init__("vs")
         self.dir = tempfile.mkdtemp(prefix="vswitch-bench-")
         self.socket = os.path.join(self.dir, "sock")
@@ -91,7 +189,8 @@ class Vswitch(Topology):
             if time.time() > deadline:
                 raise RuntimeError("vswitch daemon did not start")
             time.sleep(0.05)
-        self.cli("network", "create", "bench", "--subnet", f"{SUBNET}.0/24", "--gateway", f"{SUBNET}.254")
+        self.cli("network", "create", "bench", "--subnet", f"{SUBNET}.0/24", "--gateway", f"{SUBNET}.254",
+                 "--mtu", str(mtu))
         self.c1, self.c2 = self.netns("c1"), self.netns("c2")
         self.cli("connect", "bench", self.c1, "--ip", f"{SUBNET}.2")
         self.cli("connect", "bench", self.c2, "--ip", f"{SUBNET}.3")
@@ -148,25 +247,40 @@ def latency(topo, count=500):
     return {"p50_us": statistics.median(times), "p99_us": times[int(len(times) * 0.99) - 1]}
 
 
+def attempt(workload, *args):
+    """A workload's figures, or None where this switch cannot do it (counted as missing)."""
+    try:
+        return workload(*args)
+    except (subprocess.CalledProcessError, KeyError, ValueError, IndexError, statistics.StatisticsError) as e:
+        print(f"  {workload.__name__} failed: {e}", file=sys.stderr)
+        return None
+
+
 def measure(topo, seconds):
     # Warm up ARP/FDB so the first sample does not pay for learning.
-    ns_exec(topo.c1, "ping", "-c", "2", "-i", "0.2", "-W", "1", server_ip(topo), capture=True)
+    ns_exec(topo.c1, "ping", "-c", "2", "-i", "0.2", "-W", "1", server_ip(topo), check=False, capture=True)
     return {
-        "tcp1": tcp(topo, seconds, 1),
-        "tcp4": tcp(topo, seconds, 4),
-        "udp64": udp64(topo, seconds),
-        "latency": latency(topo),
+        "tcp1": attempt(tcp, topo, seconds, 1),
+        "tcp4": attempt(tcp, topo, seconds, 4),
+        "udp64": attempt(udp64, topo, seconds),
+        "latency": attempt(latency, topo),
     }
 
 
 def median_runs(runs):
-    """Median of every numeric leaf over the runs."""
+    """Median of every numeric leaf over the runs (runs where a workload failed are skipped)."""
     def merge(values):
+        values = [v for v in values if v is not None]
+        if not values:
+            return None
         if isinstance(values[0], dict):
-            return {k: merge([v[k] for v in values]) for k in values[0]}
-        nums = [v for v in values if v is not None]
-        return statistics.median(nums) if nums else None
+            return {k: merge([v.get(k) for v in values]) for k in values[0]}
+        return statistics.median(values)
     return merge(runs)
+
+
+def figure(results, name, group, key):
+    return ((results.get(name) or {}).get(group) or {}).get(key)
 
 
 ROWS = [
@@ -183,38 +297,56 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=int, default=5, help="length of each iperf3 run")
     parser.add_argument("--runs", type=int, default=3, help="runs per topology (median reported)")
+    parser.add_argument("--mtu", type=int, action="append", help="MTUs to run at (default 1500 and 9000)")
+    parser.add_argument("--install-rivals", action="store_true",
+                        help="apt-get install Open vSwitch and vde2 to compare against them")
     parser.add_argument("--json", default="bench/results.json", help="where to write the figures")
     args = parser.parse_args()
+    mtus = args.mtu or [1500, 9000]
     if os.geteuid() != 0:
         sys.exit("run as root: the benchmark creates network namespaces")
-    if not shutil.which("iperf3") or not shutil.which("ping"):
+    packages = ["iperf3", "iputils-ping"] + (["openvswitch-switch", "vde2"] if args.install_rivals else [])
+    if args.install_rivals or not shutil.which("iperf3") or not shutil.which("ping"):
         sh("apt-get", "update", "-qq")
-        sh("apt-get", "install", "-y", "-qq", "iperf3", "iputils-ping")
+        sh("apt-get", "install", "-y", "-qq", *packages)
     sh("cargo", "build", "--release", "-q", "-p", "vswitch")
     binary = os.path.abspath("target/release/vswitch")
 
-    makers = {"linux-bridge": Bridge, "vswitch": lambda: Vswitch(binary)}
+    makers = {"linux-bridge": Bridge, "vswitch": lambda mtu: Vswitch(binary, mtu)}
+    if shutil.which("ovs-vswitchd"):
+        makers["ovs-userspace-tso"] = Ovs
+    if shutil.which("vde_switch"):
+        makers["vde_switch"] = Vde
     results = {}
-    for name, make in makers.items():
-        runs = []
-        for _ in range(args.runs):
-            topo = make()
-            try:
-                runs.append(measure(topo, args.seconds))
-            finally:
-                topo.teardown()
-        results[name] = median_runs(runs)
+    for mtu in mtus:
+        for name, make in makers.items():
+            runs = []
+            for _ in range(args.runs):
+                topo = None
+                try:
+                    topo = make(mtu)
+                    runs.append(measure(topo, args.seconds))
+                except (subprocess.CalledProcessError, RuntimeError) as e:
+                    print(f"  {name} at MTU {mtu} could not be set up: {e}", file=sys.stderr)
+                finally:
+                    if topo:
+                        topo.teardown()
+            results[f"{name}@{mtu}"] = median_runs(runs)
 
-    base = results["linux-bridge"]
-    print(f"{'workload':44} {'linux-bridge':>13} {'vswitch':>10} {'vswitch/bridge':>15}")
-    for label, (group, key), _higher_better in ROWS:
-        b, v = base[group][key], results["vswitch"][group][key]
-        fmt = lambda x: "-" if x is None else f"{x:.2f}" if x < 100 else f"{x:.0f}"
-        ratio = "-" if not b or v is None else f"{v / b:.2f}"
-        print(f"{label:44} {fmt(b):>13} {fmt(v):>10} {ratio:>15}")
+    rivals = [n for n in makers if n != "vswitch"]
+    fmt = lambda x: "-" if x is None else f"{x:.2f}" if x < 100 else f"{x:.0f}"
+    for mtu in mtus:
+        print(f"\nMTU {mtu}")
+        header = f"{'workload':42}" + "".join(f"{n:>19}" for n in makers) + "".join(f"{'vs/' + n:>22}" for n in rivals)
+        print(header)
+        for label, (group, key), _higher_better in ROWS:
+            values = {n: figure(results, f"{n}@{mtu}", group, key) for n in makers}
+            v = values["vswitch"]
+            ratios = ["-" if v is None or not values[n] else f"{v / values[n]:.2f}" for n in rivals]
+            print(f"{label:42}" + "".join(f"{fmt(values[n]):>19}" for n in makers) + "".join(f"{r:>22}" for r in ratios))
     with open(args.json, "w") as f:
-        json.dump({"seconds": args.seconds, "runs": args.runs, "results": results}, f, indent=2)
-    print(f"figures written to {args.json}")
+        json.dump({"seconds": args.seconds, "runs": args.runs, "mtus": mtus, "results": results}, f, indent=2)
+    print(f"\nfigures written to {args.json}")
 
 
 if __name__ == "__main__":
