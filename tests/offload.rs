@@ -99,3 +99,59 @@ fn ipv6_tcp_crosses_intact_with_tso6() {
     let ports = bed.ports();
     assert!(average_frame(port(&ports, &a), "rx") > 4000, "{ports:?}");
 }
+
+#[test]
+fn mixed_mtus_on_one_network_drop_oversize_frames_and_keep_tcp_flowing() {
+    let mut bed = Bed::start();
+    bed.ok(&[
+        "network",
+        "create",
+        "jumbo",
+        "--subnet",
+        "10.89.43.0/24",
+        "--mtu",
+        "9000",
+    ]);
+    let big = bed.netns("big");
+    let small = bed.netns("small");
+    bed.ok(&["connect", "jumbo", &big]);
+    bed.ok(&["connect", "jumbo", &small, "--mtu", "1500"]);
+    assert!(run("ip", &["-n", &small, "link", "show", "eth0"]).contains("mtu 1500"));
+    // TCP negotiates its segment size from both ends: nothing wedges either way.
+    transfer(&big, &small, "10.89.43.3", 64 * MIB);
+    transfer(&small, &big, "10.89.43.2", 64 * MIB);
+    // An 8000-byte datagram that may not be fragmented cannot reach the small port: dropped
+    // and counted there, never cut short.
+    assert!(!in_netns(
+        &big,
+        &[
+            "ping",
+            "-c",
+            "2",
+            "-i",
+            "0.2",
+            "-W",
+            "1",
+            "-M",
+            "do",
+            "-s",
+            "8000",
+            "10.89.43.3"
+        ]
+    ));
+    let ports = bed.ports();
+    let small_port = port(&ports, &small);
+    assert!(
+        small_port["drops_by_reason"]["over_mtu"]
+            .as_u64()
+            .unwrap_or(0)
+            >= 2,
+        "{ports:?}"
+    );
+    assert_eq!(
+        small_port["drops"], small_port["drops_by_reason"]["over_mtu"],
+        "{ports:?}"
+    );
+    // Small pings still pass.
+    assert!(ping(&big, "10.89.43.3", 2));
+}

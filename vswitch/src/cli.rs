@@ -87,6 +87,9 @@ pub enum Command {
         /// crosses at wire size; the switch segments what other containers send it).
         #[arg(long)]
         no_offload: bool,
+        /// MTU of this interface [default: the network's].
+        #[arg(long)]
+        mtu: Option<u32>,
         #[command(flatten)]
         format: FormatArg,
     },

@@ -257,15 +257,15 @@ impl Control {
         mut endpoint: EndpointRecord,
     ) -> Result<EndpointRecord, ControlError> {
         let record = &inner.state.networks[network];
+        let mtu = endpoint.mtu.unwrap_or(record.mtu);
         let config = tap::TapConfig {
             ifname: endpoint.ifname.clone(),
             mac: endpoint.mac.0,
-            mtu: record.mtu,
+            mtu,
             addresses: endpoint.addresses.clone(),
             gateways: default_gateways(record),
             offload: endpoint.offload,
         };
-        let mtu = record.mtu;
         let mode = PortMode::Access(inner.live[network].id);
         let port = self
             .open_port(&endpoint.netns, endpoint.netns_inode, config, mode, mtu)

@@ -16,7 +16,7 @@ use mio::{Events, Interest, Poll, Token, Waker};
 use tokio::sync::oneshot;
 use tracing::{debug, warn};
 
-use crate::frame::{egress_parts, vlan_tag};
+use crate::frame::{egress_parts, vlan_tag, ETH_HEADER_LEN};
 use crate::offload::{Offload, Segmenter, VNET_HDR_LEN};
 use crate::reason::{DropCounters, DropReason};
 use crate::switch::{
@@ -189,6 +189,8 @@ impl Drop for DataPlane {
 
 struct PortIo {
     tap: tap::Tap,
+    /// Largest L3 payload the device takes: larger frames are dropped, never truncated.
+    mtu: usize,
     counters: PortCounters,
     /// Frames in both directions carry a virtio_net_hdr.
     vnet_hdr: bool,
@@ -356,6 +358,7 @@ impl Worker {
     }
 
     fn add_port(&mut self, tap: tap::Tap, config: PortConfig) -> Result<PortId, ConfigError> {
+        let mtu = config.mtu as usize;
         let id = self.switch.add_port(config)?;
         let fd = tap.device().as_raw_fd();
         if let Err(e) =
@@ -372,6 +375,7 @@ impl Worker {
         }
         self.ports[id.index()] = Some(PortIo {
             vnet_hdr: tap.vnet_hdr(),
+            mtu,
             tap,
             counters: PortCounters::default(),
         });
@@ -420,6 +424,12 @@ fn dispatch_frame(
     offload: Offload,
     segmenter: &mut Segmenter,
 ) {
+    let len: usize = parts.iter().map(|p| p.len()).sum();
+    let l2_len = ETH_HEADER_LEN + parts[1].len();
+    if offload.wire_len(len).saturating_sub(l2_len) > out.mtu {
+        out.counters.drops.count(DropReason::OverMtu);
+        return;
+    }
     if out.vnet_hdr {
         let hdr = offload.emit();
         let iov = [

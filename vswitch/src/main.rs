@@ -83,9 +83,11 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             ifname,
             name,
             no_offload,
+            mtu,
             format,
         } => {
             let req = ConnectRequest {
+                mtu,
                 offload: Some(!no_offload),
                 netns,
                 ips,

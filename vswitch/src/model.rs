@@ -70,6 +70,9 @@ pub struct EndpointRecord {
     /// Checksum and segmentation offloads on the TAP device (IFF_VNET_HDR).
     #[serde(default = "yes")]
     pub offload: bool,
+    /// MTU of this interface when it differs from the network's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mtu: Option<u32>,
 }
 
 fn yes() -> bool {
@@ -161,6 +164,9 @@ pub struct ConnectRequest {
     /// Offloads on the TAP device (default: on).
     #[serde(default)]
     pub offload: Option<bool>,
+    /// MTU of this interface (default: the network's).
+    #[serde(default)]
+    pub mtu: Option<u32>,
 }
 
 /// Checks a name of a network or endpoint: Docker's rule, `[a-zA-Z0-9][a-zA-Z0-9_.-]*`.
@@ -196,6 +202,22 @@ fn parse_subnet(text: &str) -> Result<IpNet, ControlError> {
         )));
     }
     Ok(subnet)
+}
+
+/// Checks an MTU against what the subnets' address families need.
+fn check_mtu(mtu: u32, subnets: &[IpNet]) -> Result<(), ControlError> {
+    let min_mtu = if subnets.iter().any(|s| s.addr().is_ipv6()) {
+        MIN_MTU_V6
+    } else {
+        MIN_MTU
+    };
+    if (min_mtu..=MAX_MTU).contains(&mtu) {
+        Ok(())
+    } else {
+        Err(invalid(format!(
+            "invalid MTU {mtu}: must be between {min_mtu} and {MAX_MTU}"
+        )))
+    }
 }
 
 fn overlaps(a: &IpNet, b: &IpNet) -> bool {
@@ -257,16 +279,7 @@ pub fn plan_network(
         }
     }
     let mtu = req.mtu.unwrap_or(DEFAULT_MTU);
-    let min_mtu = if subnets.iter().any(|s| s.addr().is_ipv6()) {
-        MIN_MTU_V6
-    } else {
-        MIN_MTU
-    };
-    if !(min_mtu..=MAX_MTU).contains(&mtu) {
-        return Err(invalid(format!(
-            "invalid MTU {mtu}: must be between {min_mtu} and {MAX_MTU}"
-        )));
-    }
+    check_mtu(mtu, &subnets)?;
     if let Some(vlan) = req.vlan {
         if !(1..=4094).contains(&vlan) {
             return Err(invalid(format!(
@@ -392,6 +405,10 @@ pub fn plan_endpoint(
             other.name, network.name
         )));
     }
+    if let Some(mtu) = req.mtu {
+        let subnets: Vec<IpNet> = network.subnets.iter().map(|s| s.subnet).collect();
+        check_mtu(mtu, &subnets)?;
+    }
     let addresses = plan_addresses(&req.ips, network)?;
     Ok(EndpointRecord {
         name,
@@ -401,6 +418,7 @@ pub fn plan_endpoint(
         mac,
         addresses,
         offload: req.offload.unwrap_or(true),
+        mtu: req.mtu,
     })
 }
 
