@@ -30,11 +30,14 @@ pub struct TapConfig {
     /// Ask for IFF_VNET_HDR with checksum and segmentation offloads (TSO4/6, USO where the
     /// kernel has it), so 64 KB TCP segments cross as one frame. Falls back to none if refused.
     pub offload: bool,
+    /// Queues (IFF_MULTI_QUEUE when more than one): one per data path worker.
+    pub queues: usize,
 }
 
-/// An open TAP device living in some namespace. Dropping it deletes the device.
+/// An open TAP device living in some namespace: one fd per queue. Dropping it (every queue)
+/// deletes the device.
 pub struct Tap {
-    device: tun_rs::SyncDevice,
+    queues: Vec<tun_rs::SyncDevice>,
     ifname: String,
 }
 
@@ -42,19 +45,31 @@ impl std::fmt::Debug for Tap {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Tap")
             .field("ifname", &self.ifname)
+            .field("queues", &self.queues.len())
             .finish_non_exhaustive()
     }
 }
 
 impl Tap {
-    /// The open device, in non-blocking mode, for the data path.
+    /// The first queue, in non-blocking mode.
     pub fn device(&self) -> &tun_rs::SyncDevice {
-        &self.device
+        &self.queues[0]
+    }
+
+    /// Every queue, in non-blocking mode, for the data path's workers; the kernel spreads the
+    /// container's flows over them, each flow on one queue.
+    pub fn into_queues(self) -> Vec<tun_rs::SyncDevice> {
+        self.queues
+    }
+
+    /// Number of queues.
+    pub fn queue_count(&self) -> usize {
+        self.queues.len()
     }
 
     /// Whether every frame read or written carries a virtio_net_hdr (offloads on).
     pub fn vnet_hdr(&self) -> bool {
-        self.device.tcp_gso()
+        self.queues[0].tcp_gso()
     }
 
     /// Interface name inside its namespace.
@@ -65,16 +80,18 @@ impl Tap {
 
 /// Creates and configures a TAP device inside `ns` and returns it, non-blocking.
 pub fn attach(ns: &Namespace, config: &TapConfig) -> Result<Tap, Error> {
-    let device = ns.run(|| netlink::create_and_configure(ns.describe(), config))??;
-    device
-        .set_nonblocking(true)
-        .map_err(|source| Error::CreateTap {
-            ifname: config.ifname.clone(),
-            netns: ns.describe().to_string(),
-            source,
-        })?;
+    let queues = ns.run(|| netlink::create_and_configure(ns.describe(), config))??;
+    for queue in &queues {
+        queue
+            .set_nonblocking(true)
+            .map_err(|source| Error::CreateTap {
+                ifname: config.ifname.clone(),
+                netns: ns.describe().to_string(),
+                source,
+            })?;
+    }
     Ok(Tap {
-        device,
+        queues,
         ifname: config.ifname.clone(),
     })
 }

@@ -38,11 +38,12 @@ where
     })
 }
 
-/// Creates the TAP device and configures it. Must run inside the target namespace.
+/// Creates the TAP device (all its queues) and configures it. Must run inside the target
+/// namespace: extra queues are attached by name, which is looked up in the current namespace.
 pub(crate) fn create_and_configure(
     netns: &str,
     config: &TapConfig,
-) -> Result<tun_rs::SyncDevice, Error> {
+) -> Result<Vec<tun_rs::SyncDevice>, Error> {
     with_netlink(netns, |handle| async move {
         configure(&handle, netns, config).await
     })
@@ -52,7 +53,7 @@ async fn configure(
     handle: &Handle,
     netns: &str,
     config: &TapConfig,
-) -> Result<tun_rs::SyncDevice, Error> {
+) -> Result<Vec<tun_rs::SyncDevice>, Error> {
     let ifname = &config.ifname;
     let step_err = |step: &'static str| {
         move |source| Error::Configure {
@@ -77,6 +78,7 @@ async fn configure(
             .name(ifname.as_str())
             .layer(tun_rs::Layer::L2)
             .offload(offload)
+            .multi_queue(config.queues > 1)
             .tx_queue_len(TX_QUEUE_LEN)
             .build_sync()
     };
@@ -94,6 +96,15 @@ async fn configure(
         netns: netns.to_string(),
         source,
     })?;
+    let mut queues = vec![device];
+    while queues.len() < config.queues {
+        let queue = queues[0].try_clone().map_err(|source| Error::CreateTap {
+            ifname: ifname.clone(),
+            netns: netns.to_string(),
+            source,
+        })?;
+        queues.push(queue);
+    }
     let index = link_index(handle, ifname)
         .await
         .map_err(step_err("look up the link"))?
@@ -144,7 +155,7 @@ async fn configure(
             .await
             .map_err(step_err("add default route"))?;
     }
-    Ok(device)
+    Ok(queues)
 }
 
 /// Brings `lo` up. Must run inside the target namespace.

@@ -42,11 +42,15 @@ fn tap_is_created_configured_and_removed_inside_the_namespace() {
         ],
         gateways: vec!["10.250.0.1".parse().unwrap()],
         offload: true,
+        queues: 2,
     };
     let tap = attach(&ns, &config).unwrap();
+    assert_eq!(tap.queue_count(), 2);
+    assert!(tap.vnet_hdr(), "offloads negotiated");
     let link = ip(&["-n", &name, "link", "show", "eth0"]);
     assert!(link.contains("02:11:22:33:44:55"), "{link}");
     assert!(link.contains("mtu 1400"), "{link}");
+    assert!(link.contains("qlen 1000"), "{link}");
     let addrs = ip(&["-n", &name, "addr", "show", "eth0"]);
     assert!(
         addrs.contains("10.250.0.2/24") && addrs.contains("fd00:250::2/64"),

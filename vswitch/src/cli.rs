@@ -48,6 +48,9 @@ pub struct SwitchArgs {
     #[arg(long, default_value_t = crate::dataplane::DEFAULT_BUSY_POLL.as_micros() as u64,
           value_parser = clap::value_parser!(u64).range(0..=10_000))]
     pub busy_poll_us: u64,
+    /// Data path worker threads, and queues per TAP device [default: one per core].
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub workers: Option<u16>,
 }
 
 /// Subcommands.

@@ -265,6 +265,7 @@ impl Control {
             addresses: endpoint.addresses.clone(),
             gateways: default_gateways(record),
             offload: endpoint.offload,
+            queues: self.dataplane.workers(),
         };
         let mode = PortMode::Access(inner.live[network].id);
         let port = self
@@ -420,6 +421,7 @@ impl Control {
             addresses: Vec::new(),
             gateways: Vec::new(),
             offload: true,
+            queues: self.dataplane.workers(),
         };
         let mode = PortMode::Trunk { vlans, native };
         let port = self

@@ -1,14 +1,15 @@
-//! The data path: one thread that owns the `Switch` and every TAP port, waits on all of them with
-//! epoll (mio), and carries out the core's actions. A frame is written out in the same wake-up
-//! that read it; with no traffic the thread sleeps (the only timer is the FDB sweep, armed only
-//! while the table has entries). The control plane talks to it through a command channel and a
-//! waker, so the data path takes no lock.
+//! The data path: worker threads, one per TAP queue index, each waiting on its queue of every
+//! port with epoll (mio) and carrying out the core's decisions. The kernel spreads a container's
+//! flows over the queues of its multi-queue TAP, one flow per queue, so TCP is never reordered.
+//! A frame is written out in the same wake-up that read it; with no traffic every worker sleeps
+//! (after a short busy-poll window following traffic, and for the FDB sweep while the table has
+//! entries). Workers share the one `Switch` (so every worker sees every learned MAC) behind a
+//! mutex held only for the decision, never across a syscall.
 
 use std::collections::VecDeque;
 use std::io::{self, IoSlice};
 use std::os::fd::AsRawFd;
-use std::sync::mpsc;
-use std::sync::Arc;
+use std::sync::{mpsc, Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use mio::unix::SourceFd;
@@ -20,14 +21,15 @@ use crate::frame::{egress_parts, vlan_tag, ETH_HEADER_LEN};
 use crate::offload::{Offload, Segmenter, VNET_HDR_LEN};
 use crate::reason::{DropCounters, DropReason};
 use crate::switch::{
-    Action, ConfigError, FdbRow, NetworkId, PortConfig, PortId, Switch, SwitchConfig, SwitchStats,
+    Action, ConfigError, Egress, FdbRow, NetworkId, PortConfig, PortId, Switch, SwitchConfig,
+    SwitchStats,
 };
 
-/// Frames read from one port before the others get a turn.
+/// Frames read from one queue before the others get a turn.
 const BATCH: usize = 64;
 /// How often idle MACs are swept while the table is not empty.
 const AGING_SWEEP: Duration = Duration::from_secs(15);
-/// Large enough for any frame a TAP can hand us (64 KiB IP packet plus headers).
+/// Large enough for any frame a TAP can hand us (64 KiB IP packet, headers, virtio_net_hdr).
 const FRAME_BUF_LEN: usize = 65_536 + 64;
 const WAKER: Token = Token(usize::MAX);
 
@@ -42,8 +44,18 @@ pub struct PortCounters {
     pub tx_packets: u64,
     /// Bytes written to the device.
     pub tx_bytes: u64,
-    /// Frames dropped on ingress (by the core) or egress (device refused), by reason.
+    /// Frames dropped on ingress (by the core) or egress (device refused, too large), by reason.
     pub drops: DropCounters,
+}
+
+impl PortCounters {
+    fn merge(&mut self, other: &PortCounters) {
+        self.rx_packets += other.rx_packets;
+        self.rx_bytes += other.rx_bytes;
+        self.tx_packets += other.tx_packets;
+        self.tx_bytes += other.tx_bytes;
+        self.drops.merge(&other.drops);
+    }
 }
 
 /// How the data path runs.
@@ -54,6 +66,8 @@ pub struct DataPathConfig {
     /// After a frame, keep polling without sleeping this long: a frame arriving meanwhile is
     /// taken without a wake-up (tens of µs on a virtual machine). Zero sleeps at once.
     pub busy_poll: Duration,
+    /// Worker threads, and so queues per TAP device.
+    pub workers: usize,
 }
 
 impl Default for DataPathConfig {
@@ -61,6 +75,7 @@ impl Default for DataPathConfig {
         DataPathConfig {
             switch: SwitchConfig::default(),
             busy_poll: DEFAULT_BUSY_POLL,
+            workers: default_workers(),
         }
     }
 }
@@ -68,76 +83,101 @@ impl Default for DataPathConfig {
 /// Default busy-poll window: costs 50 µs of CPU per burst of traffic, nothing when idle.
 pub const DEFAULT_BUSY_POLL: Duration = Duration::from_micros(50);
 
-/// A request from the control plane.
-enum Command {
-    AddNetwork(oneshot::Sender<NetworkId>),
-    RemoveNetwork(NetworkId, oneshot::Sender<Result<(), ConfigError>>),
-    AddPort(
-        tap::Tap,
-        PortConfig,
-        oneshot::Sender<Result<PortId, ConfigError>>,
-    ),
-    RemovePort(PortId, oneshot::Sender<Result<(), ConfigError>>),
-    Counters(oneshot::Sender<(SwitchStats, Vec<(PortId, PortCounters)>)>),
-    Fdb(NetworkId, oneshot::Sender<Vec<FdbRow>>),
+/// One worker per core.
+pub fn default_workers() -> usize {
+    std::thread::available_parallelism().map_or(1, usize::from)
 }
 
-/// The control plane's handle on the data path thread. Dropping it stops the thread, which
-/// closes every TAP device.
-pub struct DataPlane {
+/// A request from the control plane to one worker.
+enum Command {
+    /// Take this queue of a port; read from it only if `read`.
+    AttachQueue(PortId, PortIo, oneshot::Sender<()>),
+    /// Close this worker's queue of a port.
+    DetachQueue(PortId, oneshot::Sender<()>),
+    /// This worker's share of the port counters.
+    Counters(oneshot::Sender<Vec<(PortId, PortCounters)>>),
+}
+
+struct WorkerHandle {
     commands: mpsc::Sender<Command>,
     waker: Arc<Waker>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
-/// The data path thread is gone (it panicked); nothing can be forwarded any more.
+/// The control plane's handle on the data path. Dropping it stops the workers, which closes
+/// every TAP device.
+pub struct DataPlane {
+    switch: Arc<Mutex<Switch>>,
+    workers: Vec<WorkerHandle>,
+}
+
+/// A worker thread is gone (it panicked); nothing can be forwarded any more.
 #[derive(Debug, thiserror::Error)]
 #[error("the data path thread has stopped")]
 pub struct DataPlaneGone;
 
+fn lock(switch: &Mutex<Switch>) -> MutexGuard<'_, Switch> {
+    // The core never panics mid-decision; a poisoned lock still holds a consistent switch.
+    switch.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
 impl DataPlane {
-    /// Starts the data path thread.
+    /// Starts the worker threads.
     pub fn start(config: DataPathConfig) -> io::Result<DataPlane> {
-        let poll = Poll::new()?;
-        let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
-        let (commands, receiver) = mpsc::channel();
-        let mut worker = Worker {
-            switch: Switch::new(config.switch),
-            ports: Vec::new(),
-            poll,
-            commands: receiver,
-            ready: VecDeque::new(),
-            buf: vec![0; FRAME_BUF_LEN],
-            segmenter: Segmenter::default(),
-            last_traffic: Instant::now(),
-            spin: config.busy_poll,
-            last_sweep: Instant::now(),
-        };
-        let thread = std::thread::Builder::new()
-            .name("dataplane".into())
-            .spawn(move || worker.run())?;
-        Ok(DataPlane {
-            commands,
-            waker,
-            thread: Some(thread),
-        })
+        let switch = Arc::new(Mutex::new(Switch::new(config.switch)));
+        let mut workers = Vec::new();
+        for index in 0..config.workers.max(1) {
+            let poll = Poll::new()?;
+            let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
+            let (commands, receiver) = mpsc::channel();
+            let mut worker = Worker {
+                sweeps: index == 0,
+                switch: switch.clone(),
+                ports: Vec::new(),
+                poll,
+                commands: receiver,
+                ready: VecDeque::new(),
+                buf: vec![0; FRAME_BUF_LEN],
+                targets: Vec::new(),
+                segmenter: Segmenter::default(),
+                last_sweep: Instant::now(),
+                last_traffic: Instant::now(),
+                spin: config.busy_poll,
+            };
+            let thread = std::thread::Builder::new()
+                .name(format!("dataplane{index}"))
+                .spawn(move || worker.run())?;
+            workers.push(WorkerHandle {
+                commands,
+                waker,
+                thread: Some(thread),
+            });
+        }
+        Ok(DataPlane { switch, workers })
+    }
+
+    /// Number of workers: the queues each TAP device should have.
+    pub fn workers(&self) -> usize {
+        self.workers.len()
     }
 
     async fn ask<T>(
         &self,
+        worker: &WorkerHandle,
         command: impl FnOnce(oneshot::Sender<T>) -> Command,
     ) -> Result<T, DataPlaneGone> {
         let (reply, answer) = oneshot::channel();
-        self.commands
+        worker
+            .commands
             .send(command(reply))
             .map_err(|_| DataPlaneGone)?;
-        self.waker.wake().map_err(|_| DataPlaneGone)?;
+        worker.waker.wake().map_err(|_| DataPlaneGone)?;
         answer.await.map_err(|_| DataPlaneGone)
     }
 
     /// Adds an isolated network.
     pub async fn add_network(&self) -> Result<NetworkId, DataPlaneGone> {
-        self.ask(Command::AddNetwork).await
+        Ok(lock(&self.switch).add_network())
     }
 
     /// Removes a network without ports.
@@ -145,55 +185,106 @@ impl DataPlane {
         &self,
         id: NetworkId,
     ) -> Result<Result<(), ConfigError>, DataPlaneGone> {
-        self.ask(|r| Command::RemoveNetwork(id, r)).await
+        Ok(lock(&self.switch).remove_network(id))
     }
 
-    /// Hands a TAP device to the switch as a new port.
+    /// Hands a TAP device to the switch as a new port: queue i to worker i. A device with fewer
+    /// queues than workers shares them: every worker can write to it, its owner reads.
     pub async fn add_port(
         &self,
         tap: tap::Tap,
         config: PortConfig,
     ) -> Result<Result<PortId, ConfigError>, DataPlaneGone> {
-        self.ask(|r| Command::AddPort(tap, config, r)).await
+        let vnet_hdr = tap.vnet_hdr();
+        let mtu = config.mtu as usize;
+        let queues: Vec<Arc<tun_rs::SyncDevice>> =
+            tap.into_queues().into_iter().map(Arc::new).collect();
+        let id = match lock(&self.switch).add_port(config) {
+            Ok(id) => id,
+            Err(e) => return Ok(Err(e)),
+        };
+        for (index, worker) in self.workers.iter().enumerate() {
+            let io = PortIo {
+                queue: queues[index % queues.len()].clone(),
+                read: index < queues.len(),
+                vnet_hdr,
+                mtu,
+                counters: PortCounters::default(),
+            };
+            self.ask(worker, |r| Command::AttachQueue(id, io, r))
+                .await?;
+        }
+        Ok(Ok(id))
     }
 
-    /// Removes a port; its TAP device is closed (and so deleted).
+    /// Removes a port; once every worker has let go of its queue, the TAP device is deleted.
     pub async fn remove_port(&self, id: PortId) -> Result<Result<(), ConfigError>, DataPlaneGone> {
-        self.ask(|r| Command::RemovePort(id, r)).await
+        if let Err(e) = lock(&self.switch).remove_port(id) {
+            return Ok(Err(e));
+        }
+        for worker in &self.workers {
+            self.ask(worker, |r| Command::DetachQueue(id, r)).await?;
+        }
+        Ok(Ok(()))
     }
 
-    /// Switch-wide and per-port counters.
+    /// Switch-wide and per-port counters, every worker's share added up.
     pub async fn counters(
         &self,
     ) -> Result<(SwitchStats, Vec<(PortId, PortCounters)>), DataPlaneGone> {
-        self.ask(Command::Counters).await
+        let mut ports: Vec<(PortId, PortCounters)> = Vec::new();
+        for worker in &self.workers {
+            for (id, counters) in self.ask(worker, Command::Counters).await? {
+                match ports.iter_mut().find(|(p, _)| *p == id) {
+                    Some((_, total)) => total.merge(&counters),
+                    None => ports.push((id, counters)),
+                }
+            }
+        }
+        let switch = lock(&self.switch);
+        let mut stats = switch.stats();
+        for (id, counters) in &mut ports {
+            // Egress drops happen in the workers, not in the core: add them to the switch total.
+            stats.drops.merge(&counters.drops);
+            if let Some(ingress) = switch.port_drops(*id) {
+                counters.drops.merge(&ingress);
+            }
+        }
+        Ok((stats, ports))
     }
 
     /// Live FDB entries of a network.
     pub async fn fdb(&self, network: NetworkId) -> Result<Vec<FdbRow>, DataPlaneGone> {
-        self.ask(|r| Command::Fdb(network, r)).await
+        Ok(lock(&self.switch).fdb_rows(Instant::now(), network))
     }
 }
 
 impl Drop for DataPlane {
     fn drop(&mut self) {
-        // Closing the channel and waking the thread makes it exit.
-        let (closed, _) = mpsc::channel();
-        drop(std::mem::replace(&mut self.commands, closed));
-        let _ = self.waker.wake();
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
+        // Closing a worker's channel and waking it makes it exit.
+        for worker in &mut self.workers {
+            let (closed, _) = mpsc::channel();
+            drop(std::mem::replace(&mut worker.commands, closed));
+            let _ = worker.waker.wake();
+        }
+        for worker in &mut self.workers {
+            if let Some(thread) = worker.thread.take() {
+                let _ = thread.join();
+            }
         }
     }
 }
 
+/// One worker's view of one port: its queue and its share of the counters.
 struct PortIo {
-    tap: tap::Tap,
+    queue: Arc<tun_rs::SyncDevice>,
+    /// This worker reads from the queue (else it only writes to it).
+    read: bool,
+    /// Frames in both directions carry a virtio_net_hdr.
+    vnet_hdr: bool,
     /// Largest L3 payload the device takes: larger frames are dropped, never truncated.
     mtu: usize,
     counters: PortCounters,
-    /// Frames in both directions carry a virtio_net_hdr.
-    vnet_hdr: bool,
 }
 
 impl PortIo {
@@ -209,13 +300,17 @@ impl PortIo {
 }
 
 struct Worker {
-    switch: Switch,
+    /// This worker runs the FDB sweep.
+    sweeps: bool,
+    switch: Arc<Mutex<Switch>>,
     ports: Vec<Option<PortIo>>,
     poll: Poll,
     commands: mpsc::Receiver<Command>,
-    /// Ports that may still have frames queued (edge-triggered: drain until WouldBlock).
+    /// Ports whose queue may still hold frames (edge-triggered: drain until WouldBlock).
     ready: VecDeque<PortId>,
     buf: Vec<u8>,
+    /// Output ports of the frame at hand, copied out so the lock is not held while writing.
+    targets: Vec<Egress>,
     segmenter: Segmenter,
     last_sweep: Instant,
     /// When a frame was last read: polling continues without sleeping for `spin` after it.
@@ -235,7 +330,7 @@ impl Worker {
             let spinning = self.last_traffic.elapsed() < self.spin;
             let timeout = if !self.ready.is_empty() || spinning {
                 Some(Duration::ZERO)
-            } else if self.switch.has_fdb_entries() {
+            } else if self.sweeps && lock(&self.switch).has_fdb_entries() {
                 Some(AGING_SWEEP)
             } else {
                 None
@@ -263,22 +358,24 @@ impl Worker {
                     self.ready.push_back(port);
                 }
             }
-            let now = Instant::now();
-            if now.duration_since(self.last_sweep) >= AGING_SWEEP {
-                self.switch.handle_aging(now);
-                self.last_sweep = now;
+            if self.sweeps {
+                let now = Instant::now();
+                if now.duration_since(self.last_sweep) >= AGING_SWEEP {
+                    lock(&self.switch).handle_aging(now);
+                    self.last_sweep = now;
+                }
             }
         }
     }
 
-    /// Reads up to `BATCH` frames from `port`, forwarding each as it comes.
+    /// Reads up to `BATCH` frames from this worker's queue of `port`, forwarding each.
     fn drain(&mut self, port: PortId) -> Drain {
         let now = Instant::now();
         for _ in 0..BATCH {
             let Some(Some(io)) = self.ports.get_mut(port.index()) else {
                 return Drain::Empty;
             };
-            let len = match io.tap.device().recv(&mut self.buf) {
+            let len = match io.queue.recv(&mut self.buf) {
                 Ok(len) => len,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Drain::Empty,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -287,6 +384,7 @@ impl Worker {
                     return Drain::Empty;
                 }
             };
+            self.last_traffic = now;
             let (offload, frame) = if io.vnet_hdr {
                 if len < VNET_HDR_LEN {
                     continue;
@@ -298,21 +396,26 @@ impl Worker {
             } else {
                 (Offload::default(), &self.buf[..len])
             };
-            self.last_traffic = now;
             io.counters.rx_packets += 1;
             io.counters.rx_bytes += frame.len() as u64;
             let wire_len = offload.wire_len(frame.len());
-            let action = self.switch.process_gso(now, port, frame, wire_len);
-            let ingress_tag_len = match action {
-                Action::Drop(_) => continue,
-                Action::Forward {
-                    ingress_tag_len, ..
-                }
-                | Action::Flood {
-                    ingress_tag_len, ..
-                } => ingress_tag_len,
+            let ingress_tag_len = {
+                let mut switch = lock(&self.switch);
+                let action = switch.process_gso(now, port, frame, wire_len);
+                let ingress_tag_len = match action {
+                    Action::Drop(_) => continue,
+                    Action::Forward {
+                        ingress_tag_len, ..
+                    }
+                    | Action::Flood {
+                        ingress_tag_len, ..
+                    } => ingress_tag_len,
+                };
+                self.targets.clear();
+                self.targets.extend(action.targets());
+                ingress_tag_len
             };
-            for egress in action.targets() {
+            for egress in &self.targets {
                 if let Some(Some(out)) = self.ports.get_mut(egress.port.index()) {
                     let tag = egress.vlan.map(vlan_tag);
                     let tag: &[u8] = tag.as_ref().map_or(&[], |t| &t[..]);
@@ -335,89 +438,61 @@ impl Worker {
             };
             // A control plane that stopped waiting for an answer is not an error here.
             match command {
-                Command::AddNetwork(reply) => {
-                    let _ = reply.send(self.switch.add_network());
+                Command::AttachQueue(id, io, reply) => {
+                    self.attach(id, io);
+                    let _ = reply.send(());
                 }
-                Command::RemoveNetwork(id, reply) => {
-                    let _ = reply.send(self.switch.remove_network(id));
-                }
-                Command::AddPort(tap, config, reply) => {
-                    let _ = reply.send(self.add_port(tap, config));
-                }
-                Command::RemovePort(id, reply) => {
-                    let _ = reply.send(self.remove_port(id));
+                Command::DetachQueue(id, reply) => {
+                    self.detach(id);
+                    let _ = reply.send(());
                 }
                 Command::Counters(reply) => {
-                    let _ = reply.send(self.counters());
-                }
-                Command::Fdb(network, reply) => {
-                    let _ = reply.send(self.switch.fdb_rows(Instant::now(), network));
+                    let counters = self
+                        .ports
+                        .iter()
+                        .enumerate()
+                        .filter_map(|(i, io)| Some((PortId(i as u32), io.as_ref()?.counters)))
+                        .collect();
+                    let _ = reply.send(counters);
                 }
             }
         }
     }
 
-    fn add_port(&mut self, tap: tap::Tap, config: PortConfig) -> Result<PortId, ConfigError> {
-        let mtu = config.mtu as usize;
-        let id = self.switch.add_port(config)?;
-        let fd = tap.device().as_raw_fd();
-        if let Err(e) =
-            self.poll
-                .registry()
-                .register(&mut SourceFd(&fd), Token(id.index()), Interest::READABLE)
-        {
-            warn!(port = %id, error = %e, "cannot watch TAP device");
-            let _ = self.switch.remove_port(id);
-            return Err(ConfigError::UnknownPort(id));
+    fn attach(&mut self, id: PortId, io: PortIo) {
+        if io.read {
+            let fd = io.queue.as_raw_fd();
+            let token = Token(id.index());
+            if let Err(e) =
+                self.poll
+                    .registry()
+                    .register(&mut SourceFd(&fd), token, Interest::READABLE)
+            {
+                warn!(port = %id, error = %e, "cannot watch TAP queue");
+            }
+            // Frames may already be queued; edge-triggered readiness would not report them.
+            self.ready.push_back(id);
         }
         if self.ports.len() <= id.index() {
             self.ports.resize_with(id.index() + 1, || None);
         }
-        self.ports[id.index()] = Some(PortIo {
-            vnet_hdr: tap.vnet_hdr(),
-            mtu,
-            tap,
-            counters: PortCounters::default(),
-        });
-        // Frames may already be queued; edge-triggered readiness would not report them.
-        self.ready.push_back(id);
-        Ok(id)
+        self.ports[id.index()] = Some(io);
     }
 
-    fn remove_port(&mut self, id: PortId) -> Result<(), ConfigError> {
-        self.switch.remove_port(id)?;
+    fn detach(&mut self, id: PortId) {
         if let Some(io) = self.ports.get_mut(id.index()).and_then(Option::take) {
-            let fd = io.tap.device().as_raw_fd();
-            let _ = self.poll.registry().deregister(&mut SourceFd(&fd));
+            if io.read {
+                let fd = io.queue.as_raw_fd();
+                let _ = self.poll.registry().deregister(&mut SourceFd(&fd));
+            }
         }
         self.ready.retain(|p| *p != id);
-        Ok(())
-    }
-
-    fn counters(&self) -> (SwitchStats, Vec<(PortId, PortCounters)>) {
-        let mut stats = self.switch.stats();
-        let ports = self
-            .ports
-            .iter()
-            .enumerate()
-            .filter_map(|(i, io)| {
-                let io = io.as_ref()?;
-                let id = PortId(i as u32);
-                let mut counters = io.counters;
-                if let Some(ingress) = self.switch.port_drops(id) {
-                    counters.drops.merge(&ingress);
-                }
-                // Egress drops happen here, not in the core: add them to the switch total.
-                stats.drops.merge(&io.counters.drops);
-                Some((id, counters))
-            })
-            .collect();
-        (stats, ports)
     }
 }
 
 /// Writes one frame, given as the parts of its egress form, to `out`: with its offload header
 /// if the port takes one, else as wire frames (segmented, checksums filled in) if it must.
+/// A frame larger than the port's MTU is dropped and counted.
 fn dispatch_frame(
     out: &mut PortIo,
     parts: [&[u8]; 3],
@@ -438,13 +513,13 @@ fn dispatch_frame(
             IoSlice::new(parts[1]),
             IoSlice::new(parts[2]),
         ];
-        let result = out.tap.device().send_vectored(&iov);
+        let result = out.queue.send_vectored(&iov);
         out.count_tx(result.map(|n| n.saturating_sub(VNET_HDR_LEN)));
     } else if offload.is_gso() || offload.needs_csum() {
         match segmenter.wire_frames(&parts, offload) {
             Ok(frames) => {
                 for frame in frames {
-                    let result = out.tap.device().send(frame);
+                    let result = out.queue.send(frame);
                     out.count_tx(result);
                 }
             }
@@ -456,7 +531,7 @@ fn dispatch_frame(
             IoSlice::new(parts[1]),
             IoSlice::new(parts[2]),
         ];
-        let result = out.tap.device().send_vectored(&iov);
+        let result = out.queue.send_vectored(&iov);
         out.count_tx(result);
     }
 }

@@ -13,7 +13,7 @@ use serde_json::Value;
 use vswitch::cli::{print_table, Cli, Command, Format, NetworkCommand, SwitchArgs, TrunkCommand};
 use vswitch::client::{call, segment};
 use vswitch::control::{FdbInfo, PortInfo};
-use vswitch::dataplane::DataPathConfig;
+use vswitch::dataplane::{default_workers, DataPathConfig};
 use vswitch::model::{
     ConnectRequest, EndpointRecord, NetworkCreate, NetworkRecord, TrunkCreate, TrunkRecord,
 };
@@ -55,6 +55,7 @@ fn datapath_config(args: &SwitchArgs) -> DataPathConfig {
             mac_limit: args.mac_limit,
         },
         busy_poll: Duration::from_micros(args.busy_poll_us),
+        workers: args.workers.map_or_else(default_workers, usize::from),
     }
 }
 
