@@ -174,13 +174,13 @@ class Vde(Topology):
 
 
 class Vswitch(Topology):
-    def __init__(self, binary, mtu):
+    def __init__(self, binary, mtu, extra_args=()):
         super().__init__("vs")
         self.dir = tempfile.mkdtemp(prefix="vswitch-bench-")
         self.socket = os.path.join(self.dir, "sock")
         self.binary = binary
         self.daemon = subprocess.Popen(
-            [binary, "--socket", self.socket, "daemon", "--state-dir", os.path.join(self.dir, "state")],
+            [binary, "--socket", self.socket, "daemon", "--state-dir", os.path.join(self.dir, "state"), *extra_args],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
         self.switch_pid = self.daemon.pid
@@ -300,6 +300,8 @@ def main():
     parser.add_argument("--mtu", type=int, action="append", help="MTUs to run at (default 1500 and 9000)")
     parser.add_argument("--install-rivals", action="store_true",
                         help="apt-get install Open vSwitch and vde2 to compare against them")
+    parser.add_argument("--only", action="append", help="run only these switches (linux-bridge, vswitch, ...)")
+    parser.add_argument("--vswitch-args", default="", help="extra arguments for `vswitch daemon`")
     parser.add_argument("--json", default="bench/results.json", help="where to write the figures")
     args = parser.parse_args()
     mtus = args.mtu or [1500, 9000]
@@ -312,11 +314,14 @@ def main():
     sh("cargo", "build", "--release", "-q", "-p", "vswitch")
     binary = os.path.abspath("target/release/vswitch")
 
-    makers = {"linux-bridge": Bridge, "vswitch": lambda mtu: Vswitch(binary, mtu)}
+    extra = args.vswitch_args.split()
+    makers = {"linux-bridge": Bridge, "vswitch": lambda mtu: Vswitch(binary, mtu, extra)}
     if shutil.which("ovs-vswitchd"):
         makers["ovs-userspace-tso"] = Ovs
     if shutil.which("vde_switch"):
         makers["vde_switch"] = Vde
+    if args.only:
+        makers = {n: m for n, m in makers.items() if n in args.only}
     results = {}
     for mtu in mtus:
         for name, make in makers.items():
@@ -333,7 +338,7 @@ def main():
                         topo.teardown()
             results[f"{name}@{mtu}"] = median_runs(runs)
 
-    rivals = [n for n in makers if n != "vswitch"]
+    rivals = [n for n in makers if n != "vswitch"] if "vswitch" in makers else []
     fmt = lambda x: "-" if x is None else f"{x:.2f}" if x < 100 else f"{x:.0f}"
     for mtu in mtus:
         print(f"\nMTU {mtu}")
@@ -341,7 +346,7 @@ def main():
         print(header)
         for label, (group, key), _higher_better in ROWS:
             values = {n: figure(results, f"{n}@{mtu}", group, key) for n in makers}
-            v = values["vswitch"]
+            v = values.get("vswitch")
             ratios = ["-" if v is None or not values[n] else f"{v / values[n]:.2f}" for n in rivals]
             print(f"{label:42}" + "".join(f"{fmt(values[n]):>19}" for n in makers) + "".join(f"{r:>22}" for r in ratios))
     with open(args.json, "w") as f:

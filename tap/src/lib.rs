@@ -32,6 +32,10 @@ pub struct TapConfig {
     pub offload: bool,
     /// Queues (IFF_MULTI_QUEUE when more than one): one per data path worker.
     pub queues: usize,
+    /// Turn IPv6 off on the interface (as Docker does on IPv4-only networks): no link-local
+    /// address, and none of the router solicitations and MLD reports every new interface
+    /// multicasts, which a switch must flood to every port.
+    pub disable_ipv6: bool,
 }
 
 /// An open TAP device living in some namespace: one fd per queue. Dropping it (every queue)

@@ -80,6 +80,8 @@ async fn configure(
             .offload(offload)
             .multi_queue(config.queues > 1)
             .tx_queue_len(TX_QUEUE_LEN)
+            // Up only once configured (below): MAC, MTU, IPv6 policy first.
+            .enable(false)
             .build_sync()
     };
     // Offloads are negotiated: a kernel that refuses TUNSETOFFLOAD still gets a working port.
@@ -113,6 +115,13 @@ async fn configure(
             netns: netns.to_string(),
             source: std::io::Error::other("device vanished right after creation"),
         })?;
+    if config.disable_ipv6 {
+        // Per-namespace sysctl, resolved in this thread's namespace; absent without IPv6.
+        let knob = format!("/proc/sys/net/ipv6/conf/{ifname}/disable_ipv6");
+        if let Err(e) = std::fs::write(&knob, "1") {
+            debug!(%knob, error = %e, "cannot turn IPv6 off");
+        }
+    }
     handle
         .link()
         .set(

@@ -43,6 +43,7 @@ fn tap_is_created_configured_and_removed_inside_the_namespace() {
         gateways: vec!["10.250.0.1".parse().unwrap()],
         offload: true,
         queues: 2,
+        disable_ipv6: false,
     };
     let tap = attach(&ns, &config).unwrap();
     assert_eq!(tap.queue_count(), 2);

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use tokio::sync::Mutex;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::dataplane::{DataPathConfig, DataPlane, PortCounters};
 use crate::error::ControlError;
@@ -266,6 +266,7 @@ impl Control {
             gateways: default_gateways(record),
             offload: endpoint.offload,
             queues: self.dataplane.workers(),
+            disable_ipv6: !record.subnets.iter().any(|s| s.subnet.addr().is_ipv6()),
         };
         let mode = PortMode::Access(inner.live[network].id);
         let port = self
@@ -297,6 +298,7 @@ impl Control {
         mtu: u32,
     ) -> Result<LiveEndpoint, ControlError> {
         let reference: tap::NetnsRef = netns.parse()?;
+        let started = std::time::Instant::now();
         // Entering a namespace and waiting on netlink blocks: keep it off the async workers.
         let (ns, device) = tokio::task::spawn_blocking(move || {
             let ns = tap::Namespace::open(&reference)?;
@@ -311,10 +313,12 @@ impl Control {
         })
         .await
         .expect("attach does not panic")?;
+        let attached = started.elapsed();
         let port = self
             .dataplane
             .add_port(device, PortConfig { mode, mtu })
             .await??;
+        debug!(netns, ?attached, total = ?started.elapsed(), "port opened");
         Ok(LiveEndpoint { port, ns })
     }
 
@@ -422,6 +426,8 @@ impl Control {
             gateways: Vec::new(),
             offload: true,
             queues: self.dataplane.workers(),
+            // A trunk carries whatever its peer runs over the VLANs.
+            disable_ipv6: false,
         };
         let mode = PortMode::Trunk { vlans, native };
         let port = self
@@ -476,6 +482,13 @@ impl Control {
             .values()
             .cloned()
             .collect()
+    }
+
+    /// Makes saved state durable (see `state`): call every second and before exit.
+    pub fn flush_state(&self) {
+        if let Err(e) = self.store.flush() {
+            warn!(error = %e, "cannot sync state");
+        }
     }
 
     /// Disconnects every endpoint whose namespace has gone away (the container exited).

@@ -82,13 +82,15 @@ pub async fn serve(
             loop {
                 tick.tick().await;
                 control.handle_gone_namespaces().await;
+                control.flush_state();
             }
         })
     };
-    let result = axum::serve(listener, crate::api::router(control))
+    let result = axum::serve(listener, crate::api::router(control.clone()))
         .with_graceful_shutdown(shutdown)
         .await;
     watcher.abort();
+    control.flush_state();
     let _ = std::fs::remove_file(socket);
     result.context("control API failed")
 }
