@@ -4,7 +4,8 @@
 //! - `fdb_lookup/N`: known-MAC lookup in a table of 1 k, 100 k and 1 M learned entries;
 //! - `process/unicast`: a known unicast frame through `Switch::process` (learn + lookup);
 //! - `process/flood/N`: a broadcast frame flooded to N-1 ports (N = 8, 64), targets walked;
-//! - `process/vlan_push`: access -> trunk, frame retagged into a reused buffer.
+//! - `process/vlan_push`: access -> trunk, frame retagged into a reused buffer;
+//! - `process/vlan_pop`: trunk -> access, tag removed into a reused buffer.
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
@@ -61,9 +62,17 @@ fn process(c: &mut Criterion) {
     g.throughput(Throughput::Elements(1));
     let now = Instant::now();
 
-    let mut sw = Switch::new(SwitchConfig::default());
+    let mut sw = Switch::new(SwitchConfig {
+        mac_limit: u32::MAX,
+        ..Default::default()
+    });
     let net = sw.add_network();
     let (a, b) = (access(&mut sw, net), access(&mut sw, net));
+    // 100 k stations learned on a third port, as the target case.
+    let far = access(&mut sw, net);
+    for n in 10..100_010 {
+        sw.process(now, far, &frame(MacAddr::BROADCAST, mac(n)));
+    }
     sw.process(now, b, &frame(mac(1), mac(2)));
     let to_b = frame(mac(2), mac(1));
     g.bench_function("unicast", |bench| {
@@ -119,6 +128,22 @@ fn process(c: &mut Criterion) {
                 let tag = vlan_tag(to.vlan.unwrap_or(0));
                 out.clear();
                 for part in egress_parts(&to_trunk, ingress_tag_len, &tag) {
+                    out.extend_from_slice(part);
+                }
+            }
+            black_box(out.len())
+        })
+    });
+    let from_trunk = egress_parts(&frame(mac(1), mac(2)), 0, &vlan_tag(100)).concat();
+    g.bench_function("vlan_pop", |bench| {
+        bench.iter(|| {
+            let action = sw.process(now, trunk, black_box(&from_trunk));
+            if let Action::Forward {
+                ingress_tag_len, ..
+            } = action
+            {
+                out.clear();
+                for part in egress_parts(&from_trunk, ingress_tag_len, &[]) {
                     out.extend_from_slice(part);
                 }
             }

@@ -3,7 +3,9 @@
 //! age and learning never overrides them; each port may hold only so many learned entries, so a
 //! flood of random source MACs cannot grow the table without bound.
 
-use std::collections::HashMap;
+// hashbrown's default hasher (foldhash) is several times cheaper than std's SipHash per
+// lookup and still seeded per process, so forged source MACs cannot aim at one bucket.
+use hashbrown::HashMap;
 use std::time::{Duration, Instant};
 
 use crate::frame::MacAddr;
@@ -83,6 +85,13 @@ impl Fdb {
         port: PortId,
     ) -> Learned {
         let key = (network, mac);
+        // The common case, a known station talking again, costs one lookup.
+        if let Some(entry) = self.entries.get_mut(&key) {
+            if entry.port == port && entry.last_seen.is_some() {
+                entry.last_seen = Some(now);
+                return Learned::Refreshed;
+            }
+        }
         let previous = self.entries.get(&key).copied();
         match previous {
             Some(Entry {
