@@ -169,11 +169,10 @@ fn bad_input_is_refused_by_name_and_changes_nothing() {
 #[test]
 fn a_deleted_namespace_makes_its_port_disappear() {
     let mut bed = Bed::start();
-    bed.ok(&["network", "create", "app", "--subnet", "10.89.10.0/24"]);
-    let a = bed.netns("a");
-    let b = bed.netns("b");
-    bed.ok(&["connect", "app", &a]);
-    bed.ok(&["connect", "app", &b]);
+    let [a, b]: [String; 2] = bed
+        .network_with("app", "10.89.10.0/24", &["a", "b"])
+        .try_into()
+        .unwrap();
     assert_eq!(bed.ports().len(), 2);
     bed.delete_netns(&a);
     assert!(

@@ -119,11 +119,10 @@ fn two_networks_never_see_each_others_frames() {
 #[test]
 fn an_idle_switch_uses_no_cpu() {
     let mut bed = Bed::start();
-    bed.ok(&["network", "create", "app", "--subnet", "10.89.4.0/24"]);
-    let a = bed.netns("a");
-    let b = bed.netns("b");
-    bed.ok(&["connect", "app", &a]);
-    bed.ok(&["connect", "app", &b]);
+    let [a, _b]: [String; 2] = bed
+        .network_with("app", "10.89.4.0/24", &["a", "b"])
+        .try_into()
+        .unwrap();
     assert!(ping(&a, "10.89.4.3", 2));
     // Let the kernel's own chatter on fresh interfaces (IPv6 DAD, MLD) settle.
     std::thread::sleep(Duration::from_secs(2));

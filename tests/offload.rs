@@ -35,11 +35,10 @@ fn transfer(from: &str, to: &str, to_ip: &str, total: usize) {
 #[test]
 fn a_gigabyte_crosses_intact_as_offloaded_frames() {
     let mut bed = Bed::start();
-    bed.ok(&["network", "create", "app", "--subnet", "10.89.40.0/24"]);
-    let a = bed.netns("a");
-    let b = bed.netns("b");
-    bed.ok(&["connect", "app", &a]);
-    bed.ok(&["connect", "app", &b]);
+    let [a, b]: [String; 2] = bed
+        .network_with("app", "10.89.40.0/24", &["a", "b"])
+        .try_into()
+        .unwrap();
     transfer(&a, &b, "10.89.40.3", 1024 * MIB);
     let ports = bed.ports();
     // TSO at work: frames far larger than the 1514-byte wire size crossed the switch.

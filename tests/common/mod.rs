@@ -162,6 +162,20 @@ impl Bed {
         full
     }
 
+    /// Creates network `network` on `subnet` and connects a fresh namespace for each of `names`
+    /// with default settings; returns the namespaces' `ip netns` names.
+    pub fn network_with(&mut self, network: &str, subnet: &str, names: &[&str]) -> Vec<String> {
+        self.ok(&["network", "create", network, "--subnet", subnet]);
+        names
+            .iter()
+            .map(|name| {
+                let ns = self.netns(name);
+                self.ok(&["connect", network, &ns]);
+                ns
+            })
+            .collect()
+    }
+
     /// Deletes one of this test's namespaces now.
     pub fn delete_netns(&mut self, full: &str) {
         run("ip", &["netns", "del", full]);

@@ -124,65 +124,54 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Ports { format } => {
             let ports: Vec<PortInfo> = call(socket, Method::GET, "/v1/ports", None::<&()>).await?;
-            match format.format {
-                Format::Json => print_json(&ports),
-                Format::Table => {
-                    let rows: Vec<Vec<String>> = ports
-                        .iter()
-                        .map(|p| {
-                            vec![
-                                p.port.to_string(),
-                                p.network.clone(),
-                                p.endpoint.clone(),
-                                format!("{}:{}", p.netns, p.ifname),
-                                p.mac.to_string(),
-                                p.rx_packets.to_string(),
-                                p.rx_bytes.to_string(),
-                                p.tx_packets.to_string(),
-                                p.tx_bytes.to_string(),
-                                p.drops.to_string(),
-                            ]
-                        })
-                        .collect();
-                    print_table(
-                        &[
-                            "PORT",
-                            "NETWORK",
-                            "ENDPOINT",
-                            "INTERFACE",
-                            "MAC",
-                            "RX_PKTS",
-                            "RX_BYTES",
-                            "TX_PKTS",
-                            "TX_BYTES",
-                            "DROPS",
-                        ],
-                        &rows,
-                    );
-                }
-            }
+            print_listing(
+                format.format,
+                &ports,
+                &[
+                    "PORT",
+                    "NETWORK",
+                    "ENDPOINT",
+                    "INTERFACE",
+                    "MAC",
+                    "RX_PKTS",
+                    "RX_BYTES",
+                    "TX_PKTS",
+                    "TX_BYTES",
+                    "DROPS",
+                ],
+                |p| {
+                    vec![
+                        p.port.to_string(),
+                        p.network.clone(),
+                        p.endpoint.clone(),
+                        format!("{}:{}", p.netns, p.ifname),
+                        p.mac.to_string(),
+                        p.rx_packets.to_string(),
+                        p.rx_bytes.to_string(),
+                        p.tx_packets.to_string(),
+                        p.tx_bytes.to_string(),
+                        p.drops.to_string(),
+                    ]
+                },
+            )
         }
         Command::Fdb { network, format } => {
             let path = format!("/v1/networks/{}/fdb", segment(&network));
             let entries: Vec<FdbInfo> = call(socket, Method::GET, &path, None::<&()>).await?;
-            match format.format {
-                Format::Json => print_json(&entries),
-                Format::Table => {
-                    let rows: Vec<Vec<String>> = entries
-                        .iter()
-                        .map(|e| {
-                            vec![
-                                e.mac.to_string(),
-                                e.port.to_string(),
-                                e.endpoint.clone(),
-                                e.kind.to_string(),
-                                e.age_seconds.map_or("-".into(), |a| format!("{a:.1}s")),
-                            ]
-                        })
-                        .collect();
-                    print_table(&["MAC", "PORT", "ENDPOINT", "TYPE", "AGE"], &rows);
-                }
-            }
+            print_listing(
+                format.format,
+                &entries,
+                &["MAC", "PORT", "ENDPOINT", "TYPE", "AGE"],
+                |e| {
+                    vec![
+                        e.mac.to_string(),
+                        e.port.to_string(),
+                        e.endpoint.clone(),
+                        e.kind.to_string(),
+                        e.age_seconds.map_or("-".into(), |a| format!("{a:.1}s")),
+                    ]
+                },
+            )
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -214,32 +203,25 @@ async fn network(socket: &Path, command: NetworkCommand) -> Result<()> {
         NetworkCommand::Ls { format } => {
             let nets: Vec<NetworkRecord> =
                 call(socket, Method::GET, "/v1/networks", None::<&()>).await?;
-            match format.format {
-                Format::Json => print_json(&nets),
-                Format::Table => {
-                    let rows: Vec<Vec<String>> = nets
-                        .iter()
-                        .map(|n| {
-                            let subnets: Vec<String> =
-                                n.subnets.iter().map(|s| s.subnet.to_string()).collect();
-                            let gateways: Vec<String> =
-                                n.subnets.iter().map(|s| s.gateway.to_string()).collect();
-                            vec![
-                                n.name.clone(),
-                                subnets.join(","),
-                                gateways.join(","),
-                                n.mtu.to_string(),
-                                n.vlan.map_or("-".into(), |v| v.to_string()),
-                                n.endpoints.len().to_string(),
-                            ]
-                        })
-                        .collect();
-                    print_table(
-                        &["NAME", "SUBNETS", "GATEWAYS", "MTU", "VLAN", "ENDPOINTS"],
-                        &rows,
-                    );
-                }
-            }
+            print_listing(
+                format.format,
+                &nets,
+                &["NAME", "SUBNETS", "GATEWAYS", "MTU", "VLAN", "ENDPOINTS"],
+                |n| {
+                    let subnets: Vec<String> =
+                        n.subnets.iter().map(|s| s.subnet.to_string()).collect();
+                    let gateways: Vec<String> =
+                        n.subnets.iter().map(|s| s.gateway.to_string()).collect();
+                    vec![
+                        n.name.clone(),
+                        subnets.join(","),
+                        gateways.join(","),
+                        n.mtu.to_string(),
+                        n.vlan.map_or("-".into(), |v| v.to_string()),
+                        n.endpoints.len().to_string(),
+                    ]
+                },
+            )
         }
         NetworkCommand::Inspect { name } => {
             let net: Value = call(
@@ -309,23 +291,19 @@ async fn trunk(socket: &Path, command: TrunkCommand) -> Result<()> {
         TrunkCommand::Ls { format } => {
             let trunks: Vec<TrunkRecord> =
                 call(socket, Method::GET, "/v1/trunks", None::<&()>).await?;
-            match format.format {
-                Format::Json => print_json(&trunks),
-                Format::Table => {
-                    let rows: Vec<Vec<String>> = trunks
-                        .iter()
-                        .map(|t| {
-                            vec![
-                                t.name.clone(),
-                                format!("{}:{}", t.netns, t.ifname),
-                                t.mac.to_string(),
-                                describe(t),
-                            ]
-                        })
-                        .collect();
-                    print_table(&["NAME", "INTERFACE", "MAC", "NETWORKS"], &rows);
-                }
-            }
+            print_listing(
+                format.format,
+                &trunks,
+                &["NAME", "INTERFACE", "MAC", "NETWORKS"],
+                |t| {
+                    vec![
+                        t.name.clone(),
+                        format!("{}:{}", t.netns, t.ifname),
+                        t.mac.to_string(),
+                        describe(t),
+                    ]
+                },
+            )
         }
         TrunkCommand::Rm { target } => {
             let trunk: TrunkRecord = call(
@@ -339,6 +317,19 @@ async fn trunk(socket: &Path, command: TrunkCommand) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Prints `items` as JSON, or as a table of `header` with one `row` per item.
+fn print_listing<T: Serialize>(
+    format: Format,
+    items: &[T],
+    header: &[&str],
+    row: impl Fn(&T) -> Vec<String>,
+) {
+    match format {
+        Format::Json => print_json(&items),
+        Format::Table => print_table(header, &items.iter().map(row).collect::<Vec<_>>()),
+    }
 }
 
 fn print_json(value: &impl Serialize) {
