@@ -1,5 +1,7 @@
 //! vswitch: a userspace learning Ethernet switch for containers. The sans-IO core (`switch`,
-//! `fdb`, `frame`, `reason`) decides; the daemon (`dataplane`, `api`, `state`) carries it out.
+//! `fdb`, `frame`, `reason`) decides; the data path (`dataplane`, `offload`) carries decisions
+//! out on TAP devices; the control plane (`control`, `model`, `ipam`, `state`) owns networks and
+//! endpoints and serves them (`api`, `daemon`) to the CLI (`cli`, `client`) and `topology` files.
 
 pub mod api;
 pub mod cli;
