@@ -197,15 +197,10 @@ impl Drop for Bed {
         for ns in &self.namespaces {
             let _ = Command::new("ip").args(["netns", "del", ns]).status();
         }
-        if !std::thread::panicking() {
-            let _ = fs::remove_dir_all(&self.dir);
-        } else {
-            eprintln!(
-                "--- daemon log ({}) ---\n{}",
-                self.dir.display(),
-                self.log()
-            );
+        if std::thread::panicking() {
+            eprintln!("--- daemon log ---\n{}", self.log());
         }
+        let _ = fs::remove_dir_all(&self.dir);
     }
 }
 

@@ -357,11 +357,10 @@ impl Control {
             .networks
             .get(network)
             .ok_or_else(|| ControlError::UnknownNetwork(network.to_string()))?;
-        let as_netns = target.parse::<tap::NetnsRef>().ok().map(|n| n.to_string());
         let name = record
             .endpoints
             .values()
-            .find(|e| e.name == target || Some(&e.netns) == as_netns.as_ref())
+            .find(|e| is_target(target, &e.name, &e.netns))
             .map(|e| e.name.clone())
             .ok_or_else(|| ControlError::UnknownEndpoint {
                 target: target.to_string(),
@@ -458,12 +457,11 @@ impl Control {
     /// Removes a trunk, given by name or by namespace.
     pub async fn remove_trunk(&self, target: &str) -> Result<TrunkRecord, ControlError> {
         let mut inner = self.inner.lock().await;
-        let as_netns = target.parse::<tap::NetnsRef>().ok().map(|n| n.to_string());
         let name = inner
             .state
             .trunks
             .values()
-            .find(|t| t.name == target || Some(&t.netns) == as_netns.as_ref())
+            .find(|t| is_target(target, &t.name, &t.netns))
             .map(|t| t.name.clone())
             .ok_or_else(|| ControlError::UnknownTrunk(target.to_string()))?;
         let trunk = self.detach_trunk(&mut inner, &name).await?;
@@ -607,6 +605,15 @@ impl Control {
             })
             .collect())
     }
+}
+
+/// Whether `target`, as a user names an attachment (its name, or its namespace in any of the
+/// forms `connect` takes), is the one called `name` in `netns`.
+fn is_target(target: &str, name: &str, netns: &str) -> bool {
+    name == target
+        || target
+            .parse::<tap::NetnsRef>()
+            .is_ok_and(|n| n.to_string() == netns)
 }
 
 fn port_info(

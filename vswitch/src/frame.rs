@@ -128,13 +128,8 @@ impl Header {
     }
 
     /// Length of the header including the tag: where the L3 payload starts.
-    pub fn len(&self) -> usize {
+    pub fn l2_len(&self) -> usize {
         ETH_HEADER_LEN + self.tag_len()
-    }
-
-    /// Always false: a header has at least its addresses. (Clippy's pair for `len`.)
-    pub fn is_empty(&self) -> bool {
-        false
     }
 
     /// 4 if the frame carries an 802.1Q tag, else 0.
@@ -214,7 +209,7 @@ mod tests {
         assert_eq!(h.dst, MacAddr::BROADCAST);
         assert_eq!(h.src, "02:00:00:00:00:0a".parse().unwrap());
         assert_eq!(h.vlan, None);
-        assert_eq!(h.len(), 14);
+        assert_eq!(h.l2_len(), 14);
         let reply = Header::parse(&bytes(ARP_REPLY)).unwrap();
         assert_eq!(
             (reply.dst, reply.src),
@@ -228,7 +223,7 @@ mod tests {
         let tagged = tagged(&frame, 100);
         let h = Header::parse(&tagged).unwrap();
         assert_eq!(h.vlan, Some(100));
-        assert_eq!(h.len(), 18);
+        assert_eq!(h.l2_len(), 18);
         assert_eq!(h.src, "02:00:00:00:00:0a".parse().unwrap());
         let untagged = egress_parts(&tagged, h.tag_len(), &[]).concat();
         assert_eq!(untagged, frame);

@@ -381,20 +381,7 @@ pub fn plan_endpoint(
             network: network.name.clone(),
         });
     }
-    let used = ifnames_in(&netns_text, state);
-    let ifname = match &req.ifname {
-        Some(ifname) => ifname.clone(),
-        None => (0..)
-            .map(|i| format!("eth{i}"))
-            .find(|n| !used.contains(n.as_str()))
-            .expect("unbounded"),
-    };
-    check_ifname(&ifname)?;
-    if used.contains(ifname.as_str()) {
-        return Err(invalid(format!(
-            "interface {ifname} is already used in network namespace {netns_text}"
-        )));
-    }
+    let ifname = pick_ifname(req.ifname.as_deref(), "eth", &netns_text, state)?;
     let mac = match &req.mac {
         Some(text) => parse_unicast_mac(text)?,
         None => MacAddr::local_from_seed(format!("{}/{}", network.name, name).as_bytes()),
@@ -436,6 +423,31 @@ fn ifnames_in<'a>(netns: &'a str, state: &'a State) -> HashSet<&'a str> {
                 .map(|t| t.ifname.as_str()),
         )
         .collect()
+}
+
+/// The interface name to use in `netns`: the requested one if valid and free there, else the
+/// first free `PREFIX0`, `PREFIX1`, ...
+fn pick_ifname(
+    requested: Option<&str>,
+    prefix: &str,
+    netns: &str,
+    state: &State,
+) -> Result<String, ControlError> {
+    let used = ifnames_in(netns, state);
+    let ifname = match requested {
+        Some(ifname) => ifname.to_string(),
+        None => (0..)
+            .map(|i| format!("{prefix}{i}"))
+            .find(|n| !used.contains(n.as_str()))
+            .expect("unbounded"),
+    };
+    check_ifname(&ifname)?;
+    if used.contains(ifname.as_str()) {
+        return Err(invalid(format!(
+            "interface {ifname} is already used in network namespace {netns}"
+        )));
+    }
+    Ok(ifname)
 }
 
 fn parse_unicast_mac(text: &str) -> Result<MacAddr, ControlError> {
@@ -487,20 +499,7 @@ pub fn plan_trunk(
             )));
         }
     }
-    let used = ifnames_in(&netns_text, state);
-    let ifname = match &req.ifname {
-        Some(ifname) => ifname.clone(),
-        None => (0..)
-            .map(|i| format!("trunk{i}"))
-            .find(|n| !used.contains(n.as_str()))
-            .expect("unbounded"),
-    };
-    check_ifname(&ifname)?;
-    if used.contains(ifname.as_str()) {
-        return Err(invalid(format!(
-            "interface {ifname} is already used in network namespace {netns_text}"
-        )));
-    }
+    let ifname = pick_ifname(req.ifname.as_deref(), "trunk", &netns_text, state)?;
     let mac = match &req.mac {
         Some(text) => parse_unicast_mac(text)?,
         None => MacAddr::local_from_seed(format!("trunk/{name}").as_bytes()),

@@ -7,7 +7,7 @@ use std::io;
 
 use tun_rs::{gso_split, VirtioNetHdr};
 
-use crate::frame::ETH_HEADER_LEN;
+use crate::frame::Header;
 use crate::reason::DropReason;
 
 /// Bytes of the virtio_net_hdr in front of every frame on a port with offloads.
@@ -98,7 +98,9 @@ impl Segmenter {
     ) -> Result<impl Iterator<Item = &[u8]>, DropReason> {
         let count = if offload.is_gso() {
             assemble(&mut self.frame, parts);
-            let l2_len = l2_len(&self.frame).ok_or(DropReason::BadOffload)?;
+            let l2_len = Header::parse(&self.frame)
+                .map_err(|_| DropReason::BadOffload)?
+                .l2_len();
             self.segment(offload, l2_len)?
         } else {
             assemble(&mut self.segments[0], parts);
@@ -178,13 +180,6 @@ fn fill_checksum(frame: &mut [u8], offload: Offload) -> Result<(), DropReason> {
     let sum = !tun_rs::checksum(&frame[start..], u64::from(initial));
     frame[at..at + 2].copy_from_slice(&sum.to_be_bytes());
     Ok(())
-}
-
-/// Length of the Ethernet header (with one 802.1Q tag, if present).
-fn l2_len(frame: &[u8]) -> Option<usize> {
-    let tagged = frame.get(12..14)? == [0x81, 0x00];
-    let len = ETH_HEADER_LEN + if tagged { 4 } else { 0 };
-    (frame.len() >= len).then_some(len)
 }
 
 #[cfg(test)]

@@ -373,7 +373,7 @@ impl Switch {
     ) -> Result<(Decision, usize), DropReason> {
         let port = self.port(in_port).map_err(|_| DropReason::UnknownPort)?;
         let header = Header::parse(frame)?;
-        if wire_len.saturating_sub(header.len()) > port.config.mtu as usize {
+        if wire_len.saturating_sub(header.l2_len()) > port.config.mtu as usize {
             return Err(DropReason::OverMtu);
         }
         if header.src.is_multicast() {
