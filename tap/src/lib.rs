@@ -36,6 +36,9 @@ pub struct TapConfig {
     /// address, and none of the router solicitations and MLD reports every new interface
     /// multicasts, which a switch must flood to every port.
     pub disable_ipv6: bool,
+    /// Let the kernel configure IPv6 from router advertisements (SLAAC address, default
+    /// route). Off for interfaces whose addresses and routes are given here.
+    pub ipv6_autoconf: bool,
 }
 
 /// An open TAP device living in some namespace: one fd per queue. Dropping it (every queue)

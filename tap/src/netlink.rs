@@ -115,11 +115,18 @@ async fn configure(
             netns: netns.to_string(),
             source: std::io::Error::other("device vanished right after creation"),
         })?;
+    // Per-namespace sysctls, resolved in this thread's namespace; absent without IPv6.
+    let mut knobs = Vec::new();
     if config.disable_ipv6 {
-        // Per-namespace sysctl, resolved in this thread's namespace; absent without IPv6.
-        let knob = format!("/proc/sys/net/ipv6/conf/{ifname}/disable_ipv6");
-        if let Err(e) = std::fs::write(&knob, "1") {
-            debug!(%knob, error = %e, "cannot turn IPv6 off");
+        knobs.push(("disable_ipv6", "1"));
+    }
+    if !config.ipv6_autoconf {
+        knobs.extend([("autoconf", "0"), ("accept_ra", "0")]);
+    }
+    for (knob, value) in knobs {
+        let knob = format!("/proc/sys/net/ipv6/conf/{ifname}/{knob}");
+        if let Err(e) = std::fs::write(&knob, value) {
+            debug!(%knob, error = %e, "cannot set IPv6 sysctl");
         }
     }
     handle
@@ -157,12 +164,15 @@ async fn configure(
                 .gateway(*gw)
                 .build(),
         };
-        handle
-            .route()
-            .add(route)
-            .execute()
-            .await
-            .map_err(step_err("add default route"))?;
+        match handle.route().add(route).execute().await {
+            Ok(()) => {}
+            // The container is on another network that already gives it a default route:
+            // like Docker, keep the first one.
+            Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code() == -libc::EEXIST => {
+                debug!(%ifname, %gateway, "default route already present");
+            }
+            Err(e) => return Err(step_err("add default route")(e)),
+        }
     }
     Ok(queues)
 }

@@ -95,8 +95,8 @@ async fn create_network(
 async fn inspect_network(
     State(c): State<Arc<Control>>,
     Path(name): Path<String>,
-) -> Reply<crate::model::NetworkRecord> {
-    Ok(Json(c.network(&name).await?))
+) -> Reply<crate::control::NetworkView> {
+    Ok(Json(c.inspect_network(&name).await?))
 }
 
 async fn remove_network(
@@ -111,7 +111,7 @@ async fn connect(
     State(c): State<Arc<Control>>,
     Path(name): Path<String>,
     req: Result<Json<ConnectRequest>, JsonRejection>,
-) -> Result<(StatusCode, Json<crate::model::EndpointRecord>), ControlError> {
+) -> Result<(StatusCode, Json<crate::model::Connected>), ControlError> {
     Ok((
         StatusCode::CREATED,
         Json(c.connect(&name, body(req)?).await?),

@@ -93,6 +93,12 @@ pub enum Command {
         /// MTU of this interface [default: the network's].
         #[arg(long)]
         mtu: Option<u32>,
+        /// Further DNS name of this endpoint on the network (repeatable).
+        #[arg(long = "alias")]
+        aliases: Vec<String>,
+        /// Configure no address: the container runs a DHCP client (and SLAAC for IPv6).
+        #[arg(long, conflicts_with = "ips")]
+        dhcp: bool,
         #[command(flatten)]
         format: FormatArg,
     },
@@ -149,6 +155,20 @@ pub enum NetworkCommand {
         /// 802.1Q VLAN ID carrying the network on trunk ports.
         #[arg(long)]
         vlan: Option<u16>,
+        /// Hand out addresses (static and DHCP) only from this part of a subnet (repeatable).
+        #[arg(long = "ip-range")]
+        ip_ranges: Vec<String>,
+        /// Upstream DNS server, IP or IP:PORT, for names that are not the network's own
+        /// (repeatable) [default: the daemon's /etc/resolv.conf].
+        #[arg(long)]
+        dns: Vec<String>,
+        /// Dual stack: add an IPv6 /64 from fd00:89::/48 unless an IPv6 --subnet is given.
+        #[arg(long)]
+        ipv6: bool,
+        /// Create this interface in the daemon's own namespace with the gateway addresses, so
+        /// processes beside the daemon reach the containers (Docker's docker0).
+        #[arg(long)]
+        host_iface: Option<String>,
         #[command(flatten)]
         format: FormatArg,
     },

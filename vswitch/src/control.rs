@@ -4,19 +4,24 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
+use std::sync::{Arc, RwLock, Weak};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use tokio::sync::Mutex;
+use tokio::sync::{mpsc, Mutex};
 use tracing::{debug, info, warn};
 
 use crate::dataplane::{DataPathConfig, DataPlane, PortCounters};
+use crate::directory::Directory;
 use crate::error::ControlError;
 use crate::frame::MacAddr;
+use crate::gateway::{self, Gateway, GatewayConfig, GatewayStats, LeaseCall};
+use crate::leases;
 use crate::model::{
-    plan_endpoint, plan_network, plan_trunk, ConnectRequest, EndpointRecord, NetworkCreate,
-    NetworkRecord, TrunkCreate, TrunkRecord,
+    plan_endpoint, plan_network, plan_trunk, ConnectRequest, Connected, EndpointRecord,
+    NetworkCreate, NetworkRecord, TrunkCreate, TrunkRecord,
 };
+use crate::resolv;
 use crate::state::{State, StateStore};
 use crate::switch::{NetworkId, PortConfig, PortId, PortMode};
 
@@ -52,6 +57,18 @@ pub struct PortInfo {
     pub drops_by_reason: BTreeMap<String, u64>,
 }
 
+/// A network as `vswitch network inspect` shows it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NetworkView {
+    /// The network.
+    #[serde(flatten)]
+    pub network: NetworkRecord,
+    /// MAC of its gateway.
+    pub gateway_mac: MacAddr,
+    /// What its gateway served and dropped.
+    pub gateway: GatewayStats,
+}
+
 /// An FDB entry as `vswitch fdb` shows it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct FdbInfo {
@@ -76,6 +93,13 @@ struct LiveEndpoint {
 struct LiveNetwork {
     id: NetworkId,
     endpoints: HashMap<String, LiveEndpoint>,
+    gateway: LiveGateway,
+}
+
+/// A network's gateway: its switch port and the task serving it.
+struct LiveGateway {
+    port: PortId,
+    gateway: Gateway,
 }
 
 struct Inner {
@@ -89,14 +113,26 @@ pub struct Control {
     inner: Mutex<Inner>,
     dataplane: DataPlane,
     store: StateStore,
+    /// What the gateways' DNS servers answer from, rebuilt after every change.
+    names: Arc<RwLock<Directory>>,
+    /// Where gateways ask for DHCP lease decisions.
+    leases: mpsc::Sender<LeaseCall>,
+}
+
+/// Seconds since the Unix epoch.
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 impl Control {
     /// Starts the data path and restores saved networks; endpoints whose namespace still exists
     /// are attached again, the others are forgotten.
-    pub async fn start(store: StateStore, config: DataPathConfig) -> anyhow::Result<Control> {
+    pub async fn start(store: StateStore, config: DataPathConfig) -> anyhow::Result<Arc<Control>> {
         let saved = store.load()?;
-        let control = Control {
+        let (leases, lease_calls) = mpsc::channel(256);
+        let control = Arc::new(Control {
             inner: Mutex::new(Inner {
                 state: State::default(),
                 live: HashMap::new(),
@@ -104,7 +140,10 @@ impl Control {
             }),
             dataplane: DataPlane::start(config)?,
             store,
-        };
+            names: Arc::default(),
+            leases,
+        });
+        tokio::spawn(serve_leases(Arc::downgrade(&control), lease_calls));
         control.restore(saved).await?;
         Ok(control)
     }
@@ -114,11 +153,13 @@ impl Control {
         for (name, mut network) in saved.networks {
             let id = self.dataplane.add_network().await?;
             let endpoints = std::mem::take(&mut network.endpoints);
+            let gateway = self.start_gateway(&network, id).await?;
             inner.live.insert(
                 name.clone(),
                 LiveNetwork {
                     id,
                     endpoints: HashMap::new(),
+                    gateway,
                 },
             );
             inner.state.networks.insert(name.clone(), network);
@@ -142,10 +183,86 @@ impl Control {
         self.save(&inner)
     }
 
+    /// Persists the state and publishes the names it holds to the gateways.
     fn save(&self, inner: &Inner) -> Result<(), ControlError> {
+        let directory = Directory::from_state(&inner.state, unix_now());
+        *self
+            .names
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = directory;
         self.store
             .save(&inner.state)
             .map_err(|e| ControlError::State(e.to_string()))
+    }
+
+    /// Adds the gateway port of a network and starts its gateway.
+    async fn start_gateway(
+        &self,
+        network: &NetworkRecord,
+        id: NetworkId,
+    ) -> Result<LiveGateway, ControlError> {
+        let (ours, theirs) = std::os::unix::net::UnixDatagram::pair()
+            .and_then(|(a, b)| {
+                a.set_nonblocking(true)?;
+                b.set_nonblocking(true)?;
+                Ok((a, b))
+            })
+            .map_err(|e| ControlError::Internal(format!("cannot create gateway socket: {e}")))?;
+        let socket = tokio::net::UnixDatagram::from_std(theirs)
+            .map_err(|e| ControlError::Internal(format!("cannot register gateway socket: {e}")))?;
+        let port = self
+            .dataplane
+            .add_local_port(
+                ours,
+                PortConfig {
+                    mode: PortMode::Access(id),
+                    mtu: network.mtu,
+                },
+            )
+            .await??;
+        let config = gateway_config(network);
+        debug!(network = %network.name, upstreams = ?config.upstreams, "gateway started");
+        let gateway = gateway::spawn(config, socket, self.names.clone(), self.leases.clone());
+        Ok(LiveGateway { port, gateway })
+    }
+
+    /// Points the resolv.conf of an `ip netns` namespace at the gateways of the networks it is
+    /// on (removes it when it is on none). Other namespace references have no such file.
+    fn write_resolv_conf(&self, inner: &Inner, netns: &str) -> Option<String> {
+        let Ok(tap::NetnsRef::Name(name)) = netns.parse() else {
+            return None;
+        };
+        let servers: Vec<IpAddr> = inner
+            .state
+            .networks
+            .values()
+            .filter(|n| n.endpoints.values().any(|e| e.netns == netns))
+            .flat_map(dns_servers)
+            .collect();
+        match resolv::update(&name, &servers) {
+            Ok(text) => text,
+            Err(e) => {
+                warn!(netns, error = %e, "cannot write resolv.conf");
+                None
+            }
+        }
+    }
+
+    /// Decides a DHCP request of a network's gateway and persists the lease.
+    async fn handle_lease(&self, call: LeaseCall) {
+        let mut inner = self.inner.lock().await;
+        let Some(network) = inner.state.networks.get_mut(&call.network) else {
+            return;
+        };
+        let (decision, changed) =
+            leases::decide(network, &call.query, unix_now(), leases::DEFAULT_LEASE_SECS);
+        if changed {
+            if let Err(e) = self.save(&inner) {
+                warn!(error = %e, "cannot save DHCP lease");
+            }
+        }
+        debug!(network = %call.network, mac = %call.query.mac, kind = ?call.query.kind, ?decision, "DHCP");
+        let _ = call.reply.send(decision);
     }
 
     /// Creates a network.
@@ -153,11 +270,19 @@ impl Control {
         let mut inner = self.inner.lock().await;
         let record = plan_network(&req, &inner.state.networks)?;
         let id = self.dataplane.add_network().await?;
+        let gateway = match self.start_gateway(&record, id).await {
+            Ok(gateway) => gateway,
+            Err(e) => {
+                self.dataplane.remove_network(id).await??;
+                return Err(e);
+            }
+        };
         inner.live.insert(
             record.name.clone(),
             LiveNetwork {
                 id,
                 endpoints: HashMap::new(),
+                gateway,
             },
         );
         inner
@@ -165,8 +290,9 @@ impl Control {
             .networks
             .insert(record.name.clone(), record.clone());
         if let Err(e) = self.save(&inner) {
-            inner.live.remove(&record.name);
+            let live = inner.live.remove(&record.name).expect("inserted above");
             inner.state.networks.remove(&record.name);
+            self.dataplane.remove_port(live.gateway.port).await??;
             self.dataplane.remove_network(id).await??;
             return Err(e);
         }
@@ -197,6 +323,8 @@ impl Control {
         }
         let live = inner.live.remove(name).expect("every network is live");
         inner.state.networks.remove(name);
+        drop(live.gateway.gateway);
+        self.dataplane.remove_port(live.gateway.port).await??;
         self.dataplane.remove_network(live.id).await??;
         self.save(&inner)?;
         info!(network = %name, "network removed");
@@ -226,12 +354,29 @@ impl Control {
             .ok_or_else(|| ControlError::UnknownNetwork(name.to_string()))
     }
 
+    /// One network with its gateway's counters, as `network inspect` shows it.
+    pub async fn inspect_network(&self, name: &str) -> Result<NetworkView, ControlError> {
+        let inner = self.inner.lock().await;
+        let record = inner
+            .state
+            .networks
+            .get(name)
+            .cloned()
+            .ok_or_else(|| ControlError::UnknownNetwork(name.to_string()))?;
+        let gateway = inner.live[name].gateway.gateway.counters.snapshot();
+        Ok(NetworkView {
+            gateway_mac: gateway::gateway_mac(name),
+            network: record,
+            gateway,
+        })
+    }
+
     /// Attaches a namespace to a network.
     pub async fn connect(
         &self,
         network: &str,
         req: ConnectRequest,
-    ) -> Result<EndpointRecord, ControlError> {
+    ) -> Result<Connected, ControlError> {
         let mut inner = self.inner.lock().await;
         let netns: tap::NetnsRef = req.netns.parse()?;
         let record = inner
@@ -245,8 +390,13 @@ impl Control {
             self.detach(&mut inner, network, &endpoint.name).await?;
             return Err(e);
         }
+        let resolv_conf = self.write_resolv_conf(&inner, &endpoint.netns);
         info!(network, endpoint = %endpoint.name, netns = %endpoint.netns, "connected");
-        Ok(endpoint)
+        Ok(Connected {
+            dns: dns_servers(&inner.state.networks[network]),
+            endpoint,
+            resolv_conf,
+        })
     }
 
     /// Creates the TAP device for `endpoint` and adds its port; records it on success.
@@ -263,10 +413,16 @@ impl Control {
             mac: endpoint.mac.0,
             mtu,
             addresses: endpoint.addresses.clone(),
-            gateways: default_gateways(record),
+            // A DHCP client learns its routes from DHCP and router advertisements.
+            gateways: if endpoint.dhcp {
+                Vec::new()
+            } else {
+                default_gateways(record)
+            },
             offload: endpoint.offload,
             queues: self.dataplane.workers(),
             disable_ipv6: !record.subnets.iter().any(|s| s.subnet.addr().is_ipv6()),
+            ipv6_autoconf: endpoint.dhcp,
         };
         let mode = PortMode::Access(inner.live[network].id);
         let port = self
@@ -368,6 +524,7 @@ impl Control {
             })?;
         let endpoint = self.detach(&mut inner, network, &name).await?;
         self.save(&inner)?;
+        self.write_resolv_conf(&inner, &endpoint.netns);
         info!(network, endpoint = %name, "disconnected");
         Ok(endpoint)
     }
@@ -427,6 +584,7 @@ impl Control {
             queues: self.dataplane.workers(),
             // A trunk carries whatever its peer runs over the VLANs.
             disable_ipv6: false,
+            ipv6_autoconf: false,
         };
         let mode = PortMode::Trunk { vlans, native };
         let port = self
@@ -519,7 +677,8 @@ impl Control {
         }
         for (network, endpoint) in gone {
             match self.detach(&mut inner, &network, &endpoint).await {
-                Ok(_) => {
+                Ok(record) => {
+                    self.write_resolv_conf(&inner, &record.netns);
                     info!(network = %network, endpoint = %endpoint, "namespace gone, endpoint removed")
                 }
                 Err(e) => {
@@ -604,6 +763,55 @@ impl Control {
                 age_seconds: row.age.map(|a| (a.as_secs_f64() * 10.0).round() / 10.0),
             })
             .collect())
+    }
+}
+
+/// Keeps a loop answering the gateways' DHCP lease requests while the control plane lives.
+async fn serve_leases(control: Weak<Control>, mut calls: mpsc::Receiver<LeaseCall>) {
+    while let Some(call) = calls.recv().await {
+        let Some(control) = control.upgrade() else {
+            return;
+        };
+        control.handle_lease(call).await;
+    }
+}
+
+/// The DNS servers of a network's containers: its gateway addresses.
+fn dns_servers(network: &NetworkRecord) -> Vec<IpAddr> {
+    network.subnets.iter().map(|s| s.gateway).collect()
+}
+
+/// What a network's gateway serves.
+fn gateway_config(network: &NetworkRecord) -> GatewayConfig {
+    let upstreams = if network.dns.is_empty() {
+        resolv::system_upstreams()
+    } else {
+        network.dns.clone()
+    };
+    let mac = gateway::gateway_mac(&network.name);
+    let dhcp = network
+        .subnets
+        .iter()
+        .find_map(|s| match (s.gateway, s.subnet) {
+            (IpAddr::V4(gw), ipnet::IpNet::V4(net)) => Some(gateway::dhcp::ServerConfig {
+                server_mac: mac.0,
+                server_ip: gw,
+                prefix_len: net.prefix_len(),
+                router: Some(gw),
+                dns: vec![gw],
+                mtu: u16::try_from(network.mtu).ok(),
+                lease_time: Duration::from_secs(leases::DEFAULT_LEASE_SECS),
+                domain_name: None,
+            }),
+            _ => None,
+        });
+    GatewayConfig {
+        network: network.name.clone(),
+        mac,
+        mtu: network.mtu,
+        subnets: network.subnets.clone(),
+        upstreams,
+        dhcp,
     }
 }
 

@@ -108,7 +108,7 @@ pub async fn stop_signal() {
 pub async fn run(socket: &Path, state_dir: &Path, config: DataPathConfig) -> anyhow::Result<()> {
     let listener = bind_socket(socket).await?;
     let control = match Control::start(StateStore::new(state_dir), config).await {
-        Ok(control) => Arc::new(control),
+        Ok(control) => control,
         Err(e) => {
             let _ = std::fs::remove_file(socket);
             return Err(e);

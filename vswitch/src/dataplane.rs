@@ -9,6 +9,7 @@
 use std::collections::VecDeque;
 use std::io::{self, IoSlice};
 use std::os::fd::AsRawFd;
+use std::os::unix::net::UnixDatagram;
 use std::sync::{mpsc, Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -205,9 +206,37 @@ impl DataPlane {
         };
         for (index, worker) in self.workers.iter().enumerate() {
             let io = PortIo {
-                queue: queues[index % queues.len()].clone(),
+                queue: PortQueue::Tap(queues[index % queues.len()].clone()),
                 read: index < queues.len(),
                 vnet_hdr,
+                mtu,
+                counters: PortCounters::default(),
+            };
+            self.ask(worker, |r| Command::AttachQueue(id, io, r))
+                .await?;
+        }
+        Ok(Ok(id))
+    }
+
+    /// Adds a port inside this process (a gateway): it exchanges frames, one per datagram and
+    /// without offload headers, over `socket` (non-blocking; its peer is the port's own end).
+    /// The first worker reads it; every worker may write to it.
+    pub async fn add_local_port(
+        &self,
+        socket: UnixDatagram,
+        config: PortConfig,
+    ) -> Result<Result<PortId, ConfigError>, DataPlaneGone> {
+        let mtu = config.mtu as usize;
+        let socket = Arc::new(socket);
+        let id = match lock(&self.switch).add_port(config) {
+            Ok(id) => id,
+            Err(e) => return Ok(Err(e)),
+        };
+        for (index, worker) in self.workers.iter().enumerate() {
+            let io = PortIo {
+                queue: PortQueue::Local(socket.clone()),
+                read: index == 0,
+                vnet_hdr: false,
                 mtu,
                 counters: PortCounters::default(),
             };
@@ -275,9 +304,57 @@ impl Drop for DataPlane {
     }
 }
 
+/// Where a port's frames come from and go to.
+#[derive(Clone)]
+enum PortQueue {
+    /// One queue of a TAP device in a container's namespace.
+    Tap(Arc<tun_rs::SyncDevice>),
+    /// A datagram socket whose other end is a port inside this process (a network's gateway):
+    /// one datagram per frame, never a virtio_net_hdr.
+    Local(Arc<UnixDatagram>),
+}
+
+impl PortQueue {
+    fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            PortQueue::Tap(device) => device.recv(buf),
+            PortQueue::Local(socket) => socket.recv(buf),
+        }
+    }
+
+    fn send(&self, frame: &[u8]) -> io::Result<usize> {
+        match self {
+            PortQueue::Tap(device) => device.send(frame),
+            PortQueue::Local(socket) => socket.send(frame),
+        }
+    }
+
+    fn send_vectored(&self, iov: &[IoSlice<'_>]) -> io::Result<usize> {
+        match self {
+            PortQueue::Tap(device) => device.send_vectored(iov),
+            // One sendmsg is one datagram: the frame stays whole.
+            PortQueue::Local(socket) => nix::sys::socket::sendmsg::<()>(
+                socket.as_raw_fd(),
+                iov,
+                &[],
+                nix::sys::socket::MsgFlags::MSG_DONTWAIT,
+                None,
+            )
+            .map_err(io::Error::from),
+        }
+    }
+
+    fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        match self {
+            PortQueue::Tap(device) => device.as_raw_fd(),
+            PortQueue::Local(socket) => socket.as_raw_fd(),
+        }
+    }
+}
+
 /// One worker's view of one port: its queue and its share of the counters.
 struct PortIo {
-    queue: Arc<tun_rs::SyncDevice>,
+    queue: PortQueue,
     /// This worker reads from the queue (else it only writes to it).
     read: bool,
     /// Frames in both directions carry a virtio_net_hdr.
@@ -468,7 +545,7 @@ impl Worker {
                     .registry()
                     .register(&mut SourceFd(&fd), token, Interest::READABLE)
             {
-                warn!(port = %id, error = %e, "cannot watch TAP queue");
+                warn!(port = %id, error = %e, "cannot watch port queue");
             }
             // Frames may already be queued; edge-triggered readiness would not report them.
             self.ready.push_back(id);

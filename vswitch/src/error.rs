@@ -64,6 +64,9 @@ pub enum ControlError {
     /// The data path thread is gone.
     #[error(transparent)]
     DataPlane(#[from] crate::dataplane::DataPlaneGone),
+    /// The daemon could not set something up for itself (a socket, a file).
+    #[error("{0}")]
+    Internal(String),
     /// The switch core refused a change (a bug: the control plane checks first).
     #[error(transparent)]
     Switch(#[from] crate::switch::ConfigError),
@@ -92,7 +95,7 @@ impl ControlError {
                 tap::Error::InterfaceExists { .. } => StatusCode::CONFLICT,
                 _ => StatusCode::INTERNAL_SERVER_ERROR,
             },
-            State(_) | DataPlane(_) | Switch(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            State(_) | DataPlane(_) | Switch(_) | Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 }

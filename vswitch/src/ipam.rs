@@ -31,6 +31,24 @@ pub fn allocate(subnet: &IpNet, taken: &HashSet<IpAddr>) -> Option<IpAddr> {
         .find(|ip| is_host_address(subnet, *ip) && !taken.contains(ip))
 }
 
+/// The lowest free host address of `subnet` inside `ranges` (all of the subnet when no range
+/// lies in it), skipping `taken`.
+pub fn allocate_in(subnet: &IpNet, ranges: &[IpNet], taken: &HashSet<IpAddr>) -> Option<IpAddr> {
+    let inside: Vec<&IpNet> = ranges
+        .iter()
+        .filter(|r| subnet.contains(&r.network()))
+        .collect();
+    if inside.is_empty() {
+        return allocate(subnet, taken);
+    }
+    inside.into_iter().find_map(|range| {
+        range
+            .hosts()
+            .chain([range.network(), range.broadcast()])
+            .find(|ip| is_host_address(subnet, *ip) && !taken.contains(ip))
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -59,6 +77,27 @@ mod tests {
         let taken: HashSet<IpAddr> = [ip("fd00:1::1")].into();
         assert_eq!(allocate(&subnet, &taken), Some(ip("fd00:1::2")));
         assert!(!is_host_address(&subnet, ip("fd00:1::")));
+    }
+
+    #[test]
+    fn ranges_restrict_allocation() {
+        let subnet: IpNet = "10.1.0.0/24".parse().unwrap();
+        let ranges: Vec<IpNet> = vec!["10.1.0.128/30".parse().unwrap()];
+        let mut taken = HashSet::new();
+        let mut got = Vec::new();
+        while let Some(next) = allocate_in(&subnet, &ranges, &taken) {
+            taken.insert(next);
+            got.push(next);
+        }
+        let want: Vec<IpAddr> = (128..=131).map(|i| ip(&format!("10.1.0.{i}"))).collect();
+        let mut got_sorted = got.clone();
+        got_sorted.sort();
+        assert_eq!(got_sorted, want);
+        let other: IpNet = "fd00::/64".parse().unwrap();
+        assert_eq!(
+            allocate_in(&other, &ranges, &HashSet::new()),
+            Some(ip("fd00::1"))
+        );
     }
 
     #[test]

@@ -2,6 +2,8 @@
 //! `fdb`, `frame`, `reason`) decides; the data path (`dataplane`, `offload`) carries decisions
 //! out on TAP devices; the control plane (`control`, `model`, `ipam`, `state`) owns networks and
 //! endpoints and serves them (`api`, `daemon`) to the CLI (`cli`, `client`) and `topology` files.
+//! Each network's `gateway` (smoltcp: ARP, ICMP, NDP and router advertisements, DHCP with
+//! `leases`, DNS from the `directory`, upstream servers from `resolv`) is a port of the switch.
 
 pub mod api;
 pub mod cli;
@@ -9,13 +11,17 @@ pub mod client;
 pub mod control;
 pub mod daemon;
 pub mod dataplane;
+pub mod directory;
 pub mod error;
 pub mod fdb;
 pub mod frame;
+pub mod gateway;
 pub mod ipam;
+pub mod leases;
 pub mod model;
 pub mod offload;
 pub mod reason;
+pub mod resolv;
 pub mod state;
 pub mod switch;
 pub mod topology;

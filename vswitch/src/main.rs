@@ -15,7 +15,8 @@ use vswitch::client::{call, segment};
 use vswitch::control::{FdbInfo, PortInfo};
 use vswitch::dataplane::{default_workers, DataPathConfig};
 use vswitch::model::{
-    ConnectRequest, EndpointRecord, NetworkCreate, NetworkRecord, TrunkCreate, TrunkRecord,
+    ConnectRequest, Connected, EndpointRecord, NetworkCreate, NetworkRecord, TrunkCreate,
+    TrunkRecord,
 };
 use vswitch::switch::SwitchConfig;
 use vswitch::{daemon, topology};
@@ -85,6 +86,8 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             name,
             no_offload,
             mtu,
+            aliases,
+            dhcp,
             format,
         } => {
             let req = ConnectRequest {
@@ -95,20 +98,28 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 mac,
                 ifname,
                 name,
+                aliases,
+                dhcp,
             };
             let path = format!("/v1/networks/{}/endpoints", segment(&network));
-            let endpoint: EndpointRecord = call(socket, Method::POST, &path, Some(&req)).await?;
+            let connected: Connected = call(socket, Method::POST, &path, Some(&req)).await?;
             match format.format {
-                Format::Json => print_json(&endpoint),
+                Format::Json => print_json(&connected),
                 Format::Table => {
-                    let addresses: Vec<String> =
-                        endpoint.addresses.iter().map(|a| a.to_string()).collect();
+                    let endpoint = &connected.endpoint;
+                    let addresses: Vec<String> = if endpoint.dhcp {
+                        vec!["(DHCP)".into()]
+                    } else {
+                        endpoint.addresses.iter().map(|a| a.to_string()).collect()
+                    };
+                    let dns: Vec<String> = connected.dns.iter().map(|a| a.to_string()).collect();
                     println!(
-                        "connected {} to {network}: {} {} {}",
+                        "connected {} to {network}: {} {} {}; DNS server {}",
                         endpoint.name,
                         endpoint.ifname,
                         endpoint.mac,
-                        addresses.join(" ")
+                        addresses.join(" "),
+                        dns.join(" ")
                     );
                 }
             }
@@ -185,6 +196,10 @@ async fn network(socket: &Path, command: NetworkCommand) -> Result<()> {
             gateways,
             mtu,
             vlan,
+            ip_ranges,
+            dns,
+            ipv6,
+            host_iface,
             format,
         } => {
             let req = NetworkCreate {
@@ -193,6 +208,10 @@ async fn network(socket: &Path, command: NetworkCommand) -> Result<()> {
                 gateways,
                 mtu,
                 vlan,
+                ip_ranges,
+                dns,
+                ipv6,
+                host_iface,
             };
             let net: NetworkRecord = call(socket, Method::POST, "/v1/networks", Some(&req)).await?;
             match format.format {

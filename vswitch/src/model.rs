@@ -3,7 +3,7 @@
 //! refused before anything changes.
 
 use std::collections::{BTreeMap, HashSet};
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
@@ -23,6 +23,8 @@ const MIN_MTU_V6: u32 = 1280;
 const MAX_MTU: u32 = 65_520;
 /// Pool from which networks created without `--subnet` get a /24 (Podman uses the same).
 const AUTO_SUBNET_POOL: &str = "10.89.0.0/16";
+/// Pool from which `--ipv6` networks without an IPv6 subnet get a /64.
+const AUTO_SUBNET_POOL_V6: &str = "fd00:89::/48";
 
 /// A network: an isolated L2 segment with its subnets.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -39,6 +41,33 @@ pub struct NetworkRecord {
     /// Attached endpoints by name.
     #[serde(default)]
     pub endpoints: BTreeMap<String, EndpointRecord>,
+    /// Part of the subnets from which addresses are handed out (Docker's `--ip-range`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ip_ranges: Vec<IpNet>,
+    /// Upstream DNS servers for names that are not the network's own (empty: the daemon's
+    /// `/etc/resolv.conf`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dns: Vec<SocketAddr>,
+    /// Interface in the daemon's namespace carrying the gateway addresses (Docker's `docker0`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_iface: Option<String>,
+    /// DHCP leases, live or expired (an expired lease goes back to its client if still free).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub leases: Vec<LeaseRecord>,
+}
+
+/// An address leased by the network's DHCP server.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeaseRecord {
+    /// Client hardware address.
+    pub mac: MacAddr,
+    /// Leased address.
+    pub ip: Ipv4Addr,
+    /// End of the lease, seconds since the Unix epoch.
+    pub expires: u64,
+    /// Host name the client sent, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hostname: Option<String>,
 }
 
 /// A subnet and its gateway address.
@@ -73,10 +102,29 @@ pub struct EndpointRecord {
     /// MTU of this interface when it differs from the network's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mtu: Option<u32>,
+    /// Further DNS names of this endpoint on its network.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub aliases: Vec<String>,
+    /// The container configures itself: DHCPv4 and SLAAC, no address set on its interface.
+    #[serde(default)]
+    pub dhcp: bool,
 }
 
 fn yes() -> bool {
     true
+}
+
+/// The answer to a connect: the endpoint, and what the container should use as resolver.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Connected {
+    /// The new endpoint.
+    #[serde(flatten)]
+    pub endpoint: EndpointRecord,
+    /// DNS servers for the container's resolv.conf: the gateway addresses.
+    pub dns: Vec<IpAddr>,
+    /// The resolv.conf written for an `ip netns` namespace, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resolv_conf: Option<String>,
 }
 
 /// A trunk: one interface carrying several networks, each under its network's 802.1Q VLAN ID
@@ -142,6 +190,18 @@ pub struct NetworkCreate {
     /// 802.1Q VLAN ID on trunks.
     #[serde(default)]
     pub vlan: Option<u16>,
+    /// Sub-ranges of the subnets to hand addresses out from.
+    #[serde(default)]
+    pub ip_ranges: Vec<String>,
+    /// Upstream DNS servers, `IP` or `IP:PORT`.
+    #[serde(default)]
+    pub dns: Vec<String>,
+    /// Add an IPv6 subnet from fd00:89::/48 when none is given (Docker's `--ipv6`).
+    #[serde(default)]
+    pub ipv6: bool,
+    /// Create this interface in the daemon's namespace with the gateway addresses.
+    #[serde(default)]
+    pub host_iface: Option<String>,
 }
 
 /// Body of `POST /v1/networks/NAME/endpoints`.
@@ -167,6 +227,12 @@ pub struct ConnectRequest {
     /// MTU of this interface (default: the network's).
     #[serde(default)]
     pub mtu: Option<u32>,
+    /// Further DNS names.
+    #[serde(default)]
+    pub aliases: Vec<String>,
+    /// Leave addressing to DHCP and SLAAC in the container.
+    #[serde(default)]
+    pub dhcp: bool,
 }
 
 /// Checks a name of a network or endpoint: Docker's rule, `[a-zA-Z0-9][a-zA-Z0-9_.-]*`.
@@ -202,6 +268,37 @@ fn parse_subnet(text: &str) -> Result<IpNet, ControlError> {
         )));
     }
     Ok(subnet)
+}
+
+/// A `--ip-range`: a CIDR inside one of the network's subnets.
+fn parse_ip_range(text: &str, subnets: &[IpNet]) -> Result<IpNet, ControlError> {
+    let range: IpNet = text.parse().map_err(|_| {
+        invalid(format!(
+            "invalid IP range {text:?}: expected a CIDR such as 10.89.0.128/25"
+        ))
+    })?;
+    let range = range.trunc();
+    if !subnets
+        .iter()
+        .any(|s| s.contains(&range.network()) && s.prefix_len() <= range.prefix_len())
+    {
+        return Err(invalid(format!(
+            "IP range {range} is not inside any subnet of the network"
+        )));
+    }
+    Ok(range)
+}
+
+/// A `--dns` server: `IP` (port 53) or `IP:PORT` (`[IPv6]:PORT`).
+fn parse_dns_server(text: &str) -> Result<SocketAddr, ControlError> {
+    if let Ok(ip) = text.parse::<IpAddr>() {
+        return Ok(SocketAddr::new(ip, 53));
+    }
+    text.parse().map_err(|_| {
+        invalid(format!(
+            "invalid DNS server {text:?}: expected an IP address, optionally with :PORT"
+        ))
+    })
 }
 
 /// Checks an MTU against what the subnets' address families need.
@@ -243,7 +340,10 @@ pub fn plan_network(
         .map(|s| parse_subnet(s))
         .collect::<Result<_, _>>()?;
     if subnets.is_empty() {
-        subnets.push(auto_subnet(&taken)?);
+        subnets.push(auto_subnet(AUTO_SUBNET_POOL, 24, &taken)?);
+    }
+    if req.ipv6 && !subnets.iter().any(|s| s.addr().is_ipv6()) {
+        subnets.push(auto_subnet(AUTO_SUBNET_POOL_V6, 64, &taken)?);
     }
     for (i, subnet) in subnets.iter().enumerate() {
         for (other, network) in taken
@@ -293,6 +393,28 @@ pub fn plan_network(
             });
         }
     }
+    let ip_ranges = req
+        .ip_ranges
+        .iter()
+        .map(|text| parse_ip_range(text, &subnets))
+        .collect::<Result<_, _>>()?;
+    let dns = req
+        .dns
+        .iter()
+        .map(|text| parse_dns_server(text))
+        .collect::<Result<_, _>>()?;
+    if let Some(ifname) = &req.host_iface {
+        check_ifname(ifname)?;
+        if let Some(other) = networks
+            .values()
+            .find(|n| n.host_iface.as_ref() == Some(ifname))
+        {
+            return Err(invalid(format!(
+                "host interface {ifname} is already used by network {}",
+                other.name
+            )));
+        }
+    }
     let subnets = subnets
         .into_iter()
         .zip(gateways)
@@ -309,15 +431,20 @@ pub fn plan_network(
         mtu,
         vlan: req.vlan,
         endpoints: BTreeMap::new(),
+        ip_ranges,
+        dns,
+        host_iface: req.host_iface.clone(),
+        leases: Vec::new(),
     })
 }
 
-fn auto_subnet(taken: &[(&IpNet, &str)]) -> Result<IpNet, ControlError> {
-    let pool: IpNet = AUTO_SUBNET_POOL.parse().expect("constant CIDR");
-    pool.subnets(24)
-        .expect("/24 fits in /16")
+fn auto_subnet(pool: &str, prefix: u8, taken: &[(&IpNet, &str)]) -> Result<IpNet, ControlError> {
+    let pool_net: IpNet = pool.parse().expect("constant CIDR");
+    pool_net
+        .subnets(prefix)
+        .expect("prefix fits in the pool")
         .find(|candidate| taken.iter().all(|(other, _)| !overlaps(candidate, other)))
-        .ok_or_else(|| ControlError::SubnetFull(AUTO_SUBNET_POOL.to_string()))
+        .ok_or_else(|| ControlError::SubnetFull(pool.to_string()))
 }
 
 /// The endpoint name used when none is given: the `ip netns` name, or the process of a
@@ -396,7 +523,25 @@ pub fn plan_endpoint(
         let subnets: Vec<IpNet> = network.subnets.iter().map(|s| s.subnet).collect();
         check_mtu(mtu, &subnets)?;
     }
-    let addresses = plan_addresses(&req.ips, network)?;
+    for alias in &req.aliases {
+        check_dns_name(alias)?;
+    }
+    let addresses = if req.dhcp {
+        if !req.ips.is_empty() {
+            return Err(invalid(
+                "--ip and --dhcp exclude each other: a DHCP client gets its address from the gateway",
+            ));
+        }
+        if !network.subnets.iter().any(|s| s.subnet.addr().is_ipv4()) {
+            return Err(invalid(format!(
+                "network {} has no IPv4 subnet to serve DHCP on",
+                network.name
+            )));
+        }
+        Vec::new()
+    } else {
+        plan_addresses(&req.ips, network)?
+    };
     Ok(EndpointRecord {
         name,
         netns: netns_text,
@@ -406,6 +551,8 @@ pub fn plan_endpoint(
         addresses,
         offload: req.offload.unwrap_or(true),
         mtu: req.mtu,
+        aliases: req.aliases.clone(),
+        dhcp: req.dhcp,
     })
 }
 
@@ -515,6 +662,54 @@ pub fn plan_trunk(
     })
 }
 
+/// Addresses of a network no one else may get: the gateways, endpoints' addresses and every
+/// DHCP lease (expired ones too: their client may come back for them until they are reused).
+pub fn taken_addresses(network: &NetworkRecord) -> HashSet<IpAddr> {
+    network
+        .endpoints
+        .values()
+        .flat_map(|e| e.addresses.iter().map(|a| a.addr()))
+        .chain(network.subnets.iter().map(|s| s.gateway))
+        .chain(network.leases.iter().map(|l| IpAddr::V4(l.ip)))
+        .collect()
+}
+
+/// Who holds `ip` on `network`: an endpoint's name, or "DHCP client MAC".
+fn address_owner(network: &NetworkRecord, ip: IpAddr) -> Option<String> {
+    if let Some(e) = network
+        .endpoints
+        .values()
+        .find(|e| e.addresses.iter().any(|a| a.addr() == ip))
+    {
+        return Some(e.name.clone());
+    }
+    network
+        .leases
+        .iter()
+        .find(|l| IpAddr::V4(l.ip) == ip)
+        .map(|l| format!("DHCP client {}", l.mac))
+}
+
+/// Checks a DNS alias: dot-separated labels of letters, digits and '-', at most 253 bytes.
+fn check_dns_name(name: &str) -> Result<(), ControlError> {
+    let ok = !name.is_empty()
+        && name.len() <= 253
+        && name.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        });
+    if ok {
+        Ok(())
+    } else {
+        Err(invalid(format!(
+            "invalid alias {name:?}: use dot-separated labels of letters, digits, '-' and '_'"
+        )))
+    }
+}
+
 fn plan_addresses(
     requested: &[String],
     network: &NetworkRecord,
@@ -550,14 +745,10 @@ fn plan_addresses(
                 subnet.subnet
             )));
         }
-        if let Some(owner) = network
-            .endpoints
-            .values()
-            .find(|e| e.addresses.iter().any(|a| a.addr() == ip))
-        {
+        if let Some(owner) = address_owner(network, ip) {
             return Err(ControlError::AddressInUse {
                 ip: ip.to_string(),
-                endpoint: owner.name.clone(),
+                endpoint: owner,
                 network: network.name.clone(),
             });
         }
@@ -568,12 +759,7 @@ fn plan_addresses(
             )));
         }
     }
-    let taken: HashSet<IpAddr> = network
-        .endpoints
-        .values()
-        .flat_map(|e| e.addresses.iter().map(|a| a.addr()))
-        .chain(network.subnets.iter().map(|s| s.gateway))
-        .collect();
+    let taken = taken_addresses(network);
     network
         .subnets
         .iter()
@@ -581,7 +767,7 @@ fn plan_addresses(
         .map(|(subnet, ip)| {
             let ip = match ip {
                 Some(ip) => ip,
-                None => ipam::allocate(&subnet.subnet, &taken)
+                None => ipam::allocate_in(&subnet.subnet, &network.ip_ranges, &taken)
                     .ok_or_else(|| ControlError::SubnetFull(subnet.subnet.to_string()))?,
             };
             Ok(IpNet::new(ip, subnet.subnet.prefix_len()).expect("prefix of a valid subnet"))

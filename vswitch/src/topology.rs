@@ -20,7 +20,6 @@ use std::os::fd::AsFd;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
 use serde::Deserialize;
@@ -135,7 +134,7 @@ pub async fn up(
     // The topology lives as long as this process: its state is not kept across runs.
     let state_dir = std::env::temp_dir().join(format!("vswitch-up-{}", std::process::id()));
     let listener = crate::daemon::bind_socket(socket).await?;
-    let control = Arc::new(Control::start(StateStore::new(&state_dir), config).await?);
+    let control = Control::start(StateStore::new(&state_dir), config).await?;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn({
         let control = control.clone();
@@ -199,6 +198,7 @@ async fn build(topology: &Topology, control: &Control, made: &mut Vec<Made>) -> 
             gateways: n.gateways.clone(),
             mtu: n.mtu,
             vlan: n.vlan,
+            ..Default::default()
         };
         let record = control.create_network(req).await?;
         made.push(Made::Network(n.name.clone()));
@@ -233,7 +233,8 @@ async fn build(topology: &Topology, control: &Control, made: &mut Vec<Made>) -> 
             let endpoint = control
                 .connect(network, req)
                 .await
-                .with_context(|| format!("cannot connect container {} to {network}", c.name))?;
+                .with_context(|| format!("cannot connect container {} to {network}", c.name))?
+                .endpoint;
             made.push(Made::Endpoint {
                 network: network.clone(),
                 name: endpoint.name.clone(),

@@ -1,0 +1,85 @@
+//! The gateway's smoltcp device: frames the switch delivered wait in a bounded queue until the
+//! interface polls them; frames the interface emits are collected for the gateway to send.
+//! No I/O here: the gateway task moves frames between these queues and its socket.
+
+use std::collections::VecDeque;
+
+use smoltcp::phy::{self, DeviceCapabilities, Medium};
+use smoltcp::time::Instant;
+
+/// Frames waiting for the interface beyond this are dropped (the stack is far behind).
+pub const RX_QUEUE_LIMIT: usize = 1024;
+
+/// Frame queues between the gateway task and its smoltcp interface.
+pub struct FrameQueues {
+    rx: VecDeque<Vec<u8>>,
+    tx: Vec<Vec<u8>>,
+    mtu: usize,
+}
+
+impl FrameQueues {
+    /// Queues for an interface whose L3 MTU is `mtu`.
+    pub fn new(mtu: usize) -> FrameQueues {
+        FrameQueues {
+            rx: VecDeque::new(),
+            tx: Vec::new(),
+            mtu,
+        }
+    }
+
+    /// Queues a frame for the interface; false (frame dropped) when the queue is full.
+    pub fn push_rx(&mut self, frame: Vec<u8>) -> bool {
+        if self.rx.len() >= RX_QUEUE_LIMIT {
+            return false;
+        }
+        self.rx.push_back(frame);
+        true
+    }
+
+    /// Frames the interface emitted since the last call.
+    pub fn take_tx(&mut self) -> Vec<Vec<u8>> {
+        std::mem::take(&mut self.tx)
+    }
+}
+
+/// A received frame, handed to smoltcp.
+pub struct RxToken(Vec<u8>);
+
+/// Room for one frame to send.
+pub struct TxToken<'a>(&'a mut Vec<Vec<u8>>);
+
+impl phy::RxToken for RxToken {
+    fn consume<R, F: FnOnce(&[u8]) -> R>(self, f: F) -> R {
+        f(&self.0)
+    }
+}
+
+impl phy::TxToken for TxToken<'_> {
+    fn consume<R, F: FnOnce(&mut [u8]) -> R>(self, len: usize, f: F) -> R {
+        let mut frame = vec![0; len];
+        let result = f(&mut frame);
+        self.0.push(frame);
+        result
+    }
+}
+
+impl phy::Device for FrameQueues {
+    type RxToken<'a> = RxToken;
+    type TxToken<'a> = TxToken<'a>;
+
+    fn receive(&mut self, _now: Instant) -> Option<(RxToken, TxToken<'_>)> {
+        let frame = self.rx.pop_front()?;
+        Some((RxToken(frame), TxToken(&mut self.tx)))
+    }
+
+    fn transmit(&mut self, _now: Instant) -> Option<TxToken<'_>> {
+        Some(TxToken(&mut self.tx))
+    }
+
+    fn capabilities(&self) -> DeviceCapabilities {
+        let mut caps = DeviceCapabilities::default();
+        caps.medium = Medium::Ethernet;
+        caps.max_transmission_unit = self.mtu + crate::frame::ETH_HEADER_LEN;
+        caps
+    }
+}

@@ -1,0 +1,611 @@
+//! A network's gateway: a port of the switch inside this process, holding the gateway
+//! addresses on a smoltcp interface. smoltcp answers ARP, ICMP echo and neighbour discovery;
+//! the gateway adds router advertisements (`ndp`), a DHCPv4 server (`dhcp`, leases decided by
+//! the control plane) and the embedded DNS server (`dns`, names from the `Directory`,
+//! everything else forwarded upstream from the daemon's own namespace). It sees only frames
+//! the switch delivers to it: those for its MAC, broadcasts and multicasts, never traffic
+//! between two containers.
+
+pub mod device;
+pub mod dhcp;
+pub mod dns;
+pub mod ndp;
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use ipnet::{IpNet, Ipv6Net};
+use serde::Serialize;
+use smoltcp::iface::{Config, Interface, SocketHandle, SocketSet};
+use smoltcp::socket::{tcp, udp};
+use smoltcp::wire::{EthernetAddress, HardwareAddress, IpCidr, IpListenEndpoint};
+use tokio::net::UnixDatagram;
+use tokio::sync::{mpsc, oneshot};
+use tracing::{debug, warn};
+
+use crate::directory::Directory;
+use crate::frame::MacAddr;
+use crate::leases::{Decision, LeaseQuery, QueryKind};
+use crate::model::SubnetRecord;
+use device::FrameQueues;
+
+/// DNS port.
+const DNS_PORT: u16 = 53;
+/// Concurrent TCP DNS connections.
+const TCP_DNS_SOCKETS: usize = 4;
+/// Forwarded queries in flight; more are answered SERVFAIL at once.
+const MAX_FORWARDS: usize = 256;
+/// Total time a forwarded query may take before the client gets SERVFAIL.
+pub const UPSTREAM_TIMEOUT: Duration = Duration::from_secs(3);
+/// Unsolicited router advertisements, as often as RFC 4861's MaxRtrAdvInterval default allows.
+const RA_INTERVAL: Duration = Duration::from_secs(200);
+/// Largest UDP DNS answer without EDNS.
+const UDP_DNS_MAX: usize = 512;
+
+/// What a gateway serves.
+#[derive(Debug, Clone)]
+pub struct GatewayConfig {
+    /// Network name (for logs and lease requests).
+    pub network: String,
+    /// The gateway's MAC.
+    pub mac: MacAddr,
+    /// The network's MTU.
+    pub mtu: u32,
+    /// The network's subnets, with the gateway addresses.
+    pub subnets: Vec<SubnetRecord>,
+    /// Where names that are not local go.
+    pub upstreams: Vec<SocketAddr>,
+    /// DHCPv4 service (networks with an IPv4 subnet).
+    pub dhcp: Option<dhcp::ServerConfig>,
+}
+
+/// A lease decision the gateway asks of the control plane.
+pub struct LeaseCall {
+    /// Network of the gateway asking.
+    pub network: String,
+    /// What the client asked.
+    pub query: LeaseQuery,
+    /// Where the decision goes.
+    pub reply: oneshot::Sender<Decision>,
+}
+
+/// Counters of one gateway; updated with relaxed atomics, read by the API.
+#[derive(Debug, Default)]
+pub struct GatewayCounters {
+    dns_queries: AtomicU64,
+    dns_forwarded: AtomicU64,
+    dns_servfail: AtomicU64,
+    dns_dropped: AtomicU64,
+    dhcp_requests: AtomicU64,
+    dhcp_replies: AtomicU64,
+    dhcp_dropped: AtomicU64,
+    frames_dropped: AtomicU64,
+}
+
+/// A snapshot of a gateway's counters, as `network inspect` shows it.
+#[derive(Debug, Clone, Default, Serialize, serde::Deserialize, PartialEq, Eq)]
+pub struct GatewayStats {
+    /// DNS queries received (UDP and TCP).
+    pub dns_queries: u64,
+    /// Queries forwarded upstream.
+    pub dns_forwarded: u64,
+    /// Forwarded queries answered SERVFAIL (upstream failed or timed out).
+    pub dns_servfail: u64,
+    /// Malformed or non-query DNS messages dropped.
+    pub dns_dropped: u64,
+    /// DHCP client messages handled.
+    pub dhcp_requests: u64,
+    /// DHCP replies sent.
+    pub dhcp_replies: u64,
+    /// Malformed DHCP messages dropped.
+    pub dhcp_dropped: u64,
+    /// Frames dropped because the gateway's queue was full.
+    pub frames_dropped: u64,
+}
+
+impl GatewayCounters {
+    /// Current values.
+    pub fn snapshot(&self) -> GatewayStats {
+        GatewayStats {
+            dns_queries: self.dns_queries.load(Relaxed),
+            dns_forwarded: self.dns_forwarded.load(Relaxed),
+            dns_servfail: self.dns_servfail.load(Relaxed),
+            dns_dropped: self.dns_dropped.load(Relaxed),
+            dhcp_requests: self.dhcp_requests.load(Relaxed),
+            dhcp_replies: self.dhcp_replies.load(Relaxed),
+            dhcp_dropped: self.dhcp_dropped.load(Relaxed),
+            frames_dropped: self.frames_dropped.load(Relaxed),
+        }
+    }
+}
+
+/// A running gateway; dropping it stops it.
+pub struct Gateway {
+    task: tokio::task::JoinHandle<()>,
+    /// Its counters.
+    pub counters: Arc<GatewayCounters>,
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// The gateway MAC of a network: stable across restarts.
+pub fn gateway_mac(network: &str) -> MacAddr {
+    MacAddr::local_from_seed(format!("gateway/{network}").as_bytes())
+}
+
+/// Starts the gateway on `socket`, whose peer is its switch port.
+pub fn spawn(
+    config: GatewayConfig,
+    socket: UnixDatagram,
+    names: Arc<RwLock<Directory>>,
+    leases: mpsc::Sender<LeaseCall>,
+) -> Gateway {
+    let counters = Arc::new(GatewayCounters::default());
+    let mut queues = FrameQueues::new(config.mtu as usize);
+    let mut iface_config = Config::new(HardwareAddress::Ethernet(EthernetAddress(config.mac.0)));
+    iface_config.random_seed = rand_seed();
+    let mut iface = Interface::new(iface_config, &mut queues, smoltcp::time::Instant::now());
+    iface.update_ip_addrs(|addrs| {
+        for s in &config.subnets {
+            let _ = addrs.push(IpCidr::new(s.gateway.into(), s.subnet.prefix_len()));
+        }
+        if config.subnets.iter().any(|s| s.gateway.is_ipv6()) {
+            let _ = addrs.push(IpCidr::new(ndp::link_local(config.mac).into(), 64));
+        }
+    });
+    let mut sockets = SocketSet::new(Vec::new());
+    let mut udp_socket = udp::Socket::new(
+        udp::PacketBuffer::new(vec![udp::PacketMetadata::EMPTY; 64], vec![0; 64 * 1024]),
+        udp::PacketBuffer::new(vec![udp::PacketMetadata::EMPTY; 64], vec![0; 128 * 1024]),
+    );
+    udp_socket
+        .bind(IpListenEndpoint {
+            addr: None,
+            port: DNS_PORT,
+        })
+        .expect("port 53 is not zero");
+    let udp = sockets.add(udp_socket);
+    let tcp = (0..TCP_DNS_SOCKETS)
+        .map(|_| {
+            let socket = tcp::Socket::new(
+                tcp::SocketBuffer::new(vec![0; 4096]),
+                tcp::SocketBuffer::new(vec![0; 16 * 1024]),
+            );
+            TcpConn::new(sockets.add(socket))
+        })
+        .collect();
+    let (done_tx, done_rx) = mpsc::channel(MAX_FORWARDS);
+    let runner = Runner {
+        ipv6_prefix: config.subnets.iter().find_map(|s| match s.subnet {
+            IpNet::V6(net) => Some(net),
+            IpNet::V4(_) => None,
+        }),
+        config,
+        socket: Arc::new(socket),
+        names,
+        leases,
+        counters: counters.clone(),
+        queues,
+        iface,
+        sockets,
+        udp,
+        tcp,
+        done_tx,
+        done_rx,
+        forwards: 0,
+    };
+    Gateway {
+        task: tokio::spawn(runner.run()),
+        counters,
+    }
+}
+
+fn rand_seed() -> u64 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    nanos ^ (u64::from(std::process::id()) << 32)
+}
+
+/// Where a forwarded query's answer goes.
+#[derive(Debug, Clone, Copy)]
+enum Client {
+    Udp(udp::UdpMetadata),
+    /// TCP connection `index`, as long as it is still the same connection (`generation`).
+    Tcp {
+        index: usize,
+        generation: u64,
+    },
+}
+
+/// What became of a query.
+enum QueryResult {
+    /// Answer now.
+    Reply(Vec<u8>),
+    /// Forwarded: the answer comes as an `Answer`.
+    Pending,
+    /// Malformed: nothing to answer.
+    Dropped,
+}
+
+/// An upstream answer (or SERVFAIL) for a client.
+struct Answer {
+    client: Client,
+    message: Vec<u8>,
+}
+
+/// One TCP DNS socket and the connection on it.
+struct TcpConn {
+    handle: SocketHandle,
+    generation: u64,
+    inbuf: Vec<u8>,
+    outbuf: Vec<u8>,
+    waiting: usize,
+}
+
+impl TcpConn {
+    fn new(handle: SocketHandle) -> TcpConn {
+        TcpConn {
+            handle,
+            generation: 0,
+            inbuf: Vec::new(),
+            outbuf: Vec::new(),
+            waiting: 0,
+        }
+    }
+}
+
+struct Runner {
+    config: GatewayConfig,
+    ipv6_prefix: Option<Ipv6Net>,
+    socket: Arc<UnixDatagram>,
+    names: Arc<RwLock<Directory>>,
+    leases: mpsc::Sender<LeaseCall>,
+    counters: Arc<GatewayCounters>,
+    queues: FrameQueues,
+    iface: Interface,
+    sockets: SocketSet<'static>,
+    udp: SocketHandle,
+    tcp: Vec<TcpConn>,
+    done_tx: mpsc::Sender<Answer>,
+    done_rx: mpsc::Receiver<Answer>,
+    forwards: usize,
+}
+
+impl Runner {
+    async fn run(mut self) {
+        let mut buf = vec![0u8; 65_536 + 64];
+        if self.ipv6_prefix.is_some() {
+            self.send_router_advert().await;
+        }
+        let mut next_ra = tokio::time::Instant::now() + RA_INTERVAL;
+        loop {
+            self.poll_stack().await;
+            let now = smoltcp::time::Instant::now();
+            let stack_delay = self
+                .iface
+                .poll_delay(now, &self.sockets)
+                .map_or(RA_INTERVAL, |d| Duration::from_micros(d.total_micros()));
+            let wake = (tokio::time::Instant::now() + stack_delay).min(next_ra);
+            tokio::select! {
+                ready = self.socket.readable() => {
+                    if let Err(e) = ready {
+                        warn!(network = %self.config.network, error = %e, "gateway socket failed");
+                        return;
+                    }
+                    loop {
+                        match self.socket.try_recv(&mut buf) {
+                            Ok(0) => return,
+                            Ok(len) => self.handle_frame(&buf[..len]).await,
+                            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                            Err(e) => {
+                                debug!(network = %self.config.network, error = %e, "gateway port closed");
+                                return;
+                            }
+                        }
+                    }
+                }
+                Some(answer) = self.done_rx.recv() => {
+                    self.forwards -= 1;
+                    self.deliver(answer);
+                }
+                _ = tokio::time::sleep_until(wake) => {
+                    if tokio::time::Instant::now() >= next_ra {
+                        if self.ipv6_prefix.is_some() {
+                            self.send_router_advert().await;
+                        }
+                        next_ra = tokio::time::Instant::now() + RA_INTERVAL;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Lets smoltcp take in queued frames, serves DNS, and sends whatever it emitted.
+    async fn poll_stack(&mut self) {
+        let now = smoltcp::time::Instant::now();
+        self.iface.poll(now, &mut self.queues, &mut self.sockets);
+        self.serve_udp_dns();
+        self.serve_tcp_dns();
+        self.iface.poll(now, &mut self.queues, &mut self.sockets);
+        for frame in self.queues.take_tx() {
+            self.send(&frame).await;
+        }
+    }
+
+    async fn send(&self, frame: &[u8]) {
+        if let Err(e) = self.socket.send(frame).await {
+            debug!(network = %self.config.network, error = %e, "gateway frame not sent");
+        }
+    }
+
+    async fn send_router_advert(&self) {
+        let frame = ndp::router_advert(self.config.mac, self.config.mtu, self.ipv6_prefix);
+        self.send(&frame).await;
+    }
+
+    /// A frame from the switch: DHCP and router solicitations are answered here, the rest
+    /// goes to smoltcp.
+    async fn handle_frame(&mut self, frame: &[u8]) {
+        if let Some(dhcp_config) = &self.config.dhcp {
+            match dhcp::parse_request(frame) {
+                Ok(request) => {
+                    self.counters.dhcp_requests.fetch_add(1, Relaxed);
+                    self.spawn_dhcp_reply(request, dhcp_config.clone());
+                    return;
+                }
+                Err(dhcp::DhcpDrop::NotDhcp) => {}
+                Err(reason) => {
+                    self.counters.dhcp_dropped.fetch_add(1, Relaxed);
+                    debug!(network = %self.config.network, reason = reason.name(), "DHCP message dropped");
+                    return;
+                }
+            }
+        }
+        if self.ipv6_prefix.is_some() && ndp::is_router_solicit(frame) {
+            self.send_router_advert().await;
+            return;
+        }
+        if !self.queues.push_rx(frame.to_vec()) {
+            self.counters.frames_dropped.fetch_add(1, Relaxed);
+        }
+    }
+
+    /// Asks the control plane for a lease decision and sends the reply when it comes, without
+    /// holding up the gateway meanwhile.
+    fn spawn_dhcp_reply(&self, request: dhcp::DhcpRequest, config: dhcp::ServerConfig) {
+        let query = LeaseQuery {
+            kind: match request.kind {
+                dhcp::RequestKind::Discover => QueryKind::Discover,
+                dhcp::RequestKind::Request => QueryKind::Request,
+                dhcp::RequestKind::Decline => QueryKind::Decline,
+                dhcp::RequestKind::Release => QueryKind::Release,
+                dhcp::RequestKind::Inform => QueryKind::Inform,
+            },
+            mac: MacAddr(request.chaddr),
+            ciaddr: request.ciaddr,
+            requested: request.requested_ip,
+            server_id: request.server_id,
+            hostname: request.hostname.clone(),
+        };
+        let leases = self.leases.clone();
+        let socket = self.socket.clone();
+        let counters = self.counters.clone();
+        let network = self.config.network.clone();
+        tokio::spawn(async move {
+            let (reply, decision) = oneshot::channel();
+            let call = LeaseCall {
+                network: network.clone(),
+                query,
+                reply,
+            };
+            if leases.send(call).await.is_err() {
+                return;
+            }
+            let reply = match decision.await {
+                Ok(Decision::Offer(ip)) => dhcp::Reply::Offer(ip),
+                Ok(Decision::Ack(ip)) => dhcp::Reply::Ack(ip),
+                Ok(Decision::Nak) => dhcp::Reply::Nak,
+                Ok(Decision::InformAck) => dhcp::Reply::InformAck,
+                Ok(Decision::Ignore) | Err(_) => return,
+            };
+            debug!(network = %network, ?reply, mac = %MacAddr(request.chaddr), "DHCP reply");
+            match dhcp::build_reply(&request, reply, &config) {
+                Ok(frame) => {
+                    if socket.send(&frame).await.is_ok() {
+                        counters.dhcp_replies.fetch_add(1, Relaxed);
+                    }
+                }
+                Err(e) => warn!(network = %network, error = %e, "cannot build DHCP reply"),
+            }
+        });
+    }
+
+    /// Answers one DNS query from `client_ip` (an address on this network), or forwards it
+    /// and has the answer delivered to `to` later.
+    fn answer_query(
+        &mut self,
+        query: &[u8],
+        client_ip: IpAddr,
+        max_len: usize,
+        to: Client,
+    ) -> QueryResult {
+        self.counters.dns_queries.fetch_add(1, Relaxed);
+        let outcome = {
+            let names = self
+                .names
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            dns::handle_query(query, &names.view(&self.config.network, client_ip), max_len)
+        };
+        match outcome {
+            dns::Outcome::Reply(reply) => QueryResult::Reply(reply),
+            dns::Outcome::Drop(reason) => {
+                self.counters.dns_dropped.fetch_add(1, Relaxed);
+                debug!(network = %self.config.network, reason = reason.name(), "DNS message dropped");
+                QueryResult::Dropped
+            }
+            dns::Outcome::Forward(query) => {
+                self.counters.dns_forwarded.fetch_add(1, Relaxed);
+                if self.forwards >= MAX_FORWARDS {
+                    self.counters.dns_servfail.fetch_add(1, Relaxed);
+                    return match dns::servfail(&query) {
+                        Some(reply) => QueryResult::Reply(reply),
+                        None => QueryResult::Dropped,
+                    };
+                }
+                self.forwards += 1;
+                let upstreams = self.config.upstreams.clone();
+                let done = self.done_tx.clone();
+                let counters = self.counters.clone();
+                tokio::spawn(async move {
+                    // An answer fetched over TCP may be too large for a client that asked
+                    // over UDP: it then gets it truncated and retries over TCP.
+                    let answer = dns::forward(&query, &upstreams, UPSTREAM_TIMEOUT)
+                        .await
+                        .map_err(|e| debug!(error = %e, "upstream DNS failed"))
+                        .ok()
+                        .and_then(|answer| dns::fit_reply(&answer, &query, max_len));
+                    let message = match answer {
+                        Some(answer) => answer,
+                        None => {
+                            counters.dns_servfail.fetch_add(1, Relaxed);
+                            dns::servfail(&query).unwrap_or_default()
+                        }
+                    };
+                    let _ = done
+                        .send(Answer {
+                            client: to,
+                            message,
+                        })
+                        .await;
+                });
+                QueryResult::Pending
+            }
+        }
+    }
+
+    fn serve_udp_dns(&mut self) {
+        loop {
+            let socket = self.sockets.get_mut::<udp::Socket>(self.udp);
+            let Ok((query, meta)) = socket.recv() else {
+                return;
+            };
+            let query = query.to_vec();
+            let client = udp::UdpMetadata {
+                endpoint: meta.endpoint,
+                local_address: meta.local_address,
+                meta: Default::default(),
+            };
+            let client_ip: IpAddr = meta.endpoint.addr.into();
+            let to = Client::Udp(client);
+            if let QueryResult::Reply(message) =
+                self.answer_query(&query, client_ip, UDP_DNS_MAX, to)
+            {
+                self.deliver(Answer {
+                    client: to,
+                    message,
+                });
+            }
+        }
+    }
+
+    fn serve_tcp_dns(&mut self) {
+        for index in 0..self.tcp.len() {
+            let handle = self.tcp[index].handle;
+            let socket = self.sockets.get_mut::<tcp::Socket>(handle);
+            if !socket.is_open() {
+                let conn = &mut self.tcp[index];
+                conn.generation += 1;
+                conn.inbuf.clear();
+                conn.outbuf.clear();
+                conn.waiting = 0;
+                socket.set_timeout(Some(smoltcp::time::Duration::from_secs(30)));
+                let _ = socket.listen(DNS_PORT);
+                continue;
+            }
+            while socket.can_recv() {
+                let conn = &mut self.tcp[index];
+                let _ = socket.recv(|data| {
+                    conn.inbuf.extend_from_slice(data);
+                    (data.len(), ())
+                });
+            }
+            let client_ip: Option<IpAddr> = socket.remote_endpoint().map(|e| e.addr.into());
+            // Each message is preceded by its 2-byte length (RFC 1035 §4.2.2).
+            loop {
+                let conn = &mut self.tcp[index];
+                if conn.inbuf.len() < 2 {
+                    break;
+                }
+                let len = usize::from(u16::from_be_bytes([conn.inbuf[0], conn.inbuf[1]]));
+                if conn.inbuf.len() < 2 + len {
+                    break;
+                }
+                let query: Vec<u8> = conn.inbuf.drain(..2 + len).skip(2).collect();
+                let to = Client::Tcp {
+                    index,
+                    generation: conn.generation,
+                };
+                let Some(client_ip) = client_ip else { break };
+                match self.answer_query(&query, client_ip, usize::from(u16::MAX), to) {
+                    QueryResult::Reply(message) => self.deliver(Answer {
+                        client: to,
+                        message,
+                    }),
+                    QueryResult::Pending => self.tcp[index].waiting += 1,
+                    QueryResult::Dropped => {
+                        // Garbage on a stream cannot be resynchronised: end the connection.
+                        self.sockets.get_mut::<tcp::Socket>(handle).abort();
+                        break;
+                    }
+                }
+            }
+            let conn = &mut self.tcp[index];
+            let socket = self.sockets.get_mut::<tcp::Socket>(handle);
+            if !conn.outbuf.is_empty() && socket.can_send() {
+                if let Ok(sent) = socket.send_slice(&conn.outbuf) {
+                    conn.outbuf.drain(..sent);
+                }
+            }
+            if socket.state() == tcp::State::CloseWait
+                && conn.outbuf.is_empty()
+                && conn.waiting == 0
+            {
+                socket.close();
+            }
+        }
+    }
+
+    /// Sends an answer to its client, if it is still there.
+    fn deliver(&mut self, answer: Answer) {
+        match answer.client {
+            Client::Udp(meta) => {
+                let socket = self.sockets.get_mut::<udp::Socket>(self.udp);
+                if let Err(e) = socket.send_slice(&answer.message, meta) {
+                    debug!(error = %e, "DNS answer not sent");
+                }
+            }
+            Client::Tcp { index, generation } => {
+                let Some(conn) = self.tcp.get_mut(index) else {
+                    return;
+                };
+                if conn.generation != generation {
+                    return;
+                }
+                conn.waiting = conn.waiting.saturating_sub(1);
+                let Ok(len) = u16::try_from(answer.message.len()) else {
+                    return;
+                };
+                conn.outbuf.extend_from_slice(&len.to_be_bytes());
+                conn.outbuf.extend_from_slice(&answer.message);
+            }
+        }
+    }
+}
