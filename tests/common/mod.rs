@@ -21,6 +21,8 @@ pub struct Bed {
     pub dir: PathBuf,
     pub socket: PathBuf,
     daemon: Option<Child>,
+    /// The namespace the daemon runs in, when not the test's own.
+    daemon_netns: Option<String>,
     namespaces: Vec<String>,
     prefix: String,
 }
@@ -28,20 +30,35 @@ pub struct Bed {
 impl Bed {
     /// Starts a daemon with a fresh state directory.
     pub fn start() -> Bed {
+        let mut bed = Bed::prepare();
+        bed.start_daemon();
+        bed
+    }
+
+    /// Starts a daemon inside a namespace of the test's own (returned), so that what it does
+    /// in its own namespace (host interfaces, upstream DNS on loopback) stays in the test.
+    pub fn start_in_own_netns() -> (Bed, String) {
+        let mut bed = Bed::prepare();
+        let ns = bed.netns("daemon");
+        bed.daemon_netns = Some(ns.clone());
+        bed.start_daemon();
+        (bed, ns)
+    }
+
+    fn prepare() -> Bed {
         let n = NEXT.fetch_add(1, Ordering::SeqCst);
         let prefix = format!("vswt{}x{n}", std::process::id());
         let dir = std::env::temp_dir().join(&prefix);
         let _ = fs::remove_dir_all(&dir);
         fs::create_dir_all(&dir).unwrap();
-        let mut bed = Bed {
+        Bed {
             socket: dir.join("vswitch.sock"),
             dir,
             daemon: None,
+            daemon_netns: None,
             namespaces: Vec::new(),
             prefix,
-        };
-        bed.start_daemon();
-        bed
+        }
     }
 
     /// Starts the daemon (again) on the same socket and state directory.
@@ -52,7 +69,16 @@ impl Bed {
             .append(true)
             .open(self.dir.join("daemon.log"))
             .unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_vswitch"))
+        let mut command = match &self.daemon_netns {
+            // `ip netns exec` execs the daemon: the child's PID is the daemon's.
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns, env!("CARGO_BIN_EXE_vswitch")]);
+                c
+            }
+            None => Command::new(env!("CARGO_BIN_EXE_vswitch")),
+        };
+        let child = command
             .args([
                 "--socket",
                 self.socket.to_str().unwrap(),
@@ -196,6 +222,8 @@ impl Drop for Bed {
         }
         for ns in &self.namespaces {
             let _ = Command::new("ip").args(["netns", "del", ns]).status();
+            // The daemon writes a resolv.conf for named namespaces; it is gone with the daemon.
+            let _ = fs::remove_dir_all(format!("/etc/netns/{ns}"));
         }
         if std::thread::panicking() {
             eprintln!("--- daemon log ---\n{}", self.log());

@@ -221,9 +221,59 @@ impl Control {
             )
             .await??;
         let config = gateway_config(network);
+        let host = match &network.host_iface {
+            Some(ifname) => match self.open_host_iface(network, ifname, config.mac).await {
+                Ok(device) => Some(device),
+                Err(e) => {
+                    self.dataplane.remove_port(port).await??;
+                    return Err(e);
+                }
+            },
+            None => None,
+        };
         debug!(network = %network.name, upstreams = ?config.upstreams, "gateway started");
-        let gateway = gateway::spawn(config, socket, self.names.clone(), self.leases.clone());
+        let gateway = gateway::spawn(
+            config,
+            socket,
+            host,
+            self.names.clone(),
+            self.leases.clone(),
+        )
+        .map_err(|e| ControlError::Internal(format!("cannot start the gateway: {e}")))?;
         Ok(LiveGateway { port, gateway })
+    }
+
+    /// Creates a network's host interface in the daemon's own namespace, with the gateway's
+    /// MAC and addresses.
+    async fn open_host_iface(
+        &self,
+        network: &NetworkRecord,
+        ifname: &str,
+        mac: MacAddr,
+    ) -> Result<tun_rs::SyncDevice, ControlError> {
+        let config = tap::TapConfig {
+            ifname: ifname.to_string(),
+            mac: mac.0,
+            mtu: network.mtu,
+            addresses: network
+                .subnets
+                .iter()
+                .map(|s| ipnet::IpNet::new(s.gateway, s.subnet.prefix_len()).expect("valid prefix"))
+                .collect(),
+            gateways: Vec::new(),
+            offload: false,
+            queues: 1,
+            disable_ipv6: !network.subnets.iter().any(|s| s.gateway.is_ipv6()),
+            ipv6_autoconf: false,
+        };
+        let own = tap::NetnsRef::Pid(std::process::id());
+        let tap = tokio::task::spawn_blocking(move || {
+            let ns = tap::Namespace::open(&own)?;
+            tap::attach(&ns, &config)
+        })
+        .await
+        .expect("attach does not panic")?;
+        Ok(tap.into_queues().remove(0))
     }
 
     /// Points the resolv.conf of an `ip netns` namespace at the gateways of the networks it is

@@ -9,6 +9,7 @@
 pub mod device;
 pub mod dhcp;
 pub mod dns;
+pub mod host;
 pub mod ndp;
 
 use std::net::{IpAddr, SocketAddr};
@@ -21,6 +22,7 @@ use serde::Serialize;
 use smoltcp::iface::{Config, Interface, SocketHandle, SocketSet};
 use smoltcp::socket::{tcp, udp};
 use smoltcp::wire::{EthernetAddress, HardwareAddress, IpCidr, IpListenEndpoint};
+use tokio::io::unix::{AsyncFd, AsyncFdReadyGuard};
 use tokio::net::UnixDatagram;
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, warn};
@@ -139,13 +141,23 @@ pub fn gateway_mac(network: &str) -> MacAddr {
     MacAddr::local_from_seed(format!("gateway/{network}").as_bytes())
 }
 
-/// Starts the gateway on `socket`, whose peer is its switch port.
+/// Starts the gateway on `socket`, whose peer is its switch port; `host` is the network's host
+/// interface, if it has one (a non-blocking TAP device without offloads).
 pub fn spawn(
     config: GatewayConfig,
     socket: UnixDatagram,
+    host: Option<tun_rs::SyncDevice>,
     names: Arc<RwLock<Directory>>,
     leases: mpsc::Sender<LeaseCall>,
-) -> Gateway {
+) -> std::io::Result<Gateway> {
+    let host = host
+        .map(|device| {
+            // SAFETY: the device owns its fd, which stays open and the same for as long as the
+            // AsyncFd (which owns the device) lives.
+            unsafe { AsyncFd::register_with_interest(device, tokio::io::Interest::READABLE) }
+                .map_err(std::io::Error::from)
+        })
+        .transpose()?;
     let counters = Arc::new(GatewayCounters::default());
     let mut queues = FrameQueues::new(config.mtu as usize);
     let mut iface_config = Config::new(HardwareAddress::Ethernet(EthernetAddress(config.mac.0)));
@@ -182,6 +194,8 @@ pub fn spawn(
         .collect();
     let (done_tx, done_rx) = mpsc::channel(MAX_FORWARDS);
     let runner = Runner {
+        gateway_ips: config.subnets.iter().map(|s| s.gateway).collect(),
+        host,
         ipv6_prefix: config.subnets.iter().find_map(|s| match s.subnet {
             IpNet::V6(net) => Some(net),
             IpNet::V4(_) => None,
@@ -200,9 +214,19 @@ pub fn spawn(
         done_rx,
         forwards: 0,
     };
-    Gateway {
+    Ok(Gateway {
         task: tokio::spawn(runner.run()),
         counters,
+    })
+}
+
+/// Waits until the host interface has frames; never, without one.
+async fn host_readable(
+    host: Option<&AsyncFd<tun_rs::SyncDevice>>,
+) -> std::io::Result<AsyncFdReadyGuard<'_, tun_rs::SyncDevice>> {
+    match host {
+        Some(host) => host.readable().await,
+        None => std::future::pending().await,
     }
 }
 
@@ -263,6 +287,10 @@ impl TcpConn {
 
 struct Runner {
     config: GatewayConfig,
+    /// The host interface: frames not for the gateway's own services go there.
+    host: Option<AsyncFd<tun_rs::SyncDevice>>,
+    /// The gateway addresses, which the host interface shares.
+    gateway_ips: Vec<IpAddr>,
     ipv6_prefix: Option<Ipv6Net>,
     socket: Arc<UnixDatagram>,
     names: Arc<RwLock<Directory>>,
@@ -307,6 +335,22 @@ impl Runner {
                             Err(e) => {
                                 debug!(network = %self.config.network, error = %e, "gateway port closed");
                                 return;
+                            }
+                        }
+                    }
+                }
+                ready = host_readable(self.host.as_ref()) => {
+                    let Ok(mut guard) = ready else {
+                        warn!(network = %self.config.network, "host interface failed");
+                        return;
+                    };
+                    // Frames the host kernel sends to the containers.
+                    while let Ok(result) = guard.try_io(|host| host.get_ref().recv(&mut buf)) {
+                        match result {
+                            Ok(len) => self.send(&buf[..len]).await,
+                            Err(e) => {
+                                debug!(network = %self.config.network, error = %e, "host interface read failed");
+                                break;
                             }
                         }
                     }
@@ -372,7 +416,19 @@ impl Runner {
             self.send_router_advert().await;
             return;
         }
-        if !self.queues.push_rx(frame.to_vec()) {
+        let recipient = match &self.host {
+            Some(_) => host::recipient(frame, &self.gateway_ips),
+            None => host::Recipient::Stack,
+        };
+        if let (Some(host), host::Recipient::Host | host::Recipient::Both) = (&self.host, recipient)
+        {
+            if host.get_ref().send(frame).is_err() {
+                self.counters.frames_dropped.fetch_add(1, Relaxed);
+            }
+        }
+        if matches!(recipient, host::Recipient::Stack | host::Recipient::Both)
+            && !self.queues.push_rx(frame.to_vec())
+        {
             self.counters.frames_dropped.fetch_add(1, Relaxed);
         }
     }
