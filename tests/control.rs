@@ -61,7 +61,14 @@ fn a_restarted_daemon_comes_back_with_its_networks_and_endpoints() {
     ]);
     let a = bed.netns("a");
     let b = bed.netns("b");
-    let before_a = bed.json(&["connect", "app", &a]);
+    let mut before_a = bed.json(&["connect", "app", &a]);
+    // The connect answer adds the resolver to use; the record is the rest.
+    let connected = before_a.as_object_mut().unwrap();
+    assert_eq!(
+        connected.remove("dns").unwrap(),
+        serde_json::json!(["10.89.6.1"])
+    );
+    connected.remove("resolv_conf").unwrap();
     bed.ok(&["connect", "app", &b]);
     let networks_before = bed.json(&["network", "ls"]);
 

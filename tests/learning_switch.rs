@@ -172,6 +172,12 @@ fn the_quickstart_topology_comes_up_pings_and_leaves_nothing_behind() {
         !names.iter().any(|n| exists(n)),
         "up left a namespace behind"
     );
+    assert!(
+        !names
+            .iter()
+            .any(|n| std::path::Path::new("/etc/netns").join(n).exists()),
+        "up left a resolv.conf behind"
+    );
 }
 
 #[test]

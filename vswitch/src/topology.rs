@@ -16,8 +16,6 @@
 //! ```
 
 use std::collections::BTreeSet;
-use std::os::fd::AsFd;
-use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::ExitCode;
 
@@ -276,19 +274,13 @@ async fn run_commands(topology: &Topology) -> usize {
 }
 
 fn run_in_namespace(netns: &str, command: &str) -> Result<bool> {
-    let ns_file = std::fs::File::open(tap::NetnsRef::Name(netns.to_string()).path())
-        .with_context(|| format!("network namespace {netns} is gone"))?;
-    let mut child = std::process::Command::new("sh");
-    child.arg("-c").arg(command);
-    // SAFETY: between fork and exec the closure only calls setns(2), which is async-signal-safe
-    // and allocates nothing.
-    unsafe {
-        child.pre_exec(move || {
-            nix::sched::setns(ns_file.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET)
-                .map_err(std::io::Error::from)
-        });
+    if !tap::NetnsRef::Name(netns.to_string()).path().exists() {
+        anyhow::bail!("network namespace {netns} is gone");
     }
-    let status = child
+    // `ip netns exec` also puts the namespace's resolv.conf (written by `connect`) in place,
+    // so the containers find each other by name.
+    let status = std::process::Command::new("ip")
+        .args(["netns", "exec", netns, "sh", "-c", command])
         .status()
         .with_context(|| format!("cannot run {command:?}"))?;
     Ok(status.success())

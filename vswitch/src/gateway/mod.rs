@@ -220,6 +220,11 @@ pub fn spawn(
     })
 }
 
+/// Whether `frame` is IPv4 sent to a group (broadcast or multicast MAC).
+fn is_ipv4_broadcast(frame: &[u8]) -> bool {
+    frame.len() >= 14 && frame[0] & 1 == 1 && frame[12..14] == [0x08, 0x00]
+}
+
 /// Waits until the host interface has frames; never, without one.
 async fn host_readable(
     host: Option<&AsyncFd<tun_rs::SyncDevice>>,
@@ -418,6 +423,9 @@ impl Runner {
         }
         let recipient = match &self.host {
             Some(_) => host::recipient(frame, &self.gateway_ips),
+            // Like Linux (icmp_echo_ignore_broadcasts), the gateway answers no broadcast ping:
+            // of IPv4 broadcasts and multicasts its stack needs only ARP.
+            None if is_ipv4_broadcast(frame) => return,
             None => host::Recipient::Stack,
         };
         if let (Some(host), host::Recipient::Host | host::Recipient::Both) = (&self.host, recipient)
