@@ -538,12 +538,19 @@ impl Control {
             .live
             .get_mut(network)
             .and_then(|n| n.endpoints.remove(endpoint));
-        let record = inner
+        let net = inner
             .state
             .networks
             .get_mut(network)
-            .and_then(|n| n.endpoints.remove(endpoint))
+            .expect("caller checked the network exists");
+        let record = net
+            .endpoints
+            .remove(endpoint)
             .expect("caller checked the endpoint exists");
+        // The interface is gone: so is what its DHCP client leased.
+        if record.dhcp {
+            net.leases.retain(|l| l.mac != record.mac);
+        }
         if let Some(live) = live {
             // Removing the port closes the TAP fd: the kernel deletes the device.
             self.dataplane.remove_port(live.port).await??;
@@ -796,6 +803,7 @@ impl Control {
             .endpoints
             .iter()
             .map(|(n, e)| (e.port, n.as_str()))
+            .chain([(live.gateway.port, "(gateway)")])
             .collect();
         let rows = self.dataplane.fdb(live.id).await?;
         Ok(rows

@@ -15,6 +15,8 @@ use crate::model::{taken_addresses, LeaseRecord, NetworkRecord};
 pub const DEFAULT_LEASE_SECS: u64 = 3600;
 /// How long an offered address is held for the client that was offered it, seconds.
 const OFFER_HOLD_SECS: u64 = 60;
+/// How long an expired lease is remembered, so its client gets the same address back.
+const EXPIRED_KEPT_SECS: u64 = 86_400;
 
 /// What the client asks (DHCP message type and the fields that matter for the decision).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -82,6 +84,22 @@ pub fn decide(
     let Some((subnet, server)) = dhcp_subnet(network) else {
         return (Decision::Ignore, false);
     };
+    let (decision, changed) = decide_for(network, query, subnet, server, now, lease_secs);
+    let before = network.leases.len();
+    network
+        .leases
+        .retain(|l| l.expires.saturating_add(EXPIRED_KEPT_SECS) > now);
+    (decision, changed || network.leases.len() != before)
+}
+
+fn decide_for(
+    network: &mut NetworkRecord,
+    query: &LeaseQuery,
+    subnet: IpNet,
+    server: Ipv4Addr,
+    now: u64,
+    lease_secs: u64,
+) -> (Decision, bool) {
     let own = network.leases.iter().position(|l| l.mac == query.mac);
     match query.kind {
         QueryKind::Discover => {
@@ -334,6 +352,28 @@ mod tests {
             .leases
             .iter()
             .any(|l| l.mac == MacAddr([2, 0, 0, 0, 0, 1])));
+    }
+
+    #[test]
+    fn long_expired_leases_are_forgotten() {
+        let mut net = network(&[]);
+        offer_then_ack(&mut net, 1, 100);
+        decide(
+            &mut net,
+            &query(QueryKind::Inform, 2),
+            100 + 3600 + 86_400 + 1,
+            3600,
+        );
+        assert!(net.leases.is_empty());
+    }
+
+    #[test]
+    fn rebinding_by_broadcast_keeps_the_address() {
+        let mut net = network(&[]);
+        let a = offer_then_ack(&mut net, 1, 100);
+        let mut rebind = query(QueryKind::Request, 1);
+        rebind.ciaddr = a;
+        assert_eq!(decide(&mut net, &rebind, 3300, 3600).0, Decision::Ack(a));
     }
 
     #[test]
