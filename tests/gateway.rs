@@ -617,3 +617,71 @@ fn malformed_dns_and_dhcp_are_dropped_and_counted() {
     assert_eq!(resolve(&c, "10.90.0.1", &["c"]), vec![c_ip]);
     assert!(ping(&c, "10.90.0.1", 1));
 }
+
+#[test]
+fn isc_dhclient_gets_address_router_dns_and_mtu_and_releases() {
+    let mut bed = Bed::start();
+    bed.ok(&[
+        "network",
+        "create",
+        "isc",
+        "--subnet",
+        "10.93.0.0/24",
+        "--mtu",
+        "1400",
+    ]);
+    let c = bed.netns("c");
+    bed.ok(&["connect", "isc", &c, "--dhcp"]);
+    // Our own script (not dhclient-script, which would rewrite resolv.conf): log and configure.
+    let log = bed.dir.join("dhclient.log");
+    let script = bed.dir.join("dhclient.sh");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\necho \"$reason ip=$new_ip_address mask=$new_subnet_mask router=$new_routers dns=$new_domain_name_servers mtu=$new_interface_mtu\" >> {}\n\
+             case \"$reason\" in BOUND|RENEW|REBIND|REBOOT) ip addr replace $new_ip_address/24 dev $interface;; esac\n",
+            log.display()
+        ),
+    )
+    .unwrap();
+    run("chmod", &["+x", script.to_str().unwrap()]);
+    let files = |name: &str| bed.dir.join(name).to_str().unwrap().to_string();
+    let (pid_file, lease_file) = (files("dhclient.pid"), files("dhclient.leases"));
+    let dhclient = |extra: &[&str]| {
+        let mut args = vec![
+            "netns", "exec", &c, "timeout", "20", "dhclient", "-1", "-sf",
+        ];
+        args.push(script.to_str().unwrap());
+        args.extend(["-pf", &pid_file, "-lf", &lease_file]);
+        args.extend(extra);
+        args.push("eth0");
+        let status = Command::new("ip").args(&args).status().unwrap();
+        assert!(status.success(), "dhclient {extra:?} failed: {}", bed.log());
+    };
+    dhclient(&[]);
+    let events = std::fs::read_to_string(&log).unwrap();
+    let bound = events
+        .lines()
+        .find(|l| l.starts_with("BOUND"))
+        .unwrap_or_else(|| panic!("{events}"));
+    assert!(bound.contains("ip=10.93.0.2 "), "{bound}");
+    assert!(
+        bound.contains("mask=255.255.255.0 router=10.93.0.1 dns=10.93.0.1 mtu=1400"),
+        "{bound}"
+    );
+    assert_eq!(leases(&bed, "isc").len(), 1);
+    dhclient(&["-r"]);
+    assert!(
+        eventually(Duration::from_secs(5), || leases(&bed, "isc").is_empty()),
+        "release did not free the lease"
+    );
+    // dhclient -1 daemonizes after binding and -r stops it; make sure, by its pid file.
+    if let Ok(pid) = std::fs::read_to_string(&pid_file) {
+        if let Ok(pid) = pid.trim().parse::<i32>() {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+        }
+    }
+}
