@@ -181,21 +181,34 @@ impl Fdb {
         }
     }
 
-    /// Forgets learned entries idle for the aging time; returns how many.
-    pub fn handle_aging(&mut self, now: Instant) -> usize {
+    /// Forgets learned entries idle for the aging time; returns the network of each.
+    pub fn handle_aging(&mut self, now: Instant) -> Vec<NetworkId> {
         let aging = self.aging;
         let mut expired = Vec::new();
-        self.entries.retain(|_, e| match e.last_seen {
+        self.entries.retain(|(net, _), e| match e.last_seen {
             Some(seen) if now.saturating_duration_since(seen) >= aging => {
-                expired.push(e.port);
+                expired.push((*net, e.port));
                 false
             }
             _ => true,
         });
-        for port in &expired {
+        for (_, port) in &expired {
             *self.learned_count(*port) -= 1;
         }
-        expired.len()
+        expired.into_iter().map(|(net, _)| net).collect()
+    }
+
+    /// The entry of `mac` in `network`, live or not yet swept.
+    pub fn get(&self, network: NetworkId, mac: MacAddr) -> Option<Entry> {
+        self.entries.get(&(network, mac)).copied()
+    }
+
+    /// Number of entries of `network` (live or not yet swept), for metrics.
+    pub fn len_in(&self, network: NetworkId) -> usize {
+        self.entries
+            .keys()
+            .filter(|(net, _)| *net == network)
+            .count()
     }
 
     /// Forgets every entry, static or learned, pointing at `port` (the port is going away).
@@ -288,7 +301,7 @@ mod tests {
             Some(PortId(1))
         );
         assert_eq!(fdb.lookup(t0 + Duration::from_secs(10), NET, mac(1)), None);
-        assert_eq!(fdb.handle_aging(t0 + Duration::from_secs(11)), 1);
+        assert_eq!(fdb.handle_aging(t0 + Duration::from_secs(11)).len(), 1);
         assert_eq!(fdb.learned_on(PortId(1)), 0);
         assert_eq!(
             fdb.lookup(t0 + Duration::from_secs(1000), NET, mac(9)),

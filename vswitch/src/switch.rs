@@ -177,6 +177,61 @@ struct Port {
 struct Network {
     /// Every port carrying this network, with the tag it needs there.
     members: Vec<Egress>,
+    stats: NetworkStats,
+}
+
+/// Counters of one network.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct NetworkStats {
+    /// Frames sent to a single known port.
+    pub forwarded: u64,
+    /// Frames flooded (broadcast, multicast, unknown unicast).
+    pub flooded: u64,
+    /// New MAC entries learned.
+    pub learned: u64,
+    /// MACs that moved to another port.
+    pub moved: u64,
+    /// Learned entries forgotten after idling.
+    pub aged: u64,
+    /// Source MACs not learned because their port was at its limit.
+    pub limit_reached: u64,
+    /// Entries in the MAC table now.
+    pub fdb_entries: u64,
+}
+
+/// What learning the source of a frame would do (see `Switch::trace`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WouldLearn {
+    /// The source is new here.
+    New,
+    /// The source is known on this port.
+    Refresh,
+    /// The source is known on another port and would move.
+    Move {
+        /// Where it is now.
+        from: PortId,
+    },
+    /// The source is pinned by a static entry.
+    Static,
+}
+
+/// A frame's way through the switch, decided without changing anything.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Trace {
+    /// 802.1Q tag the frame arrived with.
+    pub ingress_vlan: Option<u16>,
+    /// Network it belongs to, once that is known.
+    pub network: Option<NetworkId>,
+    /// What learning its source would do.
+    pub learn: Option<WouldLearn>,
+    /// Where its destination is known to be (`None`: unknown, group address, or not reached).
+    pub fdb_hit: Option<PortId>,
+    /// Output ports with their egress tags (empty when dropped).
+    pub egress: Vec<Egress>,
+    /// Whether the frame is flooded.
+    pub flooded: bool,
+    /// Why it is dropped, if it is.
+    pub drop: Option<DropReason>,
 }
 
 /// One row of an FDB listing.
@@ -213,9 +268,19 @@ pub struct Switch {
     stats: SwitchStats,
 }
 
+/// A frame's fate as `classify` finds it.
+struct Classified {
+    network: NetworkId,
+    src: MacAddr,
+    /// Port the destination is known on (its own port for a frame to its sender).
+    dst_port: Option<PortId>,
+    decision: Result<Decision, DropReason>,
+    tag_len: usize,
+}
+
 /// Where a frame goes, before it is tied to the switch's member lists.
 enum Decision {
-    Forward(Egress),
+    Forward(Egress, NetworkId),
     Flood(NetworkId, PortId),
 }
 
@@ -343,8 +408,9 @@ impl Switch {
             }
         };
         match decision {
-            Decision::Forward(to) => {
+            Decision::Forward(to, network) => {
                 self.stats.forwarded += 1;
+                self.network_stats_mut(network).forwarded += 1;
                 Action::Forward {
                     to,
                     ingress_tag_len: tag_len,
@@ -352,6 +418,7 @@ impl Switch {
             }
             Decision::Flood(net, except) => {
                 self.stats.flooded += 1;
+                self.network_stats_mut(net).flooded += 1;
                 let to = self.networks[net.0 as usize]
                     .as_ref()
                     .map_or(&[][..], |n| &n.members[..]);
@@ -371,6 +438,37 @@ impl Switch {
         frame: &[u8],
         wire_len: usize,
     ) -> Result<(Decision, usize), DropReason> {
+        let classified = self.classify(now, in_port, frame, wire_len)?;
+        let network = classified.network;
+        let learned = self.fdb.learn(now, network, classified.src, in_port);
+        let stats = self.network_stats_mut(network);
+        match learned {
+            Learned::New => stats.learned += 1,
+            Learned::Moved { .. } => stats.moved += 1,
+            Learned::LimitReached => stats.limit_reached += 1,
+            Learned::Refreshed | Learned::Static => {}
+        }
+        match learned {
+            Learned::New => self.stats.learned += 1,
+            Learned::Moved { .. } => self.stats.moved += 1,
+            Learned::LimitReached => self.stats.limit_reached += 1,
+            Learned::Refreshed | Learned::Static => {}
+        }
+        let decision = classified.decision?;
+        Ok((decision, classified.tag_len))
+    }
+
+    /// Everything about a frame's fate that does not change the switch: the checks, its
+    /// network, and where it goes as if its source were learned first. An `Err` is a drop
+    /// before the network is known; `decision` holds drops after it (the source is still
+    /// learned then, as a hardware switch does).
+    fn classify(
+        &self,
+        now: Instant,
+        in_port: PortId,
+        frame: &[u8],
+        wire_len: usize,
+    ) -> Result<Classified, DropReason> {
         let port = self.port(in_port).map_err(|_| DropReason::UnknownPort)?;
         let header = Header::parse(frame)?;
         if wire_len.saturating_sub(header.l2_len()) > port.config.mtu as usize {
@@ -384,24 +482,83 @@ impl Switch {
             .mode
             .ingress_network(header.vlan)
             .ok_or(DropReason::VlanNotAllowed)?;
-        match self.fdb.learn(now, network, header.src, in_port) {
-            Learned::New => self.stats.learned += 1,
-            Learned::Moved { .. } => self.stats.moved += 1,
-            Learned::LimitReached => self.stats.limit_reached += 1,
-            Learned::Refreshed | Learned::Static => {}
-        }
-        let decision = match self.lookup_unicast(now, network, header.dst) {
-            None => Decision::Flood(network, in_port),
-            Some(out) if out == in_port => return Err(DropReason::SameSegment),
+        // Learning the source first means a frame to its own sender comes back to its port.
+        let dst_port = if header.dst == header.src {
+            Some(in_port)
+        } else {
+            self.lookup_unicast(now, network, header.dst)
+        };
+        let decision = match dst_port {
+            None => Ok(Decision::Flood(network, in_port)),
+            Some(out) if out == in_port => Err(DropReason::SameSegment),
             Some(out) => {
                 let vlan = self
                     .port(out)
                     .ok()
                     .and_then(|p| p.config.mode.egress_vlan(network));
-                Decision::Forward(Egress { port: out, vlan })
+                Ok(Decision::Forward(Egress { port: out, vlan }, network))
             }
         };
-        Ok((decision, header.tag_len()))
+        Ok(Classified {
+            network,
+            src: header.src,
+            dst_port,
+            decision,
+            tag_len: header.tag_len(),
+        })
+    }
+
+    /// Counters of `network`, which must exist (the frame at hand was classified into it).
+    fn network_stats_mut(&mut self, network: NetworkId) -> &mut NetworkStats {
+        &mut self.networks[network.0 as usize]
+            .as_mut()
+            .expect("classify checked the network exists")
+            .stats
+    }
+
+    /// The way `frame` arriving on `in_port` at `now` would take, step by step, without
+    /// learning, counting or changing anything: the same checks and lookups as `process`.
+    pub fn trace(&self, now: Instant, in_port: PortId, frame: &[u8]) -> Trace {
+        let mut trace = Trace {
+            ingress_vlan: None,
+            network: None,
+            learn: None,
+            fdb_hit: None,
+            egress: Vec::new(),
+            flooded: false,
+            drop: None,
+        };
+        if let Ok(header) = Header::parse(frame) {
+            trace.ingress_vlan = header.vlan;
+        }
+        let classified = match self.classify(now, in_port, frame, frame.len()) {
+            Ok(c) => c,
+            Err(reason) => {
+                trace.drop = Some(reason);
+                return trace;
+            }
+        };
+        trace.network = Some(classified.network);
+        trace.learn = Some(match self.fdb.get(classified.network, classified.src) {
+            None => WouldLearn::New,
+            Some(e) if e.last_seen.is_none() => WouldLearn::Static,
+            Some(e) if e.port == in_port => WouldLearn::Refresh,
+            Some(e) => WouldLearn::Move { from: e.port },
+        });
+        trace.fdb_hit = classified.dst_port;
+        match classified.decision {
+            Ok(Decision::Forward(to, _)) => trace.egress.push(to),
+            Ok(Decision::Flood(net, except)) => {
+                trace.flooded = true;
+                if let Some(n) = self.networks.get(net.0 as usize).and_then(Option::as_ref) {
+                    trace
+                        .egress
+                        .extend(n.members.iter().filter(|e| e.port != except));
+                }
+            }
+            Err(reason) => trace.drop = Some(reason),
+        }
+        trace
     }
 
     fn lookup_unicast(&self, now: Instant, network: NetworkId, dst: MacAddr) -> Option<PortId> {
@@ -414,7 +571,21 @@ impl Switch {
 
     /// Forgets idle MACs. Call now and then; lookups already ignore expired entries.
     pub fn handle_aging(&mut self, now: Instant) {
-        self.stats.aged += self.fdb.handle_aging(now) as u64;
+        for network in self.fdb.handle_aging(now) {
+            self.stats.aged += 1;
+            if let Some(Some(net)) = self.networks.get_mut(network.0 as usize) {
+                net.stats.aged += 1;
+            }
+        }
+    }
+
+    /// Counters of `network`, with its current MAC table size.
+    pub fn network_stats(&self, network: NetworkId) -> Option<NetworkStats> {
+        let net = self.network(network).ok()?;
+        Some(NetworkStats {
+            fdb_entries: self.fdb.len_in(network) as u64,
+            ..net.stats
+        })
     }
 
     /// Whether any learned state could expire (so a timer is worth arming).

@@ -357,3 +357,69 @@ fn offloaded_frames_are_held_to_the_mtu_of_their_segments() {
         Action::Drop(DropReason::OverMtu)
     );
 }
+
+#[test]
+fn trace_matches_process_and_changes_nothing() {
+    let mut h = Harness::new(SwitchConfig::default());
+    let net = h.sw.add_network();
+    let (a, b, c) = (h.access(net), h.access(net), h.access(net));
+    // Unknown destination: traced as a flood to the others, with the source new.
+    let to_b = frame(mac(2), mac(1));
+    let trace = h.sw.trace(h.now, a, &to_b);
+    assert!(trace.flooded);
+    assert_eq!(trace.learn, Some(WouldLearn::New));
+    let mut out: Vec<PortId> = trace.egress.iter().map(|e| e.port).collect();
+    out.sort();
+    assert_eq!(out, vec![b, c]);
+    // Tracing learned nothing: b's reply is still flooded, and the stats did not move.
+    assert_eq!(h.sw.stats(), SwitchStats::default());
+    assert_eq!(h.ports_reached(b, &frame(mac(1), mac(2))), vec![a, c]);
+    // Now both are known: a known unicast frame, traced and then processed, agree.
+    let trace = h.sw.trace(h.now, a, &to_b);
+    assert_eq!((trace.flooded, trace.fdb_hit), (false, Some(b)));
+    assert_eq!(
+        trace.egress,
+        vec![Egress {
+            port: b,
+            vlan: None
+        }]
+    );
+    let before = h.sw.fdb_rows(h.now, net);
+    assert_eq!(h.ports_reached(a, &to_b), vec![b]);
+    assert_eq!(h.sw.fdb_rows(h.now, net).len(), before.len() + 1);
+    // A move and a drop are traced too.
+    let trace = h.sw.trace(h.now, c, &frame(mac(2), mac(1)));
+    assert_eq!(trace.learn, Some(WouldLearn::Move { from: a }));
+    let trace = h.sw.trace(h.now, a, &frame(mac(1), mac(2)));
+    assert_eq!(trace.drop, Some(DropReason::SameSegment));
+    assert_eq!(h.sw.trace(h.now, a, &[0u8; 5]).drop, Some(DropReason::Runt));
+}
+
+#[test]
+fn networks_count_their_own_events() {
+    let mut h = Harness::new(SwitchConfig::default());
+    let red = h.sw.add_network();
+    let blue = h.sw.add_network();
+    let (r1, r2) = (h.access(red), h.access(red));
+    let b1 = h.access(blue);
+    h.send(r1, &frame(mac(2), mac(1))).unwrap();
+    h.send(r2, &frame(mac(1), mac(2))).unwrap();
+    h.send(r2, &frame(mac(1), mac(2))).unwrap();
+    h.send(b1, &frame(mac(9), mac(8))).unwrap();
+    let red_stats = h.sw.network_stats(red).unwrap();
+    assert_eq!(
+        (
+            red_stats.flooded,
+            red_stats.forwarded,
+            red_stats.learned,
+            red_stats.fdb_entries
+        ),
+        (1, 2, 2, 2)
+    );
+    let blue_stats = h.sw.network_stats(blue).unwrap();
+    assert_eq!((blue_stats.flooded, blue_stats.learned), (1, 1));
+    h.advance(400);
+    h.sw.handle_aging(h.now);
+    assert_eq!(h.sw.network_stats(red).unwrap().aged, 2);
+    assert_eq!(h.sw.network_stats(red).unwrap().fdb_entries, 0);
+}
