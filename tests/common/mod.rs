@@ -23,6 +23,10 @@ pub struct Bed {
     daemon: Option<Child>,
     /// The namespace the daemon runs in, when not the test's own.
     daemon_netns: Option<String>,
+    /// Extra arguments for `vswitch daemon`.
+    daemon_args: Vec<String>,
+    /// Global arguments for the daemon's command line (before `daemon`).
+    global_args: Vec<String>,
     namespaces: Vec<String>,
     prefix: String,
 }
@@ -45,6 +49,15 @@ impl Bed {
         (bed, ns)
     }
 
+    /// Starts a daemon with extra `vswitch daemon` arguments (and global ones before it).
+    pub fn start_with(global: &[&str], daemon: &[&str]) -> Bed {
+        let mut bed = Bed::prepare();
+        bed.daemon_args = daemon.iter().map(|a| a.to_string()).collect();
+        bed.global_args = global.iter().map(|a| a.to_string()).collect();
+        bed.start_daemon();
+        bed
+    }
+
     fn prepare() -> Bed {
         let n = NEXT.fetch_add(1, Ordering::SeqCst);
         let prefix = format!("vswt{}x{n}", std::process::id());
@@ -56,6 +69,8 @@ impl Bed {
             dir,
             daemon: None,
             daemon_netns: None,
+            daemon_args: Vec::new(),
+            global_args: Vec::new(),
             namespaces: Vec::new(),
             prefix,
         }
@@ -79,13 +94,11 @@ impl Bed {
             None => Command::new(env!("CARGO_BIN_EXE_vswitch")),
         };
         let child = command
-            .args([
-                "--socket",
-                self.socket.to_str().unwrap(),
-                "daemon",
-                "--state-dir",
-            ])
+            .args(["--socket", self.socket.to_str().unwrap()])
+            .args(&self.global_args)
+            .args(["daemon", "--state-dir"])
             .arg(self.dir.join("state"))
+            .args(&self.daemon_args)
             .env("RUST_LOG", "debug,netlink_packet_route=error")
             .stdin(Stdio::null())
             .stdout(Stdio::null())

@@ -13,8 +13,21 @@ pub struct Cli {
     #[arg(long, global = true, env = "VSWITCH_SOCKET")]
     pub socket: Option<PathBuf>,
 
+    /// Log lines as text or as JSON objects (one per line), on stderr; RUST_LOG filters.
+    #[arg(long, global = true, value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// Format of log lines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line, for log collectors.
+    Json,
 }
 
 /// Output format of listings.
@@ -62,6 +75,9 @@ pub enum Command {
         /// $XDG_STATE_HOME/vswitch otherwise].
         #[arg(long, env = "VSWITCH_STATE_DIR")]
         state_dir: Option<PathBuf>,
+        /// Serve Prometheus metrics at http://ADDR/metrics (e.g. 127.0.0.1:9477).
+        #[arg(long)]
+        metrics_addr: Option<std::net::SocketAddr>,
         #[command(flatten)]
         switch: SwitchArgs,
     },
@@ -116,6 +132,13 @@ pub enum Command {
     Ports {
         #[command(flatten)]
         format: FormatArg,
+    },
+    /// Live per-port rates (packets/s, bits/s, drops/s by reason): `s` sorts, `r` reverses,
+    /// `q` quits. Works over the control socket, so also beside a remote daemon's socket.
+    Top {
+        /// Seconds between refreshes.
+        #[arg(long, default_value_t = 1.0)]
+        interval: f64,
     },
     /// Show a network's MAC table.
     Fdb {

@@ -23,7 +23,7 @@ use crate::model::{
 };
 use crate::resolv;
 use crate::state::{State, StateStore};
-use crate::switch::{NetworkId, PortConfig, PortId, PortMode};
+use crate::switch::{NetworkId, NetworkStats, PortConfig, PortId, PortMode};
 
 /// How often attached namespaces are checked for having gone away.
 pub const NAMESPACE_CHECK_INTERVAL: Duration = Duration::from_secs(1);
@@ -33,6 +33,8 @@ pub const NAMESPACE_CHECK_INTERVAL: Duration = Duration::from_secs(1);
 pub struct PortInfo {
     /// Switch port number.
     pub port: u32,
+    /// `container`, `trunk` or `gateway`.
+    pub kind: String,
     /// Network it belongs to.
     pub network: String,
     /// Endpoint name.
@@ -760,6 +762,7 @@ impl Control {
                 let c = counters.get(&endpoint.port).copied().unwrap_or_default();
                 ports.push(port_info(
                     endpoint.port,
+                    "container",
                     net_name.clone(),
                     name,
                     &record.netns,
@@ -768,6 +771,19 @@ impl Control {
                     c,
                 ));
             }
+            let gateway = &live.gateway;
+            let c = counters.get(&gateway.port).copied().unwrap_or_default();
+            let host_iface = inner.state.networks[net_name].host_iface.as_deref();
+            ports.push(port_info(
+                gateway.port,
+                "gateway",
+                net_name.clone(),
+                "gateway",
+                "",
+                host_iface.unwrap_or(""),
+                gateway::gateway_mac(net_name),
+                c,
+            ));
         }
         for (name, trunk) in &inner.trunks {
             let record = &inner.state.trunks[name];
@@ -780,6 +796,7 @@ impl Control {
                 .collect();
             ports.push(port_info(
                 trunk.port,
+                "trunk",
                 networks.join(","),
                 name,
                 &record.netns,
@@ -790,6 +807,28 @@ impl Control {
         }
         ports.sort_by_key(|p| p.port);
         Ok(ports)
+    }
+
+    /// Every network's switching and gateway counters, for metrics.
+    pub async fn network_counters(
+        &self,
+    ) -> Result<Vec<(String, NetworkStats, GatewayStats)>, ControlError> {
+        let inner = self.inner.lock().await;
+        let mut out = Vec::new();
+        for (name, live) in &inner.live {
+            let stats = self
+                .dataplane
+                .network_stats(live.id)
+                .await?
+                .unwrap_or_default();
+            out.push((
+                name.clone(),
+                stats,
+                live.gateway.gateway.counters.snapshot(),
+            ));
+        }
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(out)
     }
 
     /// The FDB of a network.
@@ -882,8 +921,10 @@ fn is_target(target: &str, name: &str, netns: &str) -> bool {
             .is_ok_and(|n| n.to_string() == netns)
 }
 
+#[allow(clippy::too_many_arguments)]
 fn port_info(
     port: PortId,
+    kind: &str,
     network: String,
     endpoint: &str,
     netns: &str,
@@ -893,6 +934,7 @@ fn port_info(
 ) -> PortInfo {
     PortInfo {
         port: port.0,
+        kind: kind.to_string(),
         network,
         endpoint: endpoint.to_string(),
         netns: netns.to_string(),

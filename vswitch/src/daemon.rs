@@ -105,7 +105,13 @@ pub async fn stop_signal() {
 }
 
 /// Runs the daemon in the foreground until SIGINT or SIGTERM.
-pub async fn run(socket: &Path, state_dir: &Path, config: DataPathConfig) -> anyhow::Result<()> {
+/// With `metrics_addr`, also serves Prometheus metrics there.
+pub async fn run(
+    socket: &Path,
+    state_dir: &Path,
+    config: DataPathConfig,
+    metrics_addr: Option<std::net::SocketAddr>,
+) -> anyhow::Result<()> {
     let listener = bind_socket(socket).await?;
     let control = match Control::start(StateStore::new(state_dir), config).await {
         Ok(control) => control,
@@ -114,6 +120,16 @@ pub async fn run(socket: &Path, state_dir: &Path, config: DataPathConfig) -> any
             return Err(e);
         }
     };
+    if let Some(addr) = metrics_addr {
+        let metrics = Arc::new(crate::prometheus::Metrics::install()?);
+        let server = crate::prometheus::serve(addr, control.clone(), metrics);
+        tokio::spawn(async move {
+            if let Err(e) = server.await {
+                tracing::error!(error = %format!("{e:#}"), "metrics server stopped");
+            }
+        });
+        info!(%addr, "serving metrics");
+    }
     info!(socket = %socket.display(), state = %state_dir.display(), "vswitch daemon ready");
     serve(control, listener, socket, stop_signal()).await?;
     info!("vswitch daemon stopped");

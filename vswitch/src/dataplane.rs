@@ -22,8 +22,8 @@ use crate::frame::{egress_parts, vlan_tag, ETH_HEADER_LEN};
 use crate::offload::{Offload, Segmenter, VNET_HDR_LEN};
 use crate::reason::{DropCounters, DropReason};
 use crate::switch::{
-    Action, ConfigError, Egress, FdbRow, NetworkId, PortConfig, PortId, Switch, SwitchConfig,
-    SwitchStats,
+    Action, ConfigError, Egress, FdbRow, NetworkId, NetworkStats, PortConfig, PortId, Switch,
+    SwitchConfig, SwitchStats,
 };
 
 /// Frames read from one queue before the others get a turn.
@@ -280,6 +280,14 @@ impl DataPlane {
             }
         }
         Ok((stats, ports))
+    }
+
+    /// Counters of a network.
+    pub async fn network_stats(
+        &self,
+        network: NetworkId,
+    ) -> Result<Option<NetworkStats>, DataPlaneGone> {
+        Ok(lock(&self.switch).network_stats(network))
     }
 
     /// Live FDB entries of a network.

@@ -10,7 +10,9 @@ use hyper::Method;
 use serde::Serialize;
 use serde_json::Value;
 
-use vswitch::cli::{print_table, Cli, Command, Format, NetworkCommand, SwitchArgs, TrunkCommand};
+use vswitch::cli::{
+    print_table, Cli, Command, Format, LogFormat, NetworkCommand, SwitchArgs, TrunkCommand,
+};
 use vswitch::client::{call, segment};
 use vswitch::control::{FdbInfo, PortInfo};
 use vswitch::dataplane::{default_workers, DataPathConfig};
@@ -28,13 +30,15 @@ fn main() -> ExitCode {
         Command::Daemon { .. } => "info,netlink_packet_route=error",
         _ => "warn,netlink_packet_route=error",
     };
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level)),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match cli.log_format {
+        LogFormat::Text => logs.init(),
+        LogFormat::Json => logs.json().init(),
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -64,9 +68,13 @@ async fn run(cli: Cli) -> Result<ExitCode> {
     let socket = cli.socket.clone().unwrap_or_else(daemon::default_socket);
     let socket = socket.as_path();
     match cli.command {
-        Command::Daemon { state_dir, switch } => {
+        Command::Daemon {
+            state_dir,
+            metrics_addr,
+            switch,
+        } => {
             let state_dir = state_dir.unwrap_or_else(daemon::default_state_dir);
-            daemon::run(socket, &state_dir, datapath_config(&switch)).await?;
+            daemon::run(socket, &state_dir, datapath_config(&switch), metrics_addr).await?;
         }
         Command::Up {
             config,
@@ -132,6 +140,26 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             );
             let endpoint: EndpointRecord = call(socket, Method::DELETE, &path, None::<&()>).await?;
             println!("disconnected {} from {network}", endpoint.name);
+        }
+        Command::Top { interval } => {
+            let socket = socket.to_path_buf();
+            let interval = Duration::from_secs_f64(interval.clamp(0.1, 3600.0));
+            let runtime = tokio::runtime::Handle::current();
+            // The view blocks on the terminal; each refresh asks the daemon from that thread.
+            tokio::task::spawn_blocking(move || {
+                vswitch::top::run(interval, || {
+                    runtime.block_on(async {
+                        let ports: Vec<PortInfo> = tokio::time::timeout(
+                            Duration::from_secs(2),
+                            call(&socket, Method::GET, "/v1/ports", None::<&()>),
+                        )
+                        .await
+                        .map_err(|_| anyhow::anyhow!("the daemon did not answer within 2 s"))??;
+                        Ok(ports.into_iter().map(sample).collect())
+                    })
+                })
+            })
+            .await??;
         }
         Command::Ports { format } => {
             let ports: Vec<PortInfo> = call(socket, Method::GET, "/v1/ports", None::<&()>).await?;
@@ -348,6 +376,20 @@ fn print_listing<T: Serialize>(
     match format {
         Format::Json => print_json(&items),
         Format::Table => print_table(header, &items.iter().map(row).collect::<Vec<_>>()),
+    }
+}
+
+/// A port's counters as `top` takes them.
+fn sample(p: PortInfo) -> vswitch::top::PortSample {
+    vswitch::top::PortSample {
+        port: p.port,
+        network: p.network,
+        endpoint: p.endpoint,
+        rx_packets: p.rx_packets,
+        rx_bytes: p.rx_bytes,
+        tx_packets: p.tx_packets,
+        tx_bytes: p.tx_bytes,
+        drops_by_reason: p.drops_by_reason,
     }
 }
 

@@ -1,0 +1,259 @@
+//! Observability against real traffic: Prometheus metrics checked by promtool and counted
+//! against known pings, JSON logs, `vswitch top` in a terminal (tmux), packet capture read by
+//! tcpdump and tshark, trace and mirror.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::{eventually, in_netns, run, tcp_transfer, Bed};
+
+/// A TCP port free on loopback right now.
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// GET http://127.0.0.1:PORT/metrics.
+fn scrape(port: u16) -> String {
+    let mut conn = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    write!(conn, "GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n").unwrap();
+    let mut response = String::new();
+    conn.read_to_string(&mut response).unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").unwrap();
+    assert!(
+        head.starts_with("HTTP/1.0 200") || head.starts_with("HTTP/1.1 200"),
+        "{head}"
+    );
+    body.to_string()
+}
+
+/// The value of the series `name{labels...}` whose labels include all of `want`.
+fn series(metrics: &str, name: &str, want: &[(&str, &str)]) -> Option<f64> {
+    metrics.lines().find_map(|line| {
+        let rest = line.strip_prefix(name)?;
+        let (labels, value) = rest.strip_prefix('{')?.split_once("} ")?;
+        want.iter()
+            .all(|(k, v)| labels.contains(&format!("{k}=\"{v}\"")))
+            .then(|| value.trim().parse().unwrap())
+    })
+}
+
+/// Pins each namespace's neighbour entry for the other, so pings are the only frames.
+fn pin_neighbours(bed: &Bed, network: &str, a: &str, b: &str) -> (String, String) {
+    let inspect: serde_json::Value =
+        serde_json::from_str(&bed.ok(&["network", "inspect", network])).unwrap();
+    let info = |ns: &str| {
+        let e = &inspect["endpoints"][ns];
+        let ip = e["addresses"][0]
+            .as_str()
+            .unwrap()
+            .split('/')
+            .next()
+            .unwrap()
+            .to_string();
+        (ip, e["mac"].as_str().unwrap().to_string())
+    };
+    let ((a_ip, a_mac), (b_ip, b_mac)) = (info(a), info(b));
+    run(
+        "ip",
+        &[
+            "-n",
+            a,
+            "neigh",
+            "replace",
+            &b_ip,
+            "lladdr",
+            &b_mac,
+            "dev",
+            "eth0",
+            "nud",
+            "permanent",
+        ],
+    );
+    run(
+        "ip",
+        &[
+            "-n",
+            b,
+            "neigh",
+            "replace",
+            &a_ip,
+            "lladdr",
+            &a_mac,
+            "dev",
+            "eth0",
+            "nud",
+            "permanent",
+        ],
+    );
+    (a_ip, b_ip)
+}
+
+#[test]
+fn metrics_pass_promtool_and_count_exactly_the_pings() {
+    let port = free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let mut bed = Bed::start_with(&[], &["--metrics-addr", &addr]);
+    let ns = bed.network_with("met", "10.80.0.0/24", &["a", "b"]);
+    let (a, b) = (&ns[0], &ns[1]);
+    let (_, b_ip) = pin_neighbours(&bed, "met", a, b);
+    let before = scrape(port);
+    let value = |m: &str, name: &str, endpoint: &str| {
+        series(m, name, &[("network", "met"), ("endpoint", endpoint)]).unwrap_or(0.0)
+    };
+    assert!(in_netns(
+        a,
+        &["ping", "-c", "5", "-i", "0.2", "-W", "2", &b_ip]
+    ));
+    let after = scrape(port);
+    for (name, endpoint) in [
+        ("vswitch_port_rx_packets_total", a.as_str()),
+        ("vswitch_port_tx_packets_total", a.as_str()),
+        ("vswitch_port_rx_packets_total", b.as_str()),
+        ("vswitch_port_tx_packets_total", b.as_str()),
+    ] {
+        let delta = value(&after, name, endpoint) - value(&before, name, endpoint);
+        assert_eq!(delta, 5.0, "{name} of {endpoint}:\n{after}");
+    }
+    // 5 echo requests of 98 bytes on the wire each way.
+    let bytes = value(&after, "vswitch_port_rx_bytes_total", a)
+        - value(&before, "vswitch_port_rx_bytes_total", a);
+    assert_eq!(bytes, 5.0 * 98.0);
+    assert!(series(&after, "vswitch_network_fdb_entries", &[("network", "met")]).unwrap() >= 2.0);
+    assert!(series(
+        &after,
+        "vswitch_gateway_dns_queries_total",
+        &[("network", "met")]
+    )
+    .is_some());
+    assert!(series(
+        &after,
+        "vswitch_port_drops_total",
+        &[("reason", "over_mtu")]
+    )
+    .is_some());
+    let mut promtool = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool (Debian package prometheus) is installed");
+    promtool
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(after.as_bytes())
+        .unwrap();
+    let out = promtool.wait_with_output().unwrap();
+    assert!(
+        out.status.success() && out.stdout.is_empty() && out.stderr.is_empty(),
+        "promtool: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn logs_can_be_json_lines() {
+    let mut bed = Bed::start_with(&["--log-format", "json"], &[]);
+    bed.network_with("logs", "10.81.0.0/24", &["a"]);
+    let log = bed.log();
+    let lines: Vec<&str> = log.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert!(lines.len() >= 3, "{log}");
+    for line in lines {
+        let value: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        assert!(
+            value["level"].is_string() && value["fields"]["message"].is_string(),
+            "{line}"
+        );
+    }
+    assert!(log.contains("\"message\":\"connected\""), "{log}");
+}
+
+/// A tmux server of the test's own (its own socket), killed on drop.
+struct Tmux {
+    socket: String,
+}
+
+impl Tmux {
+    fn new(name: &str, width: u16, height: u16, command: &str) -> Tmux {
+        let tmux = Tmux {
+            socket: format!("vswt{}{name}", std::process::id()),
+        };
+        let (w, h) = (width.to_string(), height.to_string());
+        tmux.run(&["new-session", "-d", "-x", &w, "-y", &h, command]);
+        tmux
+    }
+    fn run(&self, args: &[&str]) -> String {
+        let out = Command::new("tmux")
+            .args(["-L", &self.socket])
+            .args(args)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+    fn screen(&self) -> String {
+        self.run(&["capture-pane", "-p"])
+    }
+    fn alive(&self) -> bool {
+        Command::new("tmux")
+            .args(["-L", &self.socket, "has-session"])
+            .stderr(Stdio::null())
+            .status()
+            .unwrap()
+            .success()
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = Command::new("tmux")
+            .args(["-L", &self.socket, "kill-server"])
+            .status();
+    }
+}
+
+#[test]
+fn top_shows_ports_and_rates_during_a_transfer_and_quits_on_q() {
+    let mut bed = Bed::start();
+    let ns = bed.network_with("topnet", "10.82.0.0/24", &["a", "b"]);
+    let b_ip = "10.82.0.3";
+    let command = format!(
+        "{} --socket {} top --interval 0.5",
+        env!("CARGO_BIN_EXE_vswitch"),
+        bed.socket.display()
+    );
+    let tmux = Tmux::new("top", 140, 20, &command);
+    let (a, b) = (ns[0].clone(), ns[1].clone());
+    let transfer = std::thread::spawn(move || tcp_transfer(&a, &b, b_ip, 1 << 30));
+    // While the transfer runs, the busiest port shows a rate in Mbit/s or Gbit/s.
+    let busy = eventually(Duration::from_secs(15), || {
+        let screen = tmux.screen();
+        screen.contains(&ns[0])
+            && screen.contains(&ns[1])
+            && screen
+                .lines()
+                .any(|l| l.contains(&ns[1]) && (l.contains('M') || l.contains('G')))
+    });
+    let screen = tmux.screen();
+    let (sent, got, bytes, _) = transfer.join().unwrap();
+    assert!(busy, "no rates on screen:\n{screen}");
+    assert!(screen.contains("gateway"), "{screen}");
+    assert_eq!((bytes, got), (1 << 30, sent));
+    tmux.run(&["send-keys", "q"]);
+    assert!(
+        eventually(Duration::from_secs(5), || !tmux.alive()),
+        "top did not quit on q"
+    );
+}

@@ -1,0 +1,245 @@
+//! Prometheus metrics (`vswitch daemon --metrics-addr`): per port, per network, per gateway.
+//! The data path keeps plain per-worker counters and takes no lock or allocation for them; the
+//! values are gathered from it when Prometheus scrapes, handed to the `metrics` facade as
+//! absolute counter values, and rendered by metrics-exporter-prometheus. Names follow
+//! Prometheus conventions: base units, `_total` on counters, one HELP line each.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use metrics::{counter, describe_counter, describe_gauge, gauge, Unit};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use metrics_util::MetricKindMask;
+
+use crate::control::{Control, PortInfo};
+use crate::gateway::GatewayStats;
+use crate::reason::DropReason;
+use crate::switch::NetworkStats;
+
+/// A series not refreshed for this long (its port or network is gone) leaves the output.
+const STALE_AFTER: Duration = Duration::from_secs(120);
+
+/// The process's metrics recorder.
+pub struct Metrics {
+    handle: PrometheusHandle,
+}
+
+impl Metrics {
+    /// Installs the process-wide recorder and describes every metric.
+    pub fn install() -> anyhow::Result<Metrics> {
+        let recorder = PrometheusBuilder::new()
+            .idle_timeout(MetricKindMask::ALL, Some(STALE_AFTER))
+            .build_recorder();
+        let handle = recorder.handle();
+        metrics::set_global_recorder(recorder)
+            .context("a metrics recorder is already installed")?;
+        describe();
+        Ok(Metrics { handle })
+    }
+
+    /// Gathers the current values from the control plane and renders the text format.
+    pub async fn render(&self, control: &Control) -> anyhow::Result<String> {
+        let ports = control.ports().await?;
+        let networks = control.network_counters().await?;
+        publish_ports(&ports);
+        for (name, stats, gateway) in &networks {
+            publish_network(name, stats);
+            publish_gateway(name, gateway);
+        }
+        self.handle.run_upkeep();
+        Ok(self.handle.render())
+    }
+}
+
+/// Serves `GET /metrics` on `addr` until the process ends.
+pub async fn serve(
+    addr: SocketAddr,
+    control: Arc<Control>,
+    metrics: Arc<Metrics>,
+) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen for metrics on {addr}"))?;
+    let app = axum::Router::new().route(
+        "/metrics",
+        axum::routing::get(move || {
+            let (control, metrics) = (control.clone(), metrics.clone());
+            async move {
+                match metrics.render(&control).await {
+                    Ok(text) => (
+                        axum::http::StatusCode::OK,
+                        [("content-type", "text/plain; version=0.0.4")],
+                        text,
+                    ),
+                    Err(e) => (
+                        axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+                        [("content-type", "text/plain")],
+                        format!("{e:#}\n"),
+                    ),
+                }
+            }
+        }),
+    );
+    axum::serve(listener, app)
+        .await
+        .context("metrics server failed")
+}
+
+const PORT_COUNTERS: [(&str, &str, Unit); 4] = [
+    (
+        "vswitch_port_rx_packets_total",
+        "Frames received from the port's device.",
+        Unit::Count,
+    ),
+    (
+        "vswitch_port_rx_bytes_total",
+        "Bytes received from the port's device.",
+        Unit::Bytes,
+    ),
+    (
+        "vswitch_port_tx_packets_total",
+        "Frames sent to the port's device.",
+        Unit::Count,
+    ),
+    (
+        "vswitch_port_tx_bytes_total",
+        "Bytes sent to the port's device.",
+        Unit::Bytes,
+    ),
+];
+
+fn describe() {
+    for (name, help, unit) in PORT_COUNTERS {
+        describe_counter!(name, unit, help);
+    }
+    describe_counter!(
+        "vswitch_port_drops_total",
+        Unit::Count,
+        "Frames dropped on the port (ingress or egress), by reason."
+    );
+    for (name, help) in NETWORK_COUNTERS {
+        describe_counter!(name, Unit::Count, help);
+    }
+    describe_gauge!(
+        "vswitch_network_fdb_entries",
+        Unit::Count,
+        "MAC addresses in the network's forwarding table."
+    );
+    for (name, help) in GATEWAY_COUNTERS {
+        describe_counter!(name, Unit::Count, help);
+    }
+}
+
+fn publish_ports(ports: &[PortInfo]) {
+    for p in ports {
+        let labels = [
+            ("network", p.network.clone()),
+            ("endpoint", p.endpoint.clone()),
+            ("kind", p.kind.clone()),
+        ];
+        let values = [p.rx_packets, p.rx_bytes, p.tx_packets, p.tx_bytes];
+        for ((name, _, _), value) in PORT_COUNTERS.iter().zip(values) {
+            counter!(*name, &labels).absolute(value);
+        }
+        for reason in DropReason::ALL {
+            let value = p.drops_by_reason.get(reason.name()).copied().unwrap_or(0);
+            let mut labels = labels.to_vec();
+            labels.push(("reason", reason.name().to_string()));
+            counter!("vswitch_port_drops_total", &labels).absolute(value);
+        }
+    }
+}
+
+const NETWORK_COUNTERS: [(&str, &str); 6] = [
+    (
+        "vswitch_network_forwarded_frames_total",
+        "Frames sent to one known port.",
+    ),
+    (
+        "vswitch_network_flooded_frames_total",
+        "Frames flooded: broadcast, multicast, unknown unicast.",
+    ),
+    (
+        "vswitch_network_fdb_learned_total",
+        "MAC addresses learned.",
+    ),
+    (
+        "vswitch_network_fdb_moved_total",
+        "MAC addresses that moved to another port.",
+    ),
+    (
+        "vswitch_network_fdb_aged_total",
+        "MAC addresses forgotten after idling.",
+    ),
+    (
+        "vswitch_network_fdb_limit_reached_total",
+        "Source MACs not learned: their port held its limit.",
+    ),
+];
+
+fn publish_network(name: &str, s: &NetworkStats) {
+    let labels = [("network", name.to_string())];
+    let values = [
+        s.forwarded,
+        s.flooded,
+        s.learned,
+        s.moved,
+        s.aged,
+        s.limit_reached,
+    ];
+    for ((metric, _), value) in NETWORK_COUNTERS.iter().zip(values) {
+        counter!(*metric, &labels).absolute(value);
+    }
+    gauge!("vswitch_network_fdb_entries", &labels).set(s.fdb_entries as f64);
+}
+
+const GATEWAY_COUNTERS: [(&str, &str); 8] = [
+    (
+        "vswitch_gateway_dns_queries_total",
+        "DNS queries received by the gateway (UDP and TCP).",
+    ),
+    (
+        "vswitch_gateway_dns_forwarded_total",
+        "DNS queries forwarded to upstream servers.",
+    ),
+    (
+        "vswitch_gateway_dns_servfail_total",
+        "Forwarded DNS queries answered SERVFAIL.",
+    ),
+    (
+        "vswitch_gateway_dns_dropped_total",
+        "Malformed or non-query DNS messages dropped.",
+    ),
+    (
+        "vswitch_gateway_dhcp_requests_total",
+        "DHCP client messages handled.",
+    ),
+    ("vswitch_gateway_dhcp_replies_total", "DHCP replies sent."),
+    (
+        "vswitch_gateway_dhcp_dropped_total",
+        "Malformed DHCP messages dropped.",
+    ),
+    (
+        "vswitch_gateway_frames_dropped_total",
+        "Frames dropped: the gateway's queue was full.",
+    ),
+];
+
+fn publish_gateway(name: &str, g: &GatewayStats) {
+    let labels = [("network", name.to_string())];
+    let values = [
+        g.dns_queries,
+        g.dns_forwarded,
+        g.dns_servfail,
+        g.dns_dropped,
+        g.dhcp_requests,
+        g.dhcp_replies,
+        g.dhcp_dropped,
+        g.frames_dropped,
+    ];
+    for ((metric, _), value) in GATEWAY_COUNTERS.iter().zip(values) {
+        counter!(*metric, &labels).absolute(value);
+    }
+}
