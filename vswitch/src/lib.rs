@@ -6,6 +6,7 @@
 //! `leases`, DNS from the `directory`, upstream servers from `resolv`) is a port of the switch.
 
 pub mod api;
+pub mod capture;
 pub mod cli;
 pub mod client;
 pub mod control;
