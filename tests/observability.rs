@@ -9,7 +9,7 @@ use std::net::{TcpListener, TcpStream};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::{eventually, in_netns, run, tcp_transfer, Bed};
+use common::{eventually, in_netns, ping, run, tcp_transfer, Bed};
 
 /// A TCP port free on loopback right now.
 fn free_port() -> u16 {
@@ -255,5 +255,205 @@ fn top_shows_ports_and_rates_during_a_transfer_and_quits_on_q() {
     assert!(
         eventually(Duration::from_secs(5), || !tmux.alive()),
         "top did not quit on q"
+    );
+}
+
+/// Starts `vswitch capture ARGS` writing to `file`; returns once the daemon streams (its
+/// header is in the file).
+fn start_capture(bed: &Bed, file: &std::path::Path, args: &[&str]) -> std::process::Child {
+    let child = Command::new(env!("CARGO_BIN_EXE_vswitch"))
+        .arg("--socket")
+        .arg(&bed.socket)
+        .arg("capture")
+        .args(["-w", file.to_str().unwrap()])
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    assert!(
+        eventually(Duration::from_secs(5), || std::fs::metadata(file)
+            .is_ok_and(|m| m.len() > 0)),
+        "capture did not start"
+    );
+    child
+}
+
+/// Waits (bounded) for a capture that stops by itself; returns its stderr.
+fn finish_capture(mut child: std::process::Child) -> String {
+    let ended = eventually(Duration::from_secs(10), || {
+        child.try_wait().unwrap().is_some()
+    });
+    if !ended {
+        let _ = child.kill();
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        ended && out.status.success(),
+        "capture: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn tcpdump_lines(file: &std::path::Path, filter: &[&str]) -> Vec<String> {
+    let out = Command::new("tcpdump")
+        .args(["-nr", file.to_str().unwrap()])
+        .args(filter)
+        .stderr(Stdio::null())
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn capture_of_pings_reads_back_in_tcpdump_and_filters_like_tcpdump() {
+    let mut bed = Bed::start();
+    let ns = bed.network_with("cap", "10.83.0.0/24", &["a", "b", "c"]);
+    let (a, b, c) = (&ns[0], &ns[1], &ns[2]);
+    let (a_ip, b_ip) = pin_neighbours(&bed, "cap", a, b);
+    let file = bed.dir.join("a.pcapng");
+    let child = start_capture(&bed, &file, &["--port", a, "-c", "8"]);
+    assert!(in_netns(
+        a,
+        &["ping", "-c", "4", "-i", "0.2", "-W", "2", &b_ip]
+    ));
+    let stderr = finish_capture(child);
+    assert!(stderr.contains("8 frames captured; 0 skipped"), "{stderr}");
+    let lines = tcpdump_lines(&file, &[]);
+    let requests = format!("IP {a_ip} > {b_ip}: ICMP echo request");
+    let replies = format!("IP {b_ip} > {a_ip}: ICMP echo reply");
+    assert_eq!(
+        lines.iter().filter(|l| l.contains(&requests)).count(),
+        4,
+        "{lines:#?}"
+    );
+    assert_eq!(
+        lines.iter().filter(|l| l.contains(&replies)).count(),
+        4,
+        "{lines:#?}"
+    );
+    assert_eq!(lines.len(), 8, "{lines:#?}");
+
+    // A network capture with a filter keeps only what matches: c's pings to the gateway pass
+    // by unseen.
+    let file = bed.dir.join("net.pcapng");
+    let filter = format!("icmp and host {a_ip}");
+    let child = start_capture(&bed, &file, &["--network", "cap", "-c", "4", &filter]);
+    assert!(ping(c, "10.83.0.1", 3));
+    assert!(in_netns(
+        a,
+        &["ping", "-c", "2", "-i", "0.2", "-W", "2", &b_ip]
+    ));
+    finish_capture(child);
+    let lines = tcpdump_lines(&file, &[]);
+    assert_eq!(lines.len(), 4, "{lines:#?}");
+    assert!(
+        lines
+            .iter()
+            .all(|l| l.contains(&a_ip) && l.contains("ICMP")),
+        "{lines:#?}"
+    );
+}
+
+#[test]
+fn tshark_reads_why_a_frame_was_dropped() {
+    let mut bed = Bed::start();
+    bed.ok(&["network", "create", "drops", "--subnet", "10.84.0.0/24"]);
+    let big = bed.netns("big");
+    let small = bed.netns("small");
+    bed.ok(&["connect", "drops", &big, "--mtu", "9000"]);
+    bed.ok(&["connect", "drops", &small]);
+    let (_, small_ip) = pin_neighbours(&bed, "drops", &big, &small);
+    // The switch learns small's MAC, so the frame goes to small alone (not flooded).
+    assert!(ping(&small, "10.84.0.1", 1));
+    let file = bed.dir.join("drops.pcapng");
+    // The frame entering from big, then the same frame dropped on its way out to small: 3000
+    // bytes fit big's MTU but not small's.
+    let args = ["--network", "drops", "--drops", "-c", "2", "icmp"];
+    let child = start_capture(&bed, &file, &args);
+    assert!(!in_netns(
+        &big,
+        &["ping", "-c", "1", "-W", "1", "-s", "3000", &small_ip]
+    ));
+    let stderr = finish_capture(child);
+    let out = Command::new("tshark")
+        .args([
+            "-r",
+            file.to_str().unwrap(),
+            "-T",
+            "fields",
+            "-e",
+            "frame.comment",
+            "-e",
+            "frame.interface_name",
+            "-e",
+            "ip.dst",
+        ])
+        .stderr(Stdio::null())
+        .output()
+        .expect("tshark is installed");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let dropped = text
+        .lines()
+        .find(|l| l.contains("dropped by vswitch: over_mtu"))
+        .unwrap_or_else(|| panic!("no drop comment: {text} ({stderr})"));
+    assert!(
+        dropped.contains(&small) && dropped.contains(&small_ip),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_stalled_capture_reader_does_not_slow_forwarding_and_skips_are_reported() {
+    let mut bed = Bed::start();
+    let ns = bed.network_with("stall", "10.85.0.0/24", &["a", "b"]);
+    let (a, b) = (ns[0].clone(), ns[1].clone());
+    let total = 512 << 20;
+    let (_, _, _, baseline) = tcp_transfer(&a, &b, "10.85.0.3", total);
+    // A reader that never reads: the pipe fills, then the daemon's queue, then frames are skipped.
+    let mut reader = Command::new(env!("CARGO_BIN_EXE_vswitch"))
+        .arg("--socket")
+        .arg(&bed.socket)
+        .args(["capture", "--port", &b, "-w", "-"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let (sent, got, bytes, stalled) = tcp_transfer(&a, &b, "10.85.0.3", total);
+    assert_eq!((bytes, got), (total, sent));
+    // Drain and stop it: the summary reports what was skipped.
+    let mut stdout = reader.stdout.take().unwrap();
+    let drain = std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(reader.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    let ended = eventually(Duration::from_secs(10), || {
+        reader.try_wait().unwrap().is_some()
+    });
+    if !ended {
+        let _ = reader.kill();
+    }
+    let out = reader.wait_with_output().unwrap();
+    drain.join().unwrap().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(ended, "capture ignored Ctrl-C: {stderr}");
+    let skipped: u64 = stderr
+        .split("; ")
+        .nth(1)
+        .and_then(|s| s.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no summary: {stderr}"));
+    assert!(skipped > 0, "{stderr}");
+    // Forwarding kept its pace (wide tolerance: two cores shared with both endpoints).
+    assert!(
+        stalled < baseline * 2.0 + 1.0,
+        "transfer took {stalled:.2} s with a stalled capture, {baseline:.2} s without"
     );
 }

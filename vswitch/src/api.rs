@@ -30,6 +30,37 @@ use crate::control::Control;
 use crate::error::ControlError;
 use crate::model::{ConnectRequest, NetworkCreate, TrunkCreate, TrunkRecord};
 
+/// Header of a capture response carrying its id (for `DELETE /v1/captures/{id}`).
+pub const CAPTURE_ID_HEADER: &str = "x-vswitch-capture";
+
+async fn start_capture(
+    State(c): State<Arc<Control>>,
+    req: Result<Json<crate::model::CaptureRequest>, JsonRejection>,
+) -> Result<Response, ControlError> {
+    let stream = c.start_capture(body(req)?).await?;
+    let chunks = futures::stream::unfold(stream.bytes, |mut rx| async move {
+        rx.recv()
+            .await
+            .map(|chunk| (Ok::<_, std::convert::Infallible>(chunk), rx))
+    });
+    Ok((
+        [
+            ("content-type", "application/x-pcapng".to_string()),
+            (CAPTURE_ID_HEADER, stream.id.to_string()),
+        ],
+        axum::body::Body::from_stream(chunks),
+    )
+        .into_response())
+}
+
+async fn stop_capture(
+    State(c): State<Arc<Control>>,
+    Path(id): Path<u64>,
+) -> Result<StatusCode, ControlError> {
+    c.stop_capture(id)?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
 /// Body of every error response.
 #[derive(Debug, Serialize, serde::Deserialize)]
 pub struct ErrorBody {
@@ -75,6 +106,8 @@ pub fn router(control: Arc<Control>) -> Router {
         .route("/v1/trunks", get(list_trunks).post(add_trunk))
         .route("/v1/trunks/{target}", delete(remove_trunk))
         .route("/v1/ports", get(ports))
+        .route("/v1/captures", axum::routing::post(start_capture))
+        .route("/v1/captures/{id}", delete(stop_capture))
         .with_state(control)
 }
 

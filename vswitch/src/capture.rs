@@ -45,13 +45,13 @@ pub struct TapScope {
     /// Ports tapped.
     pub ports: Vec<PortId>,
     /// Both directions (a port), or only frames entering the switch (a whole network, where the
-    /// other direction would repeat every frame).
+    /// other direction would repeat every frame; frames dropped on the way out still count).
     pub both_directions: bool,
 }
 
 impl TapScope {
-    fn index_of(&self, port: PortId, direction: Direction) -> Option<usize> {
-        if direction == Direction::Out && !self.both_directions {
+    fn index_of(&self, port: PortId, direction: Direction, dropped: bool) -> Option<usize> {
+        if direction == Direction::Out && !self.both_directions && !dropped {
             return None;
         }
         self.ports.iter().position(|p| *p == port)
@@ -132,7 +132,7 @@ impl Taps {
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         for capture in captures.iter() {
-            let Some(index) = capture.scope.index_of(port, direction) else {
+            let Some(index) = capture.scope.index_of(port, direction, drop.is_some()) else {
                 continue;
             };
             if drop.is_some() && !capture.drops {
@@ -167,7 +167,7 @@ impl Taps {
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         for mirror in mirrors.iter() {
-            if mirror.target != port && mirror.scope.index_of(port, direction).is_some() {
+            if mirror.target != port && mirror.scope.index_of(port, direction, false).is_some() {
                 out.push(mirror.target);
             }
         }
@@ -454,8 +454,9 @@ mod tests {
     #[test]
     fn network_scope_takes_only_frames_entering_the_switch() {
         let net = scope(&[1, 2], false);
-        assert_eq!(net.index_of(PortId(2), Direction::In), Some(1));
-        assert_eq!(net.index_of(PortId(2), Direction::Out), None);
+        assert_eq!(net.index_of(PortId(2), Direction::In, false), Some(1));
+        assert_eq!(net.index_of(PortId(2), Direction::Out, false), None);
+        assert_eq!(net.index_of(PortId(2), Direction::Out, true), Some(1));
         let taps = Taps::default();
         taps.set_mirrors(vec![MirrorTap {
             name: "m".into(),

@@ -140,6 +140,31 @@ pub enum Command {
         #[arg(long, default_value_t = 1.0)]
         interval: f64,
     },
+    /// Capture live frames to pcapng (read by tcpdump -r, tshark -r, Wireshark), e.g.
+    /// `vswitch capture --network app -w - | tshark -r -`. Ends on Ctrl-C, after -c frames,
+    /// or when the reader closes the pipe; prints how many frames the switch had to skip.
+    Capture {
+        /// One endpoint, both directions: its name, NETWORK/NAME, or its namespace.
+        #[arg(long, conflicts_with = "network", required_unless_present = "network")]
+        port: Option<String>,
+        /// Every port of a network, frames as they enter the switch.
+        #[arg(long)]
+        network: Option<String>,
+        /// Where to write: a file, or - for standard output.
+        #[arg(short = 'w', long = "write")]
+        write: Option<PathBuf>,
+        /// Stop after this many frames.
+        #[arg(short = 'c', long = "count")]
+        count: Option<u64>,
+        /// Bytes kept of each frame [default: 65535].
+        #[arg(short = 's', long = "snaplen")]
+        snaplen: Option<u32>,
+        /// Include frames the switch dropped, each with a comment naming the reason.
+        #[arg(long)]
+        drops: bool,
+        /// tcpdump filter, e.g. `icmp and host 10.89.0.2`.
+        filter: Vec<String>,
+    },
     /// Show a network's MAC table.
     Fdb {
         /// Network name.

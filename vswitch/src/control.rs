@@ -18,8 +18,8 @@ use crate::frame::MacAddr;
 use crate::gateway::{self, Gateway, GatewayConfig, GatewayStats, LeaseCall};
 use crate::leases;
 use crate::model::{
-    plan_endpoint, plan_network, plan_trunk, ConnectRequest, Connected, EndpointRecord,
-    NetworkCreate, NetworkRecord, TrunkCreate, TrunkRecord,
+    plan_endpoint, plan_network, plan_trunk, CaptureRequest, ConnectRequest, Connected,
+    EndpointRecord, NetworkCreate, NetworkRecord, TrunkCreate, TrunkRecord,
 };
 use crate::resolv;
 use crate::state::{State, StateStore};
@@ -110,8 +110,18 @@ struct Inner {
     trunks: HashMap<String, LiveEndpoint>,
 }
 
+/// A running capture's output: pcapng bytes as they are written.
+pub struct CaptureStream {
+    /// Its id, for `stop_capture`.
+    pub id: u64,
+    /// The bytes; the stream ends when the capture does.
+    pub bytes: mpsc::Receiver<bytes::Bytes>,
+}
+
 /// The daemon's state and the data path it drives.
 pub struct Control {
+    /// Stop flags of running captures by id.
+    captures: std::sync::Mutex<HashMap<u64, Arc<std::sync::atomic::AtomicBool>>>,
     inner: Mutex<Inner>,
     dataplane: DataPlane,
     store: StateStore,
@@ -144,6 +154,7 @@ impl Control {
             store,
             names: Arc::default(),
             leases,
+            captures: Default::default(),
         });
         tokio::spawn(serve_leases(Arc::downgrade(&control), lease_calls));
         control.restore(saved).await?;
@@ -809,6 +820,83 @@ impl Control {
         Ok(ports)
     }
 
+    /// Starts a live capture; its pcapng output streams from the returned receiver until the
+    /// count is reached, `stop_capture` is called, or the receiver is dropped.
+    pub async fn start_capture(&self, req: CaptureRequest) -> Result<CaptureStream, ControlError> {
+        use crate::capture::{write_pcapng, Filter, TapScope, WriterConfig, DEFAULT_SNAPLEN};
+        let (ports, both_directions) = {
+            let inner = self.inner.lock().await;
+            match (&req.port, &req.network) {
+                (Some(port), None) => (vec![inner.endpoint_port(port)?], true),
+                (None, Some(network)) => (inner.network_ports(network)?, false),
+                _ => {
+                    return Err(ControlError::Invalid(
+                        "capture either one endpoint (--port) or a network (--network)".into(),
+                    ))
+                }
+            }
+        };
+        if let Some(filter) = &req.filter {
+            Filter::compile(filter).map_err(|e| ControlError::Invalid(e.to_string()))?;
+        }
+        let snaplen = req
+            .snaplen
+            .unwrap_or(DEFAULT_SNAPLEN)
+            .clamp(1, DEFAULT_SNAPLEN);
+        let config = WriterConfig {
+            interfaces: ports.iter().map(|p| p.name.clone()).collect(),
+            snaplen,
+            filter: req.filter.clone(),
+            count: req.count,
+        };
+        let scope = TapScope {
+            ports: ports.iter().map(|p| p.port).collect(),
+            both_directions,
+        };
+        let taps = self.dataplane.taps().clone();
+        let (id, frames) = taps.start_capture(scope, req.drops, snaplen);
+        let stopped = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        self.captures
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(id, stopped.clone());
+        let (bytes_tx, bytes) = mpsc::channel(64);
+        let spawned = std::thread::Builder::new()
+            .name(format!("capture{id}"))
+            .spawn(move || {
+                let finish = || taps.stop_capture(id).unwrap_or_default();
+                let emit = |b: Vec<u8>| bytes_tx.blocking_send(bytes::Bytes::from(b)).is_ok();
+                let (ended, written) = write_pcapng(&config, &frames, &stopped, finish, emit);
+                taps.stop_capture(id);
+                debug!(capture = id, ?ended, written, "capture ended");
+            });
+        if let Err(e) = spawned {
+            self.dataplane.taps().stop_capture(id);
+            return Err(ControlError::Internal(format!(
+                "cannot start a capture thread: {e}"
+            )));
+        }
+        info!(capture = id, port = ?req.port, network = ?req.network, "capture started");
+        Ok(CaptureStream { id, bytes })
+    }
+
+    /// Stops a capture: its stream ends with the interface statistics.
+    pub fn stop_capture(&self, id: u64) -> Result<(), ControlError> {
+        let stopped = self
+            .captures
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(&id)
+            .ok_or_else(|| ControlError::Invalid(format!("no capture {id}")))?;
+        stopped.store(true, std::sync::atomic::Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Frames captures had to skip (slow readers), all captures so far.
+    pub fn capture_skipped(&self) -> u64 {
+        self.dataplane.taps().skipped_total()
+    }
+
     /// Every network's switching and gateway counters, for metrics.
     pub async fn network_counters(
         &self,
@@ -860,6 +948,84 @@ impl Control {
                 age_seconds: row.age.map(|a| (a.as_secs_f64() * 10.0).round() / 10.0),
             })
             .collect())
+    }
+}
+
+/// A port the way a capture or mirror names it.
+struct NamedPort {
+    port: PortId,
+    name: String,
+}
+
+impl Inner {
+    /// Finds an endpoint's port by name, `NETWORK/NAME`, or namespace.
+    fn endpoint_port(&self, target: &str) -> Result<NamedPort, ControlError> {
+        let (network, name) = match target.split_once('/') {
+            Some((n, e)) if self.live.contains_key(n) => (Some(n), e),
+            _ => (None, target),
+        };
+        let matches: Vec<NamedPort> = self
+            .state
+            .networks
+            .iter()
+            .filter(|(n, _)| network.is_none_or(|want| want == n.as_str()))
+            .flat_map(|(n, record)| {
+                record
+                    .endpoints
+                    .values()
+                    .filter(|e| is_target(name, &e.name, &e.netns))
+                    .filter_map(move |e| {
+                        let live = self.live.get(n)?.endpoints.get(&e.name)?;
+                        Some(NamedPort {
+                            port: live.port,
+                            name: e.name.clone(),
+                        })
+                    })
+            })
+            .collect();
+        match matches.len() {
+            1 => Ok(matches.into_iter().next().expect("one")),
+            0 => Err(ControlError::Invalid(format!("no endpoint {target}"))),
+            _ => Err(ControlError::Invalid(format!(
+                "endpoint {target} is on several networks: name it NETWORK/{name}"
+            ))),
+        }
+    }
+
+    /// Every port of a network: its endpoints, its gateway and the trunks carrying it.
+    fn network_ports(&self, network: &str) -> Result<Vec<NamedPort>, ControlError> {
+        let live = self
+            .live
+            .get(network)
+            .ok_or_else(|| ControlError::UnknownNetwork(network.to_string()))?;
+        let mut ports: Vec<NamedPort> = live
+            .endpoints
+            .iter()
+            .map(|(name, e)| NamedPort {
+                port: e.port,
+                name: name.clone(),
+            })
+            .collect();
+        ports.push(NamedPort {
+            port: live.gateway.port,
+            name: "gateway".into(),
+        });
+        for (name, trunk) in &self.trunks {
+            let record = &self.state.trunks[name];
+            if record
+                .networks
+                .iter()
+                .chain(&record.native)
+                .any(|n| n == network)
+            {
+                ports.push(NamedPort {
+                    port: trunk.port,
+                    name: format!("trunk {name}"),
+                });
+            }
+        }
+        ports.sort_by_key(|p| p.port);
+        Ok(ports)
     }
 }
 

@@ -18,6 +18,7 @@ use mio::{Events, Interest, Poll, Token, Waker};
 use tokio::sync::oneshot;
 use tracing::{debug, warn};
 
+use crate::capture::{Direction, Taps};
 use crate::frame::{egress_parts, vlan_tag, ETH_HEADER_LEN};
 use crate::offload::{Offload, Segmenter, VNET_HDR_LEN};
 use crate::reason::{DropCounters, DropReason};
@@ -110,6 +111,7 @@ struct WorkerHandle {
 pub struct DataPlane {
     switch: Arc<Mutex<Switch>>,
     workers: Vec<WorkerHandle>,
+    taps: Arc<Taps>,
 }
 
 /// A worker thread is gone (it panicked); nothing can be forwarded any more.
@@ -126,6 +128,7 @@ impl DataPlane {
     /// Starts the worker threads.
     pub fn start(config: DataPathConfig) -> io::Result<DataPlane> {
         let switch = Arc::new(Mutex::new(Switch::new(config.switch)));
+        let taps = Arc::new(Taps::default());
         let mut workers = Vec::new();
         for index in 0..config.workers.max(1) {
             let poll = Poll::new()?;
@@ -134,6 +137,8 @@ impl DataPlane {
             let mut worker = Worker {
                 sweeps: index == 0,
                 switch: switch.clone(),
+                taps: taps.clone(),
+                mirror_targets: Vec::new(),
                 ports: Vec::new(),
                 poll,
                 commands: receiver,
@@ -154,7 +159,25 @@ impl DataPlane {
                 thread: Some(thread),
             });
         }
-        Ok(DataPlane { switch, workers })
+        Ok(DataPlane {
+            switch,
+            workers,
+            taps,
+        })
+    }
+
+    /// Captures and mirrors on the data path.
+    pub fn taps(&self) -> &Arc<Taps> {
+        &self.taps
+    }
+
+    /// What `process` would do with `frame` arriving on `port`, changing nothing.
+    pub async fn trace(
+        &self,
+        port: PortId,
+        frame: &[u8],
+    ) -> Result<crate::switch::Trace, DataPlaneGone> {
+        Ok(lock(&self.switch).trace(Instant::now(), port, frame))
     }
 
     /// Number of workers: the queues each TAP device should have.
@@ -373,13 +396,18 @@ struct PortIo {
 }
 
 impl PortIo {
-    fn count_tx(&mut self, result: io::Result<usize>) {
+    /// Counts a write; returns the drop if it failed.
+    fn count_tx(&mut self, result: io::Result<usize>) -> Option<DropReason> {
         match result {
             Ok(written) => {
                 self.counters.tx_packets += 1;
                 self.counters.tx_bytes += written as u64;
+                None
             }
-            Err(_) => self.counters.drops.count(DropReason::TxError),
+            Err(_) => {
+                self.counters.drops.count(DropReason::TxError);
+                Some(DropReason::TxError)
+            }
         }
     }
 }
@@ -388,6 +416,9 @@ struct Worker {
     /// This worker runs the FDB sweep.
     sweeps: bool,
     switch: Arc<Mutex<Switch>>,
+    taps: Arc<Taps>,
+    /// Mirror targets of the frame at hand.
+    mirror_targets: Vec<PortId>,
     ports: Vec<Option<PortIo>>,
     poll: Poll,
     commands: mpsc::Receiver<Command>,
@@ -484,11 +515,19 @@ impl Worker {
             io.counters.rx_packets += 1;
             io.counters.rx_bytes += frame.len() as u64;
             let wire_len = offload.wire_len(frame.len());
+            // One relaxed load when nothing is captured or mirrored.
+            let tapped = self.taps.is_active();
             let ingress_tag_len = {
                 let mut switch = lock(&self.switch);
                 let action = switch.process_gso(now, port, frame, wire_len);
                 let ingress_tag_len = match action {
-                    Action::Drop(_) => continue,
+                    Action::Drop(reason) => {
+                        drop(switch);
+                        if tapped {
+                            self.taps.offer(port, Direction::In, &[frame], Some(reason));
+                        }
+                        continue;
+                    }
                     Action::Forward {
                         ingress_tag_len, ..
                     }
@@ -500,12 +539,37 @@ impl Worker {
                 self.targets.extend(action.targets());
                 ingress_tag_len
             };
+            self.mirror_targets.clear();
+            if tapped {
+                self.taps.offer(port, Direction::In, &[frame], None);
+                self.taps
+                    .mirror_targets(port, Direction::In, &mut self.mirror_targets);
+            }
             for egress in &self.targets {
                 if let Some(Some(out)) = self.ports.get_mut(egress.port.index()) {
                     let tag = egress.vlan.map(vlan_tag);
                     let tag: &[u8] = tag.as_ref().map_or(&[], |t| &t[..]);
                     let parts = egress_parts(frame, ingress_tag_len, tag);
                     let offload = offload.shifted(tag.len() as isize - ingress_tag_len as isize);
+                    let dropped = dispatch_frame(out, parts, offload, &mut self.segmenter);
+                    if tapped {
+                        self.taps
+                            .offer(egress.port, Direction::Out, &parts, dropped);
+                        self.taps.mirror_targets(
+                            egress.port,
+                            Direction::Out,
+                            &mut self.mirror_targets,
+                        );
+                    }
+                }
+            }
+            // Mirrored copies leave untagged, once per target.
+            self.mirror_targets.sort_unstable();
+            self.mirror_targets.dedup();
+            for target in &self.mirror_targets {
+                if let Some(Some(out)) = self.ports.get_mut(target.index()) {
+                    let parts = egress_parts(frame, ingress_tag_len, &[]);
+                    let offload = offload.shifted(-(ingress_tag_len as isize));
                     dispatch_frame(out, parts, offload, &mut self.segmenter);
                 }
             }
@@ -577,18 +641,18 @@ impl Worker {
 
 /// Writes one frame, given as the parts of its egress form, to `out`: with its offload header
 /// if the port takes one, else as wire frames (segmented, checksums filled in) if it must.
-/// A frame larger than the port's MTU is dropped and counted.
+/// A frame larger than the port's MTU is dropped and counted. Returns the drop, if any.
 fn dispatch_frame(
     out: &mut PortIo,
     parts: [&[u8]; 3],
     offload: Offload,
     segmenter: &mut Segmenter,
-) {
+) -> Option<DropReason> {
     let len: usize = parts.iter().map(|p| p.len()).sum();
     let l2_len = ETH_HEADER_LEN + parts[1].len();
     if offload.wire_len(len).saturating_sub(l2_len) > out.mtu {
         out.counters.drops.count(DropReason::OverMtu);
-        return;
+        return Some(DropReason::OverMtu);
     }
     if out.vnet_hdr {
         let hdr = offload.emit();
@@ -599,16 +663,21 @@ fn dispatch_frame(
             IoSlice::new(parts[2]),
         ];
         let result = out.queue.send_vectored(&iov);
-        out.count_tx(result.map(|n| n.saturating_sub(VNET_HDR_LEN)));
+        out.count_tx(result.map(|n| n.saturating_sub(VNET_HDR_LEN)))
     } else if offload.is_gso() || offload.needs_csum() {
         match segmenter.wire_frames(&parts, offload) {
             Ok(frames) => {
+                let mut dropped = None;
                 for frame in frames {
                     let result = out.queue.send(frame);
-                    out.count_tx(result);
+                    dropped = dropped.or(out.count_tx(result));
                 }
+                dropped
             }
-            Err(reason) => out.counters.drops.count(reason),
+            Err(reason) => {
+                out.counters.drops.count(reason);
+                Some(reason)
+            }
         }
     } else {
         let iov = [
@@ -617,6 +686,6 @@ fn dispatch_frame(
             IoSlice::new(parts[2]),
         ];
         let result = out.queue.send_vectored(&iov);
-        out.count_tx(result);
+        out.count_tx(result)
     }
 }

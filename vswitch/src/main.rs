@@ -1,24 +1,26 @@
 //! The `vswitch` binary: the daemon, and the CLI that asks it.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::Parser;
+use http_body_util::BodyExt;
 use hyper::Method;
 use serde::Serialize;
 use serde_json::Value;
 
+use vswitch::api::CAPTURE_ID_HEADER;
 use vswitch::cli::{
     print_table, Cli, Command, Format, LogFormat, NetworkCommand, SwitchArgs, TrunkCommand,
 };
-use vswitch::client::{call, segment};
+use vswitch::client::{call, call_streaming, segment};
 use vswitch::control::{FdbInfo, PortInfo};
 use vswitch::dataplane::{default_workers, DataPathConfig};
 use vswitch::model::{
-    ConnectRequest, Connected, EndpointRecord, NetworkCreate, NetworkRecord, TrunkCreate,
-    TrunkRecord,
+    CaptureRequest, ConnectRequest, Connected, EndpointRecord, NetworkCreate, NetworkRecord,
+    TrunkCreate, TrunkRecord,
 };
 use vswitch::switch::SwitchConfig;
 use vswitch::{daemon, topology};
@@ -141,6 +143,25 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             let endpoint: EndpointRecord = call(socket, Method::DELETE, &path, None::<&()>).await?;
             println!("disconnected {} from {network}", endpoint.name);
         }
+        Command::Capture {
+            port,
+            network,
+            write,
+            count,
+            snaplen,
+            drops,
+            filter,
+        } => {
+            let req = CaptureRequest {
+                port,
+                network,
+                snaplen,
+                count,
+                drops,
+                filter: (!filter.is_empty()).then(|| filter.join(" ")),
+            };
+            capture(socket, req, write).await?;
+        }
         Command::Top { interval } => {
             let socket = socket.to_path_buf();
             let interval = Duration::from_secs_f64(interval.clamp(0.1, 3600.0));
@@ -183,7 +204,12 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                         p.port.to_string(),
                         p.network.clone(),
                         p.endpoint.clone(),
-                        format!("{}:{}", p.netns, p.ifname),
+                        match (p.netns.as_str(), p.ifname.as_str()) {
+                            // A gateway lives in the daemon, with a host interface or none.
+                            ("", "") => "-".to_string(),
+                            ("", ifname) => ifname.to_string(),
+                            (netns, ifname) => format!("{netns}:{ifname}"),
+                        },
                         p.mac.to_string(),
                         p.rx_packets.to_string(),
                         p.rx_bytes.to_string(),
@@ -376,6 +402,107 @@ fn print_listing<T: Serialize>(
     match format {
         Format::Json => print_json(&items),
         Format::Table => print_table(header, &items.iter().map(row).collect::<Vec<_>>()),
+    }
+}
+
+/// Streams a capture to a file or standard output until it ends, Ctrl-C, or the reader goes.
+async fn capture(socket: &Path, req: CaptureRequest, write: Option<PathBuf>) -> Result<()> {
+    use std::io::{IsTerminal, Write};
+    let mut out: Box<dyn Write> = match write.as_deref() {
+        Some(path) if path == Path::new("-") => Box::new(std::io::stdout()),
+        Some(path) => Box::new(
+            std::fs::File::create(path)
+                .with_context(|| format!("cannot create {}", path.display()))?,
+        ),
+        None if !std::io::stdout().is_terminal() => Box::new(std::io::stdout()),
+        None => anyhow::bail!(
+            "pcapng is binary: write it to a file (-w FILE) or a pipe (-w - | tcpdump -r -)"
+        ),
+    };
+    // Before the stream starts, so an early Ctrl-C also stops the capture cleanly.
+    let mut interrupt = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
+    let response = call_streaming(socket, Method::POST, "/v1/captures", &req).await?;
+    let id = response
+        .headers()
+        .get(CAPTURE_ID_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    let stop = || async {
+        let path = format!("/v1/captures/{}", segment(&id));
+        let _: Result<Value> = call(socket, Method::DELETE, &path, None::<&()>).await;
+    };
+    let mut body = response.into_body();
+    let mut summary = CaptureSummary::default();
+    let mut interrupted = false;
+    loop {
+        let frame = tokio::select! {
+            frame = body.frame() => frame,
+            _ = interrupt.recv(), if !interrupted => {
+                // Ask the daemon to stop: the stream then ends with its statistics.
+                interrupted = true;
+                stop().await;
+                continue;
+            }
+        };
+        let Some(frame) = frame else { break };
+        let Ok(data) = frame?.into_data() else {
+            continue;
+        };
+        summary.feed(&data);
+        if out.write_all(&data).and_then(|()| out.flush()).is_err() {
+            // The reader closed the pipe: stop quietly, as tcpdump does.
+            stop().await;
+            return Ok(());
+        }
+    }
+    eprintln!(
+        "{} frames captured; {} skipped by the switch (reader too slow)",
+        summary.frames, summary.skipped
+    );
+    Ok(())
+}
+
+/// Counts frames and reads the skip counts from the pcapng stream going by.
+#[derive(Default)]
+struct CaptureSummary {
+    parser: Option<pcap_file::pcapng::PcapNgParser>,
+    /// Bytes of a block not complete yet.
+    pending: Vec<u8>,
+    frames: u64,
+    skipped: u64,
+}
+
+impl CaptureSummary {
+    fn feed(&mut self, data: &[u8]) {
+        use pcap_file::pcapng::blocks::interface_statistics::InterfaceStatisticsOption;
+        use pcap_file::pcapng::{Block, PcapNgParser};
+        self.pending.extend_from_slice(data);
+        let mut rest: &[u8] = &self.pending;
+        if self.parser.is_none() {
+            let Ok((after_header, parser)) = PcapNgParser::new(rest) else {
+                return;
+            };
+            self.parser = Some(parser);
+            rest = after_header;
+        }
+        let parser = self.parser.as_mut().expect("set above");
+        while let Ok((next, block)) = parser.next_block(rest) {
+            match block {
+                Block::EnhancedPacket(_) => self.frames += 1,
+                Block::InterfaceStatistics(isb) => {
+                    for option in isb.options {
+                        if let InterfaceStatisticsOption::IsbIfDrop(n) = option {
+                            self.skipped += n;
+                        }
+                    }
+                }
+                _ => {}
+            }
+            rest = next;
+        }
+        let consumed = self.pending.len() - rest.len();
+        self.pending.drain(..consumed);
     }
 }
 

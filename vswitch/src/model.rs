@@ -235,6 +235,29 @@ pub struct ConnectRequest {
     pub dhcp: bool,
 }
 
+/// Body of `POST /v1/captures`: what to capture. The answer streams pcapng.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CaptureRequest {
+    /// One endpoint's port (both directions): its name, `NETWORK/NAME`, or its namespace.
+    #[serde(default)]
+    pub port: Option<String>,
+    /// Every port of a network (frames as they enter the switch).
+    #[serde(default)]
+    pub network: Option<String>,
+    /// Bytes kept of each frame.
+    #[serde(default)]
+    pub snaplen: Option<u32>,
+    /// Stop after this many frames.
+    #[serde(default)]
+    pub count: Option<u64>,
+    /// Include frames the switch dropped, with the reason as a packet comment.
+    #[serde(default)]
+    pub drops: bool,
+    /// tcpdump filter expression.
+    #[serde(default)]
+    pub filter: Option<String>,
+}
+
 /// Checks a name of a network or endpoint: Docker's rule, `[a-zA-Z0-9][a-zA-Z0-9_.-]*`.
 pub fn check_name(kind: &str, name: &str) -> Result<(), ControlError> {
     let mut chars = name.chars();

@@ -48,6 +48,7 @@ impl Metrics {
             publish_network(name, stats);
             publish_gateway(name, gateway);
         }
+        counter!("vswitch_capture_skipped_frames_total").absolute(control.capture_skipped());
         self.handle.run_upkeep();
         Ok(self.handle.render())
     }
@@ -130,6 +131,11 @@ fn describe() {
     for (name, help) in GATEWAY_COUNTERS {
         describe_counter!(name, Unit::Count, help);
     }
+    describe_counter!(
+        "vswitch_capture_skipped_frames_total",
+        Unit::Count,
+        "Frames live captures skipped because their reader was too slow."
+    );
 }
 
 fn publish_ports(ports: &[PortInfo]) {
