@@ -457,3 +457,99 @@ fn a_stalled_capture_reader_does_not_slow_forwarding_and_skips_are_reported() {
         "transfer took {stalled:.2} s with a stalled capture, {baseline:.2} s without"
     );
 }
+
+/// The FDB as (MAC, port) pairs, without ages.
+fn fdb(bed: &Bed, network: &str) -> Vec<(String, u64)> {
+    let rows = bed.json(&["fdb", network]);
+    let mut rows: Vec<(String, u64)> = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["mac"].as_str().unwrap().to_string(),
+                r["port"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    rows.sort();
+    rows
+}
+
+#[test]
+fn trace_names_ports_and_reasons_and_changes_nothing() {
+    let mut bed = Bed::start();
+    let ns = bed.network_with("tr", "10.86.0.0/24", &["a", "b", "c"]);
+    let (a, b, c) = (&ns[0], &ns[1], &ns[2]);
+    assert!(
+        ping(a, "10.86.0.3", 1),
+        "a and b talk, so the switch knows both"
+    );
+    let before = fdb(&bed, "tr");
+    let stats_before = bed.ports();
+
+    // Known unicast: forwarded to b alone.
+    let report = bed.json(&[
+        "trace", "tr", "--from", a, "--to", b, "--proto", "tcp", "--dport", "5432",
+    ]);
+    assert_eq!(report["verdict"], "forwarded", "{report}");
+    assert_eq!(report["egress"].as_array().unwrap().len(), 1);
+    assert!(
+        report["egress"][0]
+            .as_str()
+            .unwrap()
+            .starts_with(b.as_str()),
+        "{report}"
+    );
+    let text = bed.ok(&["trace", "tr", "--from", a, "--to", b]);
+    assert!(
+        text.contains("fdb:") && text.contains(&format!("({b})")),
+        "{text}"
+    );
+
+    // c never spoke: a frame to c is flooded to everyone else, gateway included.
+    let report = bed.json(&["trace", "tr", "--from", a, "--to", c]);
+    assert_eq!(report["verdict"], "flooded", "{report}");
+    let egress: Vec<&str> = report["egress"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e.as_str().unwrap())
+        .collect();
+    assert_eq!(egress.len(), 3, "{egress:?}");
+    assert!(
+        egress.iter().any(|e| e.starts_with("gateway"))
+            && !egress.iter().any(|e| e.starts_with(a.as_str()))
+    );
+
+    // A frame to its own sender's MAC would be dropped, and the trace says why.
+    let a_mac = bed
+        .ports()
+        .iter()
+        .find(|p| p["endpoint"] == a.as_str())
+        .unwrap()["mac"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let report = bed.json(&["trace", "tr", "--from", a, "--dst-mac", &a_mac]);
+    assert_eq!(
+        (report["verdict"].as_str(), report["drop_reason"].as_str()),
+        (Some("dropped"), Some("same_segment")),
+        "{report}"
+    );
+
+    // Nothing learned, nothing counted.
+    assert_eq!(fdb(&bed, "tr"), before);
+    let counts = |ports: &[serde_json::Value]| -> Vec<(u64, u64)> {
+        ports
+            .iter()
+            .map(|p| {
+                (
+                    p["rx_packets"].as_u64().unwrap(),
+                    p["tx_packets"].as_u64().unwrap(),
+                )
+            })
+            .collect()
+    };
+    assert_eq!(counts(&bed.ports()), counts(&stats_before));
+}

@@ -30,6 +30,14 @@ use crate::control::Control;
 use crate::error::ControlError;
 use crate::model::{ConnectRequest, NetworkCreate, TrunkCreate, TrunkRecord};
 
+async fn trace(
+    State(c): State<Arc<Control>>,
+    Path(name): Path<String>,
+    req: Result<Json<crate::trace::TraceRequest>, JsonRejection>,
+) -> Reply<crate::trace::TraceReport> {
+    Ok(Json(c.trace(&name, body(req)?).await?))
+}
+
 /// Header of a capture response carrying its id (for `DELETE /v1/captures/{id}`).
 pub const CAPTURE_ID_HEADER: &str = "x-vswitch-capture";
 
@@ -103,6 +111,7 @@ pub fn router(control: Arc<Control>) -> Router {
         )
         .route("/v1/networks/{name}/endpoints/{target}", delete(disconnect))
         .route("/v1/networks/{name}/fdb", get(fdb))
+        .route("/v1/networks/{name}/trace", axum::routing::post(trace))
         .route("/v1/trunks", get(list_trunks).post(add_trunk))
         .route("/v1/trunks/{target}", delete(remove_trunk))
         .route("/v1/ports", get(ports))

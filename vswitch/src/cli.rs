@@ -165,6 +165,32 @@ pub enum Command {
         /// tcpdump filter, e.g. `icmp and host 10.89.0.2`.
         filter: Vec<String>,
     },
+    /// Show what the switch would do with a frame from an endpoint, step by step, without
+    /// sending it or changing anything (no learning, no counters).
+    Trace {
+        /// Network name.
+        network: String,
+        /// Sending endpoint (name or namespace).
+        #[arg(long)]
+        from: String,
+        /// Receiving endpoint.
+        #[arg(long, required_unless_present_any = ["dst", "dst_mac"])]
+        to: Option<String>,
+        /// Destination address.
+        #[arg(long)]
+        dst: Option<std::net::IpAddr>,
+        /// Destination MAC.
+        #[arg(long)]
+        dst_mac: Option<String>,
+        /// tcp, udp or icmp.
+        #[arg(long, default_value = "icmp")]
+        proto: String,
+        /// Destination port (tcp, udp).
+        #[arg(long)]
+        dport: Option<u16>,
+        #[command(flatten)]
+        format: FormatArg,
+    },
     /// Show a network's MAC table.
     Fdb {
         /// Network name.

@@ -892,6 +892,196 @@ impl Control {
         Ok(())
     }
 
+    /// Runs a frame built from `req` through the switch's decision, changing nothing.
+    pub async fn trace(
+        &self,
+        network: &str,
+        req: crate::trace::TraceRequest,
+    ) -> Result<crate::trace::TraceReport, ControlError> {
+        use crate::switch::WouldLearn;
+        use crate::trace::{build_frame, describe_frame, Proto, TraceReport, TraceStep};
+        let inner = self.inner.lock().await;
+        let record = inner
+            .state
+            .networks
+            .get(network)
+            .ok_or_else(|| ControlError::UnknownNetwork(network.to_string()))?;
+        let live = &inner.live[network];
+        let find = |target: &str| {
+            record
+                .endpoints
+                .values()
+                .find(|e| is_target(target, &e.name, &e.netns))
+                .ok_or_else(|| ControlError::UnknownEndpoint {
+                    target: target.to_string(),
+                    network: network.to_string(),
+                })
+        };
+        let from = find(&req.from)?;
+        let to = req.to.as_deref().map(find).transpose()?;
+        let proto = Proto::parse(req.proto.as_deref(), req.dport).map_err(ControlError::Invalid)?;
+        let gateway_mac = gateway::gateway_mac(network);
+        // The destination address, and which family the sender uses for it.
+        let dst_ip = match (req.dst, to) {
+            (Some(ip), _) => ip,
+            (None, Some(to)) => to
+                .addresses
+                .first()
+                .map(|a| a.addr())
+                .ok_or_else(|| ControlError::Invalid(format!("{} has no address", to.name)))?,
+            (None, None) if req.dst_mac.is_some() => IpAddr::from([255, 255, 255, 255]),
+            (None, None) => {
+                return Err(ControlError::Invalid(
+                    "say where to: --to ENDPOINT, --dst IP or --dst-mac MAC".into(),
+                ))
+            }
+        };
+        let src_ip = from
+            .addresses
+            .iter()
+            .map(|a| a.addr())
+            .find(|a| a.is_ipv4() == dst_ip.is_ipv4())
+            .ok_or_else(|| {
+                ControlError::Invalid(format!("{} has no address of {dst_ip}'s family", from.name))
+            })?;
+        let owner = record
+            .endpoints
+            .values()
+            .find(|e| e.addresses.iter().any(|a| a.addr() == dst_ip));
+        let (dst_mac, resolved) = match (&req.dst_mac, to, owner) {
+            (Some(text), _, _) => (
+                text.parse::<MacAddr>()
+                    .map_err(|e| ControlError::Invalid(e.to_string()))?,
+                "as given".to_string(),
+            ),
+            (None, Some(to), _) => (to.mac, format!("{}'s MAC", to.name)),
+            (None, None, Some(owner)) => (
+                owner.mac,
+                format!("{}'s MAC, owner of {dst_ip}", owner.name),
+            ),
+            (None, None, None) if record.subnets.iter().any(|s| s.gateway == dst_ip) => {
+                (gateway_mac, "the gateway's MAC".to_string())
+            }
+            (None, None, None) if !record.subnets.iter().any(|s| s.subnet.contains(&dst_ip)) => (
+                gateway_mac,
+                format!("the gateway's MAC: {dst_ip} is off the network"),
+            ),
+            (None, None, None) => (
+                MacAddr([0xff; 6]),
+                format!("broadcast: no endpoint has {dst_ip} (the container would ask by ARP)"),
+            ),
+        };
+        let frame =
+            build_frame(from.mac, dst_mac, src_ip, dst_ip, proto).map_err(ControlError::Invalid)?;
+        let port = live.endpoints[&from.name].port;
+        let trace = self.dataplane.trace(port, &frame).await?;
+        let name_of = |port: PortId| -> String {
+            if port == live.gateway.port {
+                return "gateway".into();
+            }
+            live.endpoints
+                .iter()
+                .find(|(_, e)| e.port == port)
+                .map(|(n, _)| n.clone())
+                .or_else(|| {
+                    inner
+                        .trunks
+                        .iter()
+                        .find(|(_, t)| t.port == port)
+                        .map(|(n, _)| format!("trunk {n}"))
+                })
+                .unwrap_or_else(|| port.to_string())
+        };
+        let step = |stage: &str, detail: String| TraceStep {
+            stage: stage.into(),
+            detail,
+        };
+        let mut steps = vec![
+            step(
+                "ingress",
+                format!(
+                    "{port} ({}), network {network}, {}",
+                    from.name,
+                    trace
+                        .ingress_vlan
+                        .map_or("untagged".into(), |v| format!("VLAN {v}"))
+                ),
+            ),
+            step(
+                "frame",
+                format!(
+                    "{}; destination MAC is {resolved}",
+                    describe_frame(from.mac, dst_mac, src_ip, dst_ip, proto)
+                ),
+            ),
+            step(
+                "port security",
+                "not enforced: no port security configured".into(),
+            ),
+            step("policy", "no policy: allowed (the default)".into()),
+        ];
+        if let Some(learn) = trace.learn {
+            steps.push(step(
+                "learn",
+                match learn {
+                    WouldLearn::New => format!("{} would be learned on {port}", from.mac),
+                    WouldLearn::Refresh => format!("{} is known on {port}: refreshed", from.mac),
+                    WouldLearn::Move { from: old } => {
+                        format!(
+                            "{} would move from {old} ({}) to {port}",
+                            from.mac,
+                            name_of(old)
+                        )
+                    }
+                    WouldLearn::Static => format!("{} is pinned by a static entry", from.mac),
+                },
+            ));
+        }
+        if trace.network.is_some() {
+            steps.push(step(
+                "fdb",
+                match trace.fdb_hit {
+                    Some(hit) => format!("{dst_mac} is on {hit} ({})", name_of(hit)),
+                    None if dst_mac.is_multicast() => {
+                        format!("{dst_mac} is a group address: flood")
+                    }
+                    None => format!("{dst_mac} is unknown: flood"),
+                },
+            ));
+        }
+        let egress: Vec<String> = trace
+            .egress
+            .iter()
+            .map(|e| match e.vlan {
+                Some(v) => format!("{} ({}, VLAN {v})", name_of(e.port), e.port),
+                None => format!("{} ({})", name_of(e.port), e.port),
+            })
+            .collect();
+        let verdict = match (trace.drop, trace.flooded) {
+            (Some(reason), _) => {
+                steps.push(step("output", format!("dropped: {}", reason.name())));
+                "dropped"
+            }
+            (None, true) => {
+                steps.push(step("output", format!("flooded to {}", egress.join(", "))));
+                "flooded"
+            }
+            (None, false) => {
+                steps.push(step(
+                    "output",
+                    format!("forwarded to {}", egress.join(", ")),
+                ));
+                "forwarded"
+            }
+        };
+        Ok(TraceReport {
+            steps,
+            verdict: verdict.into(),
+            egress,
+            drop_reason: trace.drop.map(|r| r.name().to_string()),
+        })
+    }
+
     /// Frames captures had to skip (slow readers), all captures so far.
     pub fn capture_skipped(&self) -> u64 {
         self.dataplane.taps().skipped_total()

@@ -28,3 +28,4 @@ pub mod state;
 pub mod switch;
 pub mod top;
 pub mod topology;
+pub mod trace;

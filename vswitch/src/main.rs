@@ -162,6 +162,37 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             };
             capture(socket, req, write).await?;
         }
+        Command::Trace {
+            network,
+            from,
+            to,
+            dst,
+            dst_mac,
+            proto,
+            dport,
+            format,
+        } => {
+            let req = vswitch::trace::TraceRequest {
+                from,
+                to,
+                dst,
+                dst_mac,
+                proto: Some(proto),
+                dport,
+            };
+            let path = format!("/v1/networks/{}/trace", segment(&network));
+            let report: vswitch::trace::TraceReport =
+                call(socket, Method::POST, &path, Some(&req)).await?;
+            match format.format {
+                Format::Json => print_json(&report),
+                Format::Table => {
+                    for step in &report.steps {
+                        println!("{:<14} {}", format!("{}:", step.stage), step.detail);
+                    }
+                    println!("{:<14} {}", "verdict:", report.verdict);
+                }
+            }
+        }
         Command::Top { interval } => {
             let socket = socket.to_path_buf();
             let interval = Duration::from_secs_f64(interval.clamp(0.1, 3600.0));
