@@ -553,3 +553,61 @@ fn trace_names_ports_and_reasons_and_changes_nothing() {
     };
     assert_eq!(counts(&bed.ports()), counts(&stats_before));
 }
+
+#[test]
+fn a_mirror_copies_an_endpoints_traffic_to_a_tcpdump_box() {
+    let mut bed = Bed::start();
+    let ns = bed.network_with("span", "10.87.0.0/24", &["a", "b", "ids"]);
+    let (a, b, ids) = (&ns[0], &ns[1], &ns[2]);
+    let (a_ip, b_ip) = pin_neighbours(&bed, "span", a, b);
+    // Once the switch knows a and b, their frames reach ids only through the mirror.
+    assert!(ping(a, "10.87.0.1", 1) && ping(b, "10.87.0.1", 1));
+    bed.ok(&["mirror", "add", "tap1", "--from", a, "--to", ids]);
+    assert!(bed.ok(&["mirror", "ls"]).contains("tap1"));
+    let file = bed.dir.join("ids.pcap");
+    let mut tcpdump = Command::new("ip")
+        .args([
+            "netns", "exec", ids, "timeout", "15", "tcpdump", "-U", "-c", "4", "-ni", "eth0", "-w",
+        ])
+        .arg(&file)
+        .arg("icmp")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // tcpdump says it is listening once its socket is open.
+    let mut stderr = tcpdump.stderr.take().unwrap();
+    let mut first = [0u8; 9];
+    std::io::Read::read_exact(&mut stderr, &mut first).unwrap();
+    assert!(in_netns(
+        a,
+        &["ping", "-c", "2", "-i", "0.2", "-W", "2", &b_ip]
+    ));
+    let ended = eventually(Duration::from_secs(10), || {
+        tcpdump.try_wait().unwrap().is_some()
+    });
+    if !ended {
+        let _ = tcpdump.kill();
+    }
+    let _ = tcpdump.wait();
+    let lines = tcpdump_lines(&file, &[]);
+    assert_eq!(lines.len(), 4, "the mirror target saw {lines:#?}");
+    assert_eq!(
+        lines
+            .iter()
+            .filter(|l| l.contains(&format!("{a_ip} > {b_ip}: ICMP echo request")))
+            .count(),
+        2
+    );
+    assert_eq!(
+        lines
+            .iter()
+            .filter(|l| l.contains(&format!("{b_ip} > {a_ip}: ICMP echo reply")))
+            .count(),
+        2
+    );
+    bed.ok(&["mirror", "rm", "tap1"]);
+    assert!(!bed.ok(&["mirror", "ls"]).contains("tap1"));
+    let refused = bed.fails(&["mirror", "add", "loop", "--from", ids, "--to", ids]);
+    assert!(refused.contains("onto itself"), "{refused}");
+}

@@ -30,6 +30,24 @@ use crate::control::Control;
 use crate::error::ControlError;
 use crate::model::{ConnectRequest, NetworkCreate, TrunkCreate, TrunkRecord};
 
+async fn list_mirrors(State(c): State<Arc<Control>>) -> Json<Vec<crate::model::MirrorRecord>> {
+    Json(c.mirrors().await)
+}
+
+async fn add_mirror(
+    State(c): State<Arc<Control>>,
+    req: Result<Json<crate::model::MirrorRecord>, JsonRejection>,
+) -> Result<(StatusCode, Json<crate::model::MirrorRecord>), ControlError> {
+    Ok((StatusCode::CREATED, Json(c.add_mirror(body(req)?).await?)))
+}
+
+async fn remove_mirror(
+    State(c): State<Arc<Control>>,
+    Path(name): Path<String>,
+) -> Reply<crate::model::MirrorRecord> {
+    Ok(Json(c.remove_mirror(&name).await?))
+}
+
 async fn trace(
     State(c): State<Arc<Control>>,
     Path(name): Path<String>,
@@ -115,6 +133,8 @@ pub fn router(control: Arc<Control>) -> Router {
         .route("/v1/trunks", get(list_trunks).post(add_trunk))
         .route("/v1/trunks/{target}", delete(remove_trunk))
         .route("/v1/ports", get(ports))
+        .route("/v1/mirrors", get(list_mirrors).post(add_mirror))
+        .route("/v1/mirrors/{name}", delete(remove_mirror))
         .route("/v1/captures", axum::routing::post(start_capture))
         .route("/v1/captures/{id}", delete(stop_capture))
         .with_state(control)

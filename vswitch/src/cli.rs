@@ -165,6 +165,9 @@ pub enum Command {
         /// tcpdump filter, e.g. `icmp and host 10.89.0.2`.
         filter: Vec<String>,
     },
+    /// Copy an endpoint's or a network's traffic to another endpoint (SPAN).
+    #[command(subcommand)]
+    Mirror(MirrorCommand),
     /// Show what the switch would do with a frame from an endpoint, step by step, without
     /// sending it or changing anything (no learning, no counters).
     Trace {
@@ -261,6 +264,35 @@ pub enum NetworkCommand {
     #[command(alias = "remove")]
     Rm {
         /// Network name.
+        name: String,
+    },
+}
+
+/// `vswitch mirror ...`.
+#[derive(Debug, Subcommand)]
+pub enum MirrorCommand {
+    /// Start copying frames of --from to --to.
+    Add {
+        /// Mirror name.
+        name: String,
+        /// A network (frames entering the switch from any of its ports) or an endpoint (both
+        /// directions); a network of that name is taken first.
+        #[arg(long)]
+        from: String,
+        /// The endpoint that receives the copies.
+        #[arg(long)]
+        to: String,
+    },
+    /// List mirrors.
+    #[command(alias = "list")]
+    Ls {
+        #[command(flatten)]
+        format: FormatArg,
+    },
+    /// Remove a mirror.
+    #[command(alias = "remove")]
+    Rm {
+        /// Mirror name.
         name: String,
     },
 }

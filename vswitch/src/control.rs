@@ -19,7 +19,7 @@ use crate::gateway::{self, Gateway, GatewayConfig, GatewayStats, LeaseCall};
 use crate::leases;
 use crate::model::{
     plan_endpoint, plan_network, plan_trunk, CaptureRequest, ConnectRequest, Connected,
-    EndpointRecord, NetworkCreate, NetworkRecord, TrunkCreate, TrunkRecord,
+    EndpointRecord, MirrorRecord, NetworkCreate, NetworkRecord, TrunkCreate, TrunkRecord,
 };
 use crate::resolv;
 use crate::state::{State, StateStore};
@@ -196,8 +196,17 @@ impl Control {
         self.save(&inner)
     }
 
-    /// Persists the state and publishes the names it holds to the gateways.
+    /// Persists the state, publishes the names it holds to the gateways, and points the
+    /// mirrors at the ports as they are now.
     fn save(&self, inner: &Inner) -> Result<(), ControlError> {
+        self.dataplane.taps().set_mirrors(
+            inner
+                .state
+                .mirrors
+                .values()
+                .filter_map(|m| inner.resolve_mirror(m).ok())
+                .collect(),
+        );
         let directory = Directory::from_state(&inner.state, unix_now());
         *self
             .names
@@ -1087,6 +1096,49 @@ impl Control {
         self.dataplane.taps().skipped_total()
     }
 
+    /// Adds a port mirror.
+    pub async fn add_mirror(&self, mirror: MirrorRecord) -> Result<MirrorRecord, ControlError> {
+        let mut inner = self.inner.lock().await;
+        crate::model::check_name("mirror", &mirror.name)?;
+        if inner.state.mirrors.contains_key(&mirror.name) {
+            return Err(ControlError::Invalid(format!(
+                "mirror {} already exists",
+                mirror.name
+            )));
+        }
+        inner.resolve_mirror(&mirror)?;
+        inner
+            .state
+            .mirrors
+            .insert(mirror.name.clone(), mirror.clone());
+        if let Err(e) = self.save(&inner) {
+            inner.state.mirrors.remove(&mirror.name);
+            self.save(&inner)?;
+            return Err(e);
+        }
+        info!(mirror = %mirror.name, from = %mirror.from, to = %mirror.to, "mirror added");
+        Ok(mirror)
+    }
+
+    /// Removes a port mirror.
+    pub async fn remove_mirror(&self, name: &str) -> Result<MirrorRecord, ControlError> {
+        let mut inner = self.inner.lock().await;
+        let mirror = inner
+            .state
+            .mirrors
+            .remove(name)
+            .ok_or_else(|| ControlError::Invalid(format!("no mirror {name}")))?;
+        self.save(&inner)?;
+        info!(mirror = %name, "mirror removed");
+        Ok(mirror)
+    }
+
+    /// Every port mirror.
+    pub async fn mirrors(&self) -> Vec<MirrorRecord> {
+        let inner = self.inner.lock().await;
+        inner.state.mirrors.values().cloned().collect()
+    }
+
     /// Every network's switching and gateway counters, for metrics.
     pub async fn network_counters(
         &self,
@@ -1180,6 +1232,38 @@ impl Inner {
                 "endpoint {target} is on several networks: name it NETWORK/{name}"
             ))),
         }
+    }
+
+    /// The ports a mirror copies from and to, as they are now.
+    fn resolve_mirror(
+        &self,
+        mirror: &MirrorRecord,
+    ) -> Result<crate::capture::MirrorTap, ControlError> {
+        let target = self.endpoint_port(&mirror.to)?;
+        let (ports, both_directions) = if self.live.contains_key(&mirror.from) {
+            (self.network_ports(&mirror.from)?, false)
+        } else {
+            (vec![self.endpoint_port(&mirror.from)?], true)
+        };
+        let ports: Vec<PortId> = ports
+            .into_iter()
+            .map(|p| p.port)
+            .filter(|p| *p != target.port)
+            .collect();
+        if ports.is_empty() {
+            return Err(ControlError::Invalid(format!(
+                "mirror {}: {} would mirror onto itself",
+                mirror.name, mirror.to
+            )));
+        }
+        Ok(crate::capture::MirrorTap {
+            name: mirror.name.clone(),
+            scope: crate::capture::TapScope {
+                ports,
+                both_directions,
+            },
+            target: target.port,
+        })
     }
 
     /// Every port of a network: its endpoints, its gateway and the trunks carrying it.

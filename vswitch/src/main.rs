@@ -13,14 +13,15 @@ use serde_json::Value;
 
 use vswitch::api::CAPTURE_ID_HEADER;
 use vswitch::cli::{
-    print_table, Cli, Command, Format, LogFormat, NetworkCommand, SwitchArgs, TrunkCommand,
+    print_table, Cli, Command, Format, LogFormat, MirrorCommand, NetworkCommand, SwitchArgs,
+    TrunkCommand,
 };
 use vswitch::client::{call, call_streaming, segment};
 use vswitch::control::{FdbInfo, PortInfo};
 use vswitch::dataplane::{default_workers, DataPathConfig};
 use vswitch::model::{
-    CaptureRequest, ConnectRequest, Connected, EndpointRecord, NetworkCreate, NetworkRecord,
-    TrunkCreate, TrunkRecord,
+    CaptureRequest, ConnectRequest, Connected, EndpointRecord, MirrorRecord, NetworkCreate,
+    NetworkRecord, TrunkCreate, TrunkRecord,
 };
 use vswitch::switch::SwitchConfig;
 use vswitch::{daemon, topology};
@@ -162,6 +163,26 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             };
             capture(socket, req, write).await?;
         }
+        Command::Mirror(command) => match command {
+            MirrorCommand::Add { name, from, to } => {
+                let req = MirrorRecord { name, from, to };
+                let mirror: MirrorRecord =
+                    call(socket, Method::POST, "/v1/mirrors", Some(&req)).await?;
+                println!("mirror {}: {} -> {}", mirror.name, mirror.from, mirror.to);
+            }
+            MirrorCommand::Ls { format } => {
+                let mirrors: Vec<MirrorRecord> =
+                    call(socket, Method::GET, "/v1/mirrors", None::<&()>).await?;
+                print_listing(format.format, &mirrors, &["NAME", "FROM", "TO"], |m| {
+                    vec![m.name.clone(), m.from.clone(), m.to.clone()]
+                });
+            }
+            MirrorCommand::Rm { name } => {
+                let path = format!("/v1/mirrors/{}", segment(&name));
+                let _: MirrorRecord = call(socket, Method::DELETE, &path, None::<&()>).await?;
+                println!("{name}");
+            }
+        },
         Command::Trace {
             network,
             from,

@@ -235,6 +235,18 @@ pub struct ConnectRequest {
     pub dhcp: bool,
 }
 
+/// A port mirror (SPAN): copies of an endpoint's or a network's frames go to another endpoint.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MirrorRecord {
+    /// Mirror name.
+    pub name: String,
+    /// A network (every frame entering the switch from it) or an endpoint (both directions):
+    /// a network of that name first, else an endpoint name, `NETWORK/NAME` or namespace.
+    pub from: String,
+    /// The endpoint receiving the copies (a capture box, an IDS).
+    pub to: String,
+}
+
 /// Body of `POST /v1/captures`: what to capture. The answer streams pcapng.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CaptureRequest {

@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::{NetworkRecord, TrunkRecord};
+use crate::model::{MirrorRecord, NetworkRecord, TrunkRecord};
 
 const STATE_FILE: &str = "state.json";
 
@@ -25,6 +25,9 @@ pub struct State {
     /// Trunk ports by name.
     #[serde(default)]
     pub trunks: BTreeMap<String, TrunkRecord>,
+    /// Port mirrors by name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub mirrors: BTreeMap<String, MirrorRecord>,
 }
 
 /// Why the state could not be read or written.
