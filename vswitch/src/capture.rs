@@ -354,39 +354,58 @@ fn write_frames(
         if stopped.load(Relaxed) {
             return (Ended::Stopped, written);
         }
-        let frame = match frames.recv_timeout(Duration::from_millis(100)) {
+        let first = match frames.recv_timeout(Duration::from_millis(100)) {
             Ok(frame) => frame,
             Err(RecvTimeoutError::Timeout) => continue,
             Err(RecvTimeoutError::Disconnected) => return (Ended::Stopped, written),
         };
-        if filter.as_ref().is_some_and(|f| !f.matches(&frame.data)) {
-            continue;
+        // Take what else is queued too and hand it on in one piece: one write per batch, not
+        // per frame, keeps up with a busy port.
+        let mut batch = Some(first);
+        while let Some(frame) = batch.take() {
+            if config.count.is_some_and(|c| written >= c) {
+                break;
+            }
+            if filter.as_ref().is_none_or(|f| f.matches(&frame.data)) {
+                if write_frame(writer, frame).is_err() {
+                    return (Ended::Stopped, written);
+                }
+                written += 1;
+            }
+            if writer.get_ref().len() < EMIT_BATCH_BYTES {
+                batch = frames.try_recv().ok();
+            }
         }
-        let mut options = vec![EnhancedPacketOption::Flags(match frame.direction {
-            Direction::In => 0b01,
-            Direction::Out => 0b10,
-        })];
-        if let Some(reason) = frame.drop {
-            options.push(EnhancedPacketOption::Comment(Cow::Owned(format!(
-                "dropped by vswitch: {}",
-                reason.name()
-            ))));
-        }
-        let epb = EnhancedPacketBlock {
-            interface_id: frame.interface,
-            timestamp: frame.time.duration_since(UNIX_EPOCH).unwrap_or_default(),
-            original_len: frame.original_len,
-            data: Cow::Owned(frame.data),
-            options,
-        };
-        if writer.write_pcapng_block(epb).is_err() {
-            return (Ended::Stopped, written);
-        }
-        written += 1;
-        if !emit(std::mem::take(writer.get_mut())) {
+        if !writer.get_ref().is_empty() && !emit(std::mem::take(writer.get_mut())) {
             return (Ended::ReaderGone, written);
         }
     }
+}
+
+/// Bytes of pcapng gathered before they are handed on.
+const EMIT_BATCH_BYTES: usize = 1 << 20;
+
+fn write_frame(
+    writer: &mut PcapNgWriter<Vec<u8>>,
+    frame: Captured,
+) -> pcap_file::PcapResult<usize> {
+    let mut options = vec![EnhancedPacketOption::Flags(match frame.direction {
+        Direction::In => 0b01,
+        Direction::Out => 0b10,
+    })];
+    if let Some(reason) = frame.drop {
+        options.push(EnhancedPacketOption::Comment(Cow::Owned(format!(
+            "dropped by vswitch: {}",
+            reason.name()
+        ))));
+    }
+    writer.write_pcapng_block(EnhancedPacketBlock {
+        interface_id: frame.interface,
+        timestamp: frame.time.duration_since(UNIX_EPOCH).unwrap_or_default(),
+        original_len: frame.original_len,
+        data: Cow::Owned(frame.data),
+        options,
+    })
 }
 
 /// Interface statistics blocks: frames seen and skipped per interface.

@@ -120,6 +120,8 @@ pub struct CaptureStream {
 
 /// The daemon's state and the data path it drives.
 pub struct Control {
+    /// Drop counts at the last drop summary.
+    drops_logged: std::sync::Mutex<crate::reason::DropCounters>,
     /// Stop flags of running captures by id.
     captures: std::sync::Mutex<HashMap<u64, Arc<std::sync::atomic::AtomicBool>>>,
     inner: Mutex<Inner>,
@@ -155,6 +157,7 @@ impl Control {
             names: Arc::default(),
             leases,
             captures: Default::default(),
+            drops_logged: Default::default(),
         });
         tokio::spawn(serve_leases(Arc::downgrade(&control), lease_calls));
         control.restore(saved).await?;
@@ -1089,6 +1092,30 @@ impl Control {
             egress,
             drop_reason: trace.drop.map(|r| r.name().to_string()),
         })
+    }
+
+    /// Logs, at info level, the frames dropped since the last call by reason, if any: drops
+    /// are never logged one by one (a flood of bad frames would flood the log too).
+    pub async fn log_drop_summary(&self) {
+        let Ok((stats, _)) = self.dataplane.counters().await else {
+            return;
+        };
+        let mut last = self
+            .drops_logged
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let now = stats.drops;
+        let delta: Vec<String> = crate::reason::DropReason::ALL
+            .iter()
+            .filter_map(|r| {
+                let n = now.get(*r).saturating_sub(last.get(*r));
+                (n > 0).then(|| format!("{} {n}", r.name()))
+            })
+            .collect();
+        *last = now;
+        if !delta.is_empty() {
+            info!(drops = %delta.join(", "), "frames dropped since the last summary");
+        }
     }
 
     /// Frames captures had to skip (slow readers), all captures so far.

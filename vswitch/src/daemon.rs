@@ -15,6 +15,9 @@ use crate::control::{Control, NAMESPACE_CHECK_INTERVAL};
 use crate::dataplane::DataPathConfig;
 use crate::state::StateStore;
 
+/// How often dropped frames are summed up in the log.
+const DROP_SUMMARY_INTERVAL: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// `/run/vswitch/vswitch.sock` as root, `$XDG_RUNTIME_DIR/vswitch/vswitch.sock` otherwise.
 pub fn default_socket() -> PathBuf {
     runtime_dir().join("vswitch.sock")
@@ -79,10 +82,15 @@ pub async fn serve(
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(NAMESPACE_CHECK_INTERVAL);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut summary = tokio::time::Instant::now() + DROP_SUMMARY_INTERVAL;
             loop {
                 tick.tick().await;
                 control.handle_gone_namespaces().await;
                 control.flush_state();
+                if tokio::time::Instant::now() >= summary {
+                    control.log_drop_summary().await;
+                    summary += DROP_SUMMARY_INTERVAL;
+                }
             }
         })
     };
