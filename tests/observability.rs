@@ -343,12 +343,17 @@ fn capture_of_pings_reads_back_in_tcpdump_and_filters_like_tcpdump() {
     let file = bed.dir.join("net.pcapng");
     let filter = format!("icmp and host {a_ip}");
     let child = start_capture(&bed, &file, &["--network", "cap", "-c", "4", &filter]);
+    // Several captures run at once: a second one, of c alone, sees c's pings.
+    let c_file = bed.dir.join("c.pcapng");
+    let c_child = start_capture(&bed, &c_file, &["--port", c, "-c", "6", "icmp"]);
     assert!(ping(c, "10.83.0.1", 3));
     assert!(in_netns(
         a,
         &["ping", "-c", "2", "-i", "0.2", "-W", "2", &b_ip]
     ));
     finish_capture(child);
+    finish_capture(c_child);
+    assert_eq!(tcpdump_lines(&c_file, &["icmp"]).len(), 6);
     let lines = tcpdump_lines(&file, &[]);
     assert_eq!(lines.len(), 4, "{lines:#?}");
     assert!(
@@ -357,6 +362,30 @@ fn capture_of_pings_reads_back_in_tcpdump_and_filters_like_tcpdump() {
             .all(|l| l.contains(&a_ip) && l.contains("ICMP")),
         "{lines:#?}"
     );
+
+    // A reader that goes away ends the capture.
+    let mut pipeline = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "{} --socket {} capture --port {a} -w - | head -c 100 > /dev/null",
+            env!("CARGO_BIN_EXE_vswitch"),
+            bed.socket.display()
+        ))
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(in_netns(
+        a,
+        &["ping", "-c", "3", "-i", "0.2", "-W", "2", &b_ip]
+    ));
+    let ended = eventually(Duration::from_secs(10), || {
+        pipeline.try_wait().unwrap().is_some()
+    });
+    if !ended {
+        let _ = pipeline.kill();
+    }
+    assert!(ended, "capture kept running after its reader left");
+    let _ = pipeline.wait();
 }
 
 #[test]
