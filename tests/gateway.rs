@@ -51,13 +51,11 @@ fn address_of(netns: &str, family: &str, ifname: &str) -> Option<String> {
 }
 
 fn endpoint_ip(bed: &Bed, network: &str, endpoint: &str) -> String {
-    let net = inspect(bed, network);
-    let address = net["endpoints"][endpoint]["addresses"][0].as_str().unwrap();
-    address.split('/').next().unwrap().to_string()
+    bed.endpoint(network, endpoint).0
 }
 
 fn inspect(bed: &Bed, network: &str) -> serde_json::Value {
-    serde_json::from_str(&bed.ok(&["network", "inspect", network])).unwrap()
+    bed.inspect(network)
 }
 
 fn gateway_stats(bed: &Bed, network: &str) -> serde_json::Value {
@@ -265,13 +263,7 @@ fn dhcp_clients_get_distinct_leases_that_survive_a_restart() {
     // A static endpoint never gets a leased address, and DNS knows DHCP clients by name.
     let s = bed.netns("s");
     let connected = bed.json(&["connect", "dh", &s]);
-    let static_ip = connected["addresses"][0]
-        .as_str()
-        .unwrap()
-        .split('/')
-        .next()
-        .unwrap()
-        .to_string();
+    let static_ip = common::host_of(&connected["addresses"][0]);
     assert!(
         static_ip != ip1 && static_ip != ip2,
         "static {static_ip} collides"

@@ -49,19 +49,7 @@ fn series(metrics: &str, name: &str, want: &[(&str, &str)]) -> Option<f64> {
 
 /// Pins each namespace's neighbour entry for the other, so pings are the only frames.
 fn pin_neighbours(bed: &Bed, network: &str, a: &str, b: &str) -> (String, String) {
-    let inspect: serde_json::Value =
-        serde_json::from_str(&bed.ok(&["network", "inspect", network])).unwrap();
-    let info = |ns: &str| {
-        let e = &inspect["endpoints"][ns];
-        let ip = e["addresses"][0]
-            .as_str()
-            .unwrap()
-            .split('/')
-            .next()
-            .unwrap()
-            .to_string();
-        (ip, e["mac"].as_str().unwrap().to_string())
-    };
+    let info = |ns: &str| bed.endpoint(network, ns);
     let ((a_ip, a_mac), (b_ip, b_mac)) = (info(a), info(b));
     run(
         "ip",

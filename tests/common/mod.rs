@@ -221,9 +221,29 @@ impl Bed {
         self.namespaces.retain(|n| n != full);
     }
 
-    /// Port list as JSON.
+    /// `network inspect` as JSON.
+    pub fn inspect(&self, network: &str) -> Value {
+        serde_json::from_str(&self.ok(&["network", "inspect", network])).unwrap()
+    }
+
+    /// The first address (without prefix length) and the MAC of an endpoint.
+    pub fn endpoint(&self, network: &str, endpoint: &str) -> (String, String) {
+        let e = &self.inspect(network)["endpoints"][endpoint];
+        (
+            host_of(&e["addresses"][0]),
+            e["mac"].as_str().unwrap().to_string(),
+        )
+    }
+
+    /// The ports of containers and trunks as JSON (every network's gateway port left out).
     pub fn ports(&self) -> Vec<Value> {
-        self.json(&["ports"]).as_array().unwrap().clone()
+        let ports = self.json(&["ports"]);
+        let ports = ports.as_array().unwrap();
+        ports
+            .iter()
+            .filter(|p| p["kind"] != "gateway")
+            .cloned()
+            .collect()
     }
 }
 
@@ -243,6 +263,12 @@ impl Drop for Bed {
         }
         let _ = fs::remove_dir_all(&self.dir);
     }
+}
+
+/// The address of a JSON "ADDRESS/PREFIX" string.
+pub fn host_of(cidr: &Value) -> String {
+    let cidr = cidr.as_str().expect("an address string");
+    cidr.split('/').next().unwrap().to_string()
 }
 
 /// Runs a command and expects success.

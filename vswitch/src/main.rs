@@ -527,13 +527,27 @@ struct CaptureSummary {
 
 impl CaptureSummary {
     fn feed(&mut self, data: &[u8]) {
+        // Parse in place; only an incomplete block's bytes are kept for the next chunk.
+        if self.pending.is_empty() {
+            let used = self.parse(data);
+            self.pending.extend_from_slice(&data[used..]);
+        } else {
+            let mut pending = std::mem::take(&mut self.pending);
+            pending.extend_from_slice(data);
+            let used = self.parse(&pending);
+            pending.drain(..used);
+            self.pending = pending;
+        }
+    }
+
+    /// Counts the complete blocks at the start of `stream`; returns the bytes they take.
+    fn parse(&mut self, stream: &[u8]) -> usize {
         use pcap_file::pcapng::blocks::interface_statistics::InterfaceStatisticsOption;
         use pcap_file::pcapng::{Block, PcapNgParser};
-        self.pending.extend_from_slice(data);
-        let mut rest: &[u8] = &self.pending;
+        let mut rest = stream;
         if self.parser.is_none() {
             let Ok((after_header, parser)) = PcapNgParser::new(rest) else {
-                return;
+                return 0;
             };
             self.parser = Some(parser);
             rest = after_header;
@@ -553,8 +567,7 @@ impl CaptureSummary {
             }
             rest = next;
         }
-        let consumed = self.pending.len() - rest.len();
-        self.pending.drain(..consumed);
+        stream.len() - rest.len()
     }
 }
 

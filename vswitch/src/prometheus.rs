@@ -187,13 +187,14 @@ const NETWORK_COUNTERS: [(&str, &str); 6] = [
 
 fn publish_network(name: &str, s: &NetworkStats) {
     let labels = [("network", name.to_string())];
+    let e = &s.events;
     let values = [
-        s.forwarded,
-        s.flooded,
-        s.learned,
-        s.moved,
-        s.aged,
-        s.limit_reached,
+        e.forwarded,
+        e.flooded,
+        e.learned,
+        e.moved,
+        e.aged,
+        e.limit_reached,
     ];
     for ((metric, _), value) in NETWORK_COUNTERS.iter().zip(values) {
         counter!(*metric, &labels).absolute(value);

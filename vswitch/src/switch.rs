@@ -148,9 +148,9 @@ impl Default for SwitchConfig {
     }
 }
 
-/// Switch-wide counters.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct SwitchStats {
+/// What the switch did with frames and MACs, counted switch-wide and per network.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Events {
     /// Frames sent to a single known port.
     pub forwarded: u64,
     /// Frames flooded (broadcast, multicast, unknown unicast).
@@ -163,6 +163,13 @@ pub struct SwitchStats {
     pub aged: u64,
     /// Source MACs not learned because their port was at its limit.
     pub limit_reached: u64,
+}
+
+/// Switch-wide counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SwitchStats {
+    /// Events of all networks together.
+    pub events: Events,
     /// Drops by reason, all ports together.
     pub drops: DropCounters,
 }
@@ -177,24 +184,14 @@ struct Port {
 struct Network {
     /// Every port carrying this network, with the tag it needs there.
     members: Vec<Egress>,
-    stats: NetworkStats,
+    events: Events,
 }
 
 /// Counters of one network.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct NetworkStats {
-    /// Frames sent to a single known port.
-    pub forwarded: u64,
-    /// Frames flooded (broadcast, multicast, unknown unicast).
-    pub flooded: u64,
-    /// New MAC entries learned.
-    pub learned: u64,
-    /// MACs that moved to another port.
-    pub moved: u64,
-    /// Learned entries forgotten after idling.
-    pub aged: u64,
-    /// Source MACs not learned because their port was at its limit.
-    pub limit_reached: u64,
+    /// What happened on it.
+    pub events: Events,
     /// Entries in the MAC table now.
     pub fdb_entries: u64,
 }
@@ -409,16 +406,14 @@ impl Switch {
         };
         match decision {
             Decision::Forward(to, network) => {
-                self.stats.forwarded += 1;
-                self.network_stats_mut(network).forwarded += 1;
+                self.count(network, |e| e.forwarded += 1);
                 Action::Forward {
                     to,
                     ingress_tag_len: tag_len,
                 }
             }
             Decision::Flood(net, except) => {
-                self.stats.flooded += 1;
-                self.network_stats_mut(net).flooded += 1;
+                self.count(net, |e| e.flooded += 1);
                 let to = self.networks[net.0 as usize]
                     .as_ref()
                     .map_or(&[][..], |n| &n.members[..]);
@@ -440,18 +435,10 @@ impl Switch {
     ) -> Result<(Decision, usize), DropReason> {
         let classified = self.classify(now, in_port, frame, wire_len)?;
         let network = classified.network;
-        let learned = self.fdb.learn(now, network, classified.src, in_port);
-        let stats = self.network_stats_mut(network);
-        match learned {
-            Learned::New => stats.learned += 1,
-            Learned::Moved { .. } => stats.moved += 1,
-            Learned::LimitReached => stats.limit_reached += 1,
-            Learned::Refreshed | Learned::Static => {}
-        }
-        match learned {
-            Learned::New => self.stats.learned += 1,
-            Learned::Moved { .. } => self.stats.moved += 1,
-            Learned::LimitReached => self.stats.limit_reached += 1,
+        match self.fdb.learn(now, network, classified.src, in_port) {
+            Learned::New => self.count(network, |e| e.learned += 1),
+            Learned::Moved { .. } => self.count(network, |e| e.moved += 1),
+            Learned::LimitReached => self.count(network, |e| e.limit_reached += 1),
             Learned::Refreshed | Learned::Static => {}
         }
         let decision = classified.decision?;
@@ -508,12 +495,12 @@ impl Switch {
         })
     }
 
-    /// Counters of `network`, which must exist (the frame at hand was classified into it).
-    fn network_stats_mut(&mut self, network: NetworkId) -> &mut NetworkStats {
-        &mut self.networks[network.0 as usize]
-            .as_mut()
-            .expect("classify checked the network exists")
-            .stats
+    /// Counts an event of `network`, switch-wide and for the network.
+    fn count(&mut self, network: NetworkId, bump: impl Fn(&mut Events)) {
+        bump(&mut self.stats.events);
+        if let Some(Some(net)) = self.networks.get_mut(network.0 as usize) {
+            bump(&mut net.events);
+        }
     }
 
     /// The way `frame` arriving on `in_port` at `now` would take, step by step, without
@@ -572,10 +559,7 @@ impl Switch {
     /// Forgets idle MACs. Call now and then; lookups already ignore expired entries.
     pub fn handle_aging(&mut self, now: Instant) {
         for network in self.fdb.handle_aging(now) {
-            self.stats.aged += 1;
-            if let Some(Some(net)) = self.networks.get_mut(network.0 as usize) {
-                net.stats.aged += 1;
-            }
+            self.count(network, |e| e.aged += 1);
         }
     }
 
@@ -583,8 +567,8 @@ impl Switch {
     pub fn network_stats(&self, network: NetworkId) -> Option<NetworkStats> {
         let net = self.network(network).ok()?;
         Some(NetworkStats {
+            events: net.events,
             fdb_entries: self.fdb.len_in(network) as u64,
-            ..net.stats
         })
     }
 

@@ -104,7 +104,14 @@ fn broadcast_floods_to_every_other_port_then_unicast_is_learned() {
     assert_eq!(h.send(p[0], &req).unwrap(), vec![(p[1], req.clone())]);
 
     let stats = h.sw.stats();
-    assert_eq!((stats.learned, stats.flooded, stats.forwarded), (2, 2, 2));
+    assert_eq!(
+        (
+            stats.events.learned,
+            stats.events.flooded,
+            stats.events.forwarded
+        ),
+        (2, 2, 2)
+    );
     let rows = h.sw.fdb_rows(h.now, net);
     assert_eq!(
         rows.iter().map(|r| (r.mac, r.port)).collect::<Vec<_>>(),
@@ -122,7 +129,7 @@ fn a_station_that_moves_is_followed() {
     // B shows up on port 2.
     h.send(p[2], &frame(A, B)).unwrap();
     assert_eq!(h.ports_reached(p[0], &frame(B, A)), vec![p[2]]);
-    assert_eq!(h.sw.stats().moved, 1);
+    assert_eq!(h.sw.stats().events.moved, 1);
 }
 
 #[test]
@@ -141,7 +148,11 @@ fn learned_entries_age_out_and_static_ones_stay() {
     // B idle for 599 s is forgotten: flood again. A was refreshed 300 s ago: also gone.
     assert_eq!(h.ports_reached(p[0], &frame(B, A)), vec![p[1], p[2]]);
     h.sw.handle_aging(h.now);
-    assert_eq!(h.sw.stats().aged, 1, "B swept; A was relearned just now");
+    assert_eq!(
+        h.sw.stats().events.aged,
+        1,
+        "B swept; A was relearned just now"
+    );
     // Static entry: never ages, never overridden by a frame claiming its MAC elsewhere.
     h.advance(10_000);
     h.send(p[1], &frame(A, mac(9))).unwrap();
@@ -163,7 +174,7 @@ fn mac_limit_stops_learning_but_not_forwarding() {
         );
     }
     assert_eq!(h.sw.fdb_rows(h.now, net).len(), 4);
-    assert_eq!(h.sw.stats().limit_reached, 96);
+    assert_eq!(h.sw.stats().events.limit_reached, 96);
 }
 
 #[test]
@@ -409,17 +420,20 @@ fn networks_count_their_own_events() {
     let red_stats = h.sw.network_stats(red).unwrap();
     assert_eq!(
         (
-            red_stats.flooded,
-            red_stats.forwarded,
-            red_stats.learned,
+            red_stats.events.flooded,
+            red_stats.events.forwarded,
+            red_stats.events.learned,
             red_stats.fdb_entries
         ),
         (1, 2, 2, 2)
     );
     let blue_stats = h.sw.network_stats(blue).unwrap();
-    assert_eq!((blue_stats.flooded, blue_stats.learned), (1, 1));
+    assert_eq!(
+        (blue_stats.events.flooded, blue_stats.events.learned),
+        (1, 1)
+    );
     h.advance(400);
     h.sw.handle_aging(h.now);
-    assert_eq!(h.sw.network_stats(red).unwrap().aged, 2);
+    assert_eq!(h.sw.network_stats(red).unwrap().events.aged, 2);
     assert_eq!(h.sw.network_stats(red).unwrap().fdb_entries, 0);
 }
