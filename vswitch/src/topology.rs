@@ -151,9 +151,12 @@ pub async fn up(
         build(&topology, &control, &mut made).await?;
         Ok::<_, anyhow::Error>(run_commands(&topology).await)
     };
+    // One listener for the whole run: a Ctrl-C between two listeners would be lost.
+    let stop_signal = crate::daemon::stop_signal();
+    tokio::pin!(stop_signal);
     let outcome = tokio::select! {
         outcome = work => Some(outcome),
-        _ = crate::daemon::stop_signal() => None,
+        _ = &mut stop_signal => None,
     };
     let code = match outcome {
         None => ExitCode::from(130),
@@ -175,7 +178,7 @@ pub async fn up(
                 topology.containers.len(),
                 topology.containers.first().map_or("NAME", |c| c.name.as_str()),
             );
-            crate::daemon::stop_signal().await;
+            stop_signal.await;
             ExitCode::SUCCESS
         }
     };
