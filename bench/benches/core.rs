@@ -20,6 +20,7 @@ fn access(sw: &mut Switch, net: NetworkId) -> PortId {
     sw.add_port(PortConfig {
         mode: PortMode::Access(net),
         mtu: 1500,
+        security: None,
     })
     .unwrap()
 }
@@ -108,6 +109,7 @@ fn process(c: &mut Criterion) {
                 native: None,
             },
             mtu: 1500,
+            security: None,
         })
         .unwrap();
     sw.process(

@@ -115,6 +115,10 @@ pub enum Command {
         /// Configure no address: the container runs a DHCP client (and SLAAC for IPv6).
         #[arg(long, conflicts_with = "ips")]
         dhcp: bool,
+        /// Let the container send from any MAC or address (port security is on by default:
+        /// frames must come from its own MAC and addresses, and it may not answer DHCP).
+        #[arg(long)]
+        no_port_security: bool,
         #[command(flatten)]
         format: FormatArg,
     },

@@ -242,6 +242,8 @@ impl Control {
                 PortConfig {
                     mode: PortMode::Access(id),
                     mtu: network.mtu,
+                    // The gateway is the switch's own: it may answer for any address it serves.
+                    security: None,
                 },
             )
             .await??;
@@ -334,6 +336,17 @@ impl Control {
         if changed {
             if let Err(e) = self.save(&inner) {
                 warn!(error = %e, "cannot save DHCP lease");
+            }
+            // The client may now send from its new address (or no longer from its old one).
+            let network = &inner.state.networks[&call.network];
+            if let Some(endpoint) = network.endpoints.values().find(|e| e.mac == call.query.mac) {
+                let security = port_security(network, endpoint, unix_now());
+                if let Some(live) = inner.live[&call.network].endpoints.get(&endpoint.name) {
+                    if let Ok(Err(e)) = self.dataplane.set_port_security(live.port, security).await
+                    {
+                        warn!(error = %e, "cannot update port security");
+                    }
+                }
             }
         }
         debug!(network = %call.network, mac = %call.query.mac, kind = ?call.query.kind, ?decision, "DHCP");
@@ -500,8 +513,16 @@ impl Control {
             ipv6_autoconf: endpoint.dhcp,
         };
         let mode = PortMode::Access(inner.live[network].id);
+        let security = port_security(record, &endpoint, unix_now());
         let port = self
-            .open_port(&endpoint.netns, endpoint.netns_inode, config, mode, mtu)
+            .open_port(
+                &endpoint.netns,
+                endpoint.netns_inode,
+                config,
+                mode,
+                mtu,
+                security,
+            )
             .await?;
         endpoint.netns_inode = port.ns.identity().ino;
         let live = inner.live.get_mut(network).expect("every network is live");
@@ -527,6 +548,7 @@ impl Control {
         config: tap::TapConfig,
         mode: PortMode,
         mtu: u32,
+        security: Option<policy::PortSecurity>,
     ) -> Result<LiveEndpoint, ControlError> {
         let reference: tap::NetnsRef = netns.parse()?;
         let started = std::time::Instant::now();
@@ -547,7 +569,14 @@ impl Control {
         let attached = started.elapsed();
         let port = self
             .dataplane
-            .add_port(device, PortConfig { mode, mtu })
+            .add_port(
+                device,
+                PortConfig {
+                    mode,
+                    mtu,
+                    security,
+                },
+            )
             .await??;
         debug!(netns, ?attached, total = ?started.elapsed(), "port opened");
         Ok(LiveEndpoint { port, ns })
@@ -669,8 +698,9 @@ impl Control {
             ipv6_autoconf: false,
         };
         let mode = PortMode::Trunk { vlans, native };
+        // A trunk faces another switch: many stations legitimately send through it.
         let port = self
-            .open_port(&trunk.netns, trunk.netns_inode, config, mode, mtu)
+            .open_port(&trunk.netns, trunk.netns_inode, config, mode, mtu, None)
             .await?;
         trunk.netns_inode = port.ns.identity().ino;
         inner.trunks.insert(trunk.name.clone(), port);
@@ -1028,7 +1058,21 @@ impl Control {
             ),
             step(
                 "port security",
-                "not enforced: no port security configured".into(),
+                if from.port_security {
+                    let allowed = if from.dhcp {
+                        "its DHCP lease and link-local addresses".to_string()
+                    } else {
+                        let ips: Vec<String> = from
+                            .addresses
+                            .iter()
+                            .map(|a| a.addr().to_string())
+                            .collect();
+                        ips.join(", ")
+                    };
+                    format!("on: this port may send only as {} with {allowed}", from.mac)
+                } else {
+                    "off for this endpoint".into()
+                },
             ),
             step("policy", "no policy: allowed (the default)".into()),
         ];
@@ -1328,6 +1372,47 @@ impl Inner {
         ports.sort_by_key(|p| p.port);
         Ok(ports)
     }
+}
+
+/// What an endpoint may send as: its MAC and addresses, a DHCP client's live lease and SLAAC
+/// address; None when port security is off for it.
+fn port_security(
+    network: &NetworkRecord,
+    endpoint: &EndpointRecord,
+    now: u64,
+) -> Option<policy::PortSecurity> {
+    if !endpoint.port_security {
+        return None;
+    }
+    let mut ipv4 = Vec::new();
+    let mut ipv6 = Vec::new();
+    for address in &endpoint.addresses {
+        match address.addr() {
+            IpAddr::V4(ip) => ipv4.push(ip),
+            IpAddr::V6(ip) => ipv6.push(ip),
+        }
+    }
+    if endpoint.dhcp {
+        ipv4.extend(
+            network
+                .leases
+                .iter()
+                .filter(|l| l.mac == endpoint.mac && l.expires > now)
+                .map(|l| l.ip),
+        );
+        for subnet in &network.subnets {
+            if let ipnet::IpNet::V6(net) = subnet.subnet {
+                if net.prefix_len() == 64 {
+                    ipv6.push(gateway::ndp::eui64_address(net.network(), endpoint.mac));
+                }
+            }
+        }
+    }
+    Some(policy::PortSecurity {
+        mac: endpoint.mac.0,
+        ipv4,
+        ipv6,
+    })
 }
 
 /// Keeps a loop answering the gateways' DHCP lease requests while the control plane lives.

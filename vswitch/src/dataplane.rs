@@ -313,6 +313,15 @@ impl DataPlane {
         Ok(lock(&self.switch).network_stats(network))
     }
 
+    /// Replaces what a port may send as.
+    pub async fn set_port_security(
+        &self,
+        port: PortId,
+        security: Option<policy::PortSecurity>,
+    ) -> Result<Result<(), ConfigError>, DataPlaneGone> {
+        Ok(lock(&self.switch).set_port_security(port, security))
+    }
+
     /// Live FDB entries of a network.
     pub async fn fdb(&self, network: NetworkId) -> Result<Vec<FdbRow>, DataPlaneGone> {
         Ok(lock(&self.switch).fdb_rows(Instant::now(), network))

@@ -137,6 +137,7 @@ mod tests {
             mtu: None,
             aliases: aliases.iter().map(|a| a.to_string()).collect(),
             dhcp: ip.is_empty(),
+            port_security: true,
         }
     }
 

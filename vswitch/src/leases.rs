@@ -332,6 +332,7 @@ mod tests {
                 mtu: None,
                 aliases: vec![],
                 dhcp: false,
+                port_security: true,
             },
         );
         assert_eq!(offer_then_ack(&mut net, 1, 100), ip("10.9.0.3"));

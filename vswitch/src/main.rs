@@ -99,9 +99,11 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             mtu,
             aliases,
             dhcp,
+            no_port_security,
             format,
         } => {
             let req = ConnectRequest {
+                port_security: Some(!no_port_security),
                 mtu,
                 offload: Some(!no_offload),
                 netns,

@@ -108,6 +108,9 @@ pub struct EndpointRecord {
     /// The container configures itself: DHCPv4 and SLAAC, no address set on its interface.
     #[serde(default)]
     pub dhcp: bool,
+    /// Frames must come from the endpoint's own MAC and addresses (anti-spoofing).
+    #[serde(default = "yes")]
+    pub port_security: bool,
 }
 
 fn yes() -> bool {
@@ -233,6 +236,9 @@ pub struct ConnectRequest {
     /// Leave addressing to DHCP and SLAAC in the container.
     #[serde(default)]
     pub dhcp: bool,
+    /// Port security (default: on).
+    #[serde(default)]
+    pub port_security: Option<bool>,
 }
 
 /// A port mirror (SPAN): copies of an endpoint's or a network's frames go to another endpoint.
@@ -588,6 +594,7 @@ pub fn plan_endpoint(
         mtu: req.mtu,
         aliases: req.aliases.clone(),
         dhcp: req.dhcp,
+        port_security: req.port_security.unwrap_or(true),
     })
 }
 

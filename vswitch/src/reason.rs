@@ -25,11 +25,14 @@ pub enum DropReason {
     BadOffload,
     /// The egress device refused the frame (its queue was full or it went away).
     TxError,
+    /// Port security: the container sent as someone else (another MAC or address, ARP or a
+    /// neighbour advertisement for another address, a DHCP server reply).
+    Spoofed,
 }
 
 impl DropReason {
     /// Every reason, in counter order.
-    pub const ALL: [DropReason; 8] = [
+    pub const ALL: [DropReason; 9] = [
         DropReason::Runt,
         DropReason::OverMtu,
         DropReason::MulticastSource,
@@ -38,6 +41,7 @@ impl DropReason {
         DropReason::VlanNotAllowed,
         DropReason::BadOffload,
         DropReason::TxError,
+        DropReason::Spoofed,
     ];
 
     /// Number of reasons, for counter arrays.
@@ -54,6 +58,7 @@ impl DropReason {
             DropReason::VlanNotAllowed => "vlan_not_allowed",
             DropReason::BadOffload => "bad_offload",
             DropReason::TxError => "tx_error",
+            DropReason::Spoofed => "spoofed",
         }
     }
 

@@ -90,6 +90,8 @@ pub struct PortConfig {
     pub mode: PortMode,
     /// Largest L3 payload accepted, in bytes (the Ethernet header and tag come on top).
     pub mtu: u32,
+    /// What the port may send as (None: anything, as trunks and gateways).
+    pub security: Option<policy::PortSecurity>,
 }
 
 /// Where a frame leaves: a port, and the tag it must carry there.
@@ -354,6 +356,21 @@ impl Switch {
         Ok(())
     }
 
+    /// Replaces what `port` may send as.
+    pub fn set_port_security(
+        &mut self,
+        port: PortId,
+        security: Option<policy::PortSecurity>,
+    ) -> Result<(), ConfigError> {
+        let slot = self
+            .ports
+            .get_mut(port.index())
+            .and_then(Option::as_mut)
+            .ok_or(ConfigError::UnknownPort(port))?;
+        slot.config.security = security;
+        Ok(())
+    }
+
     /// Pins `mac` in `network` to `port`.
     pub fn add_static(
         &mut self,
@@ -460,6 +477,9 @@ impl Switch {
         let header = Header::parse(frame)?;
         if wire_len.saturating_sub(header.l2_len()) > port.config.mtu as usize {
             return Err(DropReason::OverMtu);
+        }
+        if let Some(security) = &port.config.security {
+            security.check(frame).map_err(|_| DropReason::Spoofed)?;
         }
         if header.src.is_multicast() {
             return Err(DropReason::MulticastSource);

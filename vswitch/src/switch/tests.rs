@@ -25,6 +25,7 @@ impl Harness {
             .add_port(PortConfig {
                 mode: PortMode::Access(net),
                 mtu: 1500,
+                security: None,
             })
             .unwrap()
     }
@@ -249,6 +250,7 @@ fn trunk_pushes_and_pops_tags_at_the_edge() {
                 native: None,
             },
             mtu: 1500,
+            security: None,
         })
         .unwrap();
 
@@ -293,6 +295,7 @@ fn trunk_to_trunk_retags_and_native_is_untagged() {
                 native: None,
             },
             mtu: 1500,
+            security: None,
         })
         .unwrap();
     let t2 =
@@ -302,6 +305,7 @@ fn trunk_to_trunk_retags_and_native_is_untagged() {
                 native: Some(red),
             },
             mtu: 1500,
+            security: None,
         })
         .unwrap();
     let arp = bytes(ARP_REQUEST);
