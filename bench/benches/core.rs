@@ -3,6 +3,7 @@
 //! - `parse`: Ethernet header of an untagged and an 802.1Q-tagged frame;
 //! - `fdb_lookup/N`: known-MAC lookup in a table of 1 k, 100 k and 1 M learned entries;
 //! - `process/unicast`: a known unicast frame through `Switch::process` (learn + lookup);
+//! - `process/unicast_port_security`: the same with an IPv4/UDP frame checked by port security;
 //! - `process/flood/N`: a broadcast frame flooded to N-1 ports (N = 8, 64), targets walked;
 //! - `process/vlan_push`: access -> trunk, frame retagged into a reused buffer;
 //! - `process/vlan_pop`: trunk -> access, tag removed into a reused buffer.
@@ -78,6 +79,29 @@ fn process(c: &mut Criterion) {
     let to_b = frame(mac(2), mac(1));
     g.bench_function("unicast", |bench| {
         bench.iter(|| match sw.process(now, a, black_box(&to_b)) {
+            Action::Forward { to, .. } => black_box(to),
+            other => panic!("{other:?}"),
+        })
+    });
+
+    // The same switch, a's port now checked: source MAC and IPv4 source of a real UDP frame.
+    sw.set_port_security(
+        a,
+        Some(policy::PortSecurity {
+            mac: mac(1).0,
+            ipv4: vec![[10, 0, 0, 1].into()],
+            ipv6: Vec::new(),
+        }),
+    )
+    .unwrap();
+    let mut udp = Vec::new();
+    etherparse::PacketBuilder::ethernet2(mac(1).0, mac(2).0)
+        .ipv4([10, 0, 0, 1], [10, 0, 0, 2], 64)
+        .udp(5000, 5001)
+        .write(&mut udp, &[0; 18])
+        .unwrap();
+    g.bench_function("unicast_port_security", |bench| {
+        bench.iter(|| match sw.process(now, a, black_box(&udp)) {
             Action::Forward { to, .. } => black_box(to),
             other => panic!("{other:?}"),
         })
