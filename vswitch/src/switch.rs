@@ -167,6 +167,17 @@ pub struct Events {
     pub limit_reached: u64,
 }
 
+impl Events {
+    fn add(&mut self, other: &Events) {
+        self.forwarded += other.forwarded;
+        self.flooded += other.flooded;
+        self.learned += other.learned;
+        self.moved += other.moved;
+        self.aged += other.aged;
+        self.limit_reached += other.limit_reached;
+    }
+}
+
 /// Switch-wide counters.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct SwitchStats {
@@ -307,7 +318,10 @@ impl Switch {
         if !net.members.is_empty() {
             return Err(ConfigError::NetworkInUse(id));
         }
-        self.networks[id.0 as usize] = None;
+        // Its events stay in the switch-wide totals.
+        if let Some(net) = self.networks[id.0 as usize].take() {
+            self.stats.events.add(&net.events);
+        }
         self.fdb.flush_network(id);
         Ok(())
     }
@@ -443,6 +457,7 @@ impl Switch {
         }
     }
 
+    #[inline(always)]
     fn decide(
         &mut self,
         now: Instant,
@@ -466,6 +481,7 @@ impl Switch {
     /// network, and where it goes as if its source were learned first. An `Err` is a drop
     /// before the network is known; `decision` holds drops after it (the source is still
     /// learned then, as a hardware switch does).
+    #[inline(always)]
     fn classify(
         &self,
         now: Instant,
@@ -515,9 +531,9 @@ impl Switch {
         })
     }
 
-    /// Counts an event of `network`, switch-wide and for the network.
+    /// Counts an event of `network` (switch-wide totals are summed when asked for).
+    #[inline(always)]
     fn count(&mut self, network: NetworkId, bump: impl Fn(&mut Events)) {
-        bump(&mut self.stats.events);
         if let Some(Some(net)) = self.networks.get_mut(network.0 as usize) {
             bump(&mut net.events);
         }
@@ -599,7 +615,11 @@ impl Switch {
 
     /// Switch-wide counters.
     pub fn stats(&self) -> SwitchStats {
-        self.stats
+        let mut stats = self.stats;
+        for net in self.networks.iter().flatten() {
+            stats.events.add(&net.events);
+        }
+        stats
     }
 
     /// Drops counted on `port`.
