@@ -109,6 +109,22 @@ mod tests {
 
     const MAC: MacAddr = MacAddr([0x02, 0x42, 0xac, 0x11, 0x00, 0x02]);
 
+    /// The ICMPv6 message of an advertisement frame, its checksum verified.
+    fn parse_icmp(frame: &[u8]) -> Icmpv6Repr<'_> {
+        let eth = EthernetFrame::new_checked(frame).unwrap();
+        let ip = Ipv6Packet::new_checked(eth.payload()).unwrap();
+        assert_eq!(ip.dst_addr(), ALL_NODES);
+        let icmp = Icmpv6Packet::new_checked(ip.payload()).unwrap();
+        assert!(icmp.verify_checksum(&ip.src_addr(), &ip.dst_addr()));
+        Icmpv6Repr::parse(
+            &ip.src_addr(),
+            &ip.dst_addr(),
+            &icmp,
+            &ChecksumCapabilities::default(),
+        )
+        .unwrap()
+    }
+
     #[test]
     fn eui64_flips_the_universal_bit_and_inserts_fffe() {
         assert_eq!(
@@ -121,18 +137,7 @@ mod tests {
     fn advert_parses_back_with_prefix_and_mtu() {
         let prefix: Ipv6Net = "fd00:1:2:3::/64".parse().unwrap();
         let frame = router_advert(MAC, 1500, Some(prefix));
-        let eth = EthernetFrame::new_checked(&frame[..]).unwrap();
-        let ip = Ipv6Packet::new_checked(eth.payload()).unwrap();
-        assert_eq!(ip.dst_addr(), ALL_NODES);
-        let icmp = Icmpv6Packet::new_checked(ip.payload()).unwrap();
-        assert!(icmp.verify_checksum(&ip.src_addr(), &ip.dst_addr()));
-        let repr = Icmpv6Repr::parse(
-            &ip.src_addr(),
-            &ip.dst_addr(),
-            &icmp,
-            &ChecksumCapabilities::default(),
-        )
-        .unwrap();
+        let repr = parse_icmp(&frame);
         let Icmpv6Repr::Ndisc(NdiscRepr::RouterAdvert {
             mtu, prefix_info, ..
         }) = repr
@@ -147,16 +152,7 @@ mod tests {
     #[test]
     fn only_a_64_is_offered_for_autoconfiguration() {
         let frame = router_advert(MAC, 1500, Some("fd00:1::/80".parse().unwrap()));
-        let eth = EthernetFrame::new_checked(&frame[..]).unwrap();
-        let ip = Ipv6Packet::new_checked(eth.payload()).unwrap();
-        let icmp = Icmpv6Packet::new_checked(ip.payload()).unwrap();
-        let repr = Icmpv6Repr::parse(
-            &ip.src_addr(),
-            &ip.dst_addr(),
-            &icmp,
-            &ChecksumCapabilities::default(),
-        )
-        .unwrap();
+        let repr = parse_icmp(&frame);
         assert!(matches!(
             repr,
             Icmpv6Repr::Ndisc(NdiscRepr::RouterAdvert {
