@@ -22,6 +22,7 @@ fn access(sw: &mut Switch, net: NetworkId) -> PortId {
         mode: PortMode::Access(net),
         mtu: 1500,
         security: None,
+        rate_limit: None,
     })
     .unwrap()
 }
@@ -134,6 +135,7 @@ fn process(c: &mut Criterion) {
             },
             mtu: 1500,
             security: None,
+            rate_limit: None,
         })
         .unwrap();
     sw.process(

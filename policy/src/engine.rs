@@ -54,7 +54,7 @@ pub enum Decision {
 }
 
 /// A rule's counters.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct RuleStats {
     /// The rule (or `default`).
     pub name: String,
@@ -80,7 +80,7 @@ pub struct Explanation {
 }
 
 /// One row of a flow listing.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct FlowRow {
     /// Protocol name (tcp, udp, icmp, icmpv6) or number.
     pub proto: String,
@@ -93,7 +93,7 @@ pub struct FlowRow {
     /// Other end's port.
     pub dport: u16,
     /// Where the flow stands.
-    pub state: &'static str,
+    pub state: String,
     /// The rule that allowed it.
     pub rule: String,
     /// Packets seen.
@@ -315,7 +315,7 @@ impl Engine {
                 sport: ends.src.1,
                 dst: ends.dst.0,
                 dport: ends.dst.1,
-                state: flow.state.name(),
+                state: flow.state.name().to_string(),
                 rule: if flow.generation == self.generation {
                     self.name(flow.rule).0.to_string()
                 } else {

@@ -15,6 +15,11 @@
 //! | `POST /v1/trunks` | add a trunk port (`TrunkCreate`) |
 //! | `DELETE /v1/trunks/{name or netns}` | remove a trunk port |
 //! | `GET /v1/ports` | ports with counters |
+//! | `GET /v1/networks/{name}/policy` | policy with rule hit counts |
+//! | `PUT /v1/networks/{name}/policy` | replace the policy (`NetworkPolicy`), atomically |
+//! | `POST /v1/networks/{name}/policy/rules` | add a rule (`RuleAdd`) |
+//! | `DELETE /v1/networks/{name}/policy/rules/{rule}` | remove a rule |
+//! | `GET /v1/networks/{name}/conntrack` | tracked flows |
 
 use std::sync::Arc;
 
@@ -26,7 +31,7 @@ use axum::routing::{delete, get};
 use axum::{Json, Router};
 use serde::Serialize;
 
-use crate::control::Control;
+use crate::control::{Control, PolicyView};
 use crate::error::ControlError;
 use crate::model::{ConnectRequest, NetworkCreate, TrunkCreate, TrunkRecord};
 
@@ -54,6 +59,86 @@ async fn trace(
     req: Result<Json<crate::trace::TraceRequest>, JsonRejection>,
 ) -> Reply<crate::trace::TraceReport> {
     Ok(Json(c.trace(&name, body(req)?).await?))
+}
+
+async fn get_policy(State(c): State<Arc<Control>>, Path(name): Path<String>) -> Reply<PolicyView> {
+    Ok(Json(c.policy(&name).await?))
+}
+
+async fn put_policy(
+    State(c): State<Arc<Control>>,
+    Path(name): Path<String>,
+    req: Result<Json<policy::NetworkPolicy>, JsonRejection>,
+) -> Reply<PolicyView> {
+    let new = body(req)?;
+    Ok(Json(
+        c.change_policy(&name, |policy| {
+            *policy = new;
+            Ok(())
+        })
+        .await?,
+    ))
+}
+
+/// Body of `POST /v1/networks/{name}/policy/rules`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleAdd {
+    /// The rule.
+    pub rule: policy::Rule,
+    /// Where it goes in the order, 0 first [default: last].
+    #[serde(default)]
+    pub position: Option<usize>,
+}
+
+async fn add_rule(
+    State(c): State<Arc<Control>>,
+    Path(name): Path<String>,
+    req: Result<Json<RuleAdd>, JsonRejection>,
+) -> Result<(StatusCode, Json<PolicyView>), ControlError> {
+    let RuleAdd { rule, position } = body(req)?;
+    let view = c
+        .change_policy(&name, |policy| {
+            let at = position.unwrap_or(policy.rules.len());
+            if at > policy.rules.len() {
+                return Err(ControlError::Invalid(format!(
+                    "position {at} is past the end of the {} rules",
+                    policy.rules.len()
+                )));
+            }
+            policy.rules.insert(at, rule);
+            Ok(())
+        })
+        .await?;
+    Ok((StatusCode::CREATED, Json(view)))
+}
+
+async fn remove_rule(
+    State(c): State<Arc<Control>>,
+    Path((name, rule)): Path<(String, String)>,
+) -> Reply<PolicyView> {
+    Ok(Json(
+        c.change_policy(&name, |policy| {
+            let at = policy
+                .rules
+                .iter()
+                .position(|r| r.name == rule)
+                .ok_or_else(|| ControlError::UnknownRule {
+                    rule: rule.clone(),
+                    network: name.clone(),
+                })?;
+            policy.rules.remove(at);
+            Ok(())
+        })
+        .await?,
+    ))
+}
+
+async fn conntrack(
+    State(c): State<Arc<Control>>,
+    Path(name): Path<String>,
+) -> Reply<Vec<policy::FlowRow>> {
+    Ok(Json(c.conntrack(&name).await?))
 }
 
 /// Header of a capture response carrying its id (for `DELETE /v1/captures/{id}`).
@@ -130,6 +215,19 @@ pub fn router(control: Arc<Control>) -> Router {
         .route("/v1/networks/{name}/endpoints/{target}", delete(disconnect))
         .route("/v1/networks/{name}/fdb", get(fdb))
         .route("/v1/networks/{name}/trace", axum::routing::post(trace))
+        .route(
+            "/v1/networks/{name}/policy",
+            get(get_policy).put(put_policy),
+        )
+        .route(
+            "/v1/networks/{name}/policy/rules",
+            axum::routing::post(add_rule),
+        )
+        .route(
+            "/v1/networks/{name}/policy/rules/{rule}",
+            delete(remove_rule),
+        )
+        .route("/v1/networks/{name}/conntrack", get(conntrack))
         .route("/v1/trunks", get(list_trunks).post(add_trunk))
         .route("/v1/trunks/{target}", delete(remove_trunk))
         .route("/v1/ports", get(ports))

@@ -119,6 +119,15 @@ pub enum Command {
         /// frames must come from its own MAC and addresses, and it may not answer DHCP).
         #[arg(long)]
         no_port_security: bool,
+        /// Label for policy selectors, key=value (repeatable), e.g. --label app=web.
+        #[arg(long = "label")]
+        labels: Vec<String>,
+        /// Ingress rate limit in bits/s, with k/M/G suffixes (e.g. 10M).
+        #[arg(long, value_parser = parse_rate)]
+        rate_limit: Option<u64>,
+        /// Ingress rate limit in packets/s.
+        #[arg(long)]
+        rate_limit_pps: Option<u64>,
         #[command(flatten)]
         format: FormatArg,
     },
@@ -205,6 +214,17 @@ pub enum Command {
         #[command(flatten)]
         format: FormatArg,
     },
+    /// Manage a network's policy: ordered allow/deny/reject rules over endpoint names and
+    /// labels, and a default action.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+    /// List the flows a network's policy tracks.
+    Conntrack {
+        /// Network name.
+        network: String,
+        #[command(flatten)]
+        format: FormatArg,
+    },
     /// Run a declarative topology (TOML) in the foreground; Ctrl-C tears down what it made.
     Up {
         /// Topology file, e.g. configs/quickstart.toml.
@@ -250,6 +270,17 @@ pub enum NetworkCommand {
         /// processes beside the daemon reach the containers (Docker's docker0).
         #[arg(long)]
         host_iface: Option<String>,
+        /// What traffic between endpoints that no policy rule matches gets: allow (Docker's
+        /// default) or deny (Docker's icc=false).
+        #[arg(long, value_enum)]
+        default_action: Option<DefaultActionArg>,
+        /// Broadcast/multicast packets per second allowed on the network; 0 turns storm
+        /// control off [default: 5000].
+        #[arg(long)]
+        storm_pps: Option<u64>,
+        /// Most flows the policy tracks [default: 262144].
+        #[arg(long)]
+        max_flows: Option<usize>,
         #[command(flatten)]
         format: FormatArg,
     },
@@ -359,5 +390,152 @@ pub fn print_table(header: &[&str], rows: &[Vec<String>]) {
     line(header.to_vec());
     for row in rows {
         line(row.iter().map(String::as_str).collect());
+    }
+}
+
+/// `--default-action`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DefaultActionArg {
+    /// Let unmatched traffic through.
+    Allow,
+    /// Drop unmatched traffic.
+    Deny,
+}
+
+/// A rule's action on the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ActionArg {
+    /// Let the flow through (its replies too).
+    Allow,
+    /// Drop silently.
+    Deny,
+    /// Drop and answer with a TCP reset or ICMP port unreachable.
+    Reject,
+}
+
+/// `vswitch policy ...`.
+#[derive(Debug, Subcommand)]
+pub enum PolicyCommand {
+    /// Show a network's rules in order with their hit counts, and its default.
+    #[command(alias = "list")]
+    Ls {
+        /// Network name.
+        network: String,
+        #[command(flatten)]
+        format: FormatArg,
+    },
+    /// Add a rule, e.g. `policy add app web-db --action allow --to app=db --peer app=web
+    /// --proto tcp --port 5432`.
+    Add {
+        /// Network name.
+        network: String,
+        /// Rule name, unique on the network.
+        name: String,
+        /// What matching flows get.
+        #[arg(long, value_enum)]
+        action: ActionArg,
+        /// The rule is about traffic to these endpoints: `*`, or labels `k=v,k2=v2`
+        /// (`name=NAME` is the endpoint's name).
+        #[arg(long, conflicts_with = "from", required_unless_present = "from")]
+        to: Option<String>,
+        /// The rule is about traffic from these endpoints.
+        #[arg(long)]
+        from: Option<String>,
+        /// The other side: `any`, a CIDR or address, or endpoint labels.
+        #[arg(long, default_value = "any")]
+        peer: String,
+        /// tcp, udp, icmp, icmpv6 or any.
+        #[arg(long, default_value = "any")]
+        proto: String,
+        /// Destination port or range (tcp, udp), e.g. 5432 or 8000-8100.
+        #[arg(long)]
+        port: Option<String>,
+        /// ICMP type (icmp, icmpv6).
+        #[arg(long)]
+        icmp_type: Option<u8>,
+        /// Only count what the rule would do (dry run).
+        #[arg(long)]
+        staged: bool,
+        /// Place in the order, 0 first [default: last].
+        #[arg(long)]
+        position: Option<usize>,
+    },
+    /// Remove a rule.
+    #[command(alias = "remove")]
+    Rm {
+        /// Network name.
+        network: String,
+        /// Rule name.
+        name: String,
+    },
+    /// Set what traffic no rule matches gets.
+    Default {
+        /// Network name.
+        network: String,
+        /// allow or deny.
+        #[arg(value_enum)]
+        action: DefaultActionArg,
+    },
+    /// Replace the whole policy with a TOML file (`default = "deny"` and `[[rules]]`), in one
+    /// step.
+    Set {
+        /// Network name.
+        network: String,
+        /// Policy file.
+        file: PathBuf,
+    },
+    /// Evaluate a described packet and print the rule that decides it.
+    Test {
+        /// Network name.
+        network: String,
+        /// Sending endpoint (name or namespace).
+        #[arg(long)]
+        from: String,
+        /// Receiving endpoint.
+        #[arg(long, required_unless_present = "dst")]
+        to: Option<String>,
+        /// Destination address.
+        #[arg(long)]
+        dst: Option<std::net::IpAddr>,
+        /// tcp, udp or icmp.
+        #[arg(long, default_value = "tcp")]
+        proto: String,
+        /// Destination port (tcp, udp).
+        #[arg(long)]
+        dport: Option<u16>,
+    },
+}
+
+/// Parses a rate in bits/s: `1500`, `10k`, `10M`, `1G` (optionally followed by `bit`).
+pub fn parse_rate(text: &str) -> Result<u64, String> {
+    let t = text.trim().trim_end_matches("bit").trim_end_matches("bps");
+    let (digits, scale) = match t.char_indices().last() {
+        Some((i, 'k' | 'K')) => (&t[..i], 1_000),
+        Some((i, 'm' | 'M')) => (&t[..i], 1_000_000),
+        Some((i, 'g' | 'G')) => (&t[..i], 1_000_000_000),
+        _ => (t, 1),
+    };
+    let value: f64 = digits
+        .parse()
+        .map_err(|_| format!("{text:?} is not a rate such as 10M or 1500k"))?;
+    let bits = value * scale as f64;
+    if !(1.0..=1e13).contains(&bits) {
+        return Err(format!("{text:?}: a rate is between 1 bit/s and 10 Tbit/s"));
+    }
+    Ok(bits as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rates() {
+        assert_eq!(parse_rate("10M"), Ok(10_000_000));
+        assert_eq!(parse_rate("1.5kbit"), Ok(1_500));
+        assert_eq!(parse_rate("2G"), Ok(2_000_000_000));
+        assert_eq!(parse_rate("800"), Ok(800));
+        assert!(parse_rate("fast").is_err());
+        assert!(parse_rate("0").is_err());
     }
 }

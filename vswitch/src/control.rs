@@ -13,7 +13,7 @@ use tracing::{debug, info, warn};
 
 use crate::dataplane::{DataPathConfig, DataPlane, PortCounters};
 use crate::directory::Directory;
-use crate::error::ControlError;
+use crate::error::{invalid, ControlError};
 use crate::frame::MacAddr;
 use crate::gateway::{self, Gateway, GatewayConfig, GatewayStats, LeaseCall};
 use crate::leases;
@@ -85,6 +85,16 @@ pub struct FdbInfo {
     /// Seconds since last seen (learned entries).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub age_seconds: Option<f64>,
+}
+
+/// A network's policy and how often each rule (and the default) decided a packet.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PolicyView {
+    /// The policy as configured.
+    #[serde(flatten)]
+    pub policy: policy::NetworkPolicy,
+    /// Counters per rule, in rule order, then `default`.
+    pub stats: Vec<policy::RuleStats>,
 }
 
 struct LiveEndpoint {
@@ -168,6 +178,9 @@ impl Control {
         let mut inner = self.inner.lock().await;
         for (name, mut network) in saved.networks {
             let id = self.dataplane.add_network().await?;
+            self.dataplane
+                .set_storm_control(id, storm_pps(&network))
+                .await??;
             let endpoints = std::mem::take(&mut network.endpoints);
             let gateway = self.start_gateway(&network, id).await?;
             inner.live.insert(
@@ -188,6 +201,9 @@ impl Control {
                         warn!(network = %name, endpoint = %endpoint.name, error = %e, "endpoint not restored")
                     }
                 }
+            }
+            if let Err(e) = self.apply_policy(&inner, &name).await {
+                warn!(network = %name, error = %e, "policy not restored");
             }
         }
         for (name, trunk) in saved.trunks {
@@ -244,6 +260,7 @@ impl Control {
                     mtu: network.mtu,
                     // The gateway is the switch's own: it may answer for any address it serves.
                     security: None,
+                    rate_limit: None,
                 },
             )
             .await??;
@@ -348,6 +365,9 @@ impl Control {
                     }
                 }
             }
+            if let Err(e) = self.apply_policy(&inner, &call.network).await {
+                warn!(error = %e, "cannot update policy");
+            }
         }
         debug!(network = %call.network, mac = %call.query.mac, kind = ?call.query.kind, ?decision, "DHCP");
         let _ = call.reply.send(decision);
@@ -357,7 +377,13 @@ impl Control {
     pub async fn create_network(&self, req: NetworkCreate) -> Result<NetworkRecord, ControlError> {
         let mut inner = self.inner.lock().await;
         let record = plan_network(&req, &inner.state.networks)?;
+        // Compiled before anything is created, so an unusable policy changes nothing.
+        let engine = policy_engine(&record, unix_now()).map_err(|e| invalid(e.to_string()))?;
         let id = self.dataplane.add_network().await?;
+        self.dataplane
+            .set_storm_control(id, storm_pps(&record))
+            .await??;
+        self.dataplane.set_policy(id, engine).await??;
         let gateway = match self.start_gateway(&record, id).await {
             Ok(gateway) => gateway,
             Err(e) => {
@@ -478,6 +504,8 @@ impl Control {
             self.detach(&mut inner, network, &endpoint.name).await?;
             return Err(e);
         }
+        // Its labels and addresses now count in the network's rules.
+        self.apply_policy(&inner, network).await?;
         let resolv_conf = self.write_resolv_conf(&inner, &endpoint.netns);
         info!(network, endpoint = %endpoint.name, netns = %endpoint.netns, "connected");
         Ok(Connected {
@@ -512,17 +540,14 @@ impl Control {
             disable_ipv6: !record.subnets.iter().any(|s| s.subnet.addr().is_ipv6()),
             ipv6_autoconf: endpoint.dhcp,
         };
-        let mode = PortMode::Access(inner.live[network].id);
-        let security = port_security(record, &endpoint, unix_now());
+        let port_config = PortConfig {
+            mode: PortMode::Access(inner.live[network].id),
+            mtu,
+            security: port_security(record, &endpoint, unix_now()),
+            rate_limit: endpoint.rate_limit,
+        };
         let port = self
-            .open_port(
-                &endpoint.netns,
-                endpoint.netns_inode,
-                config,
-                mode,
-                mtu,
-                security,
-            )
+            .open_port(&endpoint.netns, endpoint.netns_inode, config, port_config)
             .await?;
         endpoint.netns_inode = port.ns.identity().ino;
         let live = inner.live.get_mut(network).expect("every network is live");
@@ -546,9 +571,7 @@ impl Control {
         netns: &str,
         expected_inode: u64,
         config: tap::TapConfig,
-        mode: PortMode,
-        mtu: u32,
-        security: Option<policy::PortSecurity>,
+        port_config: PortConfig,
     ) -> Result<LiveEndpoint, ControlError> {
         let reference: tap::NetnsRef = netns.parse()?;
         let started = std::time::Instant::now();
@@ -567,17 +590,7 @@ impl Control {
         .await
         .expect("attach does not panic")?;
         let attached = started.elapsed();
-        let port = self
-            .dataplane
-            .add_port(
-                device,
-                PortConfig {
-                    mode,
-                    mtu,
-                    security,
-                },
-            )
-            .await??;
+        let port = self.dataplane.add_port(device, port_config).await??;
         debug!(netns, ?attached, total = ?started.elapsed(), "port opened");
         Ok(LiveEndpoint { port, ns })
     }
@@ -635,6 +648,7 @@ impl Control {
             })?;
         let endpoint = self.detach(&mut inner, network, &name).await?;
         self.save(&inner)?;
+        self.apply_policy(&inner, network).await?;
         self.write_resolv_conf(&inner, &endpoint.netns);
         info!(network, endpoint = %name, "disconnected");
         Ok(endpoint)
@@ -697,10 +711,15 @@ impl Control {
             disable_ipv6: false,
             ipv6_autoconf: false,
         };
-        let mode = PortMode::Trunk { vlans, native };
-        // A trunk faces another switch: many stations legitimately send through it.
+        let port_config = PortConfig {
+            mode: PortMode::Trunk { vlans, native },
+            mtu,
+            // A trunk faces another switch: many stations legitimately send through it.
+            security: None,
+            rate_limit: None,
+        };
         let port = self
-            .open_port(&trunk.netns, trunk.netns_inode, config, mode, mtu, None)
+            .open_port(&trunk.netns, trunk.netns_inode, config, port_config)
             .await?;
         trunk.netns_inode = port.ns.identity().ino;
         inner.trunks.insert(trunk.name.clone(), port);
@@ -791,6 +810,9 @@ impl Control {
             match self.detach(&mut inner, &network, &endpoint).await {
                 Ok(record) => {
                     self.write_resolv_conf(&inner, &record.netns);
+                    if let Err(e) = self.apply_policy(&inner, &network).await {
+                        warn!(network = %network, error = %e, "cannot update policy");
+                    }
                     info!(network = %network, endpoint = %endpoint, "namespace gone, endpoint removed")
                 }
                 Err(e) => {
@@ -801,6 +823,101 @@ impl Control {
         if let Err(e) = self.save(&inner) {
             warn!(error = %e, "cannot save state");
         }
+    }
+
+    /// Compiles `network`'s policy against its endpoints as they are now and installs it.
+    async fn apply_policy(&self, inner: &Inner, network: &str) -> Result<(), ControlError> {
+        let record = &inner.state.networks[network];
+        let engine = policy_engine(record, unix_now()).map_err(|e| invalid(e.to_string()))?;
+        self.dataplane
+            .set_policy(inner.live[network].id, engine)
+            .await??;
+        Ok(())
+    }
+
+    /// A network's policy with its rule counters.
+    pub async fn policy(&self, network: &str) -> Result<PolicyView, ControlError> {
+        let inner = self.inner.lock().await;
+        self.policy_view(&inner, network).await
+    }
+
+    async fn policy_view(&self, inner: &Inner, network: &str) -> Result<PolicyView, ControlError> {
+        let record = inner
+            .state
+            .networks
+            .get(network)
+            .ok_or_else(|| ControlError::UnknownNetwork(network.to_string()))?;
+        let (mut stats, _) = self.dataplane.policy_state(inner.live[network].id).await?;
+        if stats.is_empty() {
+            // No engine (nothing to enforce): every rule and the default at zero.
+            stats = record
+                .policy
+                .rules
+                .iter()
+                .map(|r| r.name.clone())
+                .chain([policy::engine::DEFAULT_RULE.to_string()])
+                .map(|name| policy::RuleStats {
+                    name,
+                    hits: 0,
+                    staged_hits: 0,
+                })
+                .collect();
+        }
+        Ok(PolicyView {
+            policy: record.policy.clone(),
+            stats,
+        })
+    }
+
+    /// Changes a network's policy with `change`; the result is checked and compiled before it
+    /// replaces the running one in one step, else nothing changes.
+    pub async fn change_policy(
+        &self,
+        network: &str,
+        change: impl FnOnce(&mut policy::NetworkPolicy) -> Result<(), ControlError>,
+    ) -> Result<PolicyView, ControlError> {
+        let mut inner = self.inner.lock().await;
+        let record = inner
+            .state
+            .networks
+            .get(network)
+            .ok_or_else(|| ControlError::UnknownNetwork(network.to_string()))?;
+        let mut candidate = record.clone();
+        change(&mut candidate.policy)?;
+        let engine = policy_engine(&candidate, unix_now()).map_err(|e| invalid(e.to_string()))?;
+        let old = std::mem::replace(
+            &mut inner
+                .state
+                .networks
+                .get_mut(network)
+                .expect("checked above")
+                .policy,
+            candidate.policy,
+        );
+        if let Err(e) = self.save(&inner) {
+            inner
+                .state
+                .networks
+                .get_mut(network)
+                .expect("checked above")
+                .policy = old;
+            return Err(e);
+        }
+        self.dataplane
+            .set_policy(inner.live[network].id, engine)
+            .await??;
+        info!(network, "policy changed");
+        self.policy_view(&inner, network).await
+    }
+
+    /// A network's tracked flows.
+    pub async fn conntrack(&self, network: &str) -> Result<Vec<policy::FlowRow>, ControlError> {
+        let inner = self.inner.lock().await;
+        let live = inner
+            .live
+            .get(network)
+            .ok_or_else(|| ControlError::UnknownNetwork(network.to_string()))?;
+        Ok(self.dataplane.policy_state(live.id).await?.1)
     }
 
     /// Every port with its counters.
@@ -1074,7 +1191,7 @@ impl Control {
                     "off for this endpoint".into()
                 },
             ),
-            step("policy", "no policy: allowed (the default)".into()),
+            step("policy", describe_policy(&trace, &record.policy)),
         ];
         if let Some(learn) = trace.learn {
             steps.push(step(
@@ -1115,7 +1232,7 @@ impl Control {
             .collect();
         let verdict = match (trace.drop, trace.flooded) {
             (Some(reason), _) => {
-                steps.push(step("output", format!("dropped: {}", reason.name())));
+                steps.push(step("output", format!("dropped: {reason}")));
                 "dropped"
             }
             (None, true) => {
@@ -1135,6 +1252,7 @@ impl Control {
             verdict: verdict.into(),
             egress,
             drop_reason: trace.drop.map(|r| r.name().to_string()),
+            policy_rule: trace.policy.as_ref().map(|why| why.rule.to_string()),
         })
     }
 
@@ -1384,30 +1502,7 @@ fn port_security(
     if !endpoint.port_security {
         return None;
     }
-    let mut ipv4 = Vec::new();
-    let mut ipv6 = Vec::new();
-    for address in &endpoint.addresses {
-        match address.addr() {
-            IpAddr::V4(ip) => ipv4.push(ip),
-            IpAddr::V6(ip) => ipv6.push(ip),
-        }
-    }
-    if endpoint.dhcp {
-        ipv4.extend(
-            network
-                .leases
-                .iter()
-                .filter(|l| l.mac == endpoint.mac && l.expires > now)
-                .map(|l| l.ip),
-        );
-        for subnet in &network.subnets {
-            if let ipnet::IpNet::V6(net) = subnet.subnet {
-                if net.prefix_len() == 64 {
-                    ipv6.push(gateway::ndp::eui64_address(net.network(), endpoint.mac));
-                }
-            }
-        }
-    }
+    let (ipv4, ipv6) = endpoint_addresses(network, endpoint, now);
     Some(policy::PortSecurity {
         mac: endpoint.mac.0,
         ipv4,
@@ -1511,4 +1606,122 @@ fn default_gateways(network: &NetworkRecord) -> Vec<IpAddr> {
     let v4 = network.subnets.iter().find(|s| s.gateway.is_ipv4());
     let v6 = network.subnets.iter().find(|s| s.gateway.is_ipv6());
     v4.into_iter().chain(v6).map(|s| s.gateway).collect()
+}
+
+/// The trace step of policy: what decided the frame, or why policy did not look at it.
+fn describe_policy(trace: &crate::switch::Trace, policy: &policy::NetworkPolicy) -> String {
+    use policy::Decision;
+    let Some(why) = &trace.policy else {
+        return if policy.is_open() {
+            "no policy: allowed (the default)".into()
+        } else if trace.network.is_none() || trace.drop.is_some() {
+            "not reached".into()
+        } else {
+            "not an IP packet: policy does not apply".into()
+        };
+    };
+    if why.infrastructure {
+        return "infrastructure (DHCP, neighbour discovery, DNS to the gateway): always allowed"
+            .into();
+    }
+    let action = match why.decision {
+        Decision::Allow => "allowed",
+        Decision::Deny(_) => "denied",
+        Decision::Reject(_) => "rejected",
+    };
+    let mut text = if why.tracked {
+        format!(
+            "{action}: part of a tracked flow that rule {} allowed",
+            why.rule
+        )
+    } else if why.rule.0 == policy::engine::DEFAULT_RULE {
+        format!("{action}: no rule matches, the network default")
+    } else {
+        format!("{action} by rule {}", why.rule)
+    };
+    if let Some((staged, action)) = why.staged {
+        let verb = match action {
+            policy::RuleAction::Allow => "allow",
+            policy::RuleAction::Deny => "deny",
+            policy::RuleAction::Reject => "reject",
+        };
+        text.push_str(&format!("; staged rule {staged} would {verb} it"));
+    }
+    text
+}
+
+/// The addresses an endpoint holds now: static ones, a DHCP client's live lease and SLAAC
+/// address, as IPv4 and IPv6.
+fn endpoint_addresses(
+    network: &NetworkRecord,
+    endpoint: &EndpointRecord,
+    now: u64,
+) -> (Vec<std::net::Ipv4Addr>, Vec<std::net::Ipv6Addr>) {
+    let mut ipv4 = Vec::new();
+    let mut ipv6 = Vec::new();
+    for address in &endpoint.addresses {
+        match address.addr() {
+            IpAddr::V4(ip) => ipv4.push(ip),
+            IpAddr::V6(ip) => ipv6.push(ip),
+        }
+    }
+    if endpoint.dhcp {
+        ipv4.extend(
+            network
+                .leases
+                .iter()
+                .filter(|l| l.mac == endpoint.mac && l.expires > now)
+                .map(|l| l.ip),
+        );
+        for subnet in &network.subnets {
+            if let ipnet::IpNet::V6(net) = subnet.subnet {
+                if net.prefix_len() == 64 {
+                    ipv6.push(gateway::ndp::eui64_address(net.network(), endpoint.mac));
+                }
+            }
+        }
+    }
+    (ipv4, ipv6)
+}
+
+/// `network`'s policy compiled against its endpoints as they are now (labels, addresses);
+/// `None` when it lets everything through, so the data path tracks nothing.
+fn policy_engine(
+    network: &NetworkRecord,
+    now: u64,
+) -> Result<Option<policy::Engine>, policy::RuleError> {
+    if network.policy.is_open() {
+        return Ok(None);
+    }
+    let endpoints: Vec<policy::Endpoint> = network
+        .endpoints
+        .values()
+        .map(|e| {
+            let (v4, v6) = endpoint_addresses(network, e, now);
+            let link_local = gateway::ndp::link_local(e.mac);
+            policy::Endpoint {
+                name: e.name.clone(),
+                labels: e.labels.clone(),
+                addrs: v4
+                    .into_iter()
+                    .map(IpAddr::V4)
+                    .chain(v6.into_iter().chain([link_local]).map(IpAddr::V6))
+                    .collect(),
+            }
+        })
+        .collect();
+    let gateway = network.subnets.iter().map(|s| s.gateway).collect();
+    let capacity = network
+        .max_flows
+        .unwrap_or(policy::conntrack::DEFAULT_CAPACITY);
+    policy::Engine::new(&network.policy, &endpoints, gateway, capacity).map(Some)
+}
+
+/// Storm control of a network as the switch takes it: `None` is off.
+fn storm_pps(network: &NetworkRecord) -> Option<u64> {
+    match network.storm_pps {
+        None => Some(policy::ratelimit::DEFAULT_STORM_PPS),
+        Some(0) => None,
+        pps => pps,
+    }
 }

@@ -146,6 +146,7 @@ impl DataPlane {
                 buf: vec![0; FRAME_BUF_LEN],
                 targets: Vec::new(),
                 segmenter: Segmenter::default(),
+                reply: Vec::new(),
                 last_sweep: Instant::now(),
                 last_traffic: Instant::now(),
                 spin: config.busy_poll,
@@ -322,6 +323,47 @@ impl DataPlane {
         Ok(lock(&self.switch).set_port_security(port, security))
     }
 
+    /// Replaces a port's ingress rate limit.
+    pub async fn set_rate_limit(
+        &self,
+        port: PortId,
+        limit: Option<policy::RateLimit>,
+    ) -> Result<Result<(), ConfigError>, DataPlaneGone> {
+        Ok(lock(&self.switch).set_rate_limit(port, limit))
+    }
+
+    /// Installs a network's compiled policy (built beforehand, so the lock is held only for
+    /// the swap).
+    pub async fn set_policy(
+        &self,
+        network: NetworkId,
+        engine: Option<policy::Engine>,
+    ) -> Result<Result<(), ConfigError>, DataPlaneGone> {
+        Ok(lock(&self.switch).set_policy(network, engine))
+    }
+
+    /// Sets a network's storm control (broadcast/multicast packets/s, `None`: off).
+    pub async fn set_storm_control(
+        &self,
+        network: NetworkId,
+        pps: Option<u64>,
+    ) -> Result<Result<(), ConfigError>, DataPlaneGone> {
+        Ok(lock(&self.switch).set_storm_control(network, pps))
+    }
+
+    /// A network's rule counters and tracked flows (empty without a policy).
+    pub async fn policy_state(
+        &self,
+        network: NetworkId,
+    ) -> Result<(Vec<policy::RuleStats>, Vec<policy::FlowRow>), DataPlaneGone> {
+        let switch = lock(&self.switch);
+        Ok(switch
+            .policy(network)
+            .map_or_else(Default::default, |engine| {
+                (engine.rule_stats(), engine.flows(Instant::now()))
+            }))
+    }
+
     /// Live FDB entries of a network.
     pub async fn fdb(&self, network: NetworkId) -> Result<Vec<FdbRow>, DataPlaneGone> {
         Ok(lock(&self.switch).fdb_rows(Instant::now(), network))
@@ -437,6 +479,8 @@ struct Worker {
     /// Output ports of the frame at hand, copied out so the lock is not held while writing.
     targets: Vec<Egress>,
     segmenter: Segmenter,
+    /// Copy of the answer to a rejected frame, sent after the switch lock is released.
+    reply: Vec<u8>,
     last_sweep: Instant,
     /// When a frame was last read: polling continues without sleeping for `spin` after it.
     last_traffic: Instant,
@@ -537,6 +581,16 @@ impl Worker {
                         }
                         continue;
                     }
+                    Action::Reject { reason, reply } => {
+                        self.reply.clear();
+                        self.reply.extend_from_slice(reply);
+                        drop(switch);
+                        if tapped {
+                            self.taps.offer(port, Direction::In, &[frame], Some(reason));
+                        }
+                        self.dispatch_reply(port, tapped);
+                        continue;
+                    }
                     Action::Forward {
                         ingress_tag_len, ..
                     }
@@ -584,6 +638,18 @@ impl Worker {
             }
         }
         Drain::More
+    }
+
+    /// Sends the answer of a rejected frame back out of its ingress port.
+    fn dispatch_reply(&mut self, port: PortId, tapped: bool) {
+        let Some(Some(out)) = self.ports.get_mut(port.index()) else {
+            return;
+        };
+        let parts = [&self.reply[..], &[][..], &[][..]];
+        let dropped = dispatch_frame(out, parts, Offload::default(), &mut self.segmenter);
+        if tapped {
+            self.taps.offer(port, Direction::Out, &parts, dropped);
+        }
     }
 
     /// Applies queued commands; returns false once the control plane is gone.

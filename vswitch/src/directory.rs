@@ -138,6 +138,8 @@ mod tests {
             aliases: aliases.iter().map(|a| a.to_string()).collect(),
             dhcp: ip.is_empty(),
             port_security: true,
+            labels: Default::default(),
+            rate_limit: None,
         }
     }
 

@@ -55,6 +55,9 @@ pub enum ControlError {
     /// No trunk by that name or namespace.
     #[error("no trunk or namespace {0}")]
     UnknownTrunk(String),
+    /// No policy rule by that name.
+    #[error("no rule {rule:?} on network {network}")]
+    UnknownRule { rule: String, network: String },
     /// Namespace or TAP setup failed.
     #[error(transparent)]
     Tap(#[from] tap::Error),
@@ -78,7 +81,9 @@ impl ControlError {
         use ControlError::*;
         match self {
             Invalid(_) => StatusCode::BAD_REQUEST,
-            UnknownNetwork(_) | UnknownEndpoint { .. } | UnknownTrunk(_) => StatusCode::NOT_FOUND,
+            UnknownNetwork(_) | UnknownEndpoint { .. } | UnknownTrunk(_) | UnknownRule { .. } => {
+                StatusCode::NOT_FOUND
+            }
             NetworkExists(_)
             | SubnetOverlap { .. }
             | VlanInUse { .. }

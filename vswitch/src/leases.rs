@@ -333,6 +333,8 @@ mod tests {
                 aliases: vec![],
                 dhcp: false,
                 port_security: true,
+                labels: Default::default(),
+                rate_limit: None,
             },
         );
         assert_eq!(offer_then_ack(&mut net, 1, 100), ip("10.9.0.3"));

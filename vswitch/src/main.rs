@@ -13,11 +13,11 @@ use serde_json::Value;
 
 use vswitch::api::CAPTURE_ID_HEADER;
 use vswitch::cli::{
-    print_table, Cli, Command, Format, LogFormat, MirrorCommand, NetworkCommand, SwitchArgs,
-    TrunkCommand,
+    print_table, ActionArg, Cli, Command, DefaultActionArg, Format, LogFormat, MirrorCommand,
+    NetworkCommand, PolicyCommand, SwitchArgs, TrunkCommand,
 };
 use vswitch::client::{call, call_streaming, segment};
-use vswitch::control::{FdbInfo, PortInfo};
+use vswitch::control::{FdbInfo, PolicyView, PortInfo};
 use vswitch::dataplane::{default_workers, DataPathConfig};
 use vswitch::model::{
     CaptureRequest, ConnectRequest, Connected, EndpointRecord, MirrorRecord, NetworkCreate,
@@ -88,6 +88,35 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Network(command) => network(socket, command).await?,
         Command::Trunk(command) => trunk(socket, command).await?,
+        Command::Policy(command) => policy(socket, command).await?,
+        Command::Conntrack { network, format } => {
+            let path = format!("/v1/networks/{}/conntrack", segment(&network));
+            let flows: Vec<policy::FlowRow> = call(socket, Method::GET, &path, None::<&()>).await?;
+            print_listing(
+                format.format,
+                &flows,
+                &[
+                    "PROTO",
+                    "SOURCE",
+                    "DESTINATION",
+                    "STATE",
+                    "RULE",
+                    "PACKETS",
+                    "IDLE",
+                ],
+                |f| {
+                    vec![
+                        f.proto.clone(),
+                        endpoint_text(f.src, f.sport),
+                        endpoint_text(f.dst, f.dport),
+                        f.state.clone(),
+                        f.rule.clone(),
+                        f.packets.to_string(),
+                        format!("{:.1}s", f.idle_ms as f64 / 1000.0),
+                    ]
+                },
+            );
+        }
         Command::Connect {
             network,
             netns,
@@ -100,9 +129,19 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             aliases,
             dhcp,
             no_port_security,
+            labels,
+            rate_limit,
+            rate_limit_pps,
             format,
         } => {
+            let rate_limit = policy::RateLimit {
+                bits_per_sec: rate_limit,
+                packets_per_sec: rate_limit_pps,
+                ..Default::default()
+            };
             let req = ConnectRequest {
+                labels,
+                rate_limit: rate_limit.is_set().then_some(rate_limit),
                 port_security: Some(!no_port_security),
                 mtu,
                 offload: Some(!no_offload),
@@ -308,9 +347,21 @@ async fn network(socket: &Path, command: NetworkCommand) -> Result<()> {
             dns,
             ipv6,
             host_iface,
+            default_action,
+            storm_pps,
+            max_flows,
             format,
         } => {
             let req = NetworkCreate {
+                policy: default_action.map(|action| policy::NetworkPolicy {
+                    default: match action {
+                        DefaultActionArg::Allow => policy::DefaultAction::Allow,
+                        DefaultActionArg::Deny => policy::DefaultAction::Deny,
+                    },
+                    rules: Vec::new(),
+                }),
+                storm_pps,
+                max_flows,
                 name,
                 subnets,
                 gateways,
@@ -444,6 +495,166 @@ async fn trunk(socket: &Path, command: TrunkCommand) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// `vswitch policy ...`.
+async fn policy(socket: &Path, command: PolicyCommand) -> Result<()> {
+    let policy_path = |network: &str| format!("/v1/networks/{}/policy", segment(network));
+    let view: PolicyView = match command {
+        PolicyCommand::Ls { network, format } => {
+            let view: PolicyView =
+                call(socket, Method::GET, &policy_path(&network), None::<&()>).await?;
+            if format.format == Format::Json {
+                print_json(&view);
+                return Ok(());
+            }
+            view
+        }
+        PolicyCommand::Add {
+            network,
+            name,
+            action,
+            to,
+            from,
+            peer,
+            proto,
+            port,
+            icmp_type,
+            staged,
+            position,
+        } => {
+            let (direction, select) = match (to, from) {
+                (Some(to), _) => (policy::Direction::To, to),
+                (None, Some(from)) => (policy::Direction::From, from),
+                (None, None) => anyhow::bail!("say which endpoints: --to or --from"),
+            };
+            let proto = serde_json::from_value(Value::String(proto.clone())).map_err(|_| {
+                anyhow::anyhow!("unknown protocol {proto:?}: use tcp, udp, icmp, icmpv6 or any")
+            })?;
+            let rule = policy::Rule {
+                name,
+                action: match action {
+                    ActionArg::Allow => policy::RuleAction::Allow,
+                    ActionArg::Deny => policy::RuleAction::Deny,
+                    ActionArg::Reject => policy::RuleAction::Reject,
+                },
+                direction,
+                select,
+                peer,
+                proto,
+                ports: port,
+                icmp_type,
+                staged,
+            };
+            let req = vswitch::api::RuleAdd { rule, position };
+            let path = format!("{}/rules", policy_path(&network));
+            call(socket, Method::POST, &path, Some(&req)).await?
+        }
+        PolicyCommand::Rm { network, name } => {
+            let path = format!("{}/rules/{}", policy_path(&network), segment(&name));
+            call(socket, Method::DELETE, &path, None::<&()>).await?
+        }
+        PolicyCommand::Default { network, action } => {
+            let path = policy_path(&network);
+            let mut current: PolicyView = call(socket, Method::GET, &path, None::<&()>).await?;
+            current.policy.default = match action {
+                DefaultActionArg::Allow => policy::DefaultAction::Allow,
+                DefaultActionArg::Deny => policy::DefaultAction::Deny,
+            };
+            call(socket, Method::PUT, &path, Some(&current.policy)).await?
+        }
+        PolicyCommand::Set { network, file } => {
+            let text = std::fs::read_to_string(&file)
+                .with_context(|| format!("cannot read {}", file.display()))?;
+            let new: policy::NetworkPolicy = toml::from_str(&text)
+                .with_context(|| format!("invalid policy {}", file.display()))?;
+            call(socket, Method::PUT, &policy_path(&network), Some(&new)).await?
+        }
+        PolicyCommand::Test {
+            network,
+            from,
+            to,
+            dst,
+            proto,
+            dport,
+        } => {
+            let req = vswitch::trace::TraceRequest {
+                from,
+                to,
+                dst,
+                dst_mac: None,
+                proto: Some(proto),
+                dport,
+            };
+            let path = format!("/v1/networks/{}/trace", segment(&network));
+            let report: vswitch::trace::TraceReport =
+                call(socket, Method::POST, &path, Some(&req)).await?;
+            let step = report.steps.iter().find(|s| s.stage == "policy");
+            println!(
+                "{}",
+                step.map_or("policy: not reached", |s| s.detail.as_str())
+            );
+            if let Some(rule) = &report.policy_rule {
+                println!("rule: {rule}");
+            }
+            println!("verdict: {}", report.verdict);
+            return Ok(());
+        }
+    };
+    println!(
+        "default: {}",
+        match view.policy.default {
+            policy::DefaultAction::Allow => "allow",
+            policy::DefaultAction::Deny => "deny",
+        }
+    );
+    let rows: Vec<Vec<String>> = view
+        .policy
+        .rules
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            let stats = view.stats.iter().find(|s| s.name == r.name);
+            vec![
+                i.to_string(),
+                r.name.clone(),
+                format!("{:?}", r.action).to_lowercase() + if r.staged { " (staged)" } else { "" },
+                format!(
+                    "{} {}",
+                    format!("{:?}", r.direction).to_lowercase(),
+                    r.select
+                ),
+                r.peer.clone(),
+                format!("{:?}", r.proto).to_lowercase(),
+                r.ports
+                    .clone()
+                    .or(r.icmp_type.map(|t| format!("type {t}")))
+                    .unwrap_or_else(|| "-".into()),
+                stats
+                    .map_or(0, |s| if r.staged { s.staged_hits } else { s.hits })
+                    .to_string(),
+            ]
+        })
+        .collect();
+    print_table(
+        &[
+            "#", "NAME", "ACTION", "SELECT", "PEER", "PROTO", "PORTS", "HITS",
+        ],
+        &rows,
+    );
+    if let Some(default) = view
+        .stats
+        .iter()
+        .find(|s| s.name == policy::engine::DEFAULT_RULE)
+    {
+        println!("default hits: {}", default.hits);
+    }
+    Ok(())
+}
+
+/// `ADDR:PORT`, with IPv6 addresses in brackets.
+fn endpoint_text(ip: std::net::IpAddr, port: u16) -> String {
+    std::net::SocketAddr::new(ip, port).to_string()
 }
 
 /// Prints `items` as JSON, or as a table of `header` with one `row` per item.

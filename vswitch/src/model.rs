@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use ipnet::IpNet;
+use policy::{NetworkPolicy, RateLimit};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{invalid, ControlError};
@@ -54,6 +55,20 @@ pub struct NetworkRecord {
     /// DHCP leases, live or expired (an expired lease goes back to its client if still free).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub leases: Vec<LeaseRecord>,
+    /// Rules between its endpoints and a default action.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub policy: NetworkPolicy,
+    /// Broadcast/multicast packets per second allowed (0: no storm control) [default:
+    /// `policy::ratelimit::DEFAULT_STORM_PPS`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storm_pps: Option<u64>,
+    /// Flows tracked at most [default: `policy::conntrack::DEFAULT_CAPACITY`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_flows: Option<usize>,
+}
+
+fn is_default<T: Default + PartialEq>(value: &T) -> bool {
+    *value == T::default()
 }
 
 /// An address leased by the network's DHCP server.
@@ -111,6 +126,12 @@ pub struct EndpointRecord {
     /// Frames must come from the endpoint's own MAC and addresses (anti-spoofing).
     #[serde(default = "yes")]
     pub port_security: bool,
+    /// Labels that policy rules select endpoints by.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    /// Ingress rate limit of its port.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<RateLimit>,
 }
 
 fn yes() -> bool {
@@ -205,6 +226,15 @@ pub struct NetworkCreate {
     /// Create this interface in the daemon's namespace with the gateway addresses.
     #[serde(default)]
     pub host_iface: Option<String>,
+    /// Initial policy (default: allow everything, no rules).
+    #[serde(default)]
+    pub policy: Option<NetworkPolicy>,
+    /// Storm control in broadcast/multicast packets per second; 0 turns it off.
+    #[serde(default)]
+    pub storm_pps: Option<u64>,
+    /// Flow table size.
+    #[serde(default)]
+    pub max_flows: Option<usize>,
 }
 
 /// Body of `POST /v1/networks/NAME/endpoints`.
@@ -239,6 +269,12 @@ pub struct ConnectRequest {
     /// Port security (default: on).
     #[serde(default)]
     pub port_security: Option<bool>,
+    /// Labels, `key=value`, for policy selectors.
+    #[serde(default)]
+    pub labels: Vec<String>,
+    /// Ingress rate limit of the port.
+    #[serde(default)]
+    pub rate_limit: Option<RateLimit>,
 }
 
 /// A port mirror (SPAN): copies of an endpoint's or a network's frames go to another endpoint.
@@ -476,6 +512,18 @@ pub fn plan_network(
         dns,
         host_iface: req.host_iface.clone(),
         leases: Vec::new(),
+        policy: match &req.policy {
+            Some(policy) => {
+                policy.validate().map_err(|e| invalid(e.to_string()))?;
+                policy.clone()
+            }
+            None => NetworkPolicy::default(),
+        },
+        storm_pps: req.storm_pps,
+        max_flows: match req.max_flows {
+            Some(0) => return Err(invalid("max_flows must be at least 1")),
+            n => n,
+        },
     })
 }
 
@@ -595,7 +643,44 @@ pub fn plan_endpoint(
         aliases: req.aliases.clone(),
         dhcp: req.dhcp,
         port_security: req.port_security.unwrap_or(true),
+        labels: parse_labels(&req.labels)?,
+        rate_limit: check_rate_limit(req.rate_limit)?,
     })
+}
+
+/// `key=value` labels; `name` is refused, as selectors use it for the endpoint name.
+pub fn parse_labels(texts: &[String]) -> Result<BTreeMap<String, String>, ControlError> {
+    let mut labels = BTreeMap::new();
+    for text in texts {
+        let (k, v) =
+            policy::rules::parse_label(text).map_err(|e| invalid(format!("invalid label: {e}")))?;
+        if k == policy::rules::NAME_KEY {
+            return Err(invalid(format!(
+                "invalid label {text:?}: the key `name` is the endpoint name in selectors"
+            )));
+        }
+        labels.insert(k, v);
+    }
+    Ok(labels)
+}
+
+/// A rate limit must limit something, by a positive amount.
+pub fn check_rate_limit(limit: Option<RateLimit>) -> Result<Option<RateLimit>, ControlError> {
+    let Some(limit) = limit else {
+        return Ok(None);
+    };
+    let fields = [
+        ("bits_per_sec", limit.bits_per_sec),
+        ("packets_per_sec", limit.packets_per_sec),
+        ("burst_bytes", limit.burst_bytes),
+        ("burst_packets", limit.burst_packets),
+    ];
+    if let Some((field, _)) = fields.iter().find(|(_, v)| *v == Some(0)) {
+        return Err(invalid(format!(
+            "invalid rate limit: {field} must be positive"
+        )));
+    }
+    Ok(limit.is_set().then_some(limit))
 }
 
 /// Interface names already used in the namespace `netns` by endpoints and trunks.

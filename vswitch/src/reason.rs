@@ -1,11 +1,11 @@
 //! The one reason enum for every dropped frame: the core, the data path, metrics, capture and
 //! trace all name a drop by the same variant, so a counter, a capture comment and a trace line agree.
 
-use serde::Serialize;
+use policy::RuleName;
+use serde::{Serialize, Serializer};
 
 /// Why a frame was dropped.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum DropReason {
     /// Shorter than an Ethernet header (14 bytes, 18 with an 802.1Q tag).
     Runt,
@@ -28,11 +28,22 @@ pub enum DropReason {
     /// Port security: the container sent as someone else (another MAC or address, ARP or a
     /// neighbour advertisement for another address, a DHCP server reply).
     Spoofed,
+    /// A policy rule (or the network default) denies the flow.
+    Denied(RuleName),
+    /// A policy rule rejects the flow; the sender got a TCP reset or ICMP unreachable.
+    Rejected(RuleName),
+    /// Over the ingress port's rate limit.
+    RateLimited,
+    /// Broadcast or multicast over the network's storm control allowance.
+    Storm,
 }
+
+/// Stands for any rule in `DropReason::ALL`.
+const ANY_RULE: RuleName = RuleName(policy::engine::DEFAULT_RULE);
 
 impl DropReason {
     /// Every reason, in counter order.
-    pub const ALL: [DropReason; 9] = [
+    pub const ALL: [DropReason; 13] = [
         DropReason::Runt,
         DropReason::OverMtu,
         DropReason::MulticastSource,
@@ -42,6 +53,10 @@ impl DropReason {
         DropReason::BadOffload,
         DropReason::TxError,
         DropReason::Spoofed,
+        DropReason::Denied(ANY_RULE),
+        DropReason::Rejected(ANY_RULE),
+        DropReason::RateLimited,
+        DropReason::Storm,
     ];
 
     /// Number of reasons, for counter arrays.
@@ -59,18 +74,55 @@ impl DropReason {
             DropReason::BadOffload => "bad_offload",
             DropReason::TxError => "tx_error",
             DropReason::Spoofed => "spoofed",
+            DropReason::Denied(_) => "denied",
+            DropReason::Rejected(_) => "rejected",
+            DropReason::RateLimited => "rate_limited",
+            DropReason::Storm => "storm",
         }
     }
 
     /// Index into a `[_; DropReason::COUNT]` counter array.
     pub fn index(self) -> usize {
-        self as usize
+        match self {
+            DropReason::Runt => 0,
+            DropReason::OverMtu => 1,
+            DropReason::MulticastSource => 2,
+            DropReason::SameSegment => 3,
+            DropReason::UnknownPort => 4,
+            DropReason::VlanNotAllowed => 5,
+            DropReason::BadOffload => 6,
+            DropReason::TxError => 7,
+            DropReason::Spoofed => 8,
+            DropReason::Denied(_) => 9,
+            DropReason::Rejected(_) => 10,
+            DropReason::RateLimited => 11,
+            DropReason::Storm => 12,
+        }
+    }
+
+    /// The policy rule behind the drop, if a rule decided it.
+    pub fn rule(self) -> Option<RuleName> {
+        match self {
+            DropReason::Denied(rule) | DropReason::Rejected(rule) => Some(rule),
+            _ => None,
+        }
     }
 }
 
+/// The counter name, and the rule for policy drops: `denied (rule web-db)`.
 impl std::fmt::Display for DropReason {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.name())
+        f.write_str(self.name())?;
+        match self.rule() {
+            Some(rule) => write!(f, " (rule {rule})"),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Serialize for DropReason {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
     }
 }
 

@@ -6,6 +6,8 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
+use policy::{Decision as PolicyDecision, Engine, Limiter, Packet, RateLimit, TokenBucket};
+
 use crate::fdb::{self, Fdb, Learned};
 use crate::frame::{Header, MacAddr, ETH_HEADER_LEN};
 use crate::reason::{DropCounters, DropReason};
@@ -92,6 +94,8 @@ pub struct PortConfig {
     pub mtu: u32,
     /// What the port may send as (None: anything, as trunks and gateways).
     pub security: Option<policy::PortSecurity>,
+    /// Ingress rate limit, if any.
+    pub rate_limit: Option<RateLimit>,
 }
 
 /// Where a frame leaves: a port, and the tag it must carry there.
@@ -117,6 +121,13 @@ pub enum Action<'s> {
     },
     /// Drop, for this reason (already counted).
     Drop(DropReason),
+    /// Drop (a `reject` rule, already counted) and send `reply` back out of the ingress port.
+    Reject {
+        /// Why the frame was dropped.
+        reason: DropReason,
+        /// The TCP reset or ICMP unreachable answering it.
+        reply: &'s [u8],
+    },
 }
 
 impl Action<'_> {
@@ -125,7 +136,7 @@ impl Action<'_> {
         let (one, many, except) = match self {
             Action::Forward { to, .. } => (Some(*to), &[][..], None),
             Action::Flood { to, except, .. } => (None, *to, Some(*except)),
-            Action::Drop(_) => (None, &[][..], None),
+            Action::Drop(_) | Action::Reject { .. } => (None, &[][..], None),
         };
         one.into_iter()
             .chain(many.iter().copied().filter(move |e| Some(e.port) != except))
@@ -191,13 +202,34 @@ pub struct SwitchStats {
 struct Port {
     config: PortConfig,
     drops: DropCounters,
+    limiter: Option<Limiter>,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Network {
     /// Every port carrying this network, with the tag it needs there.
     members: Vec<Egress>,
     events: Events,
+    /// Rules and tracked flows; `None` lets everything through untracked.
+    policy: Option<Engine>,
+    /// Broadcast and multicast allowance.
+    storm: Option<TokenBucket>,
+}
+
+impl Default for Network {
+    fn default() -> Network {
+        Network {
+            members: Vec::new(),
+            events: Events::default(),
+            policy: None,
+            storm: Some(storm_bucket(policy::ratelimit::DEFAULT_STORM_PPS)),
+        }
+    }
+}
+
+/// Storm control at `pps`, with a second's worth of burst.
+fn storm_bucket(pps: u64) -> TokenBucket {
+    TokenBucket::new(pps, pps)
 }
 
 /// Counters of one network.
@@ -207,6 +239,10 @@ pub struct NetworkStats {
     pub events: Events,
     /// Entries in the MAC table now.
     pub fdb_entries: u64,
+    /// Flows tracked by policy now.
+    pub flows: u64,
+    /// Flows evicted from a full flow table.
+    pub flow_evictions: u64,
 }
 
 /// What learning the source of a frame would do (see `Switch::trace`).
@@ -242,6 +278,8 @@ pub struct Trace {
     pub flooded: bool,
     /// Why it is dropped, if it is.
     pub drop: Option<DropReason>,
+    /// What the network's policy says of it (`None`: no policy, or not an IP packet).
+    pub policy: Option<policy::Explanation>,
 }
 
 /// One row of an FDB listing.
@@ -269,6 +307,12 @@ pub enum ConfigError {
     NetworkInUse(NetworkId),
 }
 
+/// What policy concluded about a frame whose destination is known.
+enum Policed {
+    Pass,
+    Drop(DropReason),
+}
+
 /// The learning switch.
 #[derive(Debug)]
 pub struct Switch {
@@ -276,6 +320,8 @@ pub struct Switch {
     networks: Vec<Option<Network>>,
     fdb: Fdb,
     stats: SwitchStats,
+    /// Answer of the last rejected frame, lent out by `Action::Reject`.
+    reply: Vec<u8>,
 }
 
 /// A frame's fate as `classify` finds it.
@@ -302,6 +348,7 @@ impl Switch {
             networks: Vec::new(),
             fdb: Fdb::new(config.aging, config.mac_limit),
             stats: SwitchStats::default(),
+            reply: Vec::new(),
         }
     }
 
@@ -349,6 +396,7 @@ impl Switch {
             &mut self.ports,
             id.index(),
             Port {
+                limiter: config.rate_limit.as_ref().map(Limiter::new),
                 config,
                 drops: DropCounters::default(),
             },
@@ -383,6 +431,62 @@ impl Switch {
             .ok_or(ConfigError::UnknownPort(port))?;
         slot.config.security = security;
         Ok(())
+    }
+
+    /// Replaces `port`'s ingress rate limit (buckets start full).
+    pub fn set_rate_limit(
+        &mut self,
+        port: PortId,
+        limit: Option<RateLimit>,
+    ) -> Result<(), ConfigError> {
+        let slot = self
+            .ports
+            .get_mut(port.index())
+            .and_then(Option::as_mut)
+            .ok_or(ConfigError::UnknownPort(port))?;
+        slot.limiter = limit.as_ref().map(Limiter::new);
+        slot.config.rate_limit = limit;
+        Ok(())
+    }
+
+    /// Installs `engine` as `network`'s policy (`None`: let everything through). Tracked flows
+    /// carry over and are each decided again by the new rules on their next packet.
+    pub fn set_policy(
+        &mut self,
+        network: NetworkId,
+        engine: Option<Engine>,
+    ) -> Result<(), ConfigError> {
+        let net = self.network_mut(network)?;
+        net.policy = match (engine, net.policy.take()) {
+            (Some(mut new), Some(old)) => {
+                new.succeed(old);
+                Some(new)
+            }
+            (new, _) => new,
+        };
+        Ok(())
+    }
+
+    /// Sets `network`'s broadcast/multicast allowance in packets/s (`None`: unlimited).
+    pub fn set_storm_control(
+        &mut self,
+        network: NetworkId,
+        pps: Option<u64>,
+    ) -> Result<(), ConfigError> {
+        self.network_mut(network)?.storm = pps.map(storm_bucket);
+        Ok(())
+    }
+
+    /// `network`'s policy, if it has one.
+    pub fn policy(&self, network: NetworkId) -> Option<&Engine> {
+        self.network(network).ok()?.policy.as_ref()
+    }
+
+    fn network_mut(&mut self, id: NetworkId) -> Result<&mut Network, ConfigError> {
+        self.networks
+            .get_mut(id.0 as usize)
+            .and_then(Option::as_mut)
+            .ok_or(ConfigError::UnknownNetwork(id))
     }
 
     /// Pins `mac` in `network` to `port`.
@@ -432,6 +536,12 @@ impl Switch {
                 if let Some(Some(port)) = self.ports.get_mut(in_port.index()) {
                     port.drops.count(reason);
                 }
+                if matches!(reason, DropReason::Rejected(_)) && !self.reply.is_empty() {
+                    return Action::Reject {
+                        reason,
+                        reply: &self.reply,
+                    };
+                }
                 return Action::Drop(reason);
             }
         };
@@ -465,6 +575,7 @@ impl Switch {
         frame: &[u8],
         wire_len: usize,
     ) -> Result<(Decision, usize), DropReason> {
+        self.admit(now, in_port, frame.len(), wire_len)?;
         let classified = self.classify(now, in_port, frame, wire_len)?;
         let network = classified.network;
         match self.fdb.learn(now, network, classified.src, in_port) {
@@ -474,7 +585,67 @@ impl Switch {
             Learned::Refreshed | Learned::Static => {}
         }
         let decision = classified.decision?;
+        if let Policed::Drop(reason) = self.police(now, network, frame, classified.dst_port) {
+            return Err(reason);
+        }
         Ok((decision, classified.tag_len))
+    }
+
+    /// The ingress port's rate limit; a GSO frame counts as the packets it stands for.
+    #[inline(always)]
+    fn admit(
+        &mut self,
+        now: Instant,
+        in_port: PortId,
+        len: usize,
+        wire_len: usize,
+    ) -> Result<(), DropReason> {
+        if let Some(Some(Port {
+            limiter: Some(limiter),
+            ..
+        })) = self.ports.get_mut(in_port.index())
+        {
+            let packets = len.div_ceil(wire_len.max(1)) as u64;
+            if !limiter.admit(now, len, packets) {
+                return Err(DropReason::RateLimited);
+            }
+        }
+        Ok(())
+    }
+
+    /// Storm control for group frames (and unknown unicast), then the network's policy for IP.
+    #[inline(always)]
+    fn police(
+        &mut self,
+        now: Instant,
+        network: NetworkId,
+        frame: &[u8],
+        dst_port: Option<PortId>,
+    ) -> Policed {
+        let Some(Some(net)) = self.networks.get_mut(network.0 as usize) else {
+            return Policed::Pass;
+        };
+        if dst_port.is_none() {
+            if let Some(storm) = &mut net.storm {
+                if !storm.take(now, 1) {
+                    return Policed::Drop(DropReason::Storm);
+                }
+            }
+        }
+        let Some(engine) = &mut net.policy else {
+            return Policed::Pass;
+        };
+        let Some(packet) = Packet::parse(frame) else {
+            return Policed::Pass;
+        };
+        match engine.process(now, &packet) {
+            PolicyDecision::Allow => Policed::Pass,
+            PolicyDecision::Deny(rule) => Policed::Drop(DropReason::Denied(rule)),
+            PolicyDecision::Reject(rule) => {
+                policy::reject::build(frame, &packet, &mut self.reply);
+                Policed::Drop(DropReason::Rejected(rule))
+            }
+        }
     }
 
     /// Everything about a frame's fate that does not change the switch: the checks, its
@@ -550,6 +721,7 @@ impl Switch {
             egress: Vec::new(),
             flooded: false,
             drop: None,
+            policy: None,
         };
         if let Ok(header) = Header::parse(frame) {
             trace.ingress_vlan = header.vlan;
@@ -581,6 +753,24 @@ impl Switch {
             }
             Err(reason) => trace.drop = Some(reason),
         }
+        let engine = self
+            .networks
+            .get(classified.network.0 as usize)
+            .and_then(Option::as_ref)
+            .and_then(|n| n.policy.as_ref());
+        if let (Some(engine), Some(packet), None) = (engine, Packet::parse(frame), trace.drop) {
+            let why = engine.explain(now, &packet);
+            trace.drop = match why.decision {
+                PolicyDecision::Allow => None,
+                PolicyDecision::Deny(rule) => Some(DropReason::Denied(rule)),
+                PolicyDecision::Reject(rule) => Some(DropReason::Rejected(rule)),
+            };
+            if trace.drop.is_some() {
+                trace.egress.clear();
+                trace.flooded = false;
+            }
+            trace.policy = Some(why);
+        }
         trace
     }
 
@@ -597,20 +787,28 @@ impl Switch {
         for network in self.fdb.handle_aging(now) {
             self.count(network, |e| e.aged += 1);
         }
+        for net in self.networks.iter_mut().flatten() {
+            if let Some(engine) = &mut net.policy {
+                engine.sweep(now);
+            }
+        }
     }
 
     /// Counters of `network`, with its current MAC table size.
     pub fn network_stats(&self, network: NetworkId) -> Option<NetworkStats> {
         let net = self.network(network).ok()?;
+        let (flows, flow_evictions) = net.policy.as_ref().map_or((0, 0), Engine::flow_counts);
         Some(NetworkStats {
             events: net.events,
             fdb_entries: self.fdb.len_in(network) as u64,
+            flows: flows as u64,
+            flow_evictions,
         })
     }
 
     /// Whether any learned state could expire (so a timer is worth arming).
     pub fn has_fdb_entries(&self) -> bool {
-        !self.fdb.is_empty()
+        !self.fdb.is_empty() || self.networks.iter().flatten().any(|n| n.policy.is_some())
     }
 
     /// Switch-wide counters.

@@ -56,6 +56,10 @@ pub struct NetworkSpec {
     pub mtu: Option<u32>,
     /// VLAN ID on trunks.
     pub vlan: Option<u16>,
+    /// Policy: `default = "deny"` and `[[networks.policy.rules]]`.
+    pub policy: Option<policy::NetworkPolicy>,
+    /// Storm control, broadcast/multicast packets per second (0: off).
+    pub storm_pps: Option<u64>,
 }
 
 /// A demo container: a named network namespace.
@@ -72,6 +76,11 @@ pub struct ContainerSpec {
     /// Shell commands to run inside once everything is connected.
     #[serde(default)]
     pub run: Vec<String>,
+    /// Labels for policy selectors, `key=value`.
+    #[serde(default)]
+    pub labels: Vec<String>,
+    /// Ingress rate limit of its ports.
+    pub rate_limit: Option<policy::RateLimit>,
 }
 
 impl Topology {
@@ -199,6 +208,8 @@ async fn build(topology: &Topology, control: &Control, made: &mut Vec<Made>) -> 
             gateways: n.gateways.clone(),
             mtu: n.mtu,
             vlan: n.vlan,
+            policy: n.policy.clone(),
+            storm_pps: n.storm_pps,
             ..Default::default()
         };
         let record = control.create_network(req).await?;
@@ -229,6 +240,8 @@ async fn build(topology: &Topology, control: &Control, made: &mut Vec<Made>) -> 
             let req = ConnectRequest {
                 netns: c.name.clone(),
                 ips,
+                labels: c.labels.clone(),
+                rate_limit: c.rate_limit,
                 ..Default::default()
             };
             let endpoint = control

@@ -52,6 +52,10 @@ pub struct TraceReport {
     /// The drop reason, if dropped.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub drop_reason: Option<String>,
+    /// The policy rule that decided the frame (`default`: the network default), if policy
+    /// looked at it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy_rule: Option<String>,
 }
 
 /// Layer-4 protocol of a traced frame.

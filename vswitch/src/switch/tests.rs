@@ -26,6 +26,7 @@ impl Harness {
                 mode: PortMode::Access(net),
                 mtu: 1500,
                 security: None,
+                rate_limit: None,
             })
             .unwrap()
     }
@@ -38,7 +39,7 @@ impl Harness {
     fn send(&mut self, port: PortId, frame: &[u8]) -> Result<Vec<(PortId, Vec<u8>)>, DropReason> {
         let action = self.sw.process(self.now, port, frame);
         let tag_len = match action {
-            Action::Drop(reason) => return Err(reason),
+            Action::Drop(reason) | Action::Reject { reason, .. } => return Err(reason),
             Action::Forward {
                 ingress_tag_len, ..
             }
@@ -251,6 +252,7 @@ fn trunk_pushes_and_pops_tags_at_the_edge() {
             },
             mtu: 1500,
             security: None,
+            rate_limit: None,
         })
         .unwrap();
 
@@ -296,6 +298,7 @@ fn trunk_to_trunk_retags_and_native_is_untagged() {
             },
             mtu: 1500,
             security: None,
+            rate_limit: None,
         })
         .unwrap();
     let t2 =
@@ -306,6 +309,7 @@ fn trunk_to_trunk_retags_and_native_is_untagged() {
             },
             mtu: 1500,
             security: None,
+            rate_limit: None,
         })
         .unwrap();
     let arp = bytes(ARP_REQUEST);
@@ -440,4 +444,139 @@ fn networks_count_their_own_events() {
     h.sw.handle_aging(h.now);
     assert_eq!(h.sw.network_stats(red).unwrap().events.aged, 2);
     assert_eq!(h.sw.network_stats(red).unwrap().fdb_entries, 0);
+}
+
+/// A TCP segment from `src` (10.0.0.`src_ip`) to `dst` (10.0.0.`dst_ip`).
+fn tcp_frame(src: MacAddr, dst: MacAddr, ips: (u8, u8), ports: (u16, u16), syn: bool) -> Vec<u8> {
+    let builder = etherparse::PacketBuilder::ethernet2(src.0, dst.0)
+        .ipv4([10, 0, 0, ips.0], [10, 0, 0, ips.1], 64)
+        .tcp(ports.0, ports.1, 1, 64000);
+    let builder = if syn { builder.syn() } else { builder.ack(1) };
+    let mut frame = Vec::new();
+    builder.write(&mut frame, &[]).unwrap();
+    frame
+}
+
+/// A network with ports for web (A, 10.0.0.2) and db (B, 10.0.0.3) under `policy`.
+fn policed(policy: &policy::NetworkPolicy) -> (Harness, NetworkId, PortId, PortId) {
+    let mut h = Harness::new(SwitchConfig::default());
+    let net = h.sw.add_network();
+    let web = h.access(net);
+    let db = h.access(net);
+    let endpoints: Vec<policy::Endpoint> = [("web", 2), ("db", 3)]
+        .into_iter()
+        .map(|(app, last)| policy::Endpoint {
+            name: app.into(),
+            labels: [("app".to_string(), app.to_string())].into(),
+            addrs: vec![std::net::IpAddr::from([10, 0, 0, last])],
+        })
+        .collect();
+    let engine = policy::Engine::new(policy, &endpoints, vec![], 1024).unwrap();
+    h.sw.set_policy(net, Some(engine)).unwrap();
+    // Both stations known, so unicast is forwarded, not flooded.
+    h.sw.add_static(net, A, web).unwrap();
+    h.sw.add_static(net, B, db).unwrap();
+    (h, net, web, db)
+}
+
+fn web_db_policy(action: policy::RuleAction) -> policy::NetworkPolicy {
+    policy::NetworkPolicy {
+        default: policy::DefaultAction::Deny,
+        rules: vec![policy::Rule {
+            name: "web-db".into(),
+            action,
+            direction: policy::Direction::To,
+            select: "app=db".into(),
+            peer: "app=web".into(),
+            proto: policy::Protocol::Tcp,
+            ports: Some("5432".into()),
+            icmp_type: None,
+            staged: false,
+        }],
+    }
+}
+
+#[test]
+fn policy_allows_a_flow_and_its_replies_and_names_the_denying_rule() {
+    let (mut h, net, web, db) = policed(&web_db_policy(policy::RuleAction::Allow));
+    let syn = tcp_frame(A, B, (2, 3), (40000, 5432), true);
+    assert_eq!(h.ports_reached(web, &syn), vec![db]);
+    let reply = tcp_frame(B, A, (3, 2), (5432, 40000), false);
+    assert_eq!(h.ports_reached(db, &reply), vec![web]);
+    let back = tcp_frame(B, A, (3, 2), (40001, 22), true);
+    let default = policy::RuleName(policy::engine::DEFAULT_RULE);
+    assert_eq!(h.send(db, &back), Err(DropReason::Denied(default)));
+    assert_eq!(
+        h.sw.port_drops(db)
+            .unwrap()
+            .get(DropReason::Denied(default)),
+        1
+    );
+    // ARP is not policed.
+    assert_eq!(h.ports_reached(web, &bytes(ARP_REQUEST)), vec![db]);
+    assert_eq!(h.sw.network_stats(net).unwrap().flows, 1);
+    // The trace says the same, changing nothing.
+    let trace = h.sw.trace(h.now, db, &back);
+    assert_eq!(trace.drop, Some(DropReason::Denied(default)));
+    assert!(trace.egress.is_empty());
+    assert_eq!(h.sw.policy(net).unwrap().rule_stats()[1].hits, 1);
+}
+
+#[test]
+fn reject_answers_out_of_the_ingress_port() {
+    let (mut h, _, web, _) = policed(&web_db_policy(policy::RuleAction::Reject));
+    let syn = tcp_frame(A, B, (2, 3), (40000, 5432), true);
+    let Action::Reject { reason, reply } = h.sw.process(h.now, web, &syn) else {
+        panic!("not rejected");
+    };
+    assert_eq!(reason, DropReason::Rejected(policy::RuleName("web-db")));
+    let answer = policy::Packet::parse(reply).unwrap();
+    assert_eq!(answer.dst, std::net::IpAddr::from([10, 0, 0, 2]));
+    assert!(answer.has_flag(policy::packet::tcp_flags::RST));
+    assert_eq!(&reply[0..6], &A.0);
+}
+
+#[test]
+fn a_rate_limited_port_loses_only_its_excess() {
+    let mut h = Harness::new(SwitchConfig::default());
+    let net = h.sw.add_network();
+    let limited = h.access(net);
+    let free = h.access(net);
+    let sink = h.access(net);
+    h.sw.add_static(net, B, sink).unwrap();
+    let limit = policy::RateLimit {
+        packets_per_sec: Some(100),
+        burst_packets: Some(10),
+        ..Default::default()
+    };
+    h.sw.set_rate_limit(limited, Some(limit)).unwrap();
+    let (mut passed, mut free_passed) = (0, 0);
+    // One second at 1000 frames/s from each.
+    for _ in 0..1000 {
+        h.now += Duration::from_millis(1);
+        passed += h.send(limited, &frame(B, A)).is_ok() as u32;
+        free_passed += h.send(free, &frame(B, mac(7))).is_ok() as u32;
+    }
+    assert!((105..=112).contains(&passed), "{passed}");
+    assert_eq!(free_passed, 1000);
+    assert_eq!(
+        h.sw.port_drops(limited)
+            .unwrap()
+            .get(DropReason::RateLimited),
+        u64::from(1000 - passed)
+    );
+}
+
+#[test]
+fn storm_control_holds_broadcasts_not_unicast() {
+    let mut h = Harness::new(SwitchConfig::default());
+    let net = h.sw.add_network();
+    let a = h.access(net);
+    let b = h.access(net);
+    h.sw.set_storm_control(net, Some(50)).unwrap();
+    h.sw.add_static(net, B, b).unwrap();
+    let arp = bytes(ARP_REQUEST);
+    let floods = (0..200).filter(|_| h.send(a, &arp).is_ok()).count();
+    assert_eq!(floods, 50);
+    assert!((0..200).all(|_| h.send(a, &frame(B, A)).is_ok()));
 }
