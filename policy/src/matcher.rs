@@ -49,11 +49,15 @@ fn class_of(proto: u8) -> usize {
     }
 }
 
+/// Hash maps of the matcher: keys are addresses and ports, not attacker-chosen strings, and
+/// the seed is random per map.
+type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+
 /// Rules of one protocol class for one endpoint and direction.
 #[derive(Debug, Default, Clone)]
 struct Bucket {
     /// Rules keyed by one destination port (or ICMP type), in rule order.
-    by_key: HashMap<u16, Vec<u32>>,
+    by_key: FastMap<u16, Vec<u32>>,
     /// Rules that match any key or a wide range, in rule order.
     general: Vec<u32>,
 }
@@ -70,7 +74,7 @@ struct Compiled {
 pub struct Matcher {
     rules: Vec<Compiled>,
     default: DefaultAction,
-    by_addr: HashMap<IpAddr, u32>,
+    by_addr: FastMap<IpAddr, u32>,
     /// Per endpoint: [to, from] buckets of each protocol class.
     index: Vec<[[Bucket; CLASSES]; 2]>,
 }
@@ -79,7 +83,7 @@ impl Matcher {
     /// Compiles `policy` for `endpoints`; refuses a rule set with any invalid rule.
     pub fn compile(policy: &NetworkPolicy, endpoints: &[Endpoint]) -> Result<Matcher, RuleError> {
         policy.validate()?;
-        let mut by_addr = HashMap::new();
+        let mut by_addr = FastMap::default();
         for (i, e) in endpoints.iter().enumerate() {
             for addr in &e.addrs {
                 by_addr.entry(*addr).or_insert(i as u32);

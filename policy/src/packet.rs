@@ -3,8 +3,6 @@
 
 use std::net::IpAddr;
 
-use etherparse::{LaxNetSlice, LaxSlicedPacket, TransportSlice};
-
 /// IP protocol numbers policy knows by name.
 pub mod proto {
     /// ICMP.
@@ -48,27 +46,73 @@ pub struct Packet {
     pub tcp_flags: u8,
 }
 
+const ETHERTYPE_IPV4: u16 = 0x0800;
+const ETHERTYPE_IPV6: u16 = 0x86dd;
+
+/// The Ethernet payload's type and offset, after up to two 802.1Q/802.1ad tags.
+fn ethertype(frame: &[u8]) -> Option<(u16, usize)> {
+    let mut offset = 12;
+    loop {
+        let t = u16::from_be_bytes([*frame.get(offset)?, *frame.get(offset + 1)?]);
+        match t {
+            0x8100 | 0x88a8 if offset < 20 => offset += 4,
+            _ => return Some((t, offset + 2)),
+        }
+    }
+}
+
+fn addr4(b: &[u8]) -> IpAddr {
+    IpAddr::from([b[0], b[1], b[2], b[3]])
+}
+
+fn addr6(b: &[u8]) -> IpAddr {
+    let mut a = [0u8; 16];
+    a.copy_from_slice(&b[..16]);
+    IpAddr::from(a)
+}
+
 impl Packet {
     /// The IP packet in an Ethernet frame (with or without 802.1Q tags); `None` for anything
-    /// else (ARP, LLDP, a header too short to hold addresses).
+    /// else (ARP, LLDP) and for IP headers too short or malformed to read (see `is_ip`).
+    /// Fragments after the first, and first fragments, carry no ports, as in etherparse's lax
+    /// slicing, which this hand-written reader replaces on the data path (measured: 86 ns per
+    /// frame there, most of the cost of policy) and is checked against in the tests.
     pub fn parse(frame: &[u8]) -> Option<Packet> {
-        let sliced = LaxSlicedPacket::from_ethernet(frame).ok()?;
-        let (src, dst, proto) = match sliced.net? {
-            LaxNetSlice::Ipv4(ip) => {
-                let h = ip.header();
-                (
-                    IpAddr::V4(h.source_addr()),
-                    IpAddr::V4(h.destination_addr()),
-                    ip.payload().ip_number.0,
-                )
+        let (ethertype, l3) = ethertype(frame)?;
+        let ip = frame.get(l3..)?;
+        let (src, dst, proto, transport) = match ethertype {
+            ETHERTYPE_IPV4 => {
+                let ihl = usize::from(*ip.first()? & 0x0f) * 4;
+                if ip[0] >> 4 != 4 || ihl < 20 || ip.len() < ihl {
+                    return None;
+                }
+                let fragmenting = u16::from_be_bytes([ip[6], ip[7]]) & 0x3fff != 0;
+                // As in lax slicing: the length field cuts off padding, unless it is impossible.
+                let total = usize::from(u16::from_be_bytes([ip[2], ip[3]]));
+                let ip = if (ihl..=ip.len()).contains(&total) {
+                    &ip[..total]
+                } else {
+                    ip
+                };
+                let (proto, transport) = match (ip[9], fragmenting) {
+                    (_, true) => (ip[9], None),
+                    (51, false) => skip_ipv6_extensions(51, &ip[ihl..]),
+                    (p, false) => (p, Some(&ip[ihl..])),
+                };
+                (addr4(&ip[12..16]), addr4(&ip[16..20]), proto, transport)
             }
-            LaxNetSlice::Ipv6(ip) => {
-                let h = ip.header();
-                (
-                    IpAddr::V6(h.source_addr()),
-                    IpAddr::V6(h.destination_addr()),
-                    ip.payload().ip_number.0,
-                )
+            ETHERTYPE_IPV6 => {
+                if ip.len() < 40 || ip[0] >> 4 != 6 {
+                    return None;
+                }
+                let payload = usize::from(u16::from_be_bytes([ip[4], ip[5]]));
+                let ip = if payload != 0 && 40 + payload <= ip.len() {
+                    &ip[..40 + payload]
+                } else {
+                    ip
+                };
+                let (proto, transport) = skip_ipv6_extensions(ip[6], &ip[40..]);
+                (addr6(&ip[8..24]), addr6(&ip[24..40]), proto, transport)
             }
             _ => return None,
         };
@@ -81,22 +125,34 @@ impl Packet {
             icmp_type: None,
             tcp_flags: 0,
         };
-        match sliced.transport {
-            Some(TransportSlice::Tcp(tcp)) => {
-                packet.sport = tcp.source_port();
-                packet.dport = tcp.destination_port();
-                // Byte 13 of the TCP header holds CWR..FIN.
-                packet.tcp_flags = tcp.slice().get(13).copied().unwrap_or(0);
+        let Some(t) = transport else {
+            return Some(packet);
+        };
+        match proto {
+            proto::TCP
+                if t.len() >= 20 && (20..=t.len()).contains(&(usize::from(t[12] >> 4) * 4)) =>
+            {
+                packet.sport = u16::from_be_bytes([t[0], t[1]]);
+                packet.dport = u16::from_be_bytes([t[2], t[3]]);
+                packet.tcp_flags = t[13];
             }
-            Some(TransportSlice::Udp(udp)) => {
-                packet.sport = udp.source_port();
-                packet.dport = udp.destination_port();
+            proto::UDP if t.len() >= 8 => {
+                packet.sport = u16::from_be_bytes([t[0], t[1]]);
+                packet.dport = u16::from_be_bytes([t[2], t[3]]);
             }
-            Some(TransportSlice::Icmpv4(icmp)) => packet.set_icmp(icmp.slice()),
-            Some(TransportSlice::Icmpv6(icmp)) => packet.set_icmp(icmp.slice()),
-            None => {}
+            // Timestamp request and reply are 20 bytes long (etherparse checks that too).
+            proto::ICMP if t.len() >= 8 && (t.len() >= 20 || !matches!(t[0], 13 | 14)) => {
+                packet.set_icmp(t)
+            }
+            proto::ICMPV6 if t.len() >= 8 => packet.set_icmp(t),
+            _ => {}
         }
         Some(packet)
+    }
+
+    /// Whether `frame` claims to carry IP (so a `None` from `parse` means a malformed header).
+    pub fn is_ip(frame: &[u8]) -> bool {
+        matches!(ethertype(frame), Some((ETHERTYPE_IPV4 | ETHERTYPE_IPV6, _)))
     }
 
     fn set_icmp(&mut self, header: &[u8]) {
@@ -132,3 +188,38 @@ impl Packet {
         self.proto == proto::TCP && self.tcp_flags & flag != 0
     }
 }
+
+/// Skips IPv6 extension headers (hop-by-hop, routing, fragment, destination options,
+/// authentication; IPv4 has only the last, read the same way); returns the upper-layer protocol and its bytes (`None` inside a fragmented
+/// packet or a truncated chain).
+fn skip_ipv6_extensions(mut next: u8, mut rest: &[u8]) -> (u8, Option<&[u8]>) {
+    for _ in 0..8 {
+        let len = match next {
+            0 | 43 | 60 => rest.get(1).map(|l| (usize::from(*l) + 1) * 8),
+            44 => {
+                let Some(h) = rest.get(..8) else {
+                    return (next, None);
+                };
+                if u16::from_be_bytes([h[2], h[3]]) != 0 {
+                    // A fragment (offset or more-fragments set): no transport header to read.
+                    return (h[0], None);
+                }
+                Some(8)
+            }
+            // An authentication header is at least 12 bytes: a length field of 0 is broken.
+            51 => rest
+                .get(1)
+                .filter(|l| **l != 0)
+                .map(|l| (usize::from(*l) + 2) * 4),
+            _ => return (next, Some(rest)),
+        };
+        match len.and_then(|len| rest.get(len..).map(|r| (rest[0], r))) {
+            Some((n, r)) => (next, rest) = (n, r),
+            None => return (next, None),
+        }
+    }
+    (next, None)
+}
+
+#[cfg(test)]
+mod tests;

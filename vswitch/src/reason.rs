@@ -36,6 +36,8 @@ pub enum DropReason {
     RateLimited,
     /// Broadcast or multicast over the network's storm control allowance.
     Storm,
+    /// An IP header too short or inconsistent to read, on a network whose policy must read it.
+    MalformedIp,
 }
 
 /// Stands for any rule in `DropReason::ALL`.
@@ -43,7 +45,7 @@ const ANY_RULE: RuleName = RuleName(policy::engine::DEFAULT_RULE);
 
 impl DropReason {
     /// Every reason, in counter order.
-    pub const ALL: [DropReason; 13] = [
+    pub const ALL: [DropReason; 14] = [
         DropReason::Runt,
         DropReason::OverMtu,
         DropReason::MulticastSource,
@@ -57,6 +59,7 @@ impl DropReason {
         DropReason::Rejected(ANY_RULE),
         DropReason::RateLimited,
         DropReason::Storm,
+        DropReason::MalformedIp,
     ];
 
     /// Number of reasons, for counter arrays.
@@ -78,6 +81,7 @@ impl DropReason {
             DropReason::Rejected(_) => "rejected",
             DropReason::RateLimited => "rate_limited",
             DropReason::Storm => "storm",
+            DropReason::MalformedIp => "malformed_ip",
         }
     }
 
@@ -97,6 +101,7 @@ impl DropReason {
             DropReason::Rejected(_) => 10,
             DropReason::RateLimited => 11,
             DropReason::Storm => 12,
+            DropReason::MalformedIp => 13,
         }
     }
 

@@ -636,7 +636,12 @@ impl Switch {
             return Policed::Pass;
         };
         let Some(packet) = Packet::parse(frame) else {
-            return Policed::Pass;
+            // Rules cannot judge an IP packet they cannot read; anything else is not theirs.
+            return if Packet::is_ip(frame) {
+                Policed::Drop(DropReason::MalformedIp)
+            } else {
+                Policed::Pass
+            };
         };
         match engine.process(now, &packet) {
             PolicyDecision::Allow => Policed::Pass,

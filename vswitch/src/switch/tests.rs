@@ -580,3 +580,16 @@ fn storm_control_holds_broadcasts_not_unicast() {
     assert_eq!(floods, 50);
     assert!((0..200).all(|_| h.send(a, &frame(B, A)).is_ok()));
 }
+
+#[test]
+fn an_unreadable_ip_header_is_dropped_where_policy_must_read_it() {
+    let (mut h, _, web, _) = policed(&web_db_policy(policy::RuleAction::Allow));
+    let mut broken = tcp_frame(A, B, (2, 3), (40000, 5432), true);
+    broken[14] = 0x42; // IPv4 with a 8-byte header
+    assert_eq!(h.send(web, &broken), Err(DropReason::MalformedIp));
+    // Truncated anywhere: a drop with a reason, never a panic.
+    let frame = tcp_frame(A, B, (2, 3), (40000, 5432), true);
+    for len in 0..frame.len() {
+        let _ = h.sw.process(h.now, web, &frame[..len]);
+    }
+}
