@@ -4,48 +4,12 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::{eventually, in_netns, ping, run, tcp_transfer, Bed};
-
-/// A TCP port free on loopback right now.
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// GET http://127.0.0.1:PORT/metrics.
-fn scrape(port: u16) -> String {
-    let mut conn = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    conn.set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    write!(conn, "GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n").unwrap();
-    let mut response = String::new();
-    conn.read_to_string(&mut response).unwrap();
-    let (head, body) = response.split_once("\r\n\r\n").unwrap();
-    assert!(
-        head.starts_with("HTTP/1.0 200") || head.starts_with("HTTP/1.1 200"),
-        "{head}"
-    );
-    body.to_string()
-}
-
-/// The value of the series `name{labels...}` whose labels include all of `want`.
-fn series(metrics: &str, name: &str, want: &[(&str, &str)]) -> Option<f64> {
-    metrics.lines().find_map(|line| {
-        let rest = line.strip_prefix(name)?;
-        let (labels, value) = rest.strip_prefix('{')?.split_once("} ")?;
-        want.iter()
-            .all(|(k, v)| labels.contains(&format!("{k}=\"{v}\"")))
-            .then(|| value.trim().parse().unwrap())
-    })
-}
+use common::{
+    eventually, free_port, in_netns, ping, promtool_check, run, scrape, series, tcp_transfer, Bed,
+};
 
 /// Pins each namespace's neighbour entry for the other, so pings are the only frames.
 fn pin_neighbours(bed: &Bed, network: &str, a: &str, b: &str) -> (String, String) {
@@ -129,26 +93,7 @@ fn metrics_pass_promtool_and_count_exactly_the_pings() {
         &[("reason", "over_mtu")]
     )
     .is_some());
-    let mut promtool = Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("promtool (Debian package prometheus) is installed");
-    promtool
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(after.as_bytes())
-        .unwrap();
-    let out = promtool.wait_with_output().unwrap();
-    assert!(
-        out.status.success() && out.stdout.is_empty() && out.stderr.is_empty(),
-        "promtool: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    promtool_check(&after);
 }
 
 #[test]

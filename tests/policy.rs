@@ -11,7 +11,10 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use common::{eventually, in_netns, ping, run, spawn_in_netns, tcp_transfer, Bed};
+use common::{
+    eventually, free_port, in_netns, ping, promtool_check, run, scrape, series, spawn_in_netns,
+    tcp_transfer, Bed,
+};
 
 /// How long a connection attempt that policy drops is given before it counts as timed out.
 const DENIED_WAIT: Duration = Duration::from_secs(2);
@@ -262,7 +265,9 @@ fn a_rogue_dhcp_server_in_a_container_is_silenced() {
 
 #[test]
 fn default_allow_then_default_deny() {
-    let mut bed = Bed::start();
+    let port = free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let mut bed = Bed::start_with(&[], &["--metrics-addr", &addr]);
     let (web, db) = web_and_db(&mut bed, "dd", 77, &[]);
     assert!(
         ping(&web, "10.77.0.3", 1),
@@ -281,6 +286,14 @@ fn default_allow_then_default_deny() {
         &web,
         &["dig", "+short", "+time=2", "+tries=1", "@10.77.0.1", &db]
     ));
+    let metrics = scrape(port);
+    let default_hits = series(
+        &metrics,
+        "vswitch_policy_rule_hits_total",
+        &[("network", "dd"), ("rule", "default")],
+    );
+    assert!(default_hits.unwrap_or(0.0) >= 3.0, "{metrics}");
+    promtool_check(&metrics);
     bed.ok(&["policy", "default", "dd", "allow"]);
     assert!(ping(&web, "10.77.0.3", 1));
 }

@@ -394,9 +394,9 @@ fn write_frame(
         Direction::Out => 0b10,
     })];
     if let Some(reason) = frame.drop {
+        // The counter name, and the rule for policy drops: `denied (rule web-db)`.
         options.push(EnhancedPacketOption::Comment(Cow::Owned(format!(
-            "dropped by vswitch: {}",
-            reason.name()
+            "dropped by vswitch: {reason}"
         ))));
     }
     writer.write_pcapng_block(EnhancedPacketBlock {

@@ -847,7 +847,7 @@ impl Control {
             .networks
             .get(network)
             .ok_or_else(|| ControlError::UnknownNetwork(network.to_string()))?;
-        let (mut stats, _) = self.dataplane.policy_state(inner.live[network].id).await?;
+        let mut stats = self.dataplane.rule_stats(inner.live[network].id).await?;
         if stats.is_empty() {
             // No engine (nothing to enforce): every rule and the default at zero.
             stats = record
@@ -917,7 +917,7 @@ impl Control {
             .live
             .get(network)
             .ok_or_else(|| ControlError::UnknownNetwork(network.to_string()))?;
-        Ok(self.dataplane.policy_state(live.id).await?.1)
+        Ok(self.dataplane.flows(live.id).await?)
     }
 
     /// Every port with its counters.
@@ -1345,6 +1345,22 @@ impl Control {
                 stats,
                 live.gateway.gateway.counters.snapshot(),
             ));
+        }
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(out)
+    }
+
+    /// Rule counters of every network that has a policy to enforce, by network name.
+    pub async fn policy_counters(
+        &self,
+    ) -> Result<Vec<(String, Vec<policy::RuleStats>)>, ControlError> {
+        let inner = self.inner.lock().await;
+        let mut out = Vec::new();
+        for (name, live) in &inner.live {
+            let stats = self.dataplane.rule_stats(live.id).await?;
+            if !stats.is_empty() {
+                out.push((name.clone(), stats));
+            }
         }
         out.sort_by(|a, b| a.0.cmp(&b.0));
         Ok(out)

@@ -351,17 +351,22 @@ impl DataPlane {
         Ok(lock(&self.switch).set_storm_control(network, pps))
     }
 
-    /// A network's rule counters and tracked flows (empty without a policy).
-    pub async fn policy_state(
+    /// A network's rule counters, then the default's (empty without a policy).
+    pub async fn rule_stats(
         &self,
         network: NetworkId,
-    ) -> Result<(Vec<policy::RuleStats>, Vec<policy::FlowRow>), DataPlaneGone> {
+    ) -> Result<Vec<policy::RuleStats>, DataPlaneGone> {
+        Ok(lock(&self.switch)
+            .policy(network)
+            .map_or_else(Vec::new, policy::Engine::rule_stats))
+    }
+
+    /// A network's tracked flows (empty without a policy).
+    pub async fn flows(&self, network: NetworkId) -> Result<Vec<policy::FlowRow>, DataPlaneGone> {
         let switch = lock(&self.switch);
         Ok(switch
             .policy(network)
-            .map_or_else(Default::default, |engine| {
-                (engine.rule_stats(), engine.flows(Instant::now()))
-            }))
+            .map_or_else(Vec::new, |engine| engine.flows(Instant::now())))
     }
 
     /// Live FDB entries of a network.

@@ -48,6 +48,14 @@ impl Metrics {
             publish_network(name, stats);
             publish_gateway(name, gateway);
         }
+        for (network, rules) in control.policy_counters().await? {
+            for rule in rules {
+                let labels = [("network", network.clone()), ("rule", rule.name)];
+                counter!("vswitch_policy_rule_hits_total", &labels).absolute(rule.hits);
+                counter!("vswitch_policy_rule_staged_hits_total", &labels)
+                    .absolute(rule.staged_hits);
+            }
+        }
         counter!("vswitch_capture_skipped_frames_total").absolute(control.capture_skipped());
         self.handle.run_upkeep();
         Ok(self.handle.render())
@@ -128,6 +136,26 @@ fn describe() {
         Unit::Count,
         "MAC addresses in the network's forwarding table."
     );
+    describe_gauge!(
+        "vswitch_network_flows",
+        Unit::Count,
+        "Flows the network's policy tracks."
+    );
+    describe_counter!(
+        "vswitch_network_flow_evictions_total",
+        Unit::Count,
+        "Tracked flows evicted because the flow table was full."
+    );
+    describe_counter!(
+        "vswitch_policy_rule_hits_total",
+        Unit::Count,
+        "Packets a policy rule (or `default`, the network default) decided."
+    );
+    describe_counter!(
+        "vswitch_policy_rule_staged_hits_total",
+        Unit::Count,
+        "Packets a staged rule would have decided."
+    );
     for (name, help) in GATEWAY_COUNTERS {
         describe_counter!(name, Unit::Count, help);
     }
@@ -200,6 +228,8 @@ fn publish_network(name: &str, s: &NetworkStats) {
         counter!(*metric, &labels).absolute(value);
     }
     gauge!("vswitch_network_fdb_entries", &labels).set(s.fdb_entries as f64);
+    gauge!("vswitch_network_flows", &labels).set(s.flows as f64);
+    counter!("vswitch_network_flow_evictions_total", &labels).absolute(s.flow_evictions);
 }
 
 const GATEWAY_COUNTERS: [(&str, &str); 8] = [
