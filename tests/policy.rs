@@ -650,4 +650,16 @@ fn a_rate_limited_port_is_held_to_its_limit_and_its_neighbour_is_not() {
     );
     assert!(drops(&bed, &limited, "rate_limited") > 0);
     assert_eq!(drops(&bed, &free, "rate_limited"), 0);
+
+    // Limits change at run time: now the other way round.
+    bed.ok(&["limit", "rl", &free, "--rate", "40M"]);
+    bed.ok(&["limit", "rl", &limited]);
+    let (_, _, bytes, secs) = tcp_transfer(&free, &sink, "10.70.0.4", total);
+    let now_limited = bytes as f64 * 8.0 / secs;
+    let (_, _, bytes, secs) = tcp_transfer(&limited, &sink, "10.70.0.4", total);
+    let now_free = bytes as f64 * 8.0 / secs;
+    assert!(now_limited <= 52e6, "{:.1} Mbit/s", now_limited / 1e6);
+    assert!(now_free > 3.0 * 40e6, "{:.1} Mbit/s", now_free / 1e6);
+    let endpoint = &bed.inspect("rl")["endpoints"][&free];
+    assert_eq!(endpoint["rate_limit"]["bits_per_sec"], 40_000_000);
 }

@@ -20,6 +20,7 @@
 //! | `POST /v1/networks/{name}/policy/rules` | add a rule (`RuleAdd`) |
 //! | `DELETE /v1/networks/{name}/policy/rules/{rule}` | remove a rule |
 //! | `GET /v1/networks/{name}/conntrack` | tracked flows |
+//! | `PUT /v1/networks/{name}/endpoints/{target}/rate-limit` | set a port's limit (`RateLimit`; `{}` lifts it) |
 
 use std::sync::Arc;
 
@@ -134,6 +135,16 @@ async fn remove_rule(
     ))
 }
 
+async fn set_rate_limit(
+    State(c): State<Arc<Control>>,
+    Path((name, target)): Path<(String, String)>,
+    req: Result<Json<policy::RateLimit>, JsonRejection>,
+) -> Reply<crate::model::EndpointRecord> {
+    Ok(Json(
+        c.set_rate_limit(&name, &target, Some(body(req)?)).await?,
+    ))
+}
+
 async fn conntrack(
     State(c): State<Arc<Control>>,
     Path(name): Path<String>,
@@ -228,6 +239,10 @@ pub fn router(control: Arc<Control>) -> Router {
             delete(remove_rule),
         )
         .route("/v1/networks/{name}/conntrack", get(conntrack))
+        .route(
+            "/v1/networks/{name}/endpoints/{target}/rate-limit",
+            axum::routing::put(set_rate_limit),
+        )
         .route("/v1/trunks", get(list_trunks).post(add_trunk))
         .route("/v1/trunks/{target}", delete(remove_trunk))
         .route("/v1/ports", get(ports))

@@ -128,6 +128,9 @@ pub enum Command {
         /// Ingress rate limit in packets/s.
         #[arg(long)]
         rate_limit_pps: Option<u64>,
+        /// Burst of the rate limit in bytes [default: 100 ms worth, at least 64 KiB].
+        #[arg(long)]
+        rate_limit_burst: Option<u64>,
         #[command(flatten)]
         format: FormatArg,
     },
@@ -218,6 +221,25 @@ pub enum Command {
     /// labels, and a default action.
     #[command(subcommand)]
     Policy(PolicyCommand),
+    /// Set or lift an endpoint's ingress rate limit at run time.
+    Limit {
+        /// Network name.
+        network: String,
+        /// Endpoint name or namespace.
+        target: String,
+        /// Bits per second, with k/M/G suffixes (e.g. 10M).
+        #[arg(long, value_parser = parse_rate)]
+        rate: Option<u64>,
+        /// Packets per second.
+        #[arg(long)]
+        pps: Option<u64>,
+        /// Burst in bytes [default: 100 ms worth, at least 64 KiB].
+        #[arg(long)]
+        burst_bytes: Option<u64>,
+        /// Burst in packets [default: 100 ms worth, at least 32].
+        #[arg(long)]
+        burst_packets: Option<u64>,
+    },
     /// List the flows a network's policy tracks.
     Conntrack {
         /// Network name.

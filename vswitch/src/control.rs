@@ -1350,6 +1350,48 @@ impl Control {
         Ok(out)
     }
 
+    /// Replaces an endpoint's ingress rate limit at run time (`None`: unlimited).
+    pub async fn set_rate_limit(
+        &self,
+        network: &str,
+        target: &str,
+        limit: Option<policy::RateLimit>,
+    ) -> Result<EndpointRecord, ControlError> {
+        let limit = crate::model::check_rate_limit(limit)?;
+        let mut inner = self.inner.lock().await;
+        let record = inner
+            .state
+            .networks
+            .get_mut(network)
+            .ok_or_else(|| ControlError::UnknownNetwork(network.to_string()))?;
+        let endpoint = record
+            .endpoints
+            .values_mut()
+            .find(|e| is_target(target, &e.name, &e.netns))
+            .ok_or_else(|| ControlError::UnknownEndpoint {
+                target: target.to_string(),
+                network: network.to_string(),
+            })?;
+        let old = std::mem::replace(&mut endpoint.rate_limit, limit);
+        let updated = endpoint.clone();
+        if let Err(e) = self.save(&inner) {
+            if let Some(e) = inner
+                .state
+                .networks
+                .get_mut(network)
+                .and_then(|n| n.endpoints.get_mut(&updated.name))
+            {
+                e.rate_limit = old;
+            }
+            return Err(e);
+        }
+        if let Some(live) = inner.live[network].endpoints.get(&updated.name) {
+            self.dataplane.set_rate_limit(live.port, limit).await??;
+        }
+        info!(network, endpoint = %updated.name, ?limit, "rate limit changed");
+        Ok(updated)
+    }
+
     /// Rule counters of every network that has a policy to enforce, by network name.
     pub async fn policy_counters(
         &self,

@@ -89,6 +89,37 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Network(command) => network(socket, command).await?,
         Command::Trunk(command) => trunk(socket, command).await?,
         Command::Policy(command) => policy(socket, command).await?,
+        Command::Limit {
+            network,
+            target,
+            rate,
+            pps,
+            burst_bytes,
+            burst_packets,
+        } => {
+            let limit = policy::RateLimit {
+                bits_per_sec: rate,
+                packets_per_sec: pps,
+                burst_bytes,
+                burst_packets,
+            };
+            let path = format!(
+                "/v1/networks/{}/endpoints/{}/rate-limit",
+                segment(&network),
+                segment(&target)
+            );
+            let endpoint: EndpointRecord = call(socket, Method::PUT, &path, Some(&limit)).await?;
+            match endpoint.rate_limit {
+                Some(l) => println!(
+                    "{}: {} bit/s, {} packets/s",
+                    endpoint.name,
+                    l.bits_per_sec.map_or("unlimited".into(), |b| b.to_string()),
+                    l.packets_per_sec
+                        .map_or("unlimited".into(), |p| p.to_string())
+                ),
+                None => println!("{}: no rate limit", endpoint.name),
+            }
+        }
         Command::Conntrack { network, format } => {
             let path = format!("/v1/networks/{}/conntrack", segment(&network));
             let flows: Vec<policy::FlowRow> = call(socket, Method::GET, &path, None::<&()>).await?;
@@ -132,12 +163,14 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             labels,
             rate_limit,
             rate_limit_pps,
+            rate_limit_burst,
             format,
         } => {
             let rate_limit = policy::RateLimit {
                 bits_per_sec: rate_limit,
                 packets_per_sec: rate_limit_pps,
-                ..Default::default()
+                burst_bytes: rate_limit_burst,
+                burst_packets: None,
             };
             let req = ConnectRequest {
                 labels,
