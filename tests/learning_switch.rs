@@ -134,24 +134,24 @@ fn an_idle_switch_uses_no_cpu() {
     assert!(used <= 3, "idle daemon used {used} ticks of CPU in 3 s");
 }
 
-#[test]
-fn the_quickstart_topology_comes_up_pings_and_leaves_nothing_behind() {
-    let names = ["web", "api", "db"];
+/// Runs `vswitch up FILE --once` for a file of `configs/` whose containers are `names`;
+/// returns its output after checking it succeeded and left nothing behind.
+fn up_once(file: &str, names: &[&str]) -> String {
     let exists = |n: &str| std::path::Path::new("/run/netns").join(n).exists();
     assert!(
         !names.iter().any(|n| exists(n)),
-        "a namespace named web, api or db already exists here"
+        "a namespace named like a container of {file} ({names:?}) already exists here"
     );
-    let dir = std::env::temp_dir().join(format!("vswt{}quick", std::process::id()));
+    let dir = std::env::temp_dir().join(format!("vswt{}up{file}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let config = concat!(env!("CARGO_MANIFEST_DIR"), "/../configs/quickstart.toml");
+    let config = format!("{}/../configs/{file}", env!("CARGO_MANIFEST_DIR"));
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_vswitch"))
         .arg("--socket")
         .arg(dir.join("sock"))
-        .args(["up", config, "--once"])
+        .args(["up", &config, "--once"])
         .output()
         .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
     // `up` tears down by itself; make sure of it even if it crashed.
     for n in names {
         if exists(n) {
@@ -166,7 +166,6 @@ fn the_quickstart_topology_comes_up_pings_and_leaves_nothing_behind() {
         "{stdout}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert_eq!(stdout.matches(" 0% packet loss").count(), 6, "{stdout}");
     assert!(stdout.contains("topology torn down"), "{stdout}");
     assert!(
         !names.iter().any(|n| exists(n)),
@@ -178,6 +177,20 @@ fn the_quickstart_topology_comes_up_pings_and_leaves_nothing_behind() {
             .any(|n| std::path::Path::new("/etc/netns").join(n).exists()),
         "up left a resolv.conf behind"
     );
+    stdout
+}
+
+#[test]
+fn the_quickstart_topology_comes_up_pings_and_leaves_nothing_behind() {
+    let stdout = up_once("quickstart.toml", &["web", "api", "db"]);
+    assert_eq!(stdout.matches(" 0% packet loss").count(), 6, "{stdout}");
+}
+
+#[test]
+fn the_policy_example_lets_through_only_what_its_rules_allow() {
+    let stdout = up_once("policy.toml", &["frontend", "backend", "database"]);
+    assert_eq!(stdout.matches(" 0% packet loss").count(), 2, "{stdout}");
+    assert_eq!(stdout.matches(" 100% packet loss").count(), 3, "{stdout}");
 }
 
 #[test]
