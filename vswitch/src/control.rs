@@ -22,7 +22,7 @@ use crate::model::{
     EndpointRecord, MirrorRecord, NetworkCreate, NetworkRecord, TrunkCreate, TrunkRecord,
 };
 use crate::resolv;
-use crate::state::{State, StateStore};
+use crate::state::{is_target, State, StateStore};
 use crate::switch::{NetworkId, NetworkStats, PortConfig, PortId, PortMode};
 
 /// How often attached namespaces are checked for having gone away.
@@ -632,20 +632,7 @@ impl Control {
         target: &str,
     ) -> Result<EndpointRecord, ControlError> {
         let mut inner = self.inner.lock().await;
-        let record = inner
-            .state
-            .networks
-            .get(network)
-            .ok_or_else(|| ControlError::UnknownNetwork(network.to_string()))?;
-        let name = record
-            .endpoints
-            .values()
-            .find(|e| is_target(target, &e.name, &e.netns))
-            .map(|e| e.name.clone())
-            .ok_or_else(|| ControlError::UnknownEndpoint {
-                target: target.to_string(),
-                network: network.to_string(),
-            })?;
+        let name = inner.state.endpoint_name(network, target)?;
         let endpoint = self.detach(&mut inner, network, &name).await?;
         self.save(&inner)?;
         self.apply_policy(&inner, network).await?;
@@ -1359,19 +1346,13 @@ impl Control {
     ) -> Result<EndpointRecord, ControlError> {
         let limit = crate::model::check_rate_limit(limit)?;
         let mut inner = self.inner.lock().await;
-        let record = inner
+        let name = inner.state.endpoint_name(network, target)?;
+        let endpoint = inner
             .state
             .networks
             .get_mut(network)
-            .ok_or_else(|| ControlError::UnknownNetwork(network.to_string()))?;
-        let endpoint = record
-            .endpoints
-            .values_mut()
-            .find(|e| is_target(target, &e.name, &e.netns))
-            .ok_or_else(|| ControlError::UnknownEndpoint {
-                target: target.to_string(),
-                network: network.to_string(),
-            })?;
+            .and_then(|n| n.endpoints.get_mut(&name))
+            .expect("endpoint_name found it");
         let old = std::mem::replace(&mut endpoint.rate_limit, limit);
         let updated = endpoint.clone();
         if let Err(e) = self.save(&inner) {
@@ -1619,13 +1600,6 @@ fn gateway_config(network: &NetworkRecord) -> GatewayConfig {
 
 /// Whether `target`, as a user names an attachment (its name, or its namespace in any of the
 /// forms `connect` takes), is the one called `name` in `netns`.
-fn is_target(target: &str, name: &str, netns: &str) -> bool {
-    name == target
-        || target
-            .parse::<tap::NetnsRef>()
-            .is_ok_and(|n| n.to_string() == netns)
-}
-
 #[allow(clippy::too_many_arguments)]
 fn port_info(
     port: PortId,

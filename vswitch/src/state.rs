@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use serde::{Deserialize, Serialize};
 
+use crate::error::ControlError;
 use crate::model::{MirrorRecord, NetworkRecord, TrunkRecord};
 
 const STATE_FILE: &str = "state.json";
@@ -28,6 +29,34 @@ pub struct State {
     /// Port mirrors by name.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub mirrors: BTreeMap<String, MirrorRecord>,
+}
+
+impl State {
+    /// The name of the endpoint of `network` that `target` names (its name, or its namespace as
+    /// given to connect).
+    pub fn endpoint_name(&self, network: &str, target: &str) -> Result<String, ControlError> {
+        let record = self
+            .networks
+            .get(network)
+            .ok_or_else(|| ControlError::UnknownNetwork(network.to_string()))?;
+        record
+            .endpoints
+            .values()
+            .find(|e| is_target(target, &e.name, &e.netns))
+            .map(|e| e.name.clone())
+            .ok_or_else(|| ControlError::UnknownEndpoint {
+                target: target.to_string(),
+                network: network.to_string(),
+            })
+    }
+}
+
+/// Whether `target` names the endpoint called `name` in namespace `netns`.
+pub fn is_target(target: &str, name: &str, netns: &str) -> bool {
+    name == target
+        || target
+            .parse::<tap::NetnsRef>()
+            .is_ok_and(|n| n.to_string() == netns)
 }
 
 /// Why the state could not be read or written.

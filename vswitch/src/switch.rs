@@ -424,12 +424,7 @@ impl Switch {
         port: PortId,
         security: Option<policy::PortSecurity>,
     ) -> Result<(), ConfigError> {
-        let slot = self
-            .ports
-            .get_mut(port.index())
-            .and_then(Option::as_mut)
-            .ok_or(ConfigError::UnknownPort(port))?;
-        slot.config.security = security;
+        self.port_mut(port)?.config.security = security;
         Ok(())
     }
 
@@ -439,11 +434,7 @@ impl Switch {
         port: PortId,
         limit: Option<RateLimit>,
     ) -> Result<(), ConfigError> {
-        let slot = self
-            .ports
-            .get_mut(port.index())
-            .and_then(Option::as_mut)
-            .ok_or(ConfigError::UnknownPort(port))?;
+        let slot = self.port_mut(port)?;
         slot.limiter = limit.as_ref().map(Limiter::new);
         slot.config.rate_limit = limit;
         Ok(())
@@ -480,6 +471,13 @@ impl Switch {
     /// `network`'s policy, if it has one.
     pub fn policy(&self, network: NetworkId) -> Option<&Engine> {
         self.network(network).ok()?.policy.as_ref()
+    }
+
+    fn port_mut(&mut self, id: PortId) -> Result<&mut Port, ConfigError> {
+        self.ports
+            .get_mut(id.index())
+            .and_then(Option::as_mut)
+            .ok_or(ConfigError::UnknownPort(id))
     }
 
     fn network_mut(&mut self, id: NetworkId) -> Result<&mut Network, ConfigError> {
