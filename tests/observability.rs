@@ -8,7 +8,8 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::{
-    eventually, free_port, in_netns, ping, promtool_check, run, scrape, series, tcp_transfer, Bed,
+    eventually, finish_capture, free_port, in_netns, ping, promtool_check, run, scrape, series,
+    start_capture, tcp_transfer, Bed,
 };
 
 /// Pins each namespace's neighbour entry for the other, so pings are the only frames.
@@ -189,44 +190,6 @@ fn top_shows_ports_and_rates_during_a_transfer_and_quits_on_q() {
         eventually(Duration::from_secs(5), || !tmux.alive()),
         "top did not quit on q"
     );
-}
-
-/// Starts `vswitch capture ARGS` writing to `file`; returns once the daemon streams (its
-/// header is in the file).
-fn start_capture(bed: &Bed, file: &std::path::Path, args: &[&str]) -> std::process::Child {
-    let child = Command::new(env!("CARGO_BIN_EXE_vswitch"))
-        .arg("--socket")
-        .arg(&bed.socket)
-        .arg("capture")
-        .args(["-w", file.to_str().unwrap()])
-        .args(args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    assert!(
-        eventually(Duration::from_secs(5), || std::fs::metadata(file)
-            .is_ok_and(|m| m.len() > 0)),
-        "capture did not start"
-    );
-    child
-}
-
-/// Waits (bounded) for a capture that stops by itself; returns its stderr.
-fn finish_capture(mut child: std::process::Child) -> String {
-    let ended = eventually(Duration::from_secs(10), || {
-        child.try_wait().unwrap().is_some()
-    });
-    if !ended {
-        let _ = child.kill();
-    }
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        ended && out.status.success(),
-        "capture: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
 fn tcpdump_lines(file: &std::path::Path, filter: &[&str]) -> Vec<String> {

@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use common::{
-    eventually, free_port, in_netns, ping, promtool_check, run, scrape, series, spawn_in_netns,
-    tcp_transfer, Bed,
+    eventually, finish_capture, free_port, in_netns, ping, promtool_check, run, scrape, series,
+    spawn_in_netns, start_capture, tcp_transfer, Bed,
 };
 
 /// How long a connection attempt that policy drops is given before it counts as timed out.
@@ -437,7 +437,31 @@ fn reject_refuses_at_once_and_deny_times_out() {
     assert_eq!(udp, Err(ErrorKind::ConnectionRefused));
     assert!(drops(&bed, &web, "rejected") >= 2);
     assert!(drops(&bed, &web, "denied") >= 1);
-    // A capture of dropped frames names the rule.
+    // A capture of dropped frames names the rule; tshark reads it.
+    let file = bed.dir.join("rejected.pcapng");
+    let capture = start_capture(&bed, &file, &["--port", &web, "--drops", "-c", "2", "tcp"]);
+    assert_eq!(
+        echo_once(&web, "10.74.0.3:5433").0,
+        Err(ErrorKind::ConnectionRefused)
+    );
+    finish_capture(capture);
+    let out = std::process::Command::new("tshark")
+        .args([
+            "-r",
+            file.to_str().unwrap(),
+            "-T",
+            "fields",
+            "-e",
+            "frame.comment",
+        ])
+        .stderr(std::process::Stdio::null())
+        .output()
+        .expect("tshark is installed");
+    let comments = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        comments.contains("dropped by vswitch: rejected (rule no-5433)"),
+        "{comments}"
+    );
     let trace = bed.json(&[
         "trace",
         "rj",
@@ -662,4 +686,123 @@ fn a_rate_limited_port_is_held_to_its_limit_and_its_neighbour_is_not() {
     assert!(now_free > 3.0 * 40e6, "{:.1} Mbit/s", now_free / 1e6);
     let endpoint = &bed.inspect("rl")["endpoints"][&free];
     assert_eq!(endpoint["rate_limit"]["bits_per_sec"], 40_000_000);
+}
+
+#[test]
+fn storm_control_holds_a_broadcast_flood_to_its_allowance() {
+    let mut bed = Bed::start();
+    bed.ok(&[
+        "network",
+        "create",
+        "sc",
+        "--subnet",
+        "10.69.0.0/24",
+        "--storm-pps",
+        "200",
+    ]);
+    let loud = bed.netns("loud");
+    let quiet = bed.netns("quiet");
+    bed.ok(&["connect", "sc", &loud, "--ip", "10.69.0.2"]);
+    bed.ok(&["connect", "sc", &quiet, "--ip", "10.69.0.3"]);
+    assert!(ping(&loud, "10.69.0.3", 1));
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let listener = spawn_in_netns(&quiet, move || {
+        let socket = UdpSocket::bind("0.0.0.0:9999").unwrap();
+        socket
+            .set_read_timeout(Some(Duration::from_millis(500)))
+            .unwrap();
+        ready_tx.send(()).unwrap();
+        let mut got = 0;
+        while socket.recv(&mut [0u8; 64]).is_ok() {
+            got += 1;
+        }
+        got
+    });
+    ready_rx.recv_timeout(Duration::from_secs(5)).unwrap();
+    // 5,000 broadcasts in about a second: 25 times the allowance.
+    spawn_in_netns(&loud, || {
+        let socket = UdpSocket::bind("0.0.0.0:0").unwrap();
+        socket.set_broadcast(true).unwrap();
+        for i in 0..5000u32 {
+            let _ = socket.send_to(&i.to_be_bytes(), "10.69.0.255:9999");
+            if i % 50 == 0 {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+    })
+    .join()
+    .unwrap();
+    let got = listener.join().unwrap();
+    // About 1.x s of 200/s plus a burst of 200; wide margin either side.
+    assert!((150..=800).contains(&got), "{got} broadcasts got through");
+    assert!(drops(&bed, &loud, "storm") >= 3000);
+    // Unicast is not held.
+    assert!(ping(&loud, "10.69.0.3", 1));
+}
+
+#[test]
+fn ipv6_is_policed_and_neighbour_discovery_still_works_under_default_deny() {
+    let mut bed = Bed::start();
+    bed.ok(&[
+        "network",
+        "create",
+        "v6",
+        "--subnet",
+        "10.68.0.0/24",
+        "--subnet",
+        "fd68::/64",
+        "--default-action",
+        "deny",
+    ]);
+    let web = bed.netns("web");
+    let db = bed.netns("db");
+    bed.ok(&[
+        "connect",
+        "v6",
+        &web,
+        "--ip",
+        "10.68.0.2",
+        "--ip",
+        "fd68::2",
+        "--label",
+        "app=web",
+    ]);
+    bed.ok(&[
+        "connect",
+        "v6",
+        &db,
+        "--ip",
+        "10.68.0.3",
+        "--ip",
+        "fd68::3",
+        "--label",
+        "app=db",
+    ]);
+    add_rule(
+        &bed,
+        "v6",
+        "web-pings-db",
+        &[
+            "--action",
+            "allow",
+            "--to",
+            "app=db",
+            "--peer",
+            "app=web",
+            "--proto",
+            "icmpv6",
+            "--icmp-type",
+            "128",
+        ],
+    );
+    assert!(in_netns(
+        &web,
+        &["ping", "-6", "-c", "2", "-W", "2", "fd68::3"]
+    ));
+    assert!(!in_netns(
+        &db,
+        &["ping", "-6", "-c", "1", "-W", "1", "fd68::2"]
+    ));
+    assert!(!ping(&web, "10.68.0.3", 1), "the rule is for ICMPv6 only");
+    assert!(hits(&bed, "v6", "web-pings-db", "hits") >= 2);
 }

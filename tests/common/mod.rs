@@ -726,3 +726,41 @@ pub fn promtool_check(metrics: &str) {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// Starts `vswitch capture ARGS` writing to `file`; returns once the daemon streams (its
+/// header is in the file).
+pub fn start_capture(bed: &Bed, file: &std::path::Path, args: &[&str]) -> std::process::Child {
+    let child = Command::new(env!("CARGO_BIN_EXE_vswitch"))
+        .arg("--socket")
+        .arg(&bed.socket)
+        .arg("capture")
+        .args(["-w", file.to_str().unwrap()])
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    assert!(
+        eventually(Duration::from_secs(5), || std::fs::metadata(file)
+            .is_ok_and(|m| m.len() > 0)),
+        "capture did not start"
+    );
+    child
+}
+
+/// Waits (bounded) for a capture that stops by itself; returns its stderr.
+pub fn finish_capture(mut child: std::process::Child) -> String {
+    let ended = eventually(Duration::from_secs(10), || {
+        child.try_wait().unwrap().is_some()
+    });
+    if !ended {
+        let _ = child.kill();
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        ended && out.status.success(),
+        "capture: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
