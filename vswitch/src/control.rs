@@ -1178,7 +1178,6 @@ impl Control {
                     "off for this endpoint".into()
                 },
             ),
-            step("policy", describe_policy(&trace, &record.policy)),
         ];
         if let Some(learn) = trace.learn {
             steps.push(step(
@@ -1209,6 +1208,8 @@ impl Control {
                 },
             ));
         }
+        // Policy looks at the frame once its destination is known, as in the switch.
+        steps.push(step("policy", describe_policy(&trace, &record.policy)));
         let egress: Vec<String> = trace
             .egress
             .iter()
