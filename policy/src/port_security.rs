@@ -2,13 +2,16 @@
 //! MAC, an IPv4/IPv6 source address it was given (or its link-local address, or the
 //! unspecified address for DHCP discovery and duplicate address detection), ARP and neighbour
 //! advertisements only about its own addresses, and it may not act as a DHCP server (rogue
-//! DHCP). Other ethertypes pass on their source MAC alone. Malformed IP headers are left to the
-//! receivers: the check never panics and allocates nothing.
+//! DHCP). Other ethertypes pass on their source MAC alone. An IP header too broken to read is
+//! refused (its source cannot be checked); a broken transport header does not hide the IP
+//! source. The check never panics and allocates nothing; it reads the frame with the same
+//! reader as policy rules (`packet`).
 
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use etherparse::{EtherType, LaxNetSlice, LaxSlicedPacket, TransportSlice};
+use crate::packet::{proto, Packet};
 
+const ETHERTYPE_ARP: [u8; 2] = [0x08, 0x06];
 const DHCP_SERVER_PORT: u16 = 67;
 const DHCP_CLIENT_PORT: u16 = 68;
 const DHCPV6_SERVER_PORT: u16 = 547;
@@ -65,22 +68,22 @@ impl PortSecurity {
         if frame.len() < 14 || frame[6..12] != self.mac {
             return Err(Violation::SourceMac);
         }
-        if frame[12..14] == EtherType::ARP.0.to_be_bytes() {
+        if frame[12..14] == ETHERTYPE_ARP {
             return self.check_arp(&frame[14..]);
         }
-        // Lax parsing: a broken transport header must not hide the IP source behind it.
-        let Ok(packet) = LaxSlicedPacket::from_ethernet(frame) else {
-            return Err(Violation::SourceMac);
+        // Lax reading: a broken transport header must not hide the IP source behind it.
+        let Some((packet, transport)) = Packet::parse_with_transport(frame) else {
+            // An IP header too broken to read cannot be let through on trust.
+            return if Packet::is_ip(frame) {
+                Err(Violation::SourceIp)
+            } else {
+                Ok(())
+            };
         };
-        match &packet.net {
-            Some(LaxNetSlice::Ipv4(ip)) => {
-                let src = ip.header().source_addr();
-                let udp_ports = match &packet.transport {
-                    Some(TransportSlice::Udp(udp)) => {
-                        Some((udp.source_port(), udp.destination_port()))
-                    }
-                    _ => None,
-                };
+        let udp_ports = (packet.proto == proto::UDP && transport.is_some_and(|t| t.len() >= 8))
+            .then_some((packet.sport, packet.dport));
+        match packet.src {
+            IpAddr::V4(src) => {
                 if matches!(udp_ports, Some((DHCP_SERVER_PORT, _))) {
                     return Err(Violation::RogueDhcp);
                 }
@@ -92,23 +95,19 @@ impl PortSecurity {
                     Err(Violation::SourceIp)
                 }
             }
-            Some(LaxNetSlice::Ipv6(ip)) => {
-                let src = ip.header().source_addr();
+            IpAddr::V6(src) => {
                 // Duplicate address detection and router solicitation before an address exists.
                 if !src.is_unspecified() && !self.holds_v6(src) {
                     return Err(Violation::SourceIp);
                 }
-                match &packet.transport {
-                    Some(TransportSlice::Udp(udp)) if udp.source_port() == DHCPV6_SERVER_PORT => {
-                        Err(Violation::RogueDhcp)
+                match (udp_ports, packet.icmp_type, transport) {
+                    (Some((DHCPV6_SERVER_PORT, _)), _, _) => Err(Violation::RogueDhcp),
+                    (_, Some(_), Some(icmp)) if packet.proto == proto::ICMPV6 => {
+                        self.check_icmpv6(icmp)
                     }
-                    Some(TransportSlice::Icmpv6(icmp)) => self.check_icmpv6(icmp.slice()),
                     _ => Ok(()),
                 }
             }
-            // An IP header too broken to read cannot be let through on trust.
-            _ if is_ip(frame) => Err(Violation::SourceIp),
-            _ => Ok(()),
         }
     }
 
@@ -147,12 +146,6 @@ impl PortSecurity {
             _ => Ok(()),
         }
     }
-}
-
-/// Whether the frame's ethertype is IPv4 or IPv6.
-fn is_ip(frame: &[u8]) -> bool {
-    let ethertype = [frame[12], frame[13]];
-    ethertype == EtherType::IPV4.0.to_be_bytes() || ethertype == EtherType::IPV6.0.to_be_bytes()
 }
 
 /// The EUI-64 link-local address of an interface with `mac` (the kernel's default).
