@@ -332,6 +332,27 @@ fn web_reaches_db_on_5432_with_replies_and_db_cannot_open_connections_to_web() {
     );
     assert!(flows.iter().all(|f| f["dport"] != 8080), "{flows:?}");
     assert!(hits(&bed, "wd", "web-db", "hits") >= 3);
+    // ICMP errors about an allowed flow pass with it: db's kernel answers a datagram to a
+    // closed port with a port unreachable, and web hears of it at once.
+    add_rule(
+        &bed,
+        "wd",
+        "web-db-udp",
+        &[
+            "--action", "allow", "--to", "app=db", "--peer", "app=web", "--proto", "udp", "--port",
+            "9999",
+        ],
+    );
+    let refused = spawn_in_netns(&web, || {
+        let socket = UdpSocket::bind("0.0.0.0:0").unwrap();
+        socket.connect("10.76.0.3:9999").unwrap();
+        socket.set_read_timeout(Some(DENIED_WAIT)).unwrap();
+        socket.send(b"anyone?").unwrap();
+        socket.recv(&mut [0u8; 16]).map_err(|e| e.kind())
+    })
+    .join()
+    .unwrap();
+    assert_eq!(refused, Err(ErrorKind::ConnectionRefused));
     // `policy test` names the deciding rule for a described packet.
     let test = bed.ok(&[
         "policy", "test", "wd", "--from", &web, "--to", &db, "--dport", "5432",

@@ -344,6 +344,7 @@ impl FlowEnds {
             dport: self.dst.1,
             icmp_type,
             tcp_flags: tcp_flags::SYN,
+            quoted: None,
         }
     }
 }
@@ -363,6 +364,7 @@ mod tests {
             dport,
             icmp_type: None,
             tcp_flags: flags,
+            quoted: None,
         }
     }
 

@@ -8,7 +8,7 @@ use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::Instant;
 
-use crate::conntrack::{is_trackable, Conntrack, Lookup};
+use crate::conntrack::{is_trackable, Conntrack, Flow, Lookup};
 use crate::matcher::{Endpoint, Matcher, Verdict};
 use crate::packet::{proto, tcp_flags, Packet};
 use crate::rules::{NetworkPolicy, RuleAction, RuleError};
@@ -169,6 +169,11 @@ impl Engine {
         if self.is_infrastructure(packet) {
             return Decision::Allow;
         }
+        if let Some(flow) = self.related_flow(now, packet) {
+            let (rule, staged) = (flow.rule, flow.staged);
+            self.count(rule, staged);
+            return Decision::Allow;
+        }
         let verdict = match self.conntrack.lookup(now, packet) {
             Lookup::Hit { flow, from_opener } => {
                 if flow.generation == self.generation {
@@ -250,7 +255,10 @@ impl Engine {
             explanation.infrastructure = true;
             return explanation;
         }
-        let verdict = match self.conntrack.peek(now, packet) {
+        let tracked = self
+            .related_flow(now, packet)
+            .or_else(|| self.conntrack.peek(now, packet));
+        let verdict = match tracked {
             Some(flow) if flow.generation == self.generation => {
                 explanation.tracked = true;
                 Verdict {
@@ -267,6 +275,15 @@ impl Engine {
             .staged
             .map(|s| (self.name(Some(s)), self.actions[s as usize]));
         explanation
+    }
+
+    /// The tracked flow an ICMP error is about (an unreachable or packet-too-big for one of its
+    /// packets): such errors pass as the flow's own packets do, or path MTU discovery breaks.
+    fn related_flow(&self, now: Instant, packet: &Packet) -> Option<&Flow> {
+        let quoted = packet.quoted?.packet();
+        self.conntrack
+            .peek(now, &quoted)
+            .filter(|flow| flow.generation == self.generation)
     }
 
     /// Traffic that keeps the network working whatever the rules say: DHCP, neighbour
@@ -352,6 +369,7 @@ fn reversed(packet: &Packet) -> Packet {
         dport: packet.sport,
         icmp_type,
         tcp_flags: tcp_flags::SYN,
+        quoted: None,
         ..*packet
     }
 }

@@ -44,6 +44,45 @@ pub struct Packet {
     pub icmp_type: Option<u8>,
     /// TCP flags, for TCP.
     pub tcp_flags: u8,
+    /// For an ICMP error (unreachable, time exceeded, parameter problem; too big in ICMPv6):
+    /// the flow of the packet it quotes, which conntrack relates it to.
+    pub quoted: Option<Quoted>,
+}
+
+/// The flow an ICMP error is about, read from the packet it quotes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Quoted {
+    /// Source of the quoted packet.
+    pub src: IpAddr,
+    /// Destination of the quoted packet.
+    pub dst: IpAddr,
+    /// Its protocol.
+    pub proto: u8,
+    /// Its source port (echo identifier for an echo request).
+    pub sport: u16,
+    /// Its destination port (echo identifier for an echo request).
+    pub dport: u16,
+}
+
+impl Quoted {
+    /// The quoted packet as policy sees packets.
+    pub fn packet(&self) -> Packet {
+        let icmp_type = match self.proto {
+            proto::ICMP => Some(8),
+            proto::ICMPV6 => Some(128),
+            _ => None,
+        };
+        Packet {
+            src: self.src,
+            dst: self.dst,
+            proto: self.proto,
+            sport: self.sport,
+            dport: self.dport,
+            icmp_type,
+            tcp_flags: 0,
+            quoted: None,
+        }
+    }
 }
 
 const ETHERTYPE_IPV4: u16 = 0x0800;
@@ -129,6 +168,7 @@ impl Packet {
             dport: 0,
             icmp_type: None,
             tcp_flags: 0,
+            quoted: None,
         };
         let Some(t) = transport else {
             return Some((packet, None));
@@ -162,6 +202,13 @@ impl Packet {
 
     fn set_icmp(&mut self, header: &[u8]) {
         self.icmp_type = header.first().copied();
+        let is_error = match self.proto {
+            proto::ICMP => matches!(self.icmp_type, Some(3 | 11 | 12)),
+            _ => matches!(self.icmp_type, Some(1..=4)),
+        };
+        if is_error {
+            self.quoted = header.get(8..).and_then(|inner| quoted(self.proto, inner));
+        }
         if self.is_echo_request() || self.is_echo_reply() {
             // The identifier pairs requests with replies, as ports do.
             let id = header
@@ -192,6 +239,42 @@ impl Packet {
     pub fn has_flag(&self, flag: u8) -> bool {
         self.proto == proto::TCP && self.tcp_flags & flag != 0
     }
+}
+
+/// The flow of the packet an ICMP (`icmp` = 1) or ICMPv6 error quotes: its IP header (of the
+/// error's own family) and at least the first 4 bytes of its transport header.
+fn quoted(icmp: u8, inner: &[u8]) -> Option<Quoted> {
+    let (src, dst, proto, transport) = match (icmp, inner.first()? >> 4) {
+        (proto::ICMP, 4) => {
+            let ihl = usize::from(inner[0] & 0x0f) * 4;
+            if ihl < 20 || inner.len() < ihl {
+                return None;
+            }
+            let t = inner.get(ihl..);
+            (addr4(&inner[12..16]), addr4(&inner[16..20]), inner[9], t)
+        }
+        (proto::ICMPV6, 6) if inner.len() >= 40 => {
+            let (proto, t) = skip_ipv6_extensions(inner[6], &inner[40..]);
+            (addr6(&inner[8..24]), addr6(&inner[24..40]), proto, t)
+        }
+        _ => return None,
+    };
+    let t = transport.filter(|t| t.len() >= 4)?;
+    let word = |i: usize| u16::from_be_bytes([t[i], t[i + 1]]);
+    let (sport, dport) = match proto {
+        proto::TCP | proto::UDP => (word(0), word(2)),
+        // An echo request, identified by its identifier.
+        proto::ICMP if t[0] == 8 && t.len() >= 6 => (word(4), word(4)),
+        proto::ICMPV6 if t[0] == 128 && t.len() >= 6 => (word(4), word(4)),
+        _ => return None,
+    };
+    Some(Quoted {
+        src,
+        dst,
+        proto,
+        sport,
+        dport,
+    })
 }
 
 /// Skips IPv6 extension headers (hop-by-hop, routing, fragment, destination options,

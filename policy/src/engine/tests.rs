@@ -29,6 +29,7 @@ fn tcp(src: u8, sport: u16, dst: u8, dport: u16, flags: u8) -> Packet {
         dport,
         icmp_type: None,
         tcp_flags: flags,
+        quoted: None,
     }
 }
 
@@ -172,6 +173,41 @@ fn echo_replies_follow_their_request() {
                 ..reply
             }
         ),
+        Decision::Deny(_)
+    ));
+}
+
+#[test]
+fn icmp_errors_about_a_tracked_flow_pass_and_others_do_not() {
+    let now = Instant::now();
+    let mut policy = web_to_db(RuleAction::Allow, false);
+    policy.rules[0].proto = Protocol::Udp;
+    let mut e = engine(&policy);
+    let mut datagram = tcp(2, 40000, 3, 5432, 0);
+    datagram.proto = proto::UDP;
+    assert_eq!(e.process(now, &datagram), Decision::Allow);
+    let unreachable = |about: Packet| Packet {
+        src: about.dst,
+        dst: about.src,
+        proto: proto::ICMP,
+        sport: 0,
+        dport: 0,
+        icmp_type: Some(3),
+        tcp_flags: 0,
+        quoted: Some(crate::packet::Quoted {
+            src: about.src,
+            dst: about.dst,
+            proto: about.proto,
+            sport: about.sport,
+            dport: about.dport,
+        }),
+    };
+    assert_eq!(e.process(now, &unreachable(datagram)), Decision::Allow);
+    assert!(e.explain(now, &unreachable(datagram)).tracked);
+    let mut untracked = datagram;
+    untracked.sport = 40001;
+    assert!(matches!(
+        e.process(now, &unreachable(untracked)),
         Decision::Deny(_)
     ));
 }

@@ -29,6 +29,7 @@ fn tcp(src: u8, dst: u8, dport: u16) -> Packet {
         dport,
         icmp_type: None,
         tcp_flags: 0x02,
+        quoted: None,
     }
 }
 
@@ -202,6 +203,7 @@ fn arb_packet() -> impl Strategy<Value = Packet> {
             },
             icmp_type: matches!(p, proto::ICMP | proto::ICMPV6).then_some(t),
             tcp_flags: 0,
+            quoted: None,
         })
 }
 

@@ -40,6 +40,7 @@ fn reference(frame: &[u8]) -> Option<Packet> {
         dport: 0,
         icmp_type: None,
         tcp_flags: 0,
+        quoted: None,
     };
     match sliced.transport {
         Some(TransportSlice::Tcp(tcp)) => {
@@ -118,7 +119,7 @@ fn frames() -> Vec<Vec<u8>> {
 #[test]
 fn reads_what_etherparse_reads() {
     for frame in frames() {
-        let ours = Packet::parse(&frame);
+        let ours = Packet::parse(&frame).map(|p| Packet { quoted: None, ..p });
         assert!(ours.is_some());
         assert_eq!(ours, reference(&frame), "{frame:02x?}");
     }
@@ -141,9 +142,78 @@ proptest! {
             }
         }
         frame.truncate(cut);
-        let ours = Packet::parse(&frame);
+        // etherparse does not read quoted packets: compare the rest.
+        let ours = Packet::parse(&frame).map(|p| Packet { quoted: None, ..p });
         let theirs = reference(&frame);
         // Where etherparse rejects an IP header we do too; where it reads one, we read the same.
         prop_assert_eq!(ours, theirs, "{:02x?}", frame);
+    }
+}
+
+#[test]
+fn icmp_errors_name_the_flow_they_quote() {
+    for (tcp_or_udp, v6) in [(true, false), (false, false), (false, true), (true, true)] {
+        let eth = PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2]);
+        let ip = if v6 {
+            eth.ipv6([1; 16], [2; 16], 64)
+        } else {
+            eth.ipv4([10, 0, 0, 1], [10, 0, 0, 2], 64)
+        };
+        let mut frame = Vec::new();
+        if tcp_or_udp {
+            ip.tcp(40000, 5432, 1, 1000)
+                .ack(5)
+                .write(&mut frame, b"x")
+                .unwrap();
+        } else {
+            ip.udp(40000, 9999).write(&mut frame, b"x").unwrap();
+        }
+        let original = Packet::parse(&frame).unwrap();
+        // The reject answer to a TCP segment is a reset; make it an ICMP error regardless.
+        let mut error = Vec::new();
+        if tcp_or_udp {
+            let eth = PacketBuilder::ethernet2([2, 0, 0, 0, 0, 2], [2, 0, 0, 0, 0, 1]);
+            let quote = &frame[14..14 + if v6 { 48 } else { 28 }];
+            if v6 {
+                eth.ipv6([2; 16], [1; 16], 64)
+                    .icmpv6(etherparse::Icmpv6Type::PacketTooBig { mtu: 1280 })
+                    .write(&mut error, quote)
+                    .unwrap();
+            } else {
+                eth.ipv4([10, 0, 0, 2], [10, 0, 0, 1], 64)
+                    .icmpv4(etherparse::Icmpv4Type::DestinationUnreachable(
+                        etherparse::icmpv4::DestUnreachableHeader::FragmentationNeeded {
+                            next_hop_mtu: 1400,
+                        },
+                    ))
+                    .write(&mut error, quote)
+                    .unwrap();
+            }
+        } else {
+            assert!(crate::reject::build(&frame, &original, &mut error));
+        }
+        let quoted = Packet::parse(&error).unwrap().quoted.expect("quoted flow");
+        assert_eq!(
+            (
+                quoted.src,
+                quoted.dst,
+                quoted.proto,
+                quoted.sport,
+                quoted.dport
+            ),
+            (
+                original.src,
+                original.dst,
+                original.proto,
+                original.sport,
+                original.dport
+            )
+        );
+        // Truncated anywhere: no quoted flow or the right one, never a panic.
+        for len in 0..error.len() {
+            if let Some(q) = Packet::parse(&error[..len]).and_then(|p| p.quoted) {
+                assert_eq!(q, quoted);
+            }
+        }
     }
 }
