@@ -827,3 +827,51 @@ fn ipv6_is_policed_and_neighbour_discovery_still_works_under_default_deny() {
     assert!(!ping(&web, "10.68.0.3", 1), "the rule is for ICMPv6 only");
     assert!(hits(&bed, "v6", "web-pings-db", "hits") >= 2);
 }
+
+#[test]
+fn a_full_flow_table_evicts_least_recently_seen_flows_and_counts_them() {
+    let port = free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let mut bed = Bed::start_with(&[], &["--metrics-addr", &addr]);
+    let (web, _db) = web_and_db(&mut bed, "ft", 67, &["--max-flows", "16"]);
+    // Any rule makes the network track flows; this one never matches.
+    add_rule(
+        &bed,
+        "ft",
+        "none",
+        &["--action", "deny", "--to", "app=nobody"],
+    );
+    spawn_in_netns(&web, || {
+        // Spaced out, so each flow is seen at its own instant.
+        for port in 20000..20100u16 {
+            let socket = UdpSocket::bind("0.0.0.0:0").unwrap();
+            socket.send_to(b"x", ("10.67.0.3", port)).unwrap();
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    })
+    .join()
+    .unwrap();
+    let flows = || bed.json(&["conntrack", "ft"]).as_array().unwrap().len();
+    assert!(
+        eventually(Duration::from_secs(5), || flows() == 16),
+        "{}",
+        flows()
+    );
+    let metrics = scrape(port);
+    let evicted = series(
+        &metrics,
+        "vswitch_network_flow_evictions_total",
+        &[("network", "ft")],
+    );
+    assert!(evicted.unwrap_or(0.0) >= 84.0, "{metrics}");
+    // The newest flow is still tracked (an evicted flow is the oldest of a sample of 8).
+    let listing = bed.json(&["conntrack", "ft"]);
+    assert!(
+        listing
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f["dport"] == 20099),
+        "{listing}"
+    );
+}
