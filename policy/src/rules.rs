@@ -360,6 +360,12 @@ impl Rule {
                 "must be letters, digits, '-', '_' or '.'".into(),
             ));
         }
+        if self.name == crate::engine::DEFAULT_RULE {
+            return Err(err(
+                "name",
+                "is reserved: it counts what the network default decides".into(),
+            ));
+        }
         let select = self.select.parse().map_err(|e| err("select", e))?;
         let peer = self.peer.parse().map_err(|e| err("peer", e))?;
         let ports = match &self.ports {
@@ -430,13 +436,14 @@ mod tests {
     #[test]
     fn errors_name_the_field() {
         type Spoil = fn(&mut Rule);
-        let cases: [(Spoil, &str); 6] = [
+        let cases: [(Spoil, &str); 7] = [
             (|r| r.select = "app".into(), "select"),
             (|r| r.peer = "10.0.0.0/33".into(), "peer"),
             (|r| r.ports = Some("70000".into()), "ports"),
             (|r| r.ports = Some("9-1".into()), "ports"),
             (|r| r.icmp_type = Some(8), "icmp_type"),
             (|r| r.name = "no spaces".into(), "name"),
+            (|r| r.name = "default".into(), "name"),
         ];
         for (spoil, field) in cases {
             let mut r = rule();
