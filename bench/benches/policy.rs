@@ -5,7 +5,9 @@
 //! - `matcher/N`: the compiled matcher deciding a new flow;
 //! - `naive/N`: the linear scan it replaces (the specification in `policy::matcher`);
 //! - `established/N`: a packet of a tracked flow through `Engine::process` (one lookup);
-//! - `switch/N`: a known unicast TCP frame of a tracked flow through `Switch::process`.
+//! - `switch/N`: a known unicast TCP frame of a tracked flow through `Switch::process`;
+//! - `compile_64_endpoints/N`: compiling N rules for 64 endpoints (each rule selects 8), as
+//!   every connect, disconnect, lease and policy change does.
 
 use std::collections::BTreeMap;
 use std::hint::black_box;
@@ -89,6 +91,29 @@ fn parse(c: &mut Criterion) {
     g.finish();
 }
 
+fn compile(c: &mut Criterion) {
+    // 64 endpoints in 8 apps; every rule selects one app's 8 endpoints.
+    let endpoints: Vec<Endpoint> = (0..64u8)
+        .map(|i| Endpoint {
+            name: format!("e{i}"),
+            labels: BTreeMap::from([("app".to_string(), format!("app{}", i % 8))]),
+            addrs: vec![IpAddr::from([10, 0, 1, i])],
+        })
+        .collect();
+    let mut g = c.benchmark_group("compile_64_endpoints");
+    g.sample_size(10);
+    for n in SIZES {
+        let mut policy = rules(n);
+        for (i, rule) in policy.rules.iter_mut().enumerate() {
+            rule.select = format!("app=app{}", i % 8);
+        }
+        g.bench_with_input(BenchmarkId::from_parameter(n), &n, |b, _| {
+            b.iter(|| black_box(Matcher::compile(&policy, &endpoints).unwrap()))
+        });
+    }
+    g.finish();
+}
+
 fn established(c: &mut Criterion) {
     let now = Instant::now();
     let syn = Packet::parse(&tcp_frame(false)).unwrap();
@@ -140,5 +165,5 @@ fn switch(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, parse, matcher, established, switch);
+criterion_group!(benches, parse, matcher, established, switch, compile);
 criterion_main!(benches);

@@ -5,6 +5,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use crate::packet::{proto, Packet};
 use crate::rules::{
@@ -56,17 +57,44 @@ type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 /// Rules of one protocol class for one endpoint and direction.
 #[derive(Debug, Default, Clone)]
 struct Bucket {
-    /// Rules keyed by one destination port (or ICMP type), in rule order.
-    by_key: FastMap<u16, Vec<u32>>,
+    /// Where the rules of one destination port (or ICMP type) lie in `keyed`.
+    by_key: FastMap<u16, (u32, u32)>,
+    /// Rules with a key, grouped by key, each group in rule order.
+    keyed: Vec<u32>,
     /// Rules that match any key or a wide range, in rule order.
     general: Vec<u32>,
+    /// (key, rule) pairs while compiling; grouped into `by_key` and `keyed` at the end.
+    pending: Vec<(u16, u32)>,
+}
+
+impl Bucket {
+    /// Groups the pending pairs by key (a stable sort keeps rule order within a key).
+    fn seal(&mut self) {
+        let mut pending = std::mem::take(&mut self.pending);
+        pending.sort_by_key(|(key, _)| *key);
+        self.keyed = pending.iter().map(|(_, rule)| *rule).collect();
+        let mut start = 0;
+        for group in pending.chunk_by(|a, b| a.0 == b.0) {
+            let len = group.len() as u32;
+            self.by_key.insert(group[0].0, (start, len));
+            start += len;
+        }
+    }
+
+    /// The rules keyed by `key`, in rule order.
+    fn keyed(&self, key: u16) -> &[u32] {
+        self.by_key.get(&key).map_or(&[], |&(start, len)| {
+            &self.keyed[start as usize..(start + len) as usize]
+        })
+    }
 }
 
 #[derive(Debug, Clone)]
 struct Compiled {
     parsed: ParsedRule,
-    /// Endpoint indexes the peer selector names (for `Peer::Endpoints`).
-    peer_endpoints: Vec<bool>,
+    /// Endpoint indexes the peer selector names (for `Peer::Endpoints`), shared by the
+    /// rules with the same peer.
+    peer_endpoints: Arc<[bool]>,
 }
 
 /// A network's rules compiled against its endpoints.
@@ -82,24 +110,39 @@ pub struct Matcher {
 impl Matcher {
     /// Compiles `policy` for `endpoints`; refuses a rule set with any invalid rule.
     pub fn compile(policy: &NetworkPolicy, endpoints: &[Endpoint]) -> Result<Matcher, RuleError> {
-        policy.validate()?;
+        let parsed_rules = policy.parse_rules()?;
         let mut by_addr = FastMap::default();
         for (i, e) in endpoints.iter().enumerate() {
             for addr in &e.addrs {
                 by_addr.entry(*addr).or_insert(i as u32);
             }
         }
+        // Rules tend to share selectors: each distinct one is resolved once.
+        let mut selections: HashMap<&str, Vec<u32>> = HashMap::new();
+        let mut peers: HashMap<&str, Arc<[bool]>> = HashMap::new();
         let mut index = vec![<[[Bucket; CLASSES]; 2]>::default(); endpoints.len()];
         let mut rules = Vec::with_capacity(policy.rules.len());
-        for (r, rule) in policy.rules.iter().enumerate() {
-            let parsed = rule.parse()?;
+        for (r, (rule, parsed)) in policy.rules.iter().zip(parsed_rules).enumerate() {
             let peer_endpoints = match &parsed.peer {
-                Peer::Endpoints(sel) => endpoints
-                    .iter()
-                    .map(|e| sel.matches(&e.name, &e.labels))
-                    .collect(),
-                _ => Vec::new(),
+                Peer::Endpoints(sel) => peers
+                    .entry(rule.peer.as_str())
+                    .or_insert_with(|| {
+                        endpoints
+                            .iter()
+                            .map(|e| sel.matches(&e.name, &e.labels))
+                            .collect()
+                    })
+                    .clone(),
+                _ => Arc::from([]),
             };
+            let selected = selections.entry(rule.select.as_str()).or_insert_with(|| {
+                (0..endpoints.len() as u32)
+                    .filter(|e| {
+                        let e = &endpoints[*e as usize];
+                        parsed.select.matches(&e.name, &e.labels)
+                    })
+                    .collect()
+            });
             let side = match parsed.direction {
                 Direction::To => 0,
                 Direction::From => 1,
@@ -115,17 +158,12 @@ impl Matcher {
                 (_, Some(t)) => Some(vec![u16::from(t)]),
                 _ => None,
             };
-            for (e, endpoint) in endpoints.iter().enumerate() {
-                if !parsed.select.matches(&endpoint.name, &endpoint.labels) {
-                    continue;
-                }
+            for &e in selected.iter() {
                 for &class in classes {
-                    let bucket = &mut index[e][side][class];
+                    let bucket = &mut index[e as usize][side][class];
                     match &keys {
                         Some(keys) => {
-                            for k in keys {
-                                bucket.by_key.entry(*k).or_default().push(r as u32);
-                            }
+                            bucket.pending.extend(keys.iter().map(|k| (*k, r as u32)));
                         }
                         None => bucket.general.push(r as u32),
                     }
@@ -135,6 +173,9 @@ impl Matcher {
                 parsed,
                 peer_endpoints,
             });
+        }
+        for bucket in index.iter_mut().flatten().flatten() {
+            bucket.seal();
         }
         Ok(Matcher {
             rules,
@@ -167,7 +208,7 @@ impl Matcher {
         for (slot, (endpoint, side)) in [(dst, 0), (src, 1)].into_iter().enumerate() {
             if let Some(e) = endpoint {
                 let bucket = &self.index[e as usize][side][class];
-                lists[slot * 2] = bucket.by_key.get(&key).map_or(&[][..], Vec::as_slice);
+                lists[slot * 2] = bucket.keyed(key);
                 lists[slot * 2 + 1] = &bucket.general;
             }
         }

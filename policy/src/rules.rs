@@ -134,9 +134,15 @@ impl NetworkPolicy {
 
     /// Checks every rule; the first problem is named by rule and field.
     pub fn validate(&self) -> Result<(), RuleError> {
+        self.parse_rules().map(|_| ())
+    }
+
+    /// Every rule parsed, in order, once their names are known to be unique.
+    pub fn parse_rules(&self) -> Result<Vec<ParsedRule>, RuleError> {
         let mut names = std::collections::HashSet::new();
+        let mut parsed = Vec::with_capacity(self.rules.len());
         for rule in &self.rules {
-            rule.parse()?;
+            parsed.push(rule.parse()?);
             if !names.insert(rule.name.as_str()) {
                 return Err(RuleError::new(
                     &rule.name,
@@ -145,7 +151,7 @@ impl NetworkPolicy {
                 ));
             }
         }
-        Ok(())
+        Ok(parsed)
     }
 }
 
