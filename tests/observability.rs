@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use common::{
     eventually, finish_capture, free_port, in_netns, ping, promtool_check, run, scrape, series,
-    start_capture, tcp_transfer, Bed,
+    start_capture, tcp_transfer, tshark_fields, Bed,
 };
 
 /// Pins each namespace's neighbour entry for the other, so pings are the only frames.
@@ -305,23 +305,7 @@ fn tshark_reads_why_a_frame_was_dropped() {
         &["ping", "-c", "1", "-W", "1", "-s", "3000", &small_ip]
     ));
     let stderr = finish_capture(child);
-    let out = Command::new("tshark")
-        .args([
-            "-r",
-            file.to_str().unwrap(),
-            "-T",
-            "fields",
-            "-e",
-            "frame.comment",
-            "-e",
-            "frame.interface_name",
-            "-e",
-            "ip.dst",
-        ])
-        .stderr(Stdio::null())
-        .output()
-        .expect("tshark is installed");
-    let text = String::from_utf8_lossy(&out.stdout);
+    let text = tshark_fields(&file, &["frame.comment", "frame.interface_name", "ip.dst"]);
     let dropped = text
         .lines()
         .find(|l| l.contains("dropped by vswitch: over_mtu"))

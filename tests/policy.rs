@@ -13,7 +13,7 @@ use serde_json::Value;
 
 use common::{
     eventually, finish_capture, free_port, in_netns, ping, promtool_check, run, scrape, series,
-    spawn_in_netns, start_capture, tcp_transfer, Bed,
+    spawn_in_netns, start_capture, tcp_transfer, tshark_fields, Bed,
 };
 
 /// How long a connection attempt that policy drops is given before it counts as timed out.
@@ -466,19 +466,7 @@ fn reject_refuses_at_once_and_deny_times_out() {
         Err(ErrorKind::ConnectionRefused)
     );
     finish_capture(capture);
-    let out = std::process::Command::new("tshark")
-        .args([
-            "-r",
-            file.to_str().unwrap(),
-            "-T",
-            "fields",
-            "-e",
-            "frame.comment",
-        ])
-        .stderr(std::process::Stdio::null())
-        .output()
-        .expect("tshark is installed");
-    let comments = String::from_utf8_lossy(&out.stdout);
+    let comments = tshark_fields(&file, &["frame.comment"]);
     assert!(
         comments.contains("dropped by vswitch: rejected (rule no-5433)"),
         "{comments}"

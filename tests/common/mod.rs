@@ -764,3 +764,17 @@ pub fn finish_capture(mut child: std::process::Child) -> String {
     );
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
+
+/// `tshark -r FILE -T fields -e FIELD...`: one line per frame, fields separated by tabs.
+pub fn tshark_fields(file: &std::path::Path, fields: &[&str]) -> String {
+    let mut args = vec!["-r", file.to_str().unwrap(), "-T", "fields"];
+    for field in fields {
+        args.extend(["-e", field]);
+    }
+    let out = Command::new("tshark")
+        .args(&args)
+        .stderr(Stdio::null())
+        .output()
+        .expect("tshark is installed");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
