@@ -424,6 +424,15 @@ pub enum DefaultActionArg {
     Deny,
 }
 
+impl From<DefaultActionArg> for policy::DefaultAction {
+    fn from(arg: DefaultActionArg) -> Self {
+        match arg {
+            DefaultActionArg::Allow => policy::DefaultAction::Allow,
+            DefaultActionArg::Deny => policy::DefaultAction::Deny,
+        }
+    }
+}
+
 /// A rule's action on the command line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum ActionArg {
@@ -433,6 +442,16 @@ pub enum ActionArg {
     Deny,
     /// Drop and answer with a TCP reset or ICMP port unreachable.
     Reject,
+}
+
+impl From<ActionArg> for policy::RuleAction {
+    fn from(arg: ActionArg) -> Self {
+        match arg {
+            ActionArg::Allow => policy::RuleAction::Allow,
+            ActionArg::Deny => policy::RuleAction::Deny,
+            ActionArg::Reject => policy::RuleAction::Reject,
+        }
+    }
 }
 
 /// `vswitch policy ...`.

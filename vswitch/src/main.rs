@@ -13,8 +13,8 @@ use serde_json::Value;
 
 use vswitch::api::CAPTURE_ID_HEADER;
 use vswitch::cli::{
-    print_table, ActionArg, Cli, Command, DefaultActionArg, Format, LogFormat, MirrorCommand,
-    NetworkCommand, PolicyCommand, SwitchArgs, TrunkCommand,
+    print_table, Cli, Command, Format, LogFormat, MirrorCommand, NetworkCommand, PolicyCommand,
+    SwitchArgs, TrunkCommand,
 };
 use vswitch::client::{call, call_streaming, segment};
 use vswitch::control::{FdbInfo, PolicyView, PortInfo};
@@ -387,10 +387,7 @@ async fn network(socket: &Path, command: NetworkCommand) -> Result<()> {
         } => {
             let req = NetworkCreate {
                 policy: default_action.map(|action| policy::NetworkPolicy {
-                    default: match action {
-                        DefaultActionArg::Allow => policy::DefaultAction::Allow,
-                        DefaultActionArg::Deny => policy::DefaultAction::Deny,
-                    },
+                    default: action.into(),
                     rules: Vec::new(),
                 }),
                 storm_pps,
@@ -566,11 +563,7 @@ async fn policy(socket: &Path, command: PolicyCommand) -> Result<()> {
             })?;
             let rule = policy::Rule {
                 name,
-                action: match action {
-                    ActionArg::Allow => policy::RuleAction::Allow,
-                    ActionArg::Deny => policy::RuleAction::Deny,
-                    ActionArg::Reject => policy::RuleAction::Reject,
-                },
+                action: action.into(),
                 direction,
                 select,
                 peer,
@@ -590,10 +583,7 @@ async fn policy(socket: &Path, command: PolicyCommand) -> Result<()> {
         PolicyCommand::Default { network, action } => {
             let path = policy_path(&network);
             let mut current: PolicyView = call(socket, Method::GET, &path, None::<&()>).await?;
-            current.policy.default = match action {
-                DefaultActionArg::Allow => policy::DefaultAction::Allow,
-                DefaultActionArg::Deny => policy::DefaultAction::Deny,
-            };
+            current.policy.default = action.into();
             call(socket, Method::PUT, &path, Some(&current.policy)).await?
         }
         PolicyCommand::Set { network, file } => {
