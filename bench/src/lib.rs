@@ -1,6 +1,7 @@
 //! Benchmarks of vswitch: criterion micro-benchmarks of the switching core (`benches/core.rs`)
-//! and the end-to-end comparison with the Linux bridge (`e2e.sh`). This library only holds the
-//! frame builders the benchmarks share.
+//! and policy (`benches/policy.rs`), the FDB's memory per entry (`examples/fdb_memory.rs`), and
+//! the end-to-end harnesses beside them (`bench/*.py`). This library only holds the frame
+//! builders the benchmarks share.
 
 use vswitch::frame::MacAddr;
 

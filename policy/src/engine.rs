@@ -3,47 +3,48 @@
 //! allowed, tracked. Replacing the rules bumps a generation: each tracked flow is decided again
 //! on its next packet, so flows the new rules forbid are cut and the others carry on.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::Mutex;
+use std::sync::{Arc, LazyLock};
 use std::time::Instant;
 
 use crate::conntrack::{is_trackable, Conntrack, Flow, Lookup};
 use crate::matcher::{Endpoint, Matcher, Verdict};
 use crate::packet::{proto, tcp_flags, Packet};
-use crate::rules::{NetworkPolicy, RuleAction, RuleError};
+use crate::rules::{NetworkPolicy, RuleAction, RuleError, DEFAULT_RULE};
 
-/// Name under which the network default is counted and reported.
-pub const DEFAULT_RULE: &str = "default";
+/// A rule's name, cheap to clone into a drop reason (a reference count, no allocation). Names
+/// are freed with the last engine or drop reason holding them, so names that come and go over
+/// the API are not kept forever.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct RuleName(Arc<str>);
 
-/// A rule's name, cheap to copy into a drop reason.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct RuleName(pub &'static str);
+impl RuleName {
+    /// A rule's name.
+    pub fn new(name: &str) -> RuleName {
+        RuleName(Arc::from(name))
+    }
+
+    /// The name the network default is counted and reported under.
+    pub fn network_default() -> RuleName {
+        static DEFAULT: LazyLock<RuleName> = LazyLock::new(|| RuleName::new(DEFAULT_RULE));
+        DEFAULT.clone()
+    }
+
+    /// The name.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
 
 impl std::fmt::Display for RuleName {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.0)
+        f.write_str(&self.0)
     }
-}
-
-/// Rule names live as long as the process: each distinct name is stored once, so drop reasons
-/// can carry them by reference without a lock or an allocation per frame.
-fn intern(name: &str) -> &'static str {
-    static NAMES: Mutex<Option<HashSet<&'static str>>> = Mutex::new(None);
-    let mut names = NAMES
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    let names = names.get_or_insert_with(HashSet::new);
-    if let Some(known) = names.get(name) {
-        return known;
-    }
-    let leaked: &'static str = Box::leak(name.to_string().into_boxed_str());
-    names.insert(leaked);
-    leaked
 }
 
 /// What policy does with one packet.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decision {
     /// Let it through.
     Allow,
@@ -130,7 +131,7 @@ impl Engine {
             names: policy
                 .rules
                 .iter()
-                .map(|r| RuleName(intern(&r.name)))
+                .map(|r| RuleName::new(&r.name))
                 .collect(),
             actions: policy.rules.iter().map(|r| r.action).collect(),
             hits: vec![0; policy.rules.len()],
@@ -150,10 +151,10 @@ impl Engine {
             .names
             .iter()
             .zip(old.hits.iter().zip(&old.staged_hits))
-            .map(|(n, (h, s))| (n.0, (*h, *s)))
+            .map(|(n, (h, s))| (n.as_str(), (*h, *s)))
             .collect();
         for (i, name) in self.names.iter().enumerate() {
-            if let Some((h, s)) = old_counts.get(name.0) {
+            if let Some((h, s)) = old_counts.get(name.as_str()) {
                 self.hits[i] = *h;
                 self.staged_hits[i] = *s;
             }
@@ -223,8 +224,8 @@ impl Engine {
     }
 
     fn name(&self, rule: Option<u32>) -> RuleName {
-        rule.and_then(|r| self.names.get(r as usize).copied())
-            .unwrap_or(RuleName(DEFAULT_RULE))
+        rule.and_then(|r| self.names.get(r as usize).cloned())
+            .unwrap_or_else(RuleName::network_default)
     }
 
     #[inline]
@@ -246,7 +247,7 @@ impl Engine {
     pub fn explain(&self, now: Instant, packet: &Packet) -> Explanation {
         let mut explanation = Explanation {
             decision: Decision::Allow,
-            rule: RuleName(DEFAULT_RULE),
+            rule: RuleName::network_default(),
             tracked: false,
             infrastructure: false,
             staged: None,
@@ -310,7 +311,7 @@ impl Engine {
             .iter()
             .enumerate()
             .map(|(i, n)| RuleStats {
-                name: n.0.to_string(),
+                name: n.to_string(),
                 hits: self.hits[i],
                 staged_hits: self.staged_hits[i],
             })
@@ -334,7 +335,7 @@ impl Engine {
                 dport: ends.dst.1,
                 state: flow.state.name().to_string(),
                 rule: if flow.generation == self.generation {
-                    self.name(flow.rule).0.to_string()
+                    self.name(flow.rule).to_string()
                 } else {
                     "(to be decided again)".to_string()
                 },

@@ -35,18 +35,27 @@ impl TokenBucket {
     /// burst passes when the bucket is full (and empties it), so big frames are slowed, not
     /// banned.
     pub fn take(&mut self, now: Instant, amount: u64) -> bool {
+        let fits = self.fits(now, amount);
+        if fits {
+            self.spend(amount);
+        }
+        fits
+    }
+
+    /// Refills the bucket up to `now` and says whether `amount` tokens may be taken, taking
+    /// none: a frame checked against two buckets spends from either only if both allow it.
+    pub fn fits(&mut self, now: Instant, amount: u64) -> bool {
         if let Some(last) = self.last {
             let elapsed = now.saturating_duration_since(last).as_secs_f64();
             self.tokens = (self.tokens + elapsed * self.rate).min(self.burst);
         }
         self.last = Some(now);
-        let amount = amount as f64;
-        if self.tokens >= amount.min(self.burst) {
-            self.tokens -= amount;
-            true
-        } else {
-            false
-        }
+        self.tokens >= (amount as f64).min(self.burst)
+    }
+
+    /// Takes `amount` tokens (after `fits` said yes).
+    pub fn spend(&mut self, amount: u64) {
+        self.tokens -= amount as f64;
     }
 }
 
@@ -98,8 +107,19 @@ impl Limiter {
 
     /// Whether a frame of `len` bytes carrying `packets` wire packets fits the limit at `now`.
     pub fn admit(&mut self, now: Instant, len: usize, packets: u64) -> bool {
-        let packets_ok = self.packets.as_mut().is_none_or(|b| b.take(now, packets));
-        packets_ok && self.bytes.as_mut().is_none_or(|b| b.take(now, len as u64))
+        let bytes = len as u64;
+        let packets_fit = self.packets.as_mut().is_none_or(|b| b.fits(now, packets));
+        let bytes_fit = self.bytes.as_mut().is_none_or(|b| b.fits(now, bytes));
+        if !(packets_fit && bytes_fit) {
+            return false;
+        }
+        if let Some(b) = self.packets.as_mut() {
+            b.spend(packets);
+        }
+        if let Some(b) = self.bytes.as_mut() {
+            b.spend(bytes);
+        }
+        true
     }
 }
 
@@ -108,6 +128,29 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+
+    #[test]
+    fn a_frame_the_byte_bucket_refuses_spends_no_packet_tokens() {
+        let start = Instant::now();
+        let mut limiter = Limiter::new(&RateLimit {
+            bits_per_sec: Some(8_000),
+            burst_bytes: Some(1_500),
+            packets_per_sec: Some(1),
+            burst_packets: Some(10),
+        });
+        // A segment of 5 wire packets empties the byte bucket and half the packet bucket; the
+        // next ten are refused by bytes alone.
+        assert!(limiter.admit(start, 1_500, 5));
+        for _ in 0..10 {
+            assert!(!limiter.admit(start, 1_500, 5));
+        }
+        // Once bytes have refilled (1.5 s), the packet bucket still holds 5 + 1.5 tokens.
+        let later = start + std::time::Duration::from_millis(1_500);
+        assert!(
+            limiter.admit(later, 1_500, 5),
+            "packet tokens were spent on refused frames"
+        );
+    }
 
     #[test]
     fn holds_traffic_to_its_rate_after_the_burst() {

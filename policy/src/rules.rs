@@ -9,6 +9,9 @@ use std::str::FromStr;
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
+/// Name under which the network default is counted and reported; no rule may take it.
+pub const DEFAULT_RULE: &str = "default";
+
 /// What a matching rule does with a new flow.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -366,7 +369,7 @@ impl Rule {
                 "must be letters, digits, '-', '_' or '.'".into(),
             ));
         }
-        if self.name == crate::engine::DEFAULT_RULE {
+        if self.name == DEFAULT_RULE {
             return Err(err(
                 "name",
                 "is reserved: it counts what the network default decides".into(),

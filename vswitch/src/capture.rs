@@ -22,6 +22,7 @@ use pcap_file::pcapng::blocks::interface_statistics::{
 use pcap_file::pcapng::PcapNgWriter;
 use pcap_file::DataLink;
 
+pub use crate::capture_filter::{Filter, FilterError};
 use crate::reason::DropReason;
 use crate::switch::PortId;
 
@@ -151,7 +152,7 @@ impl Taps {
                 time: SystemTime::now(),
                 data,
                 original_len: original_len as u32,
-                drop,
+                drop: drop.clone(),
             };
             if let Err(TrySendError::Full(_)) = capture.queue.try_send(frame) {
                 capture.skipped[index].fetch_add(1, Relaxed);
@@ -238,34 +239,6 @@ impl Taps {
         self.captures
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-}
-
-/// Why a capture could not start.
-#[derive(Debug, thiserror::Error)]
-pub enum FilterError {
-    /// libpcap refused the filter expression.
-    #[error("invalid capture filter {filter:?}: {message}")]
-    Invalid { filter: String, message: String },
-}
-
-/// A compiled tcpdump filter for Ethernet frames.
-pub struct Filter(pcap::BpfProgram);
-
-impl Filter {
-    /// Compiles `expression` with libpcap (as tcpdump does).
-    pub fn compile(expression: &str) -> Result<Filter, FilterError> {
-        let invalid = |e: pcap::Error| FilterError::Invalid {
-            filter: expression.to_string(),
-            message: e.to_string(),
-        };
-        let dead = pcap::Capture::dead(pcap::Linktype::ETHERNET).map_err(invalid)?;
-        dead.compile(expression, true).map(Filter).map_err(invalid)
-    }
-
-    /// Whether `frame` matches.
-    pub fn matches(&self, frame: &[u8]) -> bool {
-        self.0.filter(frame)
     }
 }
 
@@ -562,12 +535,5 @@ mod tests {
             "{packets:?}"
         );
         assert_eq!(drops_reported, vec![true, true]);
-    }
-
-    #[test]
-    fn a_bad_filter_is_refused_with_libpcaps_message() {
-        let err = Filter::compile("icmp and hostt 1.2.3.4").err().unwrap();
-        assert!(err.to_string().contains("invalid capture filter"), "{err}");
-        assert!(Filter::compile("icmp and host 10.0.0.1").is_ok());
     }
 }

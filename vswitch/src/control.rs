@@ -154,7 +154,11 @@ impl Control {
     /// Starts the data path and restores saved networks; endpoints whose namespace still exists
     /// are attached again, the others are forgotten.
     pub async fn start(store: StateStore, config: DataPathConfig) -> anyhow::Result<Arc<Control>> {
-        let saved = store.load()?;
+        let loaded = store.load()?;
+        if let Some((aside, error)) = &loaded.damaged {
+            tracing::error!(%error, kept = %aside.display(), "state file damaged: starting with no networks; the damaged copy is kept");
+        }
+        let saved = loaded.state;
         let (leases, lease_calls) = mpsc::channel(256);
         let control = Arc::new(Control {
             inner: Mutex::new(Inner {
@@ -758,13 +762,6 @@ impl Control {
             .collect()
     }
 
-    /// Makes saved state durable (see `state`): call every second and before exit.
-    pub fn flush_state(&self) {
-        if let Err(e) = self.store.flush() {
-            warn!(error = %e, "cannot sync state");
-        }
-    }
-
     /// Disconnects every endpoint whose namespace has gone away (the container exited).
     pub async fn handle_gone_namespaces(&self) {
         let mut inner = self.inner.lock().await;
@@ -842,7 +839,7 @@ impl Control {
                 .rules
                 .iter()
                 .map(|r| r.name.clone())
-                .chain([policy::engine::DEFAULT_RULE.to_string()])
+                .chain([policy::rules::DEFAULT_RULE.to_string()])
                 .map(|name| policy::RuleStats {
                     name,
                     hits: 0,
@@ -1218,7 +1215,7 @@ impl Control {
                 None => format!("{} ({})", name_of(e.port), e.port),
             })
             .collect();
-        let verdict = match (trace.drop, trace.flooded) {
+        let verdict = match (&trace.drop, trace.flooded) {
             (Some(reason), _) => {
                 steps.push(step("output", format!("dropped: {reason}")));
                 "dropped"
@@ -1255,11 +1252,12 @@ impl Control {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let now = stats.drops;
-        let delta: Vec<String> = crate::reason::DropReason::ALL
+        let delta: Vec<String> = now
             .iter()
-            .filter_map(|r| {
-                let n = now.get(*r).saturating_sub(last.get(*r));
-                (n > 0).then(|| format!("{} {n}", r.name()))
+            .zip(last.iter())
+            .filter_map(|((name, now), (_, then))| {
+                let n = now.saturating_sub(then);
+                (n > 0).then(|| format!("{name} {n}"))
             })
             .collect();
         *last = now;
@@ -1667,12 +1665,12 @@ fn describe_policy(trace: &crate::switch::Trace, policy: &policy::NetworkPolicy)
             "{action}: part of a tracked flow that rule {} allowed",
             why.rule
         )
-    } else if why.rule.0 == policy::engine::DEFAULT_RULE {
+    } else if why.rule.as_str() == policy::rules::DEFAULT_RULE {
         format!("{action}: no rule matches, the network default")
     } else {
         format!("{action} by rule {}", why.rule)
     };
-    if let Some((staged, action)) = why.staged {
+    if let Some((staged, action)) = &why.staged {
         let verb = match action {
             policy::RuleAction::Allow => "allow",
             policy::RuleAction::Deny => "deny",

@@ -86,7 +86,6 @@ pub async fn serve(
             loop {
                 tick.tick().await;
                 control.handle_gone_namespaces().await;
-                control.flush_state();
                 if tokio::time::Instant::now() >= summary {
                     control.log_drop_summary().await;
                     summary += DROP_SUMMARY_INTERVAL;
@@ -98,7 +97,6 @@ pub async fn serve(
         .with_graceful_shutdown(shutdown)
         .await;
     watcher.abort();
-    control.flush_state();
     let _ = std::fs::remove_file(socket);
     result.context("control API failed")
 }

@@ -461,7 +461,7 @@ impl PortIo {
                 None
             }
             Err(_) => {
-                self.counters.drops.count(DropReason::TxError);
+                self.counters.drops.count(&DropReason::TxError);
                 Some(DropReason::TxError)
             }
         }
@@ -731,7 +731,7 @@ fn dispatch_frame(
     let len: usize = parts.iter().map(|p| p.len()).sum();
     let l2_len = ETH_HEADER_LEN + parts[1].len();
     if offload.wire_len(len).saturating_sub(l2_len) > out.mtu {
-        out.counters.drops.count(DropReason::OverMtu);
+        out.counters.drops.count(&DropReason::OverMtu);
         return Some(DropReason::OverMtu);
     }
     if out.vnet_hdr {
@@ -755,7 +755,7 @@ fn dispatch_frame(
                 dropped
             }
             Err(reason) => {
-                out.counters.drops.count(reason);
+                out.counters.drops.count(&reason);
                 Some(reason)
             }
         }

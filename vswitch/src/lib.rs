@@ -7,6 +7,7 @@
 
 pub mod api;
 pub mod capture;
+pub mod capture_filter;
 pub mod cli;
 pub mod client;
 pub mod control;

@@ -668,7 +668,7 @@ async fn policy(socket: &Path, command: PolicyCommand) -> Result<()> {
     if let Some(default) = view
         .stats
         .iter()
-        .find(|s| s.name == policy::engine::DEFAULT_RULE)
+        .find(|s| s.name == policy::rules::DEFAULT_RULE)
     {
         println!("default hits: {}", default.hits);
     }

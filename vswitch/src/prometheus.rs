@@ -177,10 +177,10 @@ fn publish_ports(ports: &[PortInfo]) {
         for ((name, _, _), value) in PORT_COUNTERS.iter().zip(values) {
             counter!(*name, &labels).absolute(value);
         }
-        for reason in DropReason::ALL {
-            let value = p.drops_by_reason.get(reason.name()).copied().unwrap_or(0);
+        for reason in DropReason::NAMES {
+            let value = p.drops_by_reason.get(reason).copied().unwrap_or(0);
             let mut labels = labels.to_vec();
-            labels.push(("reason", reason.name().to_string()));
+            labels.push(("reason", reason.to_string()));
             counter!("vswitch_port_drops_total", &labels).absolute(value);
         }
     }

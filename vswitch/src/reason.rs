@@ -5,7 +5,7 @@ use policy::RuleName;
 use serde::{Serialize, Serializer};
 
 /// Why a frame was dropped.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum DropReason {
     /// Shorter than an Ethernet header (14 bytes, 18 with an 802.1Q tag).
     Runt,
@@ -40,53 +40,35 @@ pub enum DropReason {
     MalformedIp,
 }
 
-/// Stands for any rule in `DropReason::ALL`.
-const ANY_RULE: RuleName = RuleName(policy::engine::DEFAULT_RULE);
-
 impl DropReason {
-    /// Every reason, in counter order.
-    pub const ALL: [DropReason; 14] = [
-        DropReason::Runt,
-        DropReason::OverMtu,
-        DropReason::MulticastSource,
-        DropReason::SameSegment,
-        DropReason::UnknownPort,
-        DropReason::VlanNotAllowed,
-        DropReason::BadOffload,
-        DropReason::TxError,
-        DropReason::Spoofed,
-        DropReason::Denied(ANY_RULE),
-        DropReason::Rejected(ANY_RULE),
-        DropReason::RateLimited,
-        DropReason::Storm,
-        DropReason::MalformedIp,
+    /// Every reason's name, in counter order (`index`).
+    pub const NAMES: [&'static str; 14] = [
+        "runt",
+        "over_mtu",
+        "multicast_source",
+        "same_segment",
+        "unknown_port",
+        "vlan_not_allowed",
+        "bad_offload",
+        "tx_error",
+        "spoofed",
+        "denied",
+        "rejected",
+        "rate_limited",
+        "storm",
+        "malformed_ip",
     ];
 
     /// Number of reasons, for counter arrays.
-    pub const COUNT: usize = Self::ALL.len();
+    pub const COUNT: usize = Self::NAMES.len();
 
     /// Stable snake_case name used in counters, captures and traces.
-    pub fn name(self) -> &'static str {
-        match self {
-            DropReason::Runt => "runt",
-            DropReason::OverMtu => "over_mtu",
-            DropReason::MulticastSource => "multicast_source",
-            DropReason::SameSegment => "same_segment",
-            DropReason::UnknownPort => "unknown_port",
-            DropReason::VlanNotAllowed => "vlan_not_allowed",
-            DropReason::BadOffload => "bad_offload",
-            DropReason::TxError => "tx_error",
-            DropReason::Spoofed => "spoofed",
-            DropReason::Denied(_) => "denied",
-            DropReason::Rejected(_) => "rejected",
-            DropReason::RateLimited => "rate_limited",
-            DropReason::Storm => "storm",
-            DropReason::MalformedIp => "malformed_ip",
-        }
+    pub fn name(&self) -> &'static str {
+        Self::NAMES[self.index()]
     }
 
     /// Index into a `[_; DropReason::COUNT]` counter array.
-    pub fn index(self) -> usize {
+    pub fn index(&self) -> usize {
         match self {
             DropReason::Runt => 0,
             DropReason::OverMtu => 1,
@@ -106,7 +88,7 @@ impl DropReason {
     }
 
     /// The policy rule behind the drop, if a rule decided it.
-    pub fn rule(self) -> Option<RuleName> {
+    pub fn rule(&self) -> Option<&RuleName> {
         match self {
             DropReason::Denied(rule) | DropReason::Rejected(rule) => Some(rule),
             _ => None,
@@ -137,13 +119,21 @@ pub struct DropCounters([u64; DropReason::COUNT]);
 
 impl DropCounters {
     /// Counts one drop.
-    pub fn count(&mut self, reason: DropReason) {
+    pub fn count(&mut self, reason: &DropReason) {
         self.0[reason.index()] += 1;
     }
 
     /// Drops counted for `reason`.
-    pub fn get(&self, reason: DropReason) -> u64 {
+    pub fn get(&self, reason: &DropReason) -> u64 {
         self.0[reason.index()]
+    }
+
+    /// Every counter with its reason's name, in counter order.
+    pub fn iter(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
+        DropReason::NAMES
+            .iter()
+            .copied()
+            .zip(self.0.iter().copied())
     }
 
     /// Adds `other`'s counts to these.
@@ -160,11 +150,7 @@ impl DropCounters {
 
     /// Non-zero counters by name, for listings.
     pub fn by_name(&self) -> std::collections::BTreeMap<&'static str, u64> {
-        DropReason::ALL
-            .iter()
-            .filter(|r| self.get(**r) > 0)
-            .map(|r| (r.name(), self.get(*r)))
-            .collect()
+        self.iter().filter(|(_, n)| *n > 0).collect()
     }
 }
 
@@ -173,9 +159,28 @@ mod tests {
     use super::*;
 
     #[test]
-    fn indices_follow_all() {
-        for (i, r) in DropReason::ALL.iter().enumerate() {
+    fn names_follow_indices() {
+        let rule = RuleName::new("web-db");
+        let reasons = [
+            DropReason::Runt,
+            DropReason::OverMtu,
+            DropReason::MulticastSource,
+            DropReason::SameSegment,
+            DropReason::UnknownPort,
+            DropReason::VlanNotAllowed,
+            DropReason::BadOffload,
+            DropReason::TxError,
+            DropReason::Spoofed,
+            DropReason::Denied(rule.clone()),
+            DropReason::Rejected(rule),
+            DropReason::RateLimited,
+            DropReason::Storm,
+            DropReason::MalformedIp,
+        ];
+        for (i, r) in reasons.iter().enumerate() {
             assert_eq!(r.index(), i, "{r}");
         }
+        assert_eq!(reasons[9].to_string(), "denied (rule web-db)");
+        assert_eq!(reasons[13].to_string(), "malformed_ip");
     }
 }

@@ -109,7 +109,7 @@ pub struct Egress {
 
 /// The core's decision for one frame. `ingress_tag_len` bytes after the MAC addresses are the
 /// ingress tag, to be removed before the egress tag (if any) is inserted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action<'s> {
     /// Send to one port.
     Forward { to: Egress, ingress_tag_len: usize },
@@ -530,9 +530,9 @@ impl Switch {
         {
             Ok(decided) => decided,
             Err(reason) => {
-                self.stats.drops.count(reason);
+                self.stats.drops.count(&reason);
                 if let Some(Some(port)) = self.ports.get_mut(in_port.index()) {
-                    port.drops.count(reason);
+                    port.drops.count(&reason);
                 }
                 if matches!(reason, DropReason::Rejected(_)) && !self.reply.is_empty() {
                     return Action::Reject {
@@ -761,12 +761,12 @@ impl Switch {
             .get(classified.network.0 as usize)
             .and_then(Option::as_ref)
             .and_then(|n| n.policy.as_ref());
-        if let (Some(engine), Some(packet), None) = (engine, Packet::parse(frame), trace.drop) {
+        if let (Some(engine), Some(packet), None) = (engine, Packet::parse(frame), &trace.drop) {
             let why = engine.explain(now, &packet);
-            trace.drop = match why.decision {
+            trace.drop = match &why.decision {
                 PolicyDecision::Allow => None,
-                PolicyDecision::Deny(rule) => Some(DropReason::Denied(rule)),
-                PolicyDecision::Reject(rule) => Some(DropReason::Rejected(rule)),
+                PolicyDecision::Deny(rule) => Some(DropReason::Denied(rule.clone())),
+                PolicyDecision::Reject(rule) => Some(DropReason::Rejected(rule.clone())),
             };
             if trace.drop.is_some() {
                 trace.egress.clear();

@@ -66,12 +66,12 @@ fn replies_pass_and_the_other_way_is_denied() {
     assert_eq!(e.process(now, &reply), Decision::Allow);
     assert_eq!(
         e.process(now, &tcp(3, 40001, 2, 22, tcp_flags::SYN)),
-        Decision::Deny(RuleName(DEFAULT_RULE))
+        Decision::Deny(RuleName::network_default())
     );
     // A reply-looking packet of no flow is a new flow, and denied.
     assert_eq!(
         e.process(now, &tcp(3, 5432, 2, 40009, tcp_flags::ACK)),
-        Decision::Deny(RuleName(DEFAULT_RULE))
+        Decision::Deny(RuleName::network_default())
     );
     let stats = e.rule_stats();
     assert_eq!((stats[0].hits, stats[1].hits), (2, 2));
@@ -97,7 +97,10 @@ fn staged_rules_count_and_never_decide() {
         (0, 3, 3)
     );
     let why = e.explain(now, &tcp(2, 41000, 3, 5432, tcp_flags::SYN));
-    assert_eq!(why.staged, Some((RuleName("web-db"), RuleAction::Deny)));
+    assert_eq!(
+        why.staged,
+        Some((RuleName::new("web-db"), RuleAction::Deny))
+    );
     assert_eq!(why.decision, Decision::Allow);
 }
 
@@ -117,7 +120,7 @@ fn a_new_policy_cuts_forbidden_flows_and_keeps_allowed_ones() {
     let web_reply = tcp(2, 80, 3, 40000, tcp_flags::ACK);
     assert_eq!(
         e.process(now, &web_reply),
-        Decision::Deny(RuleName(DEFAULT_RULE))
+        Decision::Deny(RuleName::network_default())
     );
     let db_reply = tcp(3, 5432, 2, 40000, tcp_flags::ACK);
     assert_eq!(e.process(now, &db_reply), Decision::Allow);

@@ -229,10 +229,10 @@ fn bad_frames_are_dropped_with_their_reason() {
 
     let drops = h.sw.stats().drops;
     assert_eq!(drops.total(), 6);
-    assert_eq!(drops.get(DropReason::UnknownPort), 1);
+    assert_eq!(drops.get(&DropReason::UnknownPort), 1);
     assert_eq!(h.sw.port_drops(p[0]).unwrap().total(), 4);
     assert_eq!(
-        h.sw.port_drops(p[1]).unwrap().get(DropReason::SameSegment),
+        h.sw.port_drops(p[1]).unwrap().get(&DropReason::SameSegment),
         1
     );
 }
@@ -504,12 +504,12 @@ fn policy_allows_a_flow_and_its_replies_and_names_the_denying_rule() {
     let reply = tcp_frame(B, A, (3, 2), (5432, 40000), false);
     assert_eq!(h.ports_reached(db, &reply), vec![web]);
     let back = tcp_frame(B, A, (3, 2), (40001, 22), true);
-    let default = policy::RuleName(policy::engine::DEFAULT_RULE);
-    assert_eq!(h.send(db, &back), Err(DropReason::Denied(default)));
+    let default = policy::RuleName::network_default();
+    assert_eq!(h.send(db, &back), Err(DropReason::Denied(default.clone())));
     assert_eq!(
         h.sw.port_drops(db)
             .unwrap()
-            .get(DropReason::Denied(default)),
+            .get(&DropReason::Denied(default.clone())),
         1
     );
     // ARP is not policed.
@@ -529,7 +529,10 @@ fn reject_answers_out_of_the_ingress_port() {
     let Action::Reject { reason, reply } = h.sw.process(h.now, web, &syn) else {
         panic!("not rejected");
     };
-    assert_eq!(reason, DropReason::Rejected(policy::RuleName("web-db")));
+    assert_eq!(
+        reason,
+        DropReason::Rejected(policy::RuleName::new("web-db"))
+    );
     let answer = policy::Packet::parse(reply).unwrap();
     assert_eq!(answer.dst, std::net::IpAddr::from([10, 0, 0, 2]));
     assert!(answer.has_flag(policy::packet::tcp_flags::RST));
@@ -562,7 +565,7 @@ fn a_rate_limited_port_loses_only_its_excess() {
     assert_eq!(
         h.sw.port_drops(limited)
             .unwrap()
-            .get(DropReason::RateLimited),
+            .get(&DropReason::RateLimited),
         u64::from(1000 - passed)
     );
 }
