@@ -12,10 +12,11 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use vswitch::fdb::Fdb;
-use vswitch::frame::{egress_parts, vlan_tag, Header, MacAddr};
-use vswitch::switch::{Action, NetworkId, PortConfig, PortId, PortMode, Switch, SwitchConfig};
 use vswitch_bench::{frame, mac};
+use vswitch_core::fdb::Fdb;
+use vswitch_core::frame::{egress_parts, vlan_tag, Header, MacAddr};
+use vswitch_core::ids::{NetworkId, PortId};
+use vswitch_core::switch::{Action, PortConfig, PortMode, Switch, SwitchConfig};
 
 fn access(sw: &mut Switch, net: NetworkId) -> PortId {
     sw.add_port(PortConfig {

@@ -17,8 +17,8 @@ use std::time::Instant;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use policy::matcher::{evaluate_naive, Matcher};
 use policy::{Endpoint, Engine, NetworkPolicy, Packet};
-use vswitch::frame::MacAddr;
-use vswitch::switch::{Action, PortConfig, PortMode, Switch, SwitchConfig};
+use vswitch_core::frame::MacAddr;
+use vswitch_core::switch::{Action, PortConfig, PortMode, Switch, SwitchConfig};
 
 const SIZES: [usize; 3] = [10, 1_000, 10_000];
 

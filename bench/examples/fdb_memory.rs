@@ -3,9 +3,9 @@
 
 use std::time::{Duration, Instant};
 
-use vswitch::fdb::Fdb;
-use vswitch::switch::{NetworkId, PortId};
 use vswitch_bench::mac;
+use vswitch_core::fdb::Fdb;
+use vswitch_core::ids::{NetworkId, PortId};
 
 fn resident_bytes() -> u64 {
     let statm = std::fs::read_to_string("/proc/self/statm").expect("procfs");

@@ -3,7 +3,7 @@
 //! the end-to-end harnesses beside them (`bench/*.py`). This library only holds the frame
 //! builders the benchmarks share.
 
-use vswitch::frame::MacAddr;
+use vswitch_core::frame::MacAddr;
 
 /// A 60-byte Ethernet frame (minimum size, IPv4 EtherType) from `src` to `dst`.
 pub fn frame(dst: MacAddr, src: MacAddr) -> Vec<u8> {

@@ -7,8 +7,9 @@ use std::sync::Mutex;
 use std::time::Instant;
 
 use libfuzzer_sys::fuzz_target;
-use vswitch::frame::MacAddr;
-use vswitch::switch::{Action, PortConfig, PortId, PortMode, Switch, SwitchConfig};
+use vswitch_core::frame::MacAddr;
+use vswitch_core::ids::PortId;
+use vswitch_core::switch::{Action, PortConfig, PortMode, Switch, SwitchConfig};
 
 const POLICY: &str = r#"
 default = "deny"

@@ -57,8 +57,8 @@ async fn remove_mirror(
 async fn trace(
     State(c): State<Arc<Control>>,
     Path(name): Path<String>,
-    req: Result<Json<crate::trace::TraceRequest>, JsonRejection>,
-) -> Reply<crate::trace::TraceReport> {
+    req: Result<Json<vswitch_core::trace::TraceRequest>, JsonRejection>,
+) -> Reply<vswitch_core::trace::TraceReport> {
     Ok(Json(c.trace(&name, body(req)?).await?))
 }
 

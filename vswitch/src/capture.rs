@@ -23,8 +23,8 @@ use pcap_file::pcapng::PcapNgWriter;
 use pcap_file::DataLink;
 
 pub use crate::capture_filter::{Filter, FilterError};
-use crate::reason::DropReason;
-use crate::switch::PortId;
+use vswitch_core::ids::PortId;
+use vswitch_core::reason::DropReason;
 
 /// Frames a capture may hold waiting for its writer.
 pub const CAPTURE_QUEUE: usize = 4096;
@@ -403,7 +403,7 @@ fn write_statistics(writer: &mut PcapNgWriter<Vec<u8>>, statistics: &[(u64, u64)
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::frame::fixtures::{bytes, ICMP_REQUEST};
+    use vswitch_core::frame::fixtures::{bytes, ICMP_REQUEST};
 
     fn scope(ports: &[u32], both: bool) -> TapScope {
         TapScope {

@@ -14,7 +14,6 @@ use tracing::{debug, info, warn};
 use crate::dataplane::{DataPathConfig, DataPlane, PortCounters};
 use crate::directory::Directory;
 use crate::error::{invalid, ControlError};
-use crate::frame::MacAddr;
 use crate::gateway::{self, Gateway, GatewayConfig, GatewayStats, LeaseCall};
 use crate::leases;
 use crate::model::{
@@ -23,7 +22,9 @@ use crate::model::{
 };
 use crate::resolv;
 use crate::state::{is_target, State, StateStore};
-use crate::switch::{NetworkId, NetworkStats, PortConfig, PortId, PortMode};
+use vswitch_core::frame::MacAddr;
+use vswitch_core::ids::{NetworkId, PortId};
+use vswitch_core::switch::{NetworkStats, PortConfig, PortMode};
 
 /// How often attached namespaces are checked for having gone away.
 pub const NAMESPACE_CHECK_INTERVAL: Duration = Duration::from_secs(1);
@@ -131,7 +132,7 @@ pub struct CaptureStream {
 /// The daemon's state and the data path it drives.
 pub struct Control {
     /// Drop counts at the last drop summary.
-    drops_logged: std::sync::Mutex<crate::reason::DropCounters>,
+    drops_logged: std::sync::Mutex<vswitch_core::reason::DropCounters>,
     /// Stop flags of running captures by id.
     captures: std::sync::Mutex<HashMap<u64, Arc<std::sync::atomic::AtomicBool>>>,
     inner: Mutex<Inner>,
@@ -1039,10 +1040,10 @@ impl Control {
     pub async fn trace(
         &self,
         network: &str,
-        req: crate::trace::TraceRequest,
-    ) -> Result<crate::trace::TraceReport, ControlError> {
-        use crate::switch::WouldLearn;
-        use crate::trace::{build_frame, describe_frame, Proto, TraceReport, TraceStep};
+        req: vswitch_core::trace::TraceRequest,
+    ) -> Result<vswitch_core::trace::TraceReport, ControlError> {
+        use vswitch_core::switch::WouldLearn;
+        use vswitch_core::trace::{build_frame, describe_frame, Proto, TraceReport, TraceStep};
         let inner = self.inner.lock().await;
         let record = inner
             .state
@@ -1640,7 +1641,7 @@ fn default_gateways(network: &NetworkRecord) -> Vec<IpAddr> {
 }
 
 /// The trace step of policy: what decided the frame, or why policy did not look at it.
-fn describe_policy(trace: &crate::switch::Trace, policy: &policy::NetworkPolicy) -> String {
+fn describe_policy(trace: &vswitch_core::switch::Trace, policy: &policy::NetworkPolicy) -> String {
     use policy::Decision;
     let Some(why) = &trace.policy else {
         return if policy.is_open() {

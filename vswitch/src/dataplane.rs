@@ -19,12 +19,13 @@ use tokio::sync::oneshot;
 use tracing::{debug, warn};
 
 use crate::capture::{Direction, Taps};
-use crate::frame::{egress_parts, vlan_tag, ETH_HEADER_LEN};
-use crate::offload::{Offload, Segmenter, VNET_HDR_LEN};
-use crate::reason::{DropCounters, DropReason};
-use crate::switch::{
-    Action, ConfigError, Egress, FdbRow, NetworkId, NetworkStats, PortConfig, PortId, Switch,
-    SwitchConfig, SwitchStats,
+use vswitch_core::frame::{egress_parts, vlan_tag, ETH_HEADER_LEN};
+use vswitch_core::ids::{NetworkId, PortId};
+use vswitch_core::offload::{Offload, Segmenter, VNET_HDR_LEN};
+use vswitch_core::reason::{DropCounters, DropReason};
+use vswitch_core::switch::{
+    Action, ConfigError, Egress, FdbRow, NetworkStats, PortConfig, Switch, SwitchConfig,
+    SwitchStats,
 };
 
 /// Frames read from one queue before the others get a turn.
@@ -177,7 +178,7 @@ impl DataPlane {
         &self,
         port: PortId,
         frame: &[u8],
-    ) -> Result<crate::switch::Trace, DataPlaneGone> {
+    ) -> Result<vswitch_core::switch::Trace, DataPlaneGone> {
         Ok(lock(&self.switch).trace(Instant::now(), port, frame))
     }
 

@@ -117,9 +117,9 @@ impl dns::Names for View<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::frame::MacAddr;
     use crate::gateway::dns::Names;
     use crate::model::{plan_network, EndpointRecord, LeaseRecord, NetworkCreate};
+    use vswitch_core::frame::MacAddr;
 
     fn endpoint(name: &str, netns: &str, ip: &str, aliases: &[&str]) -> EndpointRecord {
         EndpointRecord {

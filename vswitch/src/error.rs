@@ -72,7 +72,7 @@ pub enum ControlError {
     Internal(String),
     /// The switch core refused a change (a bug: the control plane checks first).
     #[error(transparent)]
-    Switch(#[from] crate::switch::ConfigError),
+    Switch(#[from] vswitch_core::switch::ConfigError),
 }
 
 impl ControlError {

@@ -7,9 +7,9 @@ use std::net::{IpAddr, Ipv4Addr};
 
 use ipnet::IpNet;
 
-use crate::frame::MacAddr;
 use crate::ipam;
 use crate::model::{taken_addresses, LeaseRecord, NetworkRecord};
+use vswitch_core::frame::MacAddr;
 
 /// Default lease time, seconds.
 pub const DEFAULT_LEASE_SECS: u64 = 3600;

@@ -23,8 +23,8 @@ use vswitch::model::{
     CaptureRequest, ConnectRequest, Connected, EndpointRecord, MirrorRecord, NetworkCreate,
     NetworkRecord, TrunkCreate, TrunkRecord,
 };
-use vswitch::switch::SwitchConfig;
 use vswitch::{daemon, topology};
+use vswitch_core::switch::SwitchConfig;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -267,7 +267,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             dport,
             format,
         } => {
-            let req = vswitch::trace::TraceRequest {
+            let req = vswitch_core::trace::TraceRequest {
                 from,
                 to,
                 dst,
@@ -276,7 +276,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 dport,
             };
             let path = format!("/v1/networks/{}/trace", segment(&network));
-            let report: vswitch::trace::TraceReport =
+            let report: vswitch_core::trace::TraceReport =
                 call(socket, Method::POST, &path, Some(&req)).await?;
             match format.format {
                 Format::Json => print_json(&report),
@@ -601,7 +601,7 @@ async fn policy(socket: &Path, command: PolicyCommand) -> Result<()> {
             proto,
             dport,
         } => {
-            let req = vswitch::trace::TraceRequest {
+            let req = vswitch_core::trace::TraceRequest {
                 from,
                 to,
                 dst,
@@ -610,7 +610,7 @@ async fn policy(socket: &Path, command: PolicyCommand) -> Result<()> {
                 dport,
             };
             let path = format!("/v1/networks/{}/trace", segment(&network));
-            let report: vswitch::trace::TraceReport =
+            let report: vswitch_core::trace::TraceReport =
                 call(socket, Method::POST, &path, Some(&req)).await?;
             let step = report.steps.iter().find(|s| s.stage == "policy");
             println!(

@@ -10,9 +10,9 @@ use policy::{NetworkPolicy, RateLimit};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{invalid, ControlError};
-use crate::frame::MacAddr;
 use crate::ipam;
 use crate::state::State;
+use vswitch_core::frame::MacAddr;
 
 /// Default MTU of a network, as Docker's bridge.
 pub const DEFAULT_MTU: u32 = 1500;
@@ -727,7 +727,7 @@ fn pick_ifname(
 fn parse_unicast_mac(text: &str) -> Result<MacAddr, ControlError> {
     let mac: MacAddr = text
         .parse()
-        .map_err(|e: crate::frame::ParseMacError| invalid(e.to_string()))?;
+        .map_err(|e: vswitch_core::frame::ParseMacError| invalid(e.to_string()))?;
     if mac.is_multicast() || mac == MacAddr::default() {
         return Err(invalid(format!(
             "invalid MAC address {mac}: must be a unicast address"

@@ -15,8 +15,8 @@ use metrics_util::MetricKindMask;
 
 use crate::control::{Control, PortInfo};
 use crate::gateway::GatewayStats;
-use crate::reason::DropReason;
-use crate::switch::NetworkStats;
+use vswitch_core::reason::DropReason;
+use vswitch_core::switch::NetworkStats;
 
 /// A series not refreshed for this long (its port or network is gone) leaves the output.
 const STALE_AFTER: Duration = Duration::from_secs(120);

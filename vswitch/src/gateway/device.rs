@@ -79,7 +79,7 @@ impl phy::Device for FrameQueues {
     fn capabilities(&self) -> DeviceCapabilities {
         let mut caps = DeviceCapabilities::default();
         caps.medium = Medium::Ethernet;
-        caps.max_transmission_unit = self.mtu + crate::frame::ETH_HEADER_LEN;
+        caps.max_transmission_unit = self.mtu + vswitch_core::frame::ETH_HEADER_LEN;
         caps
     }
 }

@@ -28,10 +28,10 @@ use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, warn};
 
 use crate::directory::Directory;
-use crate::frame::MacAddr;
 use crate::leases::{Decision, LeaseQuery, QueryKind};
 use crate::model::SubnetRecord;
 use device::FrameQueues;
+use vswitch_core::frame::MacAddr;
 
 /// DNS port.
 const DNS_PORT: u16 = 53;

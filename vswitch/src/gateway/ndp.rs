@@ -13,7 +13,7 @@ use smoltcp::wire::{
     NdiscRouterFlags,
 };
 
-use crate::frame::{MacAddr, ETH_HEADER_LEN};
+use vswitch_core::frame::{MacAddr, ETH_HEADER_LEN};
 
 /// How long hosts may use the gateway as their default router after an advertisement.
 const ROUTER_LIFETIME: Duration = Duration::from_secs(1800);

@@ -163,8 +163,9 @@ pub fn egress_parts<'a>(
     ]
 }
 
-#[cfg(test)]
-pub(crate) mod fixtures {
+/// Frames captured with `tcpdump -xx`, for tests here and in the daemon (feature `fixtures`).
+#[cfg(any(test, feature = "fixtures"))]
+pub mod fixtures {
     //! Frames captured with `tcpdump -xx` between two namespaces joined by a veth pair.
 
     /// ARP who-has 10.200.0.11 tell 10.200.0.10, from 02:00:00:00:00:0a, broadcast.

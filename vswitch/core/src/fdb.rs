@@ -9,7 +9,7 @@ use hashbrown::HashMap;
 use std::time::{Duration, Instant};
 
 use crate::frame::MacAddr;
-use crate::switch::{NetworkId, PortId};
+use crate::ids::{NetworkId, PortId};
 
 /// Default idle time after which a learned entry is forgotten (as the Linux bridge).
 pub const DEFAULT_AGING: Duration = Duration::from_secs(300);

@@ -10,28 +10,8 @@ use policy::{Decision as PolicyDecision, Engine, Limiter, Packet, RateLimit, Tok
 
 use crate::fdb::{self, Fdb, Learned};
 use crate::frame::{Header, MacAddr, ETH_HEADER_LEN};
+use crate::ids::{NetworkId, PortId};
 use crate::reason::{DropCounters, DropReason};
-
-/// Index of a port in the switch's port table.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-pub struct PortId(pub u32);
-
-impl PortId {
-    /// Position in per-port tables.
-    pub fn index(self) -> usize {
-        self.0 as usize
-    }
-}
-
-impl std::fmt::Display for PortId {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "port{}", self.0)
-    }
-}
-
-/// Index of a network (an isolated broadcast domain) in the switch.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-pub struct NetworkId(pub u32);
 
 /// How a port carries networks.
 #[derive(Debug, Clone, PartialEq, Eq)]
