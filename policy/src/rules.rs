@@ -62,6 +62,46 @@ pub enum Protocol {
     Icmpv6,
 }
 
+/// The names rules are written with (as in TOML and on the command line).
+macro_rules! keywords {
+    ($($ty:ident $noun:literal { $($variant:ident => $name:literal),* })*) => {$(
+        impl $ty {
+            /// The keyword this value is written as.
+            pub fn as_str(self) -> &'static str {
+                match self { $($ty::$variant => $name),* }
+            }
+        }
+
+        impl fmt::Display for $ty {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl FromStr for $ty {
+            type Err = String;
+
+            fn from_str(text: &str) -> Result<Self, String> {
+                match text {
+                    $($name => Ok($ty::$variant),)*
+                    _ => Err(format!(
+                        "unknown {} {text:?}: use {}",
+                        $noun,
+                        [$($name),*].join(", ")
+                    )),
+                }
+            }
+        }
+    )*};
+}
+
+keywords! {
+    RuleAction "action" { Allow => "allow", Deny => "deny", Reject => "reject" }
+    DefaultAction "default action" { Allow => "allow", Deny => "deny" }
+    Direction "direction" { To => "to", From => "from" }
+    Protocol "protocol" { Any => "any", Tcp => "tcp", Udp => "udp", Icmp => "icmp", Icmpv6 => "icmpv6" }
+}
+
 impl Protocol {
     /// The IP protocol number, `None` for `Any`.
     pub fn number(self) -> Option<u8> {

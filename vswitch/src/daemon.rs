@@ -12,8 +12,8 @@ use tokio::signal::unix::{signal, SignalKind};
 use tracing::info;
 
 use crate::control::{Control, NAMESPACE_CHECK_INTERVAL};
-use crate::dataplane::DataPathConfig;
-use crate::state::StateStore;
+use crate::datapath::DataPathConfig;
+use crate::model::store::StateStore;
 
 /// How often dropped frames are summed up in the log.
 const DROP_SUMMARY_INTERVAL: std::time::Duration = std::time::Duration::from_secs(60);
@@ -93,7 +93,7 @@ pub async fn serve(
             }
         })
     };
-    let result = axum::serve(listener, crate::api::router(control.clone()))
+    let result = axum::serve(listener, crate::api::server::router(control.clone()))
         .with_graceful_shutdown(shutdown)
         .await;
     watcher.abort();
@@ -123,12 +123,12 @@ pub async fn run(
         Ok(control) => control,
         Err(e) => {
             let _ = std::fs::remove_file(socket);
-            return Err(e);
+            return Err(e.into());
         }
     };
     if let Some(addr) = metrics_addr {
-        let metrics = Arc::new(crate::prometheus::Metrics::install()?);
-        let server = crate::prometheus::serve(addr, control.clone(), metrics);
+        let metrics = Arc::new(crate::metrics::Metrics::install()?);
+        let server = crate::metrics::serve(addr, control.clone(), metrics);
         tokio::spawn(async move {
             if let Err(e) = server.await {
                 tracing::error!(error = %format!("{e:#}"), "metrics server stopped");

@@ -7,20 +7,9 @@
 
 pub mod api;
 pub mod capture;
-pub mod capture_filter;
-pub mod cli;
-pub mod client;
 pub mod control;
 pub mod daemon;
-pub mod dataplane;
-pub mod directory;
-pub mod error;
+pub mod datapath;
 pub mod gateway;
-pub mod ipam;
-pub mod leases;
+pub mod metrics;
 pub mod model;
-pub mod prometheus;
-pub mod resolv;
-pub mod state;
-pub mod top;
-pub mod topology;

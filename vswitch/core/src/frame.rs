@@ -163,10 +163,10 @@ pub fn egress_parts<'a>(
     ]
 }
 
-/// Frames captured with `tcpdump -xx`, for tests here and in the daemon (feature `fixtures`).
 #[cfg(any(test, feature = "fixtures"))]
 pub mod fixtures {
-    //! Frames captured with `tcpdump -xx` between two namespaces joined by a veth pair.
+    //! Frames captured with `tcpdump -xx` between two namespaces joined by a veth pair, for
+    //! tests here and in the daemon (feature `fixtures`).
 
     /// ARP who-has 10.200.0.11 tell 10.200.0.10, from 02:00:00:00:00:0a, broadcast.
     pub const ARP_REQUEST: &str = "ffff ffff ffff 0200 0000 000a 0806 0001

@@ -121,6 +121,19 @@ impl Action<'_> {
         one.into_iter()
             .chain(many.iter().copied().filter(move |e| Some(e.port) != except))
     }
+
+    /// Bytes of the ingress tag to remove before the frame leaves (0 for a drop).
+    pub fn ingress_tag_len(&self) -> usize {
+        match self {
+            Action::Forward {
+                ingress_tag_len, ..
+            }
+            | Action::Flood {
+                ingress_tag_len, ..
+            } => *ingress_tag_len,
+            Action::Drop(_) | Action::Reject { .. } => 0,
+        }
+    }
 }
 
 /// Switch-wide tuning.

@@ -1,62 +1,12 @@
-//! `vswitch trace`: builds the frame a container would send and runs it through the switch's
-//! own decision code (`Switch::trace`), changing nothing (no learning, no counters), then says
-//! step by step what happens to it. Frame building is here; the decision is the core's.
+//! The frames `vswitch trace` sends through the switch's own decision code (`Switch::trace`):
+//! what a container would send for a protocol and destination, built here without a device,
+//! and described in words.
 
 use std::net::IpAddr;
 
 use etherparse::PacketBuilder;
-use serde::{Deserialize, Serialize};
 
 use crate::frame::MacAddr;
-
-/// Body of `POST /v1/networks/{name}/trace`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TraceRequest {
-    /// Sending endpoint (name or namespace).
-    pub from: String,
-    /// Receiving endpoint (name or namespace).
-    #[serde(default)]
-    pub to: Option<String>,
-    /// Destination address (an endpoint's, the gateway's, or beyond it).
-    #[serde(default)]
-    pub dst: Option<IpAddr>,
-    /// Destination MAC, overriding what the address implies.
-    #[serde(default)]
-    pub dst_mac: Option<String>,
-    /// tcp, udp or icmp (default icmp).
-    #[serde(default)]
-    pub proto: Option<String>,
-    /// Destination port (tcp, udp).
-    #[serde(default)]
-    pub dport: Option<u16>,
-}
-
-/// One step of a trace.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TraceStep {
-    /// What was looked at: ingress, frame, port security, policy, learn, fdb, output.
-    pub stage: String,
-    /// What was found.
-    pub detail: String,
-}
-
-/// A trace's answer.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TraceReport {
-    /// The steps, in order.
-    pub steps: Vec<TraceStep>,
-    /// `forwarded`, `flooded` or `dropped`.
-    pub verdict: String,
-    /// Output ports, named.
-    pub egress: Vec<String>,
-    /// The drop reason, if dropped.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub drop_reason: Option<String>,
-    /// The policy rule that decided the frame (`default`: the network default), if policy
-    /// looked at it.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub policy_rule: Option<String>,
-}
 
 /// Layer-4 protocol of a traced frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,9 +20,11 @@ pub enum Proto {
 }
 
 impl Proto {
-    /// From the request's `proto` and `dport`.
+    /// From a request's protocol and destination port.
     pub fn parse(proto: Option<&str>, dport: Option<u16>) -> Result<Proto, String> {
-        match (proto.unwrap_or("icmp"), dport) {
+        // A destination port implies TCP; without one, a ping.
+        let default = if dport.is_some() { "tcp" } else { "icmp" };
+        match (proto.unwrap_or(default), dport) {
             ("tcp", Some(port)) => Ok(Proto::Tcp(port)),
             ("udp", Some(port)) => Ok(Proto::Udp(port)),
             ("tcp" | "udp", None) => Err("--dport is needed with --proto tcp or udp".into()),

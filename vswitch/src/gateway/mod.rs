@@ -8,9 +8,11 @@
 
 pub mod device;
 pub mod dhcp;
+pub mod directory;
 pub mod dns;
 pub mod host;
 pub mod ndp;
+pub mod resolv;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -27,10 +29,10 @@ use tokio::net::UnixDatagram;
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, warn};
 
-use crate::directory::Directory;
-use crate::leases::{Decision, LeaseQuery, QueryKind};
+use crate::model::leases::{Decision, LeaseQuery, QueryKind};
 use crate::model::SubnetRecord;
 use device::FrameQueues;
+use directory::Directory;
 use vswitch_core::frame::MacAddr;
 
 /// DNS port.

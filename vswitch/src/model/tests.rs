@@ -1,5 +1,9 @@
 //! Every bad input is refused with a message naming the problem.
 
+use std::collections::BTreeMap;
+
+use vswitch_core::frame::MacAddr;
+
 use super::*;
 
 fn create(name: &str, subnets: &[&str]) -> NetworkCreate {
@@ -24,7 +28,7 @@ fn with(networks: &[NetworkRecord]) -> BTreeMap<String, NetworkRecord> {
         .collect()
 }
 
-fn err(result: Result<impl std::fmt::Debug, ControlError>) -> String {
+fn err(result: Result<impl std::fmt::Debug, ModelError>) -> String {
     result.unwrap_err().to_string()
 }
 

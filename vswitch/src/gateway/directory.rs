@@ -6,9 +6,9 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 
-use crate::gateway::dns;
-use crate::gateway::ndp::eui64_address;
-use crate::state::State;
+use super::dns;
+use super::ndp::eui64_address;
+use crate::model::State;
 
 /// One endpoint as DNS knows it.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -7,8 +7,8 @@ use std::net::{IpAddr, Ipv4Addr};
 
 use ipnet::IpNet;
 
-use crate::ipam;
-use crate::model::{taken_addresses, LeaseRecord, NetworkRecord};
+use super::ipam;
+use super::{taken_addresses, LeaseRecord, NetworkRecord};
 use vswitch_core::frame::MacAddr;
 
 /// Default lease time, seconds.

@@ -23,10 +23,10 @@ use anyhow::{bail, Context, Result};
 use serde::Deserialize;
 use tracing::warn;
 
-use crate::control::Control;
-use crate::dataplane::DataPathConfig;
-use crate::model::{check_name, ConnectRequest, NetworkCreate};
-use crate::state::StateStore;
+use vswitch::control::Control;
+use vswitch::datapath::DataPathConfig;
+use vswitch::model::store::StateStore;
+use vswitch::model::{check_name, ConnectRequest, NetworkCreate};
 
 /// A topology file.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
@@ -123,12 +123,7 @@ enum Made {
 }
 
 /// Runs `vswitch up`.
-pub async fn up(
-    path: &Path,
-    socket: &Path,
-    config: DataPathConfig,
-    once: bool,
-) -> Result<ExitCode> {
+async fn up(path: &Path, socket: &Path, config: DataPathConfig, once: bool) -> Result<ExitCode> {
     let topology = Topology::load(path)?;
     for c in &topology.containers {
         if tap::NetnsRef::Name(c.name.clone()).identity().is_some() {
@@ -140,14 +135,14 @@ pub async fn up(
     }
     // The topology lives as long as this process: its state is not kept across runs.
     let state_dir = std::env::temp_dir().join(format!("vswitch-up-{}", std::process::id()));
-    let listener = crate::daemon::bind_socket(socket).await?;
+    let listener = vswitch::daemon::bind_socket(socket).await?;
     let control = Control::start(StateStore::new(&state_dir), config).await?;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn({
         let control = control.clone();
         let socket = socket.to_path_buf();
         async move {
-            crate::daemon::serve(control, listener, &socket, async {
+            vswitch::daemon::serve(control, listener, &socket, async {
                 let _ = stopped.await;
             })
             .await
@@ -161,7 +156,7 @@ pub async fn up(
         Ok::<_, anyhow::Error>(run_commands(&topology).await)
     };
     // One listener for the whole run: a Ctrl-C between two listeners would be lost.
-    let stop_signal = crate::daemon::stop_signal();
+    let stop_signal = vswitch::daemon::stop_signal();
     tokio::pin!(stop_signal);
     let outcome = tokio::select! {
         outcome = work => Some(outcome),
@@ -346,4 +341,27 @@ mod tests {
             "container c names network nope, which the file does not declare"
         );
     }
+}
+
+/// `vswitch up FILE`.
+#[derive(Debug, clap::Args)]
+pub struct UpArgs {
+    /// Topology file, e.g. configs/quickstart.toml.
+    config: std::path::PathBuf,
+    /// Tear down as soon as the containers' `run` commands finish; exit non-zero if any failed.
+    #[arg(long)]
+    once: bool,
+    #[command(flatten)]
+    switch: crate::daemon::SwitchArgs,
+}
+
+/// Runs `vswitch up` as the command line asks.
+pub async fn run(socket: &Path, args: UpArgs) -> Result<ExitCode> {
+    up(
+        &args.config,
+        socket,
+        args.switch.datapath_config(),
+        args.once,
+    )
+    .await
 }

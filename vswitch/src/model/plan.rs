@@ -1,21 +1,19 @@
-//! The control plane's records (networks and their endpoints, as persisted and as the API shows
-//! them) and the pure checks that turn a request into a record. A request that fails a check is
-//! refused before anything changes.
+//! The pure checks that turn a request into a record: names, subnets, addresses, MTUs, MACs
+//! and interface names, each refused with a sentence naming the problem before anything
+//! changes.
 
 use std::collections::{BTreeMap, HashSet};
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 
 use ipnet::IpNet;
 use policy::{NetworkPolicy, RateLimit};
-use serde::{Deserialize, Serialize};
 
-use crate::error::{invalid, ControlError};
-use crate::ipam;
-use crate::state::State;
 use vswitch_core::frame::MacAddr;
 
-/// Default MTU of a network, as Docker's bridge.
-pub const DEFAULT_MTU: u32 = 1500;
+use super::error::{invalid, ModelError};
+use super::ipam;
+use super::records::*;
+
 /// Smallest MTU IPv4 allows.
 const MIN_MTU: u32 = 68;
 /// Smallest MTU IPv6 allows.
@@ -27,293 +25,8 @@ const AUTO_SUBNET_POOL: &str = "10.89.0.0/16";
 /// Pool from which `--ipv6` networks without an IPv6 subnet get a /64.
 const AUTO_SUBNET_POOL_V6: &str = "fd00:89::/48";
 
-/// A network: an isolated L2 segment with its subnets.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct NetworkRecord {
-    /// Unique name.
-    pub name: String,
-    /// Address ranges with their gateways.
-    pub subnets: Vec<SubnetRecord>,
-    /// MTU of every interface on the network.
-    pub mtu: u32,
-    /// 802.1Q VLAN ID carrying this network on trunk ports.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub vlan: Option<u16>,
-    /// Attached endpoints by name.
-    #[serde(default)]
-    pub endpoints: BTreeMap<String, EndpointRecord>,
-    /// Part of the subnets from which addresses are handed out (Docker's `--ip-range`).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub ip_ranges: Vec<IpNet>,
-    /// Upstream DNS servers for names that are not the network's own (empty: the daemon's
-    /// `/etc/resolv.conf`).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub dns: Vec<SocketAddr>,
-    /// Interface in the daemon's namespace carrying the gateway addresses (Docker's `docker0`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub host_iface: Option<String>,
-    /// DHCP leases, live or expired (an expired lease goes back to its client if still free).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub leases: Vec<LeaseRecord>,
-    /// Rules between its endpoints and a default action.
-    #[serde(default, skip_serializing_if = "is_default")]
-    pub policy: NetworkPolicy,
-    /// Broadcast/multicast packets per second allowed (0: no storm control) [default:
-    /// `policy::ratelimit::DEFAULT_STORM_PPS`].
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub storm_pps: Option<u64>,
-    /// Flows tracked at most [default: `policy::conntrack::DEFAULT_CAPACITY`].
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub max_flows: Option<usize>,
-}
-
-fn is_default<T: Default + PartialEq>(value: &T) -> bool {
-    *value == T::default()
-}
-
-/// An address leased by the network's DHCP server.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct LeaseRecord {
-    /// Client hardware address.
-    pub mac: MacAddr,
-    /// Leased address.
-    pub ip: Ipv4Addr,
-    /// End of the lease, seconds since the Unix epoch.
-    pub expires: u64,
-    /// Host name the client sent, if any.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub hostname: Option<String>,
-}
-
-/// A subnet and its gateway address.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SubnetRecord {
-    /// The range, e.g. 10.89.0.0/24.
-    pub subnet: IpNet,
-    /// Gateway address, never given to an endpoint.
-    pub gateway: IpAddr,
-}
-
-/// A container's interface on a network.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct EndpointRecord {
-    /// Name, unique on its network.
-    pub name: String,
-    /// The namespace as the user gave it (`ip netns` name, path or pid:PID).
-    pub netns: String,
-    /// Inode of the namespace when attached: a restarted daemon re-attaches only if the
-    /// reference still names that namespace (a pid may have been reused). 0 before attaching.
-    #[serde(default)]
-    pub netns_inode: u64,
-    /// Interface name inside the namespace.
-    pub ifname: String,
-    /// Interface MAC.
-    pub mac: MacAddr,
-    /// Addresses with prefix length, one per subnet.
-    pub addresses: Vec<IpNet>,
-    /// Checksum and segmentation offloads on the TAP device (IFF_VNET_HDR).
-    #[serde(default = "yes")]
-    pub offload: bool,
-    /// MTU of this interface when it differs from the network's.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub mtu: Option<u32>,
-    /// Further DNS names of this endpoint on its network.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub aliases: Vec<String>,
-    /// The container configures itself: DHCPv4 and SLAAC, no address set on its interface.
-    #[serde(default)]
-    pub dhcp: bool,
-    /// Frames must come from the endpoint's own MAC and addresses (anti-spoofing).
-    #[serde(default = "yes")]
-    pub port_security: bool,
-    /// Labels that policy rules select endpoints by.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub labels: BTreeMap<String, String>,
-    /// Ingress rate limit of its port.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub rate_limit: Option<RateLimit>,
-}
-
-fn yes() -> bool {
-    true
-}
-
-/// The answer to a connect: the endpoint, and what the container should use as resolver.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Connected {
-    /// The new endpoint.
-    #[serde(flatten)]
-    pub endpoint: EndpointRecord,
-    /// DNS servers for the container's resolv.conf: the gateway addresses.
-    pub dns: Vec<IpAddr>,
-    /// The resolv.conf written for an `ip netns` namespace, if any.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub resolv_conf: Option<String>,
-}
-
-/// A trunk: one interface carrying several networks, each under its network's 802.1Q VLAN ID
-/// (and at most one untagged, the native network), as a switch port facing another switch or a
-/// VM with VLAN subinterfaces.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TrunkRecord {
-    /// Name, unique among trunks.
-    pub name: String,
-    /// The namespace as the user gave it.
-    pub netns: String,
-    /// Inode of the namespace when attached: a restarted daemon re-attaches only if the
-    /// reference still names that namespace (a pid may have been reused). 0 before attaching.
-    #[serde(default)]
-    pub netns_inode: u64,
-    /// Interface name inside the namespace.
-    pub ifname: String,
-    /// Interface MAC.
-    pub mac: MacAddr,
-    /// Networks carried tagged, each under its VLAN ID.
-    pub networks: Vec<String>,
-    /// Network carried untagged, if any.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub native: Option<String>,
-}
-
-/// Body of `POST /v1/trunks`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TrunkCreate {
-    /// `ip netns` name, namespace path, or pid:PID.
-    pub netns: String,
-    /// Networks to carry tagged; each needs a VLAN ID.
-    #[serde(default)]
-    pub networks: Vec<String>,
-    /// Network to carry untagged.
-    #[serde(default)]
-    pub native: Option<String>,
-    /// Requested MAC (default: derived from the trunk name).
-    #[serde(default)]
-    pub mac: Option<String>,
-    /// Interface name (default: trunk0, trunk1, … in that namespace).
-    #[serde(default)]
-    pub ifname: Option<String>,
-    /// Trunk name (default: the namespace's name).
-    #[serde(default)]
-    pub name: Option<String>,
-}
-
-/// Body of `POST /v1/networks`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct NetworkCreate {
-    /// Network name.
-    pub name: String,
-    /// CIDRs; empty picks a free /24 from 10.89.0.0/16.
-    #[serde(default)]
-    pub subnets: Vec<String>,
-    /// Gateway per subnet (default: the subnet's first host).
-    #[serde(default)]
-    pub gateways: Vec<String>,
-    /// MTU (default 1500).
-    #[serde(default)]
-    pub mtu: Option<u32>,
-    /// 802.1Q VLAN ID on trunks.
-    #[serde(default)]
-    pub vlan: Option<u16>,
-    /// Sub-ranges of the subnets to hand addresses out from.
-    #[serde(default)]
-    pub ip_ranges: Vec<String>,
-    /// Upstream DNS servers, `IP` or `IP:PORT`.
-    #[serde(default)]
-    pub dns: Vec<String>,
-    /// Add an IPv6 subnet from fd00:89::/48 when none is given (Docker's `--ipv6`).
-    #[serde(default)]
-    pub ipv6: bool,
-    /// Create this interface in the daemon's namespace with the gateway addresses.
-    #[serde(default)]
-    pub host_iface: Option<String>,
-    /// Initial policy (default: allow everything, no rules).
-    #[serde(default)]
-    pub policy: Option<NetworkPolicy>,
-    /// Storm control in broadcast/multicast packets per second; 0 turns it off.
-    #[serde(default)]
-    pub storm_pps: Option<u64>,
-    /// Flow table size.
-    #[serde(default)]
-    pub max_flows: Option<usize>,
-}
-
-/// Body of `POST /v1/networks/NAME/endpoints`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ConnectRequest {
-    /// `ip netns` name, namespace path, or pid:PID.
-    pub netns: String,
-    /// Requested addresses (default: the next free one of each subnet).
-    #[serde(default)]
-    pub ips: Vec<String>,
-    /// Requested MAC (default: derived from network and endpoint name).
-    #[serde(default)]
-    pub mac: Option<String>,
-    /// Interface name (default: eth0, eth1, … per network the namespace is on).
-    #[serde(default)]
-    pub ifname: Option<String>,
-    /// Endpoint name (default: derived from the namespace).
-    #[serde(default)]
-    pub name: Option<String>,
-    /// Offloads on the TAP device (default: on).
-    #[serde(default)]
-    pub offload: Option<bool>,
-    /// MTU of this interface (default: the network's).
-    #[serde(default)]
-    pub mtu: Option<u32>,
-    /// Further DNS names.
-    #[serde(default)]
-    pub aliases: Vec<String>,
-    /// Leave addressing to DHCP and SLAAC in the container.
-    #[serde(default)]
-    pub dhcp: bool,
-    /// Port security (default: on).
-    #[serde(default)]
-    pub port_security: Option<bool>,
-    /// Labels, `key=value`, for policy selectors.
-    #[serde(default)]
-    pub labels: Vec<String>,
-    /// Ingress rate limit of the port.
-    #[serde(default)]
-    pub rate_limit: Option<RateLimit>,
-}
-
-/// A port mirror (SPAN): copies of an endpoint's or a network's frames go to another endpoint.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct MirrorRecord {
-    /// Mirror name.
-    pub name: String,
-    /// A network (every frame entering the switch from it) or an endpoint (both directions):
-    /// a network of that name first, else an endpoint name, `NETWORK/NAME` or namespace.
-    pub from: String,
-    /// The endpoint receiving the copies (a capture box, an IDS).
-    pub to: String,
-}
-
-/// Body of `POST /v1/captures`: what to capture. The answer streams pcapng.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CaptureRequest {
-    /// One endpoint's port (both directions): its name, `NETWORK/NAME`, or its namespace.
-    #[serde(default)]
-    pub port: Option<String>,
-    /// Every port of a network (frames as they enter the switch).
-    #[serde(default)]
-    pub network: Option<String>,
-    /// Bytes kept of each frame.
-    #[serde(default)]
-    pub snaplen: Option<u32>,
-    /// Stop after this many frames.
-    #[serde(default)]
-    pub count: Option<u64>,
-    /// Include frames the switch dropped, with the reason as a packet comment.
-    #[serde(default)]
-    pub drops: bool,
-    /// tcpdump filter expression.
-    #[serde(default)]
-    pub filter: Option<String>,
-}
-
 /// Checks a name of a network or endpoint: Docker's rule, `[a-zA-Z0-9][a-zA-Z0-9_.-]*`.
-pub fn check_name(kind: &str, name: &str) -> Result<(), ControlError> {
+pub fn check_name(kind: &str, name: &str) -> Result<(), ModelError> {
     let mut chars = name.chars();
     let first_ok = chars.next().is_some_and(|c| c.is_ascii_alphanumeric());
     if first_ok && name.len() <= 64 && chars.all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
@@ -326,7 +39,7 @@ pub fn check_name(kind: &str, name: &str) -> Result<(), ControlError> {
     }
 }
 
-fn parse_subnet(text: &str) -> Result<IpNet, ControlError> {
+fn parse_subnet(text: &str) -> Result<IpNet, ModelError> {
     let subnet: IpNet = text.parse().map_err(|_| {
         invalid(format!(
             "invalid subnet {text:?}: expected a CIDR such as 10.89.0.0/24"
@@ -348,7 +61,7 @@ fn parse_subnet(text: &str) -> Result<IpNet, ControlError> {
 }
 
 /// A `--ip-range`: a CIDR inside one of the network's subnets.
-fn parse_ip_range(text: &str, subnets: &[IpNet]) -> Result<IpNet, ControlError> {
+fn parse_ip_range(text: &str, subnets: &[IpNet]) -> Result<IpNet, ModelError> {
     let range: IpNet = text.parse().map_err(|_| {
         invalid(format!(
             "invalid IP range {text:?}: expected a CIDR such as 10.89.0.128/25"
@@ -367,7 +80,7 @@ fn parse_ip_range(text: &str, subnets: &[IpNet]) -> Result<IpNet, ControlError> 
 }
 
 /// A `--dns` server: `IP` (port 53) or `IP:PORT` (`[IPv6]:PORT`).
-fn parse_dns_server(text: &str) -> Result<SocketAddr, ControlError> {
+fn parse_dns_server(text: &str) -> Result<SocketAddr, ModelError> {
     if let Ok(ip) = text.parse::<IpAddr>() {
         return Ok(SocketAddr::new(ip, 53));
     }
@@ -379,7 +92,7 @@ fn parse_dns_server(text: &str) -> Result<SocketAddr, ControlError> {
 }
 
 /// Checks an MTU against what the subnets' address families need.
-fn check_mtu(mtu: u32, subnets: &[IpNet]) -> Result<(), ControlError> {
+fn check_mtu(mtu: u32, subnets: &[IpNet]) -> Result<(), ModelError> {
     let min_mtu = if subnets.iter().any(|s| s.addr().is_ipv6()) {
         MIN_MTU_V6
     } else {
@@ -402,10 +115,10 @@ fn overlaps(a: &IpNet, b: &IpNet) -> bool {
 pub fn plan_network(
     req: &NetworkCreate,
     networks: &BTreeMap<String, NetworkRecord>,
-) -> Result<NetworkRecord, ControlError> {
+) -> Result<NetworkRecord, ModelError> {
     check_name("network", &req.name)?;
     if networks.contains_key(&req.name) {
-        return Err(ControlError::NetworkExists(req.name.clone()));
+        return Err(ModelError::NetworkExists(req.name.clone()));
     }
     let taken: Vec<(&IpNet, &str)> = networks
         .values()
@@ -429,7 +142,7 @@ pub fn plan_network(
             .chain(subnets[..i].iter().map(|s| (s, req.name.as_str())))
         {
             if overlaps(subnet, other) {
-                return Err(ControlError::SubnetOverlap {
+                return Err(ModelError::SubnetOverlap {
                     subnet: subnet.to_string(),
                     other: other.to_string(),
                     network: network.to_string(),
@@ -464,7 +177,7 @@ pub fn plan_network(
             )));
         }
         if let Some(other) = networks.values().find(|n| n.vlan == Some(vlan)) {
-            return Err(ControlError::VlanInUse {
+            return Err(ModelError::VlanInUse {
                 vlan,
                 network: other.name.clone(),
             });
@@ -527,13 +240,13 @@ pub fn plan_network(
     })
 }
 
-fn auto_subnet(pool: &str, prefix: u8, taken: &[(&IpNet, &str)]) -> Result<IpNet, ControlError> {
+fn auto_subnet(pool: &str, prefix: u8, taken: &[(&IpNet, &str)]) -> Result<IpNet, ModelError> {
     let pool_net: IpNet = pool.parse().expect("constant CIDR");
     pool_net
         .subnets(prefix)
         .expect("prefix fits in the pool")
         .find(|candidate| taken.iter().all(|(other, _)| !overlaps(candidate, other)))
-        .ok_or_else(|| ControlError::SubnetFull(pool.to_string()))
+        .ok_or_else(|| ModelError::SubnetFull(pool.to_string()))
 }
 
 /// The endpoint name used when none is given: the `ip netns` name, or the process of a
@@ -553,7 +266,7 @@ pub fn default_endpoint_name(netns: &tap::NetnsRef) -> String {
     }
 }
 
-fn check_ifname(ifname: &str) -> Result<(), ControlError> {
+fn check_ifname(ifname: &str) -> Result<(), ModelError> {
     let ok = !ifname.is_empty()
         && ifname.len() < 16
         && ifname != "."
@@ -577,10 +290,10 @@ pub fn plan_endpoint(
     netns: &tap::NetnsRef,
     network: &NetworkRecord,
     state: &State,
-) -> Result<EndpointRecord, ControlError> {
+) -> Result<EndpointRecord, ModelError> {
     let netns_text = netns.to_string();
     if let Some(existing) = network.endpoints.values().find(|e| e.netns == netns_text) {
-        return Err(ControlError::AlreadyConnected {
+        return Err(ModelError::AlreadyConnected {
             netns: netns_text,
             network: network.name.clone(),
             endpoint: existing.name.clone(),
@@ -592,7 +305,7 @@ pub fn plan_endpoint(
         .unwrap_or_else(|| default_endpoint_name(netns));
     check_name("endpoint", &name)?;
     if network.endpoints.contains_key(&name) {
-        return Err(ControlError::EndpointExists {
+        return Err(ModelError::EndpointExists {
             endpoint: name,
             network: network.name.clone(),
         });
@@ -649,7 +362,7 @@ pub fn plan_endpoint(
 }
 
 /// `key=value` labels; `name` is refused, as selectors use it for the endpoint name.
-pub fn parse_labels(texts: &[String]) -> Result<BTreeMap<String, String>, ControlError> {
+pub fn parse_labels(texts: &[String]) -> Result<BTreeMap<String, String>, ModelError> {
     let mut labels = BTreeMap::new();
     for text in texts {
         let (k, v) =
@@ -665,7 +378,7 @@ pub fn parse_labels(texts: &[String]) -> Result<BTreeMap<String, String>, Contro
 }
 
 /// A rate limit must limit something, by a positive amount.
-pub fn check_rate_limit(limit: Option<RateLimit>) -> Result<Option<RateLimit>, ControlError> {
+pub fn check_rate_limit(limit: Option<RateLimit>) -> Result<Option<RateLimit>, ModelError> {
     let Some(limit) = limit else {
         return Ok(None);
     };
@@ -706,7 +419,7 @@ fn pick_ifname(
     prefix: &str,
     netns: &str,
     state: &State,
-) -> Result<String, ControlError> {
+) -> Result<String, ModelError> {
     let used = ifnames_in(netns, state);
     let ifname = match requested {
         Some(ifname) => ifname.to_string(),
@@ -724,7 +437,7 @@ fn pick_ifname(
     Ok(ifname)
 }
 
-fn parse_unicast_mac(text: &str) -> Result<MacAddr, ControlError> {
+fn parse_unicast_mac(text: &str) -> Result<MacAddr, ModelError> {
     let mac: MacAddr = text
         .parse()
         .map_err(|e: vswitch_core::frame::ParseMacError| invalid(e.to_string()))?;
@@ -741,7 +454,7 @@ pub fn plan_trunk(
     req: &TrunkCreate,
     netns: &tap::NetnsRef,
     state: &State,
-) -> Result<TrunkRecord, ControlError> {
+) -> Result<TrunkRecord, ModelError> {
     let netns_text = netns.to_string();
     let name = req
         .name
@@ -761,7 +474,7 @@ pub fn plan_trunk(
         let record = state
             .networks
             .get(network)
-            .ok_or_else(|| ControlError::UnknownNetwork(network.clone()))?;
+            .ok_or_else(|| ModelError::UnknownNetwork(network.clone()))?;
         if !seen.insert(network) {
             return Err(invalid(format!(
                 "network {network} is named twice on trunk {name}"
@@ -818,7 +531,7 @@ fn address_owner(network: &NetworkRecord, ip: IpAddr) -> Option<String> {
 }
 
 /// Checks a DNS alias: dot-separated labels of letters, digits and '-', at most 253 bytes.
-fn check_dns_name(name: &str) -> Result<(), ControlError> {
+fn check_dns_name(name: &str) -> Result<(), ModelError> {
     let ok = !name.is_empty()
         && name.len() <= 253
         && name.split('.').all(|label| {
@@ -837,10 +550,7 @@ fn check_dns_name(name: &str) -> Result<(), ControlError> {
     }
 }
 
-fn plan_addresses(
-    requested: &[String],
-    network: &NetworkRecord,
-) -> Result<Vec<IpNet>, ControlError> {
+fn plan_addresses(requested: &[String], network: &NetworkRecord) -> Result<Vec<IpNet>, ModelError> {
     let mut chosen: Vec<Option<IpAddr>> = vec![None; network.subnets.len()];
     for text in requested {
         let ip: IpAddr = text
@@ -860,7 +570,7 @@ fn plan_addresses(
         };
         let subnet = &network.subnets[i];
         if ip == subnet.gateway {
-            return Err(ControlError::AddressInUse {
+            return Err(ModelError::AddressInUse {
                 ip: ip.to_string(),
                 endpoint: "gateway".into(),
                 network: network.name.clone(),
@@ -873,7 +583,7 @@ fn plan_addresses(
             )));
         }
         if let Some(owner) = address_owner(network, ip) {
-            return Err(ControlError::AddressInUse {
+            return Err(ModelError::AddressInUse {
                 ip: ip.to_string(),
                 endpoint: owner,
                 network: network.name.clone(),
@@ -895,12 +605,9 @@ fn plan_addresses(
             let ip = match ip {
                 Some(ip) => ip,
                 None => ipam::allocate_in(&subnet.subnet, &network.ip_ranges, &taken)
-                    .ok_or_else(|| ControlError::SubnetFull(subnet.subnet.to_string()))?,
+                    .ok_or_else(|| ModelError::SubnetFull(subnet.subnet.to_string()))?,
             };
             Ok(IpNet::new(ip, subnet.subnet.prefix_len()).expect("prefix of a valid subnet"))
         })
         .collect()
 }
-
-#[cfg(test)]
-mod tests;

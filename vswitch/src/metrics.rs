@@ -42,13 +42,13 @@ impl Metrics {
     /// Gathers the current values from the control plane and renders the text format.
     pub async fn render(&self, control: &Control) -> anyhow::Result<String> {
         let ports = control.ports().await?;
-        let networks = control.network_counters().await?;
+        let networks = control.network_counters().await;
         publish_ports(&ports);
         for (name, stats, gateway) in &networks {
             publish_network(name, stats);
             publish_gateway(name, gateway);
         }
-        for (network, rules) in control.policy_counters().await? {
+        for (network, rules) in control.policy_counters().await {
             for rule in rules {
                 let labels = [("network", network.clone()), ("rule", rule.name)];
                 counter!("vswitch_policy_rule_hits_total", &labels).absolute(rule.hits);

@@ -5,58 +5,13 @@
 //! and never an empty file. A file found damaged anyway is moved aside, named in the log, and
 //! the daemon starts empty rather than refusing to start.
 
-use std::collections::BTreeMap;
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use serde::{Deserialize, Serialize};
-
-use crate::error::ControlError;
-use crate::model::{MirrorRecord, NetworkRecord, TrunkRecord};
+use super::records::State;
 
 const STATE_FILE: &str = "state.json";
-
-/// Everything the daemon persists.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct State {
-    /// Networks by name, each with its endpoints.
-    pub networks: BTreeMap<String, NetworkRecord>,
-    /// Trunk ports by name.
-    #[serde(default)]
-    pub trunks: BTreeMap<String, TrunkRecord>,
-    /// Port mirrors by name.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub mirrors: BTreeMap<String, MirrorRecord>,
-}
-
-impl State {
-    /// The name of the endpoint of `network` that `target` names (its name, or its namespace as
-    /// given to connect).
-    pub fn endpoint_name(&self, network: &str, target: &str) -> Result<String, ControlError> {
-        let record = self
-            .networks
-            .get(network)
-            .ok_or_else(|| ControlError::UnknownNetwork(network.to_string()))?;
-        record
-            .endpoints
-            .values()
-            .find(|e| is_target(target, &e.name, &e.netns))
-            .map(|e| e.name.clone())
-            .ok_or_else(|| ControlError::UnknownEndpoint {
-                target: target.to_string(),
-                network: network.to_string(),
-            })
-    }
-}
-
-/// Whether `target` names the endpoint called `name` in namespace `netns`.
-pub fn is_target(target: &str, name: &str, netns: &str) -> bool {
-    name == target
-        || target
-            .parse::<tap::NetnsRef>()
-            .is_ok_and(|n| n.to_string() == netns)
-}
 
 /// Why the state could not be read or written.
 #[derive(Debug, thiserror::Error)]

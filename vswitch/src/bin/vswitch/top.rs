@@ -832,3 +832,44 @@ mod tests {
         assert!(!view.handle_key(press(KeyCode::Char('c'))));
     }
 }
+
+/// `vswitch top`.
+#[derive(Debug, clap::Args)]
+pub struct TopArgs {
+    /// Seconds between refreshes.
+    #[arg(long, default_value_t = 1.0)]
+    interval: f64,
+}
+
+/// Runs the live view until `q`: each refresh asks the daemon for its ports.
+pub async fn run_view(client: vswitch::api::client::Client, args: TopArgs) -> anyhow::Result<()> {
+    let interval = Duration::from_secs_f64(args.interval.clamp(0.1, 3600.0));
+    let runtime = tokio::runtime::Handle::current();
+    // The view blocks on the terminal; each refresh asks the daemon from that thread.
+    tokio::task::spawn_blocking(move || {
+        run(interval, || {
+            runtime.block_on(async {
+                let ports = tokio::time::timeout(Duration::from_secs(2), client.ports())
+                    .await
+                    .map_err(|_| anyhow::anyhow!("the daemon did not answer within 2 s"))??;
+                Ok(ports.into_iter().map(PortSample::from).collect())
+            })
+        })
+    })
+    .await?
+}
+
+impl From<vswitch::control::PortInfo> for PortSample {
+    fn from(p: vswitch::control::PortInfo) -> PortSample {
+        PortSample {
+            port: p.port,
+            network: p.network,
+            endpoint: p.endpoint,
+            rx_packets: p.rx_packets,
+            rx_bytes: p.rx_bytes,
+            tx_packets: p.tx_packets,
+            tx_bytes: p.tx_bytes,
+            drops_by_reason: p.drops_by_reason,
+        }
+    }
+}

@@ -6,7 +6,7 @@
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 
-use crate::gateway::dns;
+use super::dns;
 
 /// The daemon's resolv.conf.
 const SYSTEM_RESOLV_CONF: &str = "/etc/resolv.conf";

@@ -1,0 +1,65 @@
+//! `vswitch daemon`: the switch in the foreground, and the tuning flags it shares with `up`.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::Args;
+
+use vswitch::datapath::{default_workers, DataPathConfig, DEFAULT_BUSY_POLL};
+use vswitch_core::switch::SwitchConfig;
+
+/// `vswitch daemon`.
+#[derive(Debug, Args)]
+pub struct DaemonArgs {
+    /// Where networks and endpoints are persisted [default: /var/lib/vswitch as root,
+    /// $XDG_STATE_HOME/vswitch otherwise].
+    #[arg(long, env = "VSWITCH_STATE_DIR")]
+    state_dir: Option<PathBuf>,
+    /// Serve Prometheus metrics at http://ADDR/metrics (e.g. 127.0.0.1:9477).
+    #[arg(long)]
+    metrics_addr: Option<std::net::SocketAddr>,
+    #[command(flatten)]
+    switch: SwitchArgs,
+}
+
+/// Switch-wide tuning flags shared by `daemon` and `up`.
+#[derive(Debug, Args)]
+pub struct SwitchArgs {
+    /// Seconds after which an idle learned MAC is forgotten.
+    #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..))]
+    aging: u64,
+    /// Learned MACs a single port may hold.
+    #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..))]
+    mac_limit: u32,
+    /// Microseconds the data path keeps polling after a frame before it sleeps: trades a
+    /// little CPU during traffic for fewer wake-ups (0: sleep at once).
+    #[arg(long, default_value_t = DEFAULT_BUSY_POLL.as_micros() as u64,
+          value_parser = clap::value_parser!(u64).range(0..=10_000))]
+    busy_poll_us: u64,
+    /// Data path worker threads, and queues per TAP device [default: one per core].
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=64))]
+    workers: Option<u16>,
+}
+
+impl SwitchArgs {
+    /// The data path these flags ask for.
+    pub fn datapath_config(&self) -> DataPathConfig {
+        DataPathConfig {
+            switch: SwitchConfig {
+                aging: Duration::from_secs(self.aging),
+                mac_limit: self.mac_limit,
+            },
+            busy_poll: Duration::from_micros(self.busy_poll_us),
+            workers: self.workers.map_or_else(default_workers, usize::from),
+        }
+    }
+}
+
+/// Runs the daemon until it is told to stop.
+pub async fn run(socket: &Path, args: DaemonArgs) -> anyhow::Result<()> {
+    let state_dir = args
+        .state_dir
+        .unwrap_or_else(vswitch::daemon::default_state_dir);
+    let config = args.switch.datapath_config();
+    vswitch::daemon::run(socket, &state_dir, config, args.metrics_addr).await
+}

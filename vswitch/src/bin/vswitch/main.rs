@@ -1,0 +1,156 @@
+//! The `vswitch` binary: the daemon, and the CLI that asks it over its API. One module per
+//! command group; `output` prints what they get.
+
+mod capture;
+mod daemon;
+mod endpoint;
+mod mirror;
+mod network;
+mod observe;
+mod output;
+mod rules;
+mod top;
+mod trunk;
+mod up;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use vswitch::api::client::Client;
+
+/// A userspace virtual switch for containers.
+#[derive(Debug, Parser)]
+#[command(name = "vswitch", version, about)]
+struct Cli {
+    /// Control socket of the daemon [default: /run/vswitch/vswitch.sock as root,
+    /// $XDG_RUNTIME_DIR/vswitch/vswitch.sock otherwise].
+    #[arg(long, global = true, env = "VSWITCH_SOCKET")]
+    socket: Option<PathBuf>,
+
+    /// Log lines as text or as JSON objects (one per line), on stderr; RUST_LOG filters.
+    #[arg(long, global = true, value_enum, default_value = "text")]
+    log_format: LogFormat,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Format of log lines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line, for log collectors.
+    Json,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the switch daemon in the foreground (logs follow RUST_LOG).
+    Daemon(daemon::DaemonArgs),
+    /// Manage networks.
+    #[command(subcommand)]
+    Network(network::NetworkCommand),
+    /// Attach a container (network namespace) to a network.
+    Connect(endpoint::ConnectArgs),
+    /// Detach a container from a network, by namespace or endpoint name.
+    Disconnect(endpoint::DisconnectArgs),
+    /// Manage trunk ports (one interface carrying several networks as 802.1Q VLANs).
+    #[command(subcommand)]
+    Trunk(trunk::TrunkCommand),
+    /// List ports with their counters.
+    Ports(observe::PortsArgs),
+    /// Live per-port rates (packets/s, bits/s, drops/s by reason): `s` sorts, `r` reverses,
+    /// `q` quits. Works over the control socket, so also beside a remote daemon's socket.
+    Top(top::TopArgs),
+    /// Capture live frames to pcapng (read by tcpdump -r, tshark -r, Wireshark), e.g.
+    /// `vswitch capture --network app -w - | tshark -r -`. Ends on Ctrl-C, after -c frames,
+    /// or when the reader closes the pipe; prints how many frames the switch had to skip.
+    Capture(capture::CaptureArgs),
+    /// Copy an endpoint's or a network's traffic to another endpoint (SPAN).
+    #[command(subcommand)]
+    Mirror(mirror::MirrorCommand),
+    /// Show what the switch would do with a frame from an endpoint, step by step, without
+    /// sending it or changing anything (no learning, no counters).
+    Trace(observe::TraceArgs),
+    /// Show a network's MAC table.
+    Fdb(observe::FdbArgs),
+    /// Manage a network's policy: ordered allow/deny/reject rules over endpoint names and
+    /// labels, and a default action.
+    #[command(subcommand)]
+    Policy(rules::PolicyCommand),
+    /// Set or lift an endpoint's ingress rate limit at run time.
+    Limit(endpoint::LimitArgs),
+    /// List the flows a network's policy tracks.
+    Conntrack(rules::ConntrackArgs),
+    /// Run a declarative topology (TOML) in the foreground; Ctrl-C tears down what it made.
+    Up(up::UpArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // netlink-packet-route warns about every attribute newer than itself: not ours to fix.
+    let default_level = match cli.command {
+        Command::Daemon(_) => "info,netlink_packet_route=error",
+        _ => "warn,netlink_packet_route=error",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match cli.log_format {
+        LogFormat::Text => logs.init(),
+        LogFormat::Json => logs.json().init(),
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime starts");
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("Error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let socket = cli.socket.unwrap_or_else(vswitch::daemon::default_socket);
+    let client = Client::new(&socket);
+    match cli.command {
+        Command::Daemon(args) => daemon::run(&socket, args).await?,
+        Command::Up(args) => return up::run(&socket, args).await,
+        Command::Network(command) => network::run(&client, command).await?,
+        Command::Connect(args) => endpoint::connect(&client, args).await?,
+        Command::Disconnect(args) => endpoint::disconnect(&client, args).await?,
+        Command::Limit(args) => endpoint::limit(&client, args).await?,
+        Command::Trunk(command) => trunk::run(&client, command).await?,
+        Command::Ports(args) => observe::ports(&client, args).await?,
+        Command::Top(args) => top::run_view(client, args).await?,
+        Command::Capture(args) => capture::run(&client, args).await?,
+        Command::Mirror(command) => mirror::run(&client, command).await?,
+        Command::Trace(args) => observe::trace(&client, args).await?,
+        Command::Fdb(args) => observe::fdb(&client, args).await?,
+        Command::Policy(command) => rules::run(&client, command).await?,
+        Command::Conntrack(args) => rules::conntrack(&client, args).await?,
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The command line is consistent (no clashing flags or names).
+    #[test]
+    fn command_line_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}

@@ -1,0 +1,100 @@
+//! `vswitch ports`, `fdb` and `trace`: what the switch holds and what it would do.
+
+use clap::Args;
+
+use vswitch::api::client::Client;
+use vswitch::model::TraceRequest;
+
+use crate::output::{print_listing, print_one, FormatArg};
+
+/// `vswitch ports`.
+#[derive(Debug, Args)]
+pub struct PortsArgs {
+    #[command(flatten)]
+    format: FormatArg,
+}
+
+/// `vswitch fdb NETWORK`.
+#[derive(Debug, Args)]
+pub struct FdbArgs {
+    /// Network name.
+    network: String,
+    #[command(flatten)]
+    format: FormatArg,
+}
+
+/// `vswitch trace NETWORK --from ... [--to ...|--dst ...]`.
+#[derive(Debug, Args)]
+pub struct TraceArgs {
+    /// Network name.
+    network: String,
+    #[command(flatten)]
+    request: TraceRequest,
+    #[command(flatten)]
+    format: FormatArg,
+}
+
+/// Lists ports with their counters.
+pub async fn ports(client: &Client, args: PortsArgs) -> anyhow::Result<()> {
+    let ports = client.ports().await?;
+    let header = [
+        "PORT",
+        "NETWORK",
+        "ENDPOINT",
+        "INTERFACE",
+        "MAC",
+        "RX_PKTS",
+        "RX_BYTES",
+        "TX_PKTS",
+        "TX_BYTES",
+        "DROPS",
+    ];
+    print_listing(args.format.format, &ports, &header, |p| {
+        vec![
+            p.port.to_string(),
+            p.network.clone(),
+            p.endpoint.clone(),
+            match (p.netns.as_str(), p.ifname.as_str()) {
+                // A gateway lives in the daemon, with a host interface or none.
+                ("", "") => "-".to_string(),
+                ("", ifname) => ifname.to_string(),
+                (netns, ifname) => format!("{netns}:{ifname}"),
+            },
+            p.mac.to_string(),
+            p.rx_packets.to_string(),
+            p.rx_bytes.to_string(),
+            p.tx_packets.to_string(),
+            p.tx_bytes.to_string(),
+            p.drops.to_string(),
+        ]
+    });
+    Ok(())
+}
+
+/// Shows a network's MAC table.
+pub async fn fdb(client: &Client, args: FdbArgs) -> anyhow::Result<()> {
+    let entries = client.fdb(&args.network).await?;
+    let header = ["MAC", "PORT", "ENDPOINT", "TYPE", "AGE"];
+    print_listing(args.format.format, &entries, &header, |e| {
+        vec![
+            e.mac.to_string(),
+            e.port.to_string(),
+            e.endpoint.clone(),
+            e.kind.clone(),
+            e.age_seconds.map_or("-".into(), |a| format!("{a:.1}s")),
+        ]
+    });
+    Ok(())
+}
+
+/// Explains what the switch would do with a frame.
+pub async fn trace(client: &Client, args: TraceArgs) -> anyhow::Result<()> {
+    let report = client.trace(&args.network, &args.request).await?;
+    print_one(args.format.format, &report, |report| {
+        for step in &report.steps {
+            println!("{:<14} {}", format!("{}:", step.stage), step.detail);
+        }
+        println!("{:<14} {}", "verdict:", report.verdict);
+    });
+    Ok(())
+}

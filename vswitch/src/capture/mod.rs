@@ -1,0 +1,290 @@
+//! Live captures written as pcapng: a writer thread per capture takes the frames the data path
+//! copied (`datapath::fanout`), filters them (tcpdump's language, `filter`) and encodes pcapng
+//! (pcap-file): one interface per port, named after its endpoint, direction in the packet
+//! flags, and for dropped frames a comment naming the drop reason.
+
+pub mod filter;
+
+use std::borrow::Cow;
+use std::sync::atomic::AtomicBool;
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use pcap_file::pcapng::blocks::enhanced_packet::{EnhancedPacketBlock, EnhancedPacketOption};
+use pcap_file::pcapng::blocks::interface_description::{
+    InterfaceDescriptionBlock, InterfaceDescriptionOption,
+};
+use pcap_file::pcapng::blocks::interface_statistics::{
+    InterfaceStatisticsBlock, InterfaceStatisticsOption,
+};
+use pcap_file::pcapng::PcapNgWriter;
+use pcap_file::DataLink;
+
+use vswitch_core::reason::DropReason;
+
+use filter::Filter;
+
+/// Default bytes kept of each frame (a 64 KB offloaded segment whole).
+pub const DEFAULT_SNAPLEN: u32 = 65_535;
+
+/// Which way a frame crossed a port, seen from the switch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    /// Arrived from the port's device (sent by the container).
+    In,
+    /// Sent to the port's device (received by the container).
+    Out,
+}
+
+/// One copied frame.
+#[derive(Debug)]
+pub struct Captured {
+    /// Index of its port in the capture's scope (the pcapng interface).
+    pub interface: u32,
+    /// Direction at that port.
+    pub direction: Direction,
+    /// When it was seen.
+    pub time: SystemTime,
+    /// The frame, cut at the snap length.
+    pub data: Vec<u8>,
+    /// Its length before cutting.
+    pub original_len: u32,
+    /// Why the switch dropped it, if it did.
+    pub drop: Option<DropReason>,
+}
+
+/// How a capture's output ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ended {
+    /// It wrote the frames it was asked for.
+    Count,
+    /// It was stopped (the client asked, or the daemon is stopping).
+    Stopped,
+    /// The reader went away.
+    ReaderGone,
+}
+
+/// What a capture writer needs besides its frames.
+pub struct WriterConfig {
+    /// Interface names, in scope order.
+    pub interfaces: Vec<String>,
+    /// Snap length, for the interface descriptions.
+    pub snaplen: u32,
+    /// tcpdump filter, if any.
+    pub filter: Option<String>,
+    /// Stop after this many written frames.
+    pub count: Option<u64>,
+}
+
+/// Encodes captured frames as pcapng and hands out the bytes block by block. `emit` returns
+/// false when the reader is gone; `stopped` is polled between frames. At the end (unless the
+/// reader is gone) `finish` stops the capture and yields, per interface, the frames seen and
+/// skipped, written as interface statistics blocks (`isb_ifrecv`, `isb_ifdrop`). Returns how it
+/// ended and the number of frames written.
+pub fn write_pcapng(
+    config: &WriterConfig,
+    frames: &Receiver<Captured>,
+    stopped: &AtomicBool,
+    finish: impl FnOnce() -> Vec<(u64, u64)>,
+    mut emit: impl FnMut(Vec<u8>) -> bool,
+) -> (Ended, u64) {
+    let Ok(mut writer) = PcapNgWriter::new(Vec::new()) else {
+        return (Ended::Stopped, 0);
+    };
+    let (ended, written) = write_frames(config, frames, stopped, &mut writer, &mut emit);
+    if ended != Ended::ReaderGone {
+        write_statistics(&mut writer, &finish());
+        emit(std::mem::take(writer.get_mut()));
+    }
+    (ended, written)
+}
+
+fn write_frames(
+    config: &WriterConfig,
+    frames: &Receiver<Captured>,
+    stopped: &AtomicBool,
+    writer: &mut PcapNgWriter<Vec<u8>>,
+    emit: &mut impl FnMut(Vec<u8>) -> bool,
+) -> (Ended, u64) {
+    let filter = config.filter.as_deref().map(Filter::compile);
+    let filter = match filter {
+        Some(Ok(f)) => Some(f),
+        // The control plane compiled it before starting; a failure here is not reachable.
+        Some(Err(_)) => return (Ended::Stopped, 0),
+        None => None,
+    };
+    for name in &config.interfaces {
+        let idb = InterfaceDescriptionBlock {
+            linktype: DataLink::ETHERNET,
+            snaplen: config.snaplen,
+            options: vec![
+                InterfaceDescriptionOption::IfName(Cow::Borrowed(name)),
+                // pcap-file writes timestamps in nanoseconds.
+                InterfaceDescriptionOption::IfTsResol(9),
+            ],
+        };
+        if writer.write_pcapng_block(idb).is_err() {
+            return (Ended::Stopped, 0);
+        }
+    }
+    if !emit(std::mem::take(writer.get_mut())) {
+        return (Ended::ReaderGone, 0);
+    }
+    let mut written = 0;
+    loop {
+        if config.count.is_some_and(|c| written >= c) {
+            return (Ended::Count, written);
+        }
+        if stopped.load(std::sync::atomic::Ordering::Relaxed) {
+            return (Ended::Stopped, written);
+        }
+        let first = match frames.recv_timeout(Duration::from_millis(100)) {
+            Ok(frame) => frame,
+            Err(RecvTimeoutError::Timeout) => continue,
+            Err(RecvTimeoutError::Disconnected) => return (Ended::Stopped, written),
+        };
+        // Take what else is queued too and hand it on in one piece: one write per batch, not
+        // per frame, keeps up with a busy port.
+        let mut batch = Some(first);
+        while let Some(frame) = batch.take() {
+            if config.count.is_some_and(|c| written >= c) {
+                break;
+            }
+            if filter.as_ref().is_none_or(|f| f.matches(&frame.data)) {
+                if write_frame(writer, frame).is_err() {
+                    return (Ended::Stopped, written);
+                }
+                written += 1;
+            }
+            if writer.get_ref().len() < EMIT_BATCH_BYTES {
+                batch = frames.try_recv().ok();
+            }
+        }
+        if !writer.get_ref().is_empty() && !emit(std::mem::take(writer.get_mut())) {
+            return (Ended::ReaderGone, written);
+        }
+    }
+}
+
+/// Bytes of pcapng gathered before they are handed on.
+const EMIT_BATCH_BYTES: usize = 1 << 20;
+
+fn write_frame(
+    writer: &mut PcapNgWriter<Vec<u8>>,
+    frame: Captured,
+) -> pcap_file::PcapResult<usize> {
+    let mut options = vec![EnhancedPacketOption::Flags(match frame.direction {
+        Direction::In => 0b01,
+        Direction::Out => 0b10,
+    })];
+    if let Some(reason) = frame.drop {
+        // The counter name, and the rule for policy drops: `denied (rule web-db)`.
+        options.push(EnhancedPacketOption::Comment(Cow::Owned(format!(
+            "dropped by vswitch: {reason}"
+        ))));
+    }
+    writer.write_pcapng_block(EnhancedPacketBlock {
+        interface_id: frame.interface,
+        timestamp: frame.time.duration_since(UNIX_EPOCH).unwrap_or_default(),
+        original_len: frame.original_len,
+        data: Cow::Owned(frame.data),
+        options,
+    })
+}
+
+/// Interface statistics blocks: frames seen and skipped per interface.
+fn write_statistics(writer: &mut PcapNgWriter<Vec<u8>>, statistics: &[(u64, u64)]) {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_nanos() as u64;
+    for (index, (seen, skipped)) in statistics.iter().enumerate() {
+        let isb = InterfaceStatisticsBlock {
+            interface_id: index as u32,
+            timestamp: now,
+            options: vec![
+                InterfaceStatisticsOption::IsbIfRecv(*seen),
+                InterfaceStatisticsOption::IsbIfDrop(*skipped),
+            ],
+        };
+        let _ = writer.write_pcapng_block(isb);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use vswitch_core::frame::fixtures::{bytes, ICMP_REQUEST};
+
+    #[test]
+    fn pcapng_has_named_interfaces_directions_drop_comments_and_statistics() {
+        let (queue, rx) = std::sync::mpsc::sync_channel(4);
+        let frame = bytes(ICMP_REQUEST);
+        let copy = |interface, direction, drop| Captured {
+            interface,
+            direction,
+            time: SystemTime::now(),
+            data: frame.clone(),
+            original_len: frame.len() as u32,
+            drop,
+        };
+        queue.send(copy(0, Direction::In, None)).unwrap();
+        queue
+            .send(copy(1, Direction::Out, Some(DropReason::OverMtu)))
+            .unwrap();
+        let config = WriterConfig {
+            interfaces: vec!["web".into(), "db".into()],
+            snaplen: 65_535,
+            filter: Some("icmp".into()),
+            count: Some(2),
+        };
+        let mut out = Vec::new();
+        let finish = || vec![(1, 0), (1, 0)];
+        let (ended, written) = write_pcapng(&config, &rx, &AtomicBool::new(false), finish, |b| {
+            out.extend(b);
+            true
+        });
+        assert_eq!((ended, written), (Ended::Count, 2));
+        let mut reader = pcap_file::pcapng::PcapNgReader::new(&out[..]).unwrap();
+        let mut names = Vec::new();
+        let mut packets = Vec::new();
+        let mut drops_reported = Vec::new();
+        while let Some(block) = reader.next_block() {
+            match block.unwrap() {
+                pcap_file::pcapng::Block::InterfaceDescription(idb) => {
+                    names.extend(idb.options.iter().filter_map(|o| match o {
+                        InterfaceDescriptionOption::IfName(n) => Some(n.to_string()),
+                        _ => None,
+                    }))
+                }
+                pcap_file::pcapng::Block::EnhancedPacket(epb) => {
+                    assert_eq!(&epb.data[..], &frame[..]);
+                    packets.push((
+                        epb.interface_id,
+                        epb.options
+                            .clone()
+                            .into_iter()
+                            .map(|o| format!("{o:?}"))
+                            .collect::<Vec<_>>()
+                            .join(" "),
+                    ));
+                }
+                pcap_file::pcapng::Block::InterfaceStatistics(isb) => {
+                    drops_reported.push(
+                        isb.options
+                            .contains(&InterfaceStatisticsOption::IsbIfDrop(0)),
+                    );
+                }
+                _ => {}
+            }
+        }
+        assert_eq!(names, vec!["web", "db"]);
+        assert_eq!(packets.len(), 2);
+        assert!(packets[0].1.contains("Flags(1)"), "{packets:?}");
+        assert!(
+            packets[1].1.contains("Flags(2)") && packets[1].1.contains("over_mtu"),
+            "{packets:?}"
+        );
+        assert_eq!(drops_reported, vec![true, true]);
+    }
+}

@@ -1,0 +1,237 @@
+//! Endpoints: connecting a namespace to a network (its TAP device and port, its resolv.conf)
+//! and disconnecting it, and what an endpoint may send as (port security).
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use tracing::{debug, info, warn};
+
+use vswitch_core::switch::{PortConfig, PortMode};
+
+use super::networks::dns_servers;
+use super::{unix_now, Control, ControlError, Inner, LivePort};
+use crate::gateway::{self, resolv};
+use crate::model::{plan_endpoint, ConnectRequest, Connected, EndpointRecord, NetworkRecord};
+
+impl Control {
+    /// Attaches a namespace to a network.
+    pub async fn connect(
+        &self,
+        network: &str,
+        req: ConnectRequest,
+    ) -> Result<Connected, ControlError> {
+        let mut inner = self.inner.lock().await;
+        let netns: tap::NetnsRef = req.netns.parse()?;
+        let record = &inner.network(network)?.record;
+        let endpoint = plan_endpoint(&req, &netns, record, &inner.state())?;
+        let endpoint = self.attach(&mut inner, network, endpoint).await?;
+        if let Err(e) = self.commit(&inner) {
+            self.detach(&mut inner, network, &endpoint.name).await?;
+            return Err(e);
+        }
+        // Its labels and addresses now count in the network's rules.
+        self.apply_policy(&inner, network)?;
+        let resolv_conf = write_resolv_conf(&inner, &endpoint.netns);
+        info!(network, endpoint = %endpoint.name, netns = %endpoint.netns, "connected");
+        Ok(Connected {
+            dns: dns_servers(&inner.network(network)?.record),
+            endpoint,
+            resolv_conf,
+        })
+    }
+
+    /// Detaches an endpoint, given by name or by namespace, from a network.
+    pub async fn disconnect(
+        &self,
+        network: &str,
+        target: &str,
+    ) -> Result<EndpointRecord, ControlError> {
+        let mut inner = self.inner.lock().await;
+        let name = inner.network(network)?.record.endpoint_name(target)?;
+        let endpoint = self.detach(&mut inner, network, &name).await?;
+        self.commit(&inner)?;
+        self.apply_policy(&inner, network)?;
+        write_resolv_conf(&inner, &endpoint.netns);
+        info!(network, endpoint = %name, "disconnected");
+        Ok(endpoint)
+    }
+
+    /// Creates the TAP device for `endpoint` and adds its port; records it on success.
+    pub(super) async fn attach(
+        &self,
+        inner: &mut Inner,
+        network: &str,
+        mut endpoint: EndpointRecord,
+    ) -> Result<EndpointRecord, ControlError> {
+        let net = inner.network(network)?;
+        let record = &net.record;
+        let mtu = endpoint.mtu.unwrap_or(record.mtu);
+        let config = tap::TapConfig {
+            ifname: endpoint.ifname.clone(),
+            mac: endpoint.mac.0,
+            mtu,
+            addresses: endpoint.addresses.clone(),
+            // A DHCP client learns its routes from DHCP and router advertisements.
+            gateways: if endpoint.dhcp {
+                Vec::new()
+            } else {
+                default_gateways(record)
+            },
+            offload: endpoint.offload,
+            queues: self.dataplane.workers(),
+            disable_ipv6: !record.subnets.iter().any(|s| s.subnet.addr().is_ipv6()),
+            ipv6_autoconf: endpoint.dhcp,
+        };
+        let port_config = PortConfig {
+            mode: PortMode::Access(net.id),
+            mtu,
+            security: port_security(record, &endpoint, unix_now()),
+            rate_limit: endpoint.rate_limit,
+        };
+        let port = self
+            .open_port(&endpoint.netns, endpoint.netns_inode, config, port_config)
+            .await?;
+        endpoint.netns_inode = port.ns.identity().ino;
+        let net = inner.network_mut(network)?;
+        net.ports.insert(endpoint.name.clone(), port);
+        net.record
+            .endpoints
+            .insert(endpoint.name.clone(), endpoint.clone());
+        Ok(endpoint)
+    }
+
+    /// Creates a TAP device in `netns` and hands it to the data path as a port. A non-zero
+    /// `expected_inode` (from the saved record) must match: after a restart, `pid:PID` may
+    /// name some other process's namespace.
+    pub(super) async fn open_port(
+        &self,
+        netns: &str,
+        expected_inode: u64,
+        config: tap::TapConfig,
+        port_config: PortConfig,
+    ) -> Result<LivePort, ControlError> {
+        let reference: tap::NetnsRef = netns.parse()?;
+        let started = std::time::Instant::now();
+        // Entering a namespace and waiting on netlink blocks: keep it off the async workers.
+        let (ns, device) = tokio::task::spawn_blocking(move || {
+            let ns = tap::Namespace::open(&reference)?;
+            if expected_inode != 0 && ns.identity().ino != expected_inode {
+                return Err(ControlError::NamespaceChanged(ns.describe().to_string()));
+            }
+            let device = tap::attach(&ns, &config)?;
+            Ok::<_, ControlError>((ns, device))
+        })
+        .await
+        .expect("attach does not panic")?;
+        let attached = started.elapsed();
+        let port = self.dataplane.add_port(device, port_config).await?;
+        debug!(netns, ?attached, total = ?started.elapsed(), "port opened");
+        Ok(LivePort { port, ns })
+    }
+
+    /// Removes an endpoint's port (the kernel deletes its TAP) and its record, with what its
+    /// DHCP client leased.
+    pub(super) async fn detach(
+        &self,
+        inner: &mut Inner,
+        network: &str,
+        endpoint: &str,
+    ) -> Result<EndpointRecord, ControlError> {
+        let net = inner.network_mut(network)?;
+        let port = net.ports.remove(endpoint);
+        let record = net.record.endpoints.remove(endpoint).ok_or_else(|| {
+            crate::model::ModelError::UnknownEndpoint {
+                target: endpoint.to_string(),
+                network: network.to_string(),
+            }
+        })?;
+        if record.dhcp {
+            net.record.leases.retain(|l| l.mac != record.mac);
+        }
+        if let Some(port) = port {
+            // Removing the port closes the TAP fd: the kernel deletes the device.
+            self.dataplane.remove_port(port.port).await?;
+        }
+        Ok(record)
+    }
+}
+
+/// Points the resolv.conf of an `ip netns` namespace at the gateways of the networks it is on
+/// (removes it when it is on none). Other namespace references have no such file.
+pub(super) fn write_resolv_conf(inner: &Inner, netns: &str) -> Option<String> {
+    let Ok(tap::NetnsRef::Name(name)) = netns.parse() else {
+        return None;
+    };
+    let servers: Vec<IpAddr> = inner
+        .networks
+        .values()
+        .map(|n| &n.record)
+        .filter(|n| n.endpoints.values().any(|e| e.netns == netns))
+        .flat_map(dns_servers)
+        .collect();
+    match resolv::update(&name, &servers) {
+        Ok(text) => text,
+        Err(e) => {
+            warn!(netns, error = %e, "cannot write resolv.conf");
+            None
+        }
+    }
+}
+
+/// What an endpoint may send as: its MAC and addresses, a DHCP client's live lease and SLAAC
+/// address; None when port security is off for it.
+pub(super) fn port_security(
+    network: &NetworkRecord,
+    endpoint: &EndpointRecord,
+    now: u64,
+) -> Option<policy::PortSecurity> {
+    if !endpoint.port_security {
+        return None;
+    }
+    let (ipv4, ipv6) = endpoint_addresses(network, endpoint, now);
+    Some(policy::PortSecurity {
+        mac: endpoint.mac.0,
+        ipv4,
+        ipv6,
+    })
+}
+
+/// The addresses an endpoint holds now: static ones, a DHCP client's live lease and SLAAC
+/// address, as IPv4 and IPv6.
+pub(super) fn endpoint_addresses(
+    network: &NetworkRecord,
+    endpoint: &EndpointRecord,
+    now: u64,
+) -> (Vec<Ipv4Addr>, Vec<Ipv6Addr>) {
+    let mut ipv4 = Vec::new();
+    let mut ipv6 = Vec::new();
+    for address in &endpoint.addresses {
+        match address.addr() {
+            IpAddr::V4(ip) => ipv4.push(ip),
+            IpAddr::V6(ip) => ipv6.push(ip),
+        }
+    }
+    if endpoint.dhcp {
+        ipv4.extend(
+            network
+                .leases
+                .iter()
+                .filter(|l| l.mac == endpoint.mac && l.expires > now)
+                .map(|l| l.ip),
+        );
+        for subnet in &network.subnets {
+            if let ipnet::IpNet::V6(net) = subnet.subnet {
+                if net.prefix_len() == 64 {
+                    ipv6.push(gateway::ndp::eui64_address(net.network(), endpoint.mac));
+                }
+            }
+        }
+    }
+    (ipv4, ipv6)
+}
+
+/// The default route next hops of a network: the gateway of its first subnet of each family.
+fn default_gateways(network: &NetworkRecord) -> Vec<IpAddr> {
+    let v4 = network.subnets.iter().find(|s| s.gateway.is_ipv4());
+    let v6 = network.subnets.iter().find(|s| s.gateway.is_ipv6());
+    v4.into_iter().chain(v6).map(|s| s.gateway).collect()
+}

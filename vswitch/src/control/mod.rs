@@ -1,0 +1,210 @@
+//! The control plane: owns the networks and endpoints, checks every request before changing
+//! anything, drives the data path, persists the result, and notices containers that went away.
+//! Requests are serialized by one async mutex, so each is applied whole or not at all.
+//!
+//! Its root is one map of networks, each holding its record (what is persisted) and its live
+//! parts (switch ids, ports, gateway) together. One module per concern adds its methods to
+//! `Control`: `networks`, `endpoints`, `trunks`, `rules` (policy and rate limits), `leases`
+//! (DHCP decisions for the gateways), `observe` (ports, FDB, counters), `span` (captures and
+//! mirrors), `trace`, and `watch` (namespaces that went away).
+
+mod endpoints;
+pub mod error;
+mod leases;
+mod networks;
+mod observe;
+mod rules;
+mod span;
+mod trace;
+mod trunks;
+mod watch;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, RwLock};
+
+use tokio::sync::{mpsc, Mutex};
+use tracing::{error, info, warn};
+
+use vswitch_core::ids::{NetworkId, PortId};
+use vswitch_core::reason::DropCounters;
+
+use crate::datapath::{DataPathConfig, DataPlane};
+use crate::gateway::directory::Directory;
+use crate::gateway::{Gateway, LeaseCall};
+use crate::model::store::StateStore;
+use crate::model::{MirrorRecord, ModelError, NetworkRecord, State, TrunkRecord};
+
+pub use error::ControlError;
+pub use networks::NetworkView;
+pub use observe::{FdbInfo, PortInfo};
+pub use rules::{PolicyChange, PolicyView};
+pub use span::CaptureStream;
+pub use trace::{TraceReport, TraceStep};
+pub use watch::NAMESPACE_CHECK_INTERVAL;
+
+/// A container's or trunk's port: its switch port and the namespace its TAP lives in.
+struct LivePort {
+    port: PortId,
+    ns: tap::Namespace,
+}
+
+/// A network's gateway: its switch port and the task serving it.
+struct LiveGateway {
+    port: PortId,
+    gateway: Gateway,
+}
+
+/// A network: its record and what runs for it.
+struct Network {
+    record: NetworkRecord,
+    id: NetworkId,
+    gateway: LiveGateway,
+    /// Ports of the endpoints in `record.endpoints`, by endpoint name.
+    ports: HashMap<String, LivePort>,
+}
+
+/// A trunk port: its record and its port.
+struct Trunk {
+    record: TrunkRecord,
+    port: LivePort,
+}
+
+/// Everything the control plane owns, behind its one lock.
+#[derive(Default)]
+struct Inner {
+    networks: BTreeMap<String, Network>,
+    trunks: BTreeMap<String, Trunk>,
+    mirrors: BTreeMap<String, MirrorRecord>,
+}
+
+impl Inner {
+    /// The network called `name`.
+    fn network(&self, name: &str) -> Result<&Network, ControlError> {
+        self.networks
+            .get(name)
+            .ok_or_else(|| ModelError::UnknownNetwork(name.to_string()).into())
+    }
+
+    /// The network called `name`, to change.
+    fn network_mut(&mut self, name: &str) -> Result<&mut Network, ControlError> {
+        self.networks
+            .get_mut(name)
+            .ok_or_else(|| ModelError::UnknownNetwork(name.to_string()).into())
+    }
+
+    /// The records alone, as persisted and as the model's checks read them.
+    fn state(&self) -> State {
+        State {
+            networks: self
+                .networks
+                .iter()
+                .map(|(name, n)| (name.clone(), n.record.clone()))
+                .collect(),
+            trunks: self
+                .trunks
+                .iter()
+                .map(|(name, t)| (name.clone(), t.record.clone()))
+                .collect(),
+            mirrors: self.mirrors.clone(),
+        }
+    }
+}
+
+/// The daemon's state and the data path it drives.
+pub struct Control {
+    inner: Mutex<Inner>,
+    dataplane: DataPlane,
+    store: StateStore,
+    /// What the gateways' DNS servers answer from, rebuilt after every change.
+    names: Arc<RwLock<Directory>>,
+    /// Where gateways ask for DHCP lease decisions.
+    leases: mpsc::Sender<LeaseCall>,
+    /// Stop flags of running captures by id.
+    captures: std::sync::Mutex<HashMap<u64, Arc<AtomicBool>>>,
+    /// Drop counts at the last drop summary.
+    drops_logged: std::sync::Mutex<DropCounters>,
+}
+
+/// Seconds since the Unix epoch.
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+impl Control {
+    /// Starts the data path and restores saved networks; endpoints whose namespace still exists
+    /// are attached again, the others are forgotten.
+    pub async fn start(
+        store: StateStore,
+        config: DataPathConfig,
+    ) -> Result<Arc<Control>, ControlError> {
+        let loaded = store.load()?;
+        if let Some((aside, damage)) = &loaded.damaged {
+            error!(error = %damage, kept = %aside.display(), "state file damaged: starting with no networks; the damaged copy is kept");
+        }
+        let (leases, lease_calls) = mpsc::channel(256);
+        let control = Arc::new(Control {
+            inner: Mutex::new(Inner::default()),
+            dataplane: DataPlane::start(config).map_err(ControlError::DataPathStart)?,
+            store,
+            names: Arc::default(),
+            leases,
+            captures: Default::default(),
+            drops_logged: Default::default(),
+        });
+        tokio::spawn(leases::serve(Arc::downgrade(&control), lease_calls));
+        control.restore(loaded.state).await?;
+        Ok(control)
+    }
+
+    async fn restore(&self, saved: State) -> Result<(), ControlError> {
+        let mut inner = self.inner.lock().await;
+        for (name, mut record) in saved.networks {
+            let endpoints = std::mem::take(&mut record.endpoints);
+            let network = self.start_network(record).await?;
+            inner.networks.insert(name.clone(), network);
+            for (_, endpoint) in endpoints {
+                match self.attach(&mut inner, &name, endpoint.clone()).await {
+                    Ok(_) => {
+                        info!(network = %name, endpoint = %endpoint.name, "endpoint restored")
+                    }
+                    Err(e) => {
+                        warn!(network = %name, endpoint = %endpoint.name, error = %e, "endpoint not restored")
+                    }
+                }
+            }
+            if let Err(e) = self.apply_policy(&inner, &name) {
+                warn!(network = %name, error = %e, "policy not restored");
+            }
+        }
+        for (name, trunk) in saved.trunks {
+            match self.attach_trunk(&mut inner, trunk).await {
+                Ok(_) => info!(trunk = %name, "trunk restored"),
+                Err(e) => warn!(trunk = %name, error = %e, "trunk not restored"),
+            }
+        }
+        inner.mirrors = saved.mirrors;
+        self.commit(&inner)
+    }
+
+    /// Makes a change take effect beyond the switch: persists the state, publishes the names it
+    /// holds to the gateways' DNS, and points the mirrors at the ports as they are now.
+    fn commit(&self, inner: &Inner) -> Result<(), ControlError> {
+        self.dataplane.fanout().set_mirrors(
+            inner
+                .mirrors
+                .values()
+                .filter_map(|m| inner.resolve_mirror(m).ok())
+                .collect(),
+        );
+        let state = inner.state();
+        let directory = Directory::from_state(&state, unix_now());
+        *self
+            .names
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = directory;
+        Ok(self.store.save(&state)?)
+    }
+}

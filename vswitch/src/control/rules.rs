@@ -1,0 +1,208 @@
+//! A network's policy and its ports' rate limits: compiling the rules against the endpoints as
+//! they are now, changing them atomically, and reading their counters and tracked flows.
+
+use std::net::IpAddr;
+
+use serde::{Deserialize, Serialize};
+use tracing::info;
+
+use super::endpoints::endpoint_addresses;
+use super::{unix_now, Control, ControlError, Inner, Network};
+use crate::gateway;
+use crate::model::{check_rate_limit, EndpointRecord, NetworkRecord, RuleAdd};
+
+/// A network's policy and how often each rule (and the default) decided a packet.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PolicyView {
+    /// The policy as configured.
+    #[serde(flatten)]
+    pub policy: policy::NetworkPolicy,
+    /// Counters per rule, in rule order, then `default`.
+    pub stats: Vec<policy::RuleStats>,
+}
+
+/// One change to a network's policy, applied whole or not at all.
+#[derive(Debug, Clone)]
+pub enum PolicyChange {
+    /// Replace the whole policy.
+    Replace(policy::NetworkPolicy),
+    /// Insert a rule.
+    AddRule(RuleAdd),
+    /// Remove the rule of this name.
+    RemoveRule(String),
+    /// Change what happens to traffic no rule matches.
+    SetDefault(policy::DefaultAction),
+}
+
+impl PolicyChange {
+    fn apply(self, network: &str, policy: &mut policy::NetworkPolicy) -> Result<(), ControlError> {
+        match self {
+            PolicyChange::Replace(new) => *policy = new,
+            PolicyChange::AddRule(RuleAdd { rule, position }) => {
+                let at = position.unwrap_or(policy.rules.len());
+                if at > policy.rules.len() {
+                    return Err(ControlError::Invalid(format!(
+                        "position {at} is past the end of the {} rules",
+                        policy.rules.len()
+                    )));
+                }
+                policy.rules.insert(at, rule);
+            }
+            PolicyChange::RemoveRule(rule) => {
+                let at = policy
+                    .rules
+                    .iter()
+                    .position(|r| r.name == rule)
+                    .ok_or_else(|| ControlError::UnknownRule {
+                        rule,
+                        network: network.to_string(),
+                    })?;
+                policy.rules.remove(at);
+            }
+            PolicyChange::SetDefault(default) => policy.default = default,
+        }
+        Ok(())
+    }
+}
+
+impl Control {
+    /// A network's policy with its rule counters.
+    pub async fn policy(&self, network: &str) -> Result<PolicyView, ControlError> {
+        let inner = self.inner.lock().await;
+        Ok(self.policy_view(inner.network(network)?))
+    }
+
+    /// Changes a network's policy; the result is checked and compiled before it replaces the
+    /// running one in one step, else nothing changes.
+    pub async fn change_policy(
+        &self,
+        network: &str,
+        change: PolicyChange,
+    ) -> Result<PolicyView, ControlError> {
+        let mut inner = self.inner.lock().await;
+        let mut candidate = inner.network(network)?.record.clone();
+        change.apply(network, &mut candidate.policy)?;
+        let engine = policy_engine(&candidate, unix_now())?;
+        let net = inner.network_mut(network)?;
+        let old = std::mem::replace(&mut net.record.policy, candidate.policy);
+        if let Err(e) = self.commit(&inner) {
+            inner.network_mut(network)?.record.policy = old;
+            return Err(e);
+        }
+        let net = inner.network(network)?;
+        self.dataplane.set_policy(net.id, engine)?;
+        info!(network, "policy changed");
+        Ok(self.policy_view(net))
+    }
+
+    /// A network's tracked flows.
+    pub async fn conntrack(&self, network: &str) -> Result<Vec<policy::FlowRow>, ControlError> {
+        let inner = self.inner.lock().await;
+        Ok(self.dataplane.flows(inner.network(network)?.id))
+    }
+
+    /// Replaces an endpoint's ingress rate limit at run time (`None`: unlimited).
+    pub async fn set_rate_limit(
+        &self,
+        network: &str,
+        target: &str,
+        limit: Option<policy::RateLimit>,
+    ) -> Result<EndpointRecord, ControlError> {
+        let limit = check_rate_limit(limit)?;
+        let mut inner = self.inner.lock().await;
+        let net = inner.network_mut(network)?;
+        let name = net.record.endpoint_name(target)?;
+        let Some(endpoint) = net.record.endpoints.get_mut(&name) else {
+            unreachable!("endpoint_name found it");
+        };
+        let old = std::mem::replace(&mut endpoint.rate_limit, limit);
+        let updated = endpoint.clone();
+        if let Err(e) = self.commit(&inner) {
+            if let Some(endpoint) = inner.network_mut(network)?.record.endpoints.get_mut(&name) {
+                endpoint.rate_limit = old;
+            }
+            return Err(e);
+        }
+        if let Some(port) = inner.network(network)?.ports.get(&name) {
+            self.dataplane.set_rate_limit(port.port, limit)?;
+        }
+        info!(network, endpoint = %updated.name, ?limit, "rate limit changed");
+        Ok(updated)
+    }
+
+    /// Rule counters of every network that has a policy to enforce, by network name.
+    pub async fn policy_counters(&self) -> Vec<(String, Vec<policy::RuleStats>)> {
+        let inner = self.inner.lock().await;
+        inner
+            .networks
+            .iter()
+            .map(|(name, n)| (name.clone(), self.dataplane.rule_stats(n.id)))
+            .filter(|(_, stats)| !stats.is_empty())
+            .collect()
+    }
+
+    /// Compiles `network`'s policy against its endpoints as they are now and installs it.
+    pub(super) fn apply_policy(&self, inner: &Inner, network: &str) -> Result<(), ControlError> {
+        let net = inner.network(network)?;
+        let engine = policy_engine(&net.record, unix_now())?;
+        self.dataplane.set_policy(net.id, engine)?;
+        Ok(())
+    }
+
+    fn policy_view(&self, network: &Network) -> PolicyView {
+        let mut stats = self.dataplane.rule_stats(network.id);
+        if stats.is_empty() {
+            // No engine (nothing to enforce): every rule and the default at zero.
+            stats = network
+                .record
+                .policy
+                .rules
+                .iter()
+                .map(|r| r.name.clone())
+                .chain([policy::rules::DEFAULT_RULE.to_string()])
+                .map(|name| policy::RuleStats {
+                    name,
+                    hits: 0,
+                    staged_hits: 0,
+                })
+                .collect();
+        }
+        PolicyView {
+            policy: network.record.policy.clone(),
+            stats,
+        }
+    }
+}
+
+/// `network`'s policy compiled against its endpoints as they are now (labels, addresses);
+/// `None` when it lets everything through, so the data path tracks nothing.
+pub(super) fn policy_engine(
+    network: &NetworkRecord,
+    now: u64,
+) -> Result<Option<policy::Engine>, policy::RuleError> {
+    if network.policy.is_open() {
+        return Ok(None);
+    }
+    let endpoints: Vec<policy::Endpoint> = network
+        .endpoints
+        .values()
+        .map(|e| {
+            let (v4, v6) = endpoint_addresses(network, e, now);
+            let link_local = gateway::ndp::link_local(e.mac);
+            policy::Endpoint {
+                name: e.name.clone(),
+                labels: e.labels.clone(),
+                addrs: v4
+                    .into_iter()
+                    .map(IpAddr::V4)
+                    .chain(v6.into_iter().chain([link_local]).map(IpAddr::V6))
+                    .collect(),
+            }
+        })
+        .collect();
+    let gateway = network.subnets.iter().map(|s| s.gateway).collect();
+    let capacity = network
+        .max_flows
+        .unwrap_or(policy::conntrack::DEFAULT_CAPACITY);
+    policy::Engine::new(&network.policy, &endpoints, gateway, capacity).map(Some)
+}

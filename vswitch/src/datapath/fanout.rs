@@ -1,0 +1,267 @@
+//! Fan-out on the data path: copies of frames for live captures and port mirrors (SPAN). With
+//! nothing to copy to, the data path pays one relaxed atomic load per frame. A capture's copies
+//! go into a bounded queue that never waits: when it is full (a slow reader) the frame is skipped
+//! and counted, so capturing never slows forwarding. Mirrors name the ports that get copies.
+
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
+use std::sync::{Arc, RwLock};
+use std::time::SystemTime;
+
+use vswitch_core::ids::PortId;
+use vswitch_core::reason::DropReason;
+
+use crate::capture::{Captured, Direction};
+
+/// Frames a capture may hold waiting for its writer.
+pub const CAPTURE_QUEUE: usize = 4096;
+
+/// Which frames a capture or mirror takes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Scope {
+    /// Ports tapped.
+    pub ports: Vec<PortId>,
+    /// Both directions (a port), or only frames entering the switch (a whole network, where the
+    /// other direction would repeat every frame; frames dropped on the way out still count).
+    pub both_directions: bool,
+}
+
+impl Scope {
+    fn index_of(&self, port: PortId, direction: Direction, dropped: bool) -> Option<usize> {
+        if direction == Direction::Out && !self.both_directions && !dropped {
+            return None;
+        }
+        self.ports.iter().position(|p| *p == port)
+    }
+}
+
+/// A running capture as the data path sees it: where its copies go.
+pub struct CaptureFeed {
+    id: u64,
+    scope: Scope,
+    drops: bool,
+    snaplen: usize,
+    queue: SyncSender<Captured>,
+    /// Frames skipped because the queue was full, per interface.
+    skipped: Vec<AtomicU64>,
+    /// Frames offered, per interface (pcapng's isb_ifrecv).
+    seen: Vec<AtomicU64>,
+}
+
+/// A port mirror: copies of the frames of `scope` go out of `target`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mirror {
+    /// Mirror name.
+    pub name: String,
+    /// What is copied.
+    pub scope: Scope,
+    /// Where the copies go.
+    pub target: PortId,
+}
+
+/// Every capture and mirror on the data path, shared by its workers and the control plane.
+#[derive(Default)]
+pub struct Fanout {
+    /// Number of captures and mirrors: the data path looks no further while it is 0.
+    active: AtomicUsize,
+    captures: RwLock<Vec<Arc<CaptureFeed>>>,
+    mirrors: RwLock<Vec<Mirror>>,
+    next_id: AtomicU64,
+    /// Frames every capture skipped so far, for metrics.
+    skipped_total: AtomicU64,
+}
+
+impl Fanout {
+    /// Whether anything is tapped: one relaxed load, the data path's only cost otherwise.
+    #[inline]
+    pub fn is_active(&self) -> bool {
+        self.active.load(Relaxed) != 0
+    }
+
+    /// Copies a frame (given as the parts of its bytes) to every capture that wants it. Never
+    /// blocks: a full capture queue skips the frame and counts it.
+    pub fn offer(
+        &self,
+        port: PortId,
+        direction: Direction,
+        parts: &[&[u8]],
+        drop: Option<DropReason>,
+    ) {
+        let captures = self
+            .captures
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for capture in captures.iter() {
+            let Some(index) = capture.scope.index_of(port, direction, drop.is_some()) else {
+                continue;
+            };
+            if drop.is_some() && !capture.drops {
+                continue;
+            }
+            capture.seen[index].fetch_add(1, Relaxed);
+            let original_len: usize = parts.iter().map(|p| p.len()).sum();
+            let mut data = Vec::with_capacity(original_len.min(capture.snaplen));
+            for part in parts {
+                let room = capture.snaplen - data.len();
+                data.extend_from_slice(&part[..part.len().min(room)]);
+            }
+            let frame = Captured {
+                interface: index as u32,
+                direction,
+                time: SystemTime::now(),
+                data,
+                original_len: original_len as u32,
+                drop: drop.clone(),
+            };
+            if let Err(TrySendError::Full(_)) = capture.queue.try_send(frame) {
+                capture.skipped[index].fetch_add(1, Relaxed);
+                self.skipped_total.fetch_add(1, Relaxed);
+            }
+        }
+    }
+
+    /// The mirror targets for a frame at `port` going `direction`.
+    pub fn mirror_targets(&self, port: PortId, direction: Direction, out: &mut Vec<PortId>) {
+        let mirrors = self
+            .mirrors
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for mirror in mirrors.iter() {
+            if mirror.target != port && mirror.scope.index_of(port, direction, false).is_some() {
+                out.push(mirror.target);
+            }
+        }
+    }
+
+    /// Starts a capture; frames come out of the returned receiver until `stop_capture`.
+    pub fn start_capture(
+        &self,
+        scope: Scope,
+        drops: bool,
+        snaplen: u32,
+    ) -> (u64, Receiver<Captured>) {
+        let (queue, receiver) = mpsc::sync_channel(CAPTURE_QUEUE);
+        let id = self.next_id.fetch_add(1, Relaxed);
+        let n = scope.ports.len();
+        let tap = CaptureFeed {
+            id,
+            scope,
+            drops,
+            snaplen: snaplen.max(1) as usize,
+            queue,
+            skipped: (0..n).map(|_| AtomicU64::new(0)).collect(),
+            seen: (0..n).map(|_| AtomicU64::new(0)).collect(),
+        };
+        self.write_captures().push(Arc::new(tap));
+        self.active.fetch_add(1, Relaxed);
+        (id, receiver)
+    }
+
+    /// Stops a capture; returns per interface (frames seen, frames skipped).
+    pub fn stop_capture(&self, id: u64) -> Option<Vec<(u64, u64)>> {
+        let mut captures = self.write_captures();
+        let index = captures.iter().position(|c| c.id == id)?;
+        let tap = captures.remove(index);
+        self.active.fetch_sub(1, Relaxed);
+        Some(
+            tap.seen
+                .iter()
+                .zip(&tap.skipped)
+                .map(|(seen, skipped)| (seen.load(Relaxed), skipped.load(Relaxed)))
+                .collect(),
+        )
+    }
+
+    /// Frames skipped by every capture so far.
+    pub fn skipped_total(&self) -> u64 {
+        self.skipped_total.load(Relaxed)
+    }
+
+    /// Replaces the mirrors.
+    pub fn set_mirrors(&self, mirrors: Vec<Mirror>) {
+        let mut current = self
+            .mirrors
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let before = current.len();
+        *current = mirrors;
+        let after = current.len();
+        // Adjust the active count by the difference, captures unaffected.
+        if after > before {
+            self.active.fetch_add(after - before, Relaxed);
+        } else {
+            self.active.fetch_sub(before - after, Relaxed);
+        }
+    }
+
+    fn write_captures(&self) -> std::sync::RwLockWriteGuard<'_, Vec<Arc<CaptureFeed>>> {
+        self.captures
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use vswitch_core::frame::fixtures::{bytes, ICMP_REQUEST};
+
+    fn scope(ports: &[u32], both: bool) -> Scope {
+        Scope {
+            ports: ports.iter().map(|p| PortId(*p)).collect(),
+            both_directions: both,
+        }
+    }
+
+    #[test]
+    fn nothing_copied_means_inactive_and_a_full_queue_skips() {
+        let fanout = Fanout::default();
+        assert!(!fanout.is_active());
+        let (id, rx) = fanout.start_capture(scope(&[1], true), false, 20);
+        assert!(fanout.is_active());
+        let frame = bytes(ICMP_REQUEST);
+        for _ in 0..CAPTURE_QUEUE + 10 {
+            fanout.offer(PortId(1), Direction::In, &[&frame], None);
+        }
+        // Other ports, and drops without --drops, are not taken.
+        fanout.offer(PortId(2), Direction::In, &[&frame], None);
+        fanout.offer(
+            PortId(1),
+            Direction::In,
+            &[&frame],
+            Some(DropReason::OverMtu),
+        );
+        assert_eq!(fanout.skipped_total(), 10);
+        let first = rx.recv().unwrap();
+        assert_eq!(
+            (first.data.len(), first.original_len as usize),
+            (20, frame.len())
+        );
+        assert_eq!(
+            fanout.stop_capture(id),
+            Some(vec![(CAPTURE_QUEUE as u64 + 10, 10)])
+        );
+        assert!(!fanout.is_active());
+    }
+
+    #[test]
+    fn network_scope_takes_only_frames_entering_the_switch() {
+        let net = scope(&[1, 2], false);
+        assert_eq!(net.index_of(PortId(2), Direction::In, false), Some(1));
+        assert_eq!(net.index_of(PortId(2), Direction::Out, false), None);
+        assert_eq!(net.index_of(PortId(2), Direction::Out, true), Some(1));
+        let fanout = Fanout::default();
+        fanout.set_mirrors(vec![Mirror {
+            name: "m".into(),
+            scope: scope(&[1], true),
+            target: PortId(3),
+        }]);
+        assert!(fanout.is_active());
+        let mut out = Vec::new();
+        fanout.mirror_targets(PortId(1), Direction::Out, &mut out);
+        fanout.mirror_targets(PortId(2), Direction::In, &mut out);
+        assert_eq!(out, vec![PortId(3)]);
+        fanout.set_mirrors(Vec::new());
+        assert!(!fanout.is_active());
+    }
+}

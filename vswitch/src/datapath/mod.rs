@@ -1,0 +1,326 @@
+//! The data path: worker threads (`worker`), one per TAP queue index, each carrying out the
+//! core's decisions on its queue of every port (`port`), with copies for captures and mirrors
+//! (`fanout`). The kernel spreads a container's flows over the queues of its multi-queue TAP,
+//! one flow per queue, so TCP is never reordered. Workers share the one `Switch` (so every
+//! worker sees every learned MAC) behind a mutex held only for a decision. `DataPlane` is the
+//! control plane's handle: changes to the switch are plain calls under that mutex; only adding,
+//! removing and counting ports wait for the workers.
+
+pub mod fanout;
+mod port;
+mod worker;
+
+use std::io;
+use std::os::unix::net::UnixDatagram;
+use std::sync::{mpsc, Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use mio::{Poll, Waker};
+use tokio::sync::oneshot;
+
+use vswitch_core::ids::{NetworkId, PortId};
+use vswitch_core::switch::{
+    ConfigError, FdbRow, NetworkStats, PortConfig, Switch, SwitchConfig, SwitchStats, Trace,
+};
+
+use fanout::Fanout;
+pub use port::PortCounters;
+use port::{PortIo, PortQueue};
+use worker::{Command, Worker, WAKER};
+
+/// How the data path runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DataPathConfig {
+    /// The switching core's tuning.
+    pub switch: SwitchConfig,
+    /// After a frame, keep polling without sleeping this long: a frame arriving meanwhile is
+    /// taken without a wake-up (tens of µs on a virtual machine). Zero sleeps at once.
+    pub busy_poll: Duration,
+    /// Worker threads, and so queues per TAP device.
+    pub workers: usize,
+}
+
+impl Default for DataPathConfig {
+    fn default() -> Self {
+        DataPathConfig {
+            switch: SwitchConfig::default(),
+            busy_poll: DEFAULT_BUSY_POLL,
+            workers: default_workers(),
+        }
+    }
+}
+
+/// Default busy-poll window: costs 50 µs of CPU per burst of traffic, nothing when idle.
+pub const DEFAULT_BUSY_POLL: Duration = Duration::from_micros(50);
+
+/// One worker per core.
+pub fn default_workers() -> usize {
+    std::thread::available_parallelism().map_or(1, usize::from)
+}
+
+/// Why the data path could not do what the control plane asked.
+#[derive(Debug, thiserror::Error)]
+pub enum DataPathError {
+    /// A worker thread is gone (it panicked); nothing can be forwarded any more.
+    #[error("the data path thread has stopped")]
+    Gone,
+    /// The switch refused the change.
+    #[error(transparent)]
+    Switch(#[from] ConfigError),
+}
+
+struct WorkerHandle {
+    commands: mpsc::Sender<Command>,
+    waker: Arc<Waker>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+/// The control plane's handle on the data path. Dropping it stops the workers, which closes
+/// every TAP device.
+pub struct DataPlane {
+    switch: Arc<Mutex<Switch>>,
+    workers: Vec<WorkerHandle>,
+    fanout: Arc<Fanout>,
+}
+
+/// The switch, whoever holds it: the core never panics mid-decision, so a poisoned lock still
+/// holds a consistent switch.
+fn lock(switch: &Mutex<Switch>) -> MutexGuard<'_, Switch> {
+    switch.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl DataPlane {
+    /// Starts the worker threads.
+    pub fn start(config: DataPathConfig) -> io::Result<DataPlane> {
+        let switch = Arc::new(Mutex::new(Switch::new(config.switch)));
+        let fanout = Arc::new(Fanout::default());
+        let mut workers = Vec::new();
+        for index in 0..config.workers.max(1) {
+            let poll = Poll::new()?;
+            let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
+            let (commands, receiver) = mpsc::channel();
+            let mut worker = Worker::new(
+                index,
+                switch.clone(),
+                fanout.clone(),
+                poll,
+                receiver,
+                config.busy_poll,
+            );
+            let thread = std::thread::Builder::new()
+                .name(format!("dataplane{index}"))
+                .spawn(move || worker.run())?;
+            workers.push(WorkerHandle {
+                commands,
+                waker,
+                thread: Some(thread),
+            });
+        }
+        Ok(DataPlane {
+            switch,
+            workers,
+            fanout,
+        })
+    }
+
+    /// Captures and mirrors on the data path.
+    pub fn fanout(&self) -> &Arc<Fanout> {
+        &self.fanout
+    }
+
+    /// What `process` would do with `frame` arriving on `port`, changing nothing.
+    pub fn trace(&self, port: PortId, frame: &[u8]) -> Trace {
+        lock(&self.switch).trace(Instant::now(), port, frame)
+    }
+
+    /// Number of workers: the queues each TAP device should have.
+    pub fn workers(&self) -> usize {
+        self.workers.len()
+    }
+
+    async fn ask<T>(
+        &self,
+        worker: &WorkerHandle,
+        command: impl FnOnce(oneshot::Sender<T>) -> Command,
+    ) -> Result<T, DataPathError> {
+        let (reply, answer) = oneshot::channel();
+        worker
+            .commands
+            .send(command(reply))
+            .map_err(|_| DataPathError::Gone)?;
+        worker.waker.wake().map_err(|_| DataPathError::Gone)?;
+        answer.await.map_err(|_| DataPathError::Gone)
+    }
+
+    /// Adds an isolated network.
+    pub fn add_network(&self) -> NetworkId {
+        lock(&self.switch).add_network()
+    }
+
+    /// Removes a network without ports.
+    pub fn remove_network(&self, id: NetworkId) -> Result<(), ConfigError> {
+        lock(&self.switch).remove_network(id)
+    }
+
+    /// Hands a TAP device to the switch as a new port: queue i to worker i. A device with fewer
+    /// queues than workers shares them: every worker can write to it, its owner reads.
+    pub async fn add_port(
+        &self,
+        tap: tap::Tap,
+        config: PortConfig,
+    ) -> Result<PortId, DataPathError> {
+        let vnet_hdr = tap.vnet_hdr();
+        let mtu = config.mtu as usize;
+        let queues: Vec<Arc<tun_rs::SyncDevice>> =
+            tap.into_queues().into_iter().map(Arc::new).collect();
+        let id = lock(&self.switch).add_port(config)?;
+        for (index, worker) in self.workers.iter().enumerate() {
+            let io = PortIo {
+                queue: PortQueue::Tap(queues[index % queues.len()].clone()),
+                read: index < queues.len(),
+                vnet_hdr,
+                mtu,
+                counters: PortCounters::default(),
+            };
+            self.ask(worker, |r| Command::AttachQueue(id, io, r))
+                .await?;
+        }
+        Ok(id)
+    }
+
+    /// Adds the port of a network's gateway, which lives inside this process: it exchanges
+    /// frames, one per datagram and without offload headers, over `socket` (non-blocking; its
+    /// peer is the gateway's end). The first worker reads it; every worker may write to it.
+    pub async fn add_gateway_port(
+        &self,
+        socket: UnixDatagram,
+        config: PortConfig,
+    ) -> Result<PortId, DataPathError> {
+        let mtu = config.mtu as usize;
+        let socket = Arc::new(socket);
+        let id = lock(&self.switch).add_port(config)?;
+        for (index, worker) in self.workers.iter().enumerate() {
+            let io = PortIo {
+                queue: PortQueue::Gateway(socket.clone()),
+                read: index == 0,
+                vnet_hdr: false,
+                mtu,
+                counters: PortCounters::default(),
+            };
+            self.ask(worker, |r| Command::AttachQueue(id, io, r))
+                .await?;
+        }
+        Ok(id)
+    }
+
+    /// Removes a port; once every worker has let go of its queue, the TAP device is deleted.
+    pub async fn remove_port(&self, id: PortId) -> Result<(), DataPathError> {
+        lock(&self.switch).remove_port(id)?;
+        for worker in &self.workers {
+            self.ask(worker, |r| Command::DetachQueue(id, r)).await?;
+        }
+        Ok(())
+    }
+
+    /// Switch-wide and per-port counters, every worker's share added up.
+    pub async fn counters(
+        &self,
+    ) -> Result<(SwitchStats, Vec<(PortId, PortCounters)>), DataPathError> {
+        let mut ports: Vec<(PortId, PortCounters)> = Vec::new();
+        for worker in &self.workers {
+            for (id, counters) in self.ask(worker, Command::Counters).await? {
+                match ports.iter_mut().find(|(p, _)| *p == id) {
+                    Some((_, total)) => total.merge(&counters),
+                    None => ports.push((id, counters)),
+                }
+            }
+        }
+        let switch = lock(&self.switch);
+        let mut stats = switch.stats();
+        for (id, counters) in &mut ports {
+            // Egress drops happen in the workers, not in the core: add them to the switch total.
+            stats.drops.merge(&counters.drops);
+            if let Some(ingress) = switch.port_drops(*id) {
+                counters.drops.merge(&ingress);
+            }
+        }
+        Ok((stats, ports))
+    }
+
+    /// Counters of a network.
+    pub fn network_stats(&self, network: NetworkId) -> Option<NetworkStats> {
+        lock(&self.switch).network_stats(network)
+    }
+
+    /// Replaces what a port may send as.
+    pub fn set_port_security(
+        &self,
+        port: PortId,
+        security: Option<policy::PortSecurity>,
+    ) -> Result<(), ConfigError> {
+        lock(&self.switch).set_port_security(port, security)
+    }
+
+    /// Replaces a port's ingress rate limit.
+    pub fn set_rate_limit(
+        &self,
+        port: PortId,
+        limit: Option<policy::RateLimit>,
+    ) -> Result<(), ConfigError> {
+        lock(&self.switch).set_rate_limit(port, limit)
+    }
+
+    /// Installs a network's compiled policy (built beforehand, so the lock is held only for
+    /// the swap).
+    pub fn set_policy(
+        &self,
+        network: NetworkId,
+        engine: Option<policy::Engine>,
+    ) -> Result<(), ConfigError> {
+        lock(&self.switch).set_policy(network, engine)
+    }
+
+    /// Sets a network's storm control (broadcast/multicast packets/s, `None`: off).
+    pub fn set_storm_control(
+        &self,
+        network: NetworkId,
+        pps: Option<u64>,
+    ) -> Result<(), ConfigError> {
+        lock(&self.switch).set_storm_control(network, pps)
+    }
+
+    /// A network's rule counters, then the default's (empty without a policy).
+    pub fn rule_stats(&self, network: NetworkId) -> Vec<policy::RuleStats> {
+        lock(&self.switch)
+            .policy(network)
+            .map_or_else(Vec::new, policy::Engine::rule_stats)
+    }
+
+    /// A network's tracked flows (empty without a policy).
+    pub fn flows(&self, network: NetworkId) -> Vec<policy::FlowRow> {
+        lock(&self.switch)
+            .policy(network)
+            .map_or_else(Vec::new, |engine| engine.flows(Instant::now()))
+    }
+
+    /// Live FDB entries of a network.
+    pub fn fdb(&self, network: NetworkId) -> Vec<FdbRow> {
+        lock(&self.switch).fdb_rows(Instant::now(), network)
+    }
+}
+
+impl Drop for DataPlane {
+    fn drop(&mut self) {
+        // Closing a worker's channel and waking it makes it exit.
+        for worker in &mut self.workers {
+            let (closed, _) = mpsc::channel();
+            drop(std::mem::replace(&mut worker.commands, closed));
+            let _ = worker.waker.wake();
+        }
+        for worker in &mut self.workers {
+            if let Some(thread) = worker.thread.take() {
+                let _ = thread.join();
+            }
+        }
+    }
+}

@@ -1,0 +1,166 @@
+//! A port as one worker sees it: the queue it reads and writes (a TAP queue, or the datagram
+//! socket of a gateway inside this process), its share of the counters, and how a frame is
+//! written out: with its offload header, or cut into wire frames where the port takes none.
+
+use std::io::{self, IoSlice};
+use std::os::fd::AsRawFd;
+use std::os::unix::net::UnixDatagram;
+use std::sync::Arc;
+
+use vswitch_core::frame::ETH_HEADER_LEN;
+use vswitch_core::offload::{Offload, Segmenter, VNET_HDR_LEN};
+use vswitch_core::reason::{DropCounters, DropReason};
+
+/// Traffic counters of one port.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PortCounters {
+    /// Frames read from the device.
+    pub rx_packets: u64,
+    /// Bytes read from the device.
+    pub rx_bytes: u64,
+    /// Frames written to the device.
+    pub tx_packets: u64,
+    /// Bytes written to the device.
+    pub tx_bytes: u64,
+    /// Frames dropped on ingress (by the core) or egress (device refused, too large), by reason.
+    pub drops: DropCounters,
+}
+
+impl PortCounters {
+    /// Adds `other`'s counts to these.
+    pub fn merge(&mut self, other: &PortCounters) {
+        self.rx_packets += other.rx_packets;
+        self.rx_bytes += other.rx_bytes;
+        self.tx_packets += other.tx_packets;
+        self.tx_bytes += other.tx_bytes;
+        self.drops.merge(&other.drops);
+    }
+}
+
+/// Where a port's frames come from and go to.
+#[derive(Clone)]
+pub(crate) enum PortQueue {
+    /// One queue of a TAP device in a container's namespace.
+    Tap(Arc<tun_rs::SyncDevice>),
+    /// A datagram socket whose other end is a port inside this process (a network's gateway):
+    /// one datagram per frame, never a virtio_net_hdr.
+    Gateway(Arc<UnixDatagram>),
+}
+
+impl PortQueue {
+    pub fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            PortQueue::Tap(device) => device.recv(buf),
+            PortQueue::Gateway(socket) => socket.recv(buf),
+        }
+    }
+
+    fn send(&self, frame: &[u8]) -> io::Result<usize> {
+        match self {
+            PortQueue::Tap(device) => device.send(frame),
+            PortQueue::Gateway(socket) => socket.send(frame),
+        }
+    }
+
+    fn send_vectored(&self, iov: &[IoSlice<'_>]) -> io::Result<usize> {
+        match self {
+            PortQueue::Tap(device) => device.send_vectored(iov),
+            // One sendmsg is one datagram: the frame stays whole.
+            PortQueue::Gateway(socket) => nix::sys::socket::sendmsg::<()>(
+                socket.as_raw_fd(),
+                iov,
+                &[],
+                nix::sys::socket::MsgFlags::MSG_DONTWAIT,
+                None,
+            )
+            .map_err(io::Error::from),
+        }
+    }
+
+    pub fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        match self {
+            PortQueue::Tap(device) => device.as_raw_fd(),
+            PortQueue::Gateway(socket) => socket.as_raw_fd(),
+        }
+    }
+}
+
+/// One worker's view of one port: its queue and its share of the counters.
+pub(crate) struct PortIo {
+    pub queue: PortQueue,
+    /// This worker reads from the queue (else it only writes to it).
+    pub read: bool,
+    /// Frames in both directions carry a virtio_net_hdr.
+    pub vnet_hdr: bool,
+    /// Largest L3 payload the device takes: larger frames are dropped, never truncated.
+    pub mtu: usize,
+    pub counters: PortCounters,
+}
+
+impl PortIo {
+    /// Counts a write; returns the drop if it failed.
+    fn count_tx(&mut self, result: io::Result<usize>) -> Option<DropReason> {
+        match result {
+            Ok(written) => {
+                self.counters.tx_packets += 1;
+                self.counters.tx_bytes += written as u64;
+                None
+            }
+            Err(_) => {
+                self.counters.drops.count(&DropReason::TxError);
+                Some(DropReason::TxError)
+            }
+        }
+    }
+}
+
+/// Writes one frame, given as the parts of its egress form, to `out`: with its offload header
+/// if the port takes one, else as wire frames (segmented, checksums filled in) if it must.
+/// A frame larger than the port's MTU is dropped and counted. Returns the drop, if any.
+pub(crate) fn dispatch_frame(
+    out: &mut PortIo,
+    parts: [&[u8]; 3],
+    offload: Offload,
+    segmenter: &mut Segmenter,
+) -> Option<DropReason> {
+    let len: usize = parts.iter().map(|p| p.len()).sum();
+    let l2_len = ETH_HEADER_LEN + parts[1].len();
+    if offload.wire_len(len).saturating_sub(l2_len) > out.mtu {
+        out.counters.drops.count(&DropReason::OverMtu);
+        return Some(DropReason::OverMtu);
+    }
+    if out.vnet_hdr {
+        let hdr = offload.emit();
+        let iov = [
+            IoSlice::new(&hdr),
+            IoSlice::new(parts[0]),
+            IoSlice::new(parts[1]),
+            IoSlice::new(parts[2]),
+        ];
+        let result = out.queue.send_vectored(&iov);
+        out.count_tx(result.map(|n| n.saturating_sub(VNET_HDR_LEN)))
+    } else if offload.is_gso() || offload.needs_csum() {
+        match segmenter.wire_frames(&parts, offload) {
+            Ok(frames) => {
+                let mut dropped = None;
+                for frame in frames {
+                    let result = out.queue.send(frame);
+                    dropped = dropped.or(out.count_tx(result));
+                }
+                dropped
+            }
+            Err(reason) => {
+                out.counters.drops.count(&reason);
+                Some(reason)
+            }
+        }
+    } else {
+        let iov = [
+            IoSlice::new(parts[0]),
+            IoSlice::new(parts[1]),
+            IoSlice::new(parts[2]),
+        ];
+        let result = out.queue.send_vectored(&iov);
+        out.count_tx(result)
+    }
+}

@@ -1,0 +1,390 @@
+//! A data path worker: one thread waiting on its queue of every port with epoll (mio), reading
+//! frames in batches and carrying out the core's decisions in the same wake-up. With no traffic
+//! it sleeps (after a short busy-poll window following traffic, and for the FDB sweep while
+//! the table has entries). The switch lock is held only for the decision, never across a
+//! syscall.
+
+use std::collections::VecDeque;
+use std::io;
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use mio::unix::SourceFd;
+use mio::{Events, Interest, Poll, Token};
+use tokio::sync::oneshot;
+use tracing::{debug, warn};
+
+use vswitch_core::frame::{egress_parts, vlan_tag};
+use vswitch_core::ids::PortId;
+use vswitch_core::offload::{Offload, Segmenter, VNET_HDR_LEN};
+use vswitch_core::reason::DropReason;
+use vswitch_core::switch::{Action, Egress, Switch};
+
+use super::fanout::Fanout;
+use super::lock;
+use super::port::{dispatch_frame, PortCounters, PortIo};
+use crate::capture::Direction;
+
+/// Frames read from one queue before the others get a turn.
+const BATCH: usize = 64;
+/// How often idle MACs are swept while the table is not empty.
+const AGING_SWEEP: Duration = Duration::from_secs(15);
+/// Large enough for any frame a TAP can hand us (64 KiB IP packet, headers, virtio_net_hdr).
+const FRAME_BUF_LEN: usize = 65_536 + 64;
+/// The token of the waker the control plane uses to hand a worker commands.
+pub(super) const WAKER: Token = Token(usize::MAX);
+
+/// A request from the control plane to one worker.
+pub(super) enum Command {
+    /// Take this queue of a port; read from it only if `read`.
+    AttachQueue(PortId, PortIo, oneshot::Sender<()>),
+    /// Close this worker's queue of a port.
+    DetachQueue(PortId, oneshot::Sender<()>),
+    /// This worker's share of the port counters.
+    Counters(oneshot::Sender<Vec<(PortId, PortCounters)>>),
+}
+
+/// One data path thread: its queues of every port, and the buffers it reuses for every frame.
+pub(super) struct Worker {
+    /// This worker runs the FDB sweep.
+    sweeps: bool,
+    switch: Arc<Mutex<Switch>>,
+    fanout: Arc<Fanout>,
+    /// Mirror targets of the frame at hand.
+    mirror_targets: Vec<PortId>,
+    ports: Vec<Option<PortIo>>,
+    poll: Poll,
+    commands: mpsc::Receiver<Command>,
+    /// Ports whose queue may still hold frames (edge-triggered: drain until WouldBlock).
+    ready: VecDeque<PortId>,
+    buf: Vec<u8>,
+    /// Output ports of the frame at hand, copied out so the lock is not held while writing.
+    targets: Vec<Egress>,
+    segmenter: Segmenter,
+    /// Copy of the answer to a rejected frame, sent after the switch lock is released.
+    reply: Vec<u8>,
+    last_sweep: Instant,
+    /// When a frame was last read: polling continues without sleeping for `spin` after it.
+    last_traffic: Instant,
+    spin: Duration,
+}
+
+/// Whether a queue may hold more frames after a batch.
+enum Drain {
+    Empty,
+    More,
+}
+
+/// What one read from a queue gave.
+enum Received {
+    /// A frame at `buf[start..end]`, after its offload header (if the port has them).
+    Frame {
+        offload: Offload,
+        start: usize,
+        end: usize,
+    },
+    /// Nothing to forward this time (interrupted, or a counted runt); read again.
+    Skipped,
+    /// The queue is empty (or gone).
+    Nothing,
+}
+
+/// The core's decision, with what it needs copied out of the switch lock.
+enum Decided {
+    /// Send to `Worker::targets`.
+    Forward { ingress_tag_len: usize },
+    /// Dropped (counted by the core).
+    Dropped(DropReason),
+    /// Dropped, and `Worker::reply` goes back out of the ingress port.
+    Rejected(DropReason),
+}
+
+impl Worker {
+    /// A worker taking `commands`; the first one (`index` 0) also sweeps the FDB.
+    pub(super) fn new(
+        index: usize,
+        switch: Arc<Mutex<Switch>>,
+        fanout: Arc<Fanout>,
+        poll: Poll,
+        commands: mpsc::Receiver<Command>,
+        busy_poll: Duration,
+    ) -> Worker {
+        Worker {
+            sweeps: index == 0,
+            switch,
+            fanout,
+            mirror_targets: Vec::new(),
+            ports: Vec::new(),
+            poll,
+            commands,
+            ready: VecDeque::new(),
+            buf: vec![0; FRAME_BUF_LEN],
+            targets: Vec::new(),
+            segmenter: Segmenter::default(),
+            reply: Vec::new(),
+            last_sweep: Instant::now(),
+            last_traffic: Instant::now(),
+            spin: busy_poll,
+        }
+    }
+
+    /// Runs until the control plane goes away.
+    pub(super) fn run(&mut self) {
+        let mut events = Events::with_capacity(256);
+        loop {
+            let spinning = self.last_traffic.elapsed() < self.spin;
+            let timeout = if !self.ready.is_empty() || spinning {
+                Some(Duration::ZERO)
+            } else if self.sweeps && lock(&self.switch).has_fdb_entries() {
+                Some(AGING_SWEEP)
+            } else {
+                None
+            };
+            if let Err(e) = self.poll.poll(&mut events, timeout) {
+                if e.kind() != io::ErrorKind::Interrupted {
+                    warn!(error = %e, "data path poll failed");
+                }
+                continue;
+            }
+            for event in events.iter() {
+                if event.token() == WAKER {
+                    if !self.handle_commands() {
+                        return;
+                    }
+                } else {
+                    self.ready.push_back(PortId(event.token().0 as u32));
+                }
+            }
+            for _ in 0..self.ready.len() {
+                let Some(port) = self.ready.pop_front() else {
+                    break;
+                };
+                if let Drain::More = self.drain(port) {
+                    self.ready.push_back(port);
+                }
+            }
+            if self.sweeps {
+                let now = Instant::now();
+                if now.duration_since(self.last_sweep) >= AGING_SWEEP {
+                    lock(&self.switch).handle_aging(now);
+                    self.last_sweep = now;
+                }
+            }
+        }
+    }
+
+    /// Reads up to `BATCH` frames from this worker's queue of `port`, forwarding each.
+    fn drain(&mut self, port: PortId) -> Drain {
+        let now = Instant::now();
+        // The buffer is lent out for the batch so the frame can be read while ports are written.
+        let mut buf = std::mem::take(&mut self.buf);
+        let mut drained = Drain::More;
+        for _ in 0..BATCH {
+            match self.receive(port, &mut buf) {
+                Received::Frame {
+                    offload,
+                    start,
+                    end,
+                } => {
+                    self.last_traffic = now;
+                    self.forward(now, port, offload, &buf[start..end]);
+                }
+                Received::Skipped => continue,
+                Received::Nothing => {
+                    drained = Drain::Empty;
+                    break;
+                }
+            }
+        }
+        self.buf = buf;
+        drained
+    }
+
+    /// Reads one frame of `port` into `buf` and counts it; a read shorter than the virtio
+    /// header it must carry is dropped and counted as a runt.
+    fn receive(&mut self, port: PortId, buf: &mut [u8]) -> Received {
+        let Some(Some(io)) = self.ports.get_mut(port.index()) else {
+            return Received::Nothing;
+        };
+        let len = match io.queue.recv(buf) {
+            Ok(len) => len,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Received::Nothing,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => return Received::Skipped,
+            Err(e) => {
+                debug!(port = %port, error = %e, "read failed");
+                return Received::Nothing;
+            }
+        };
+        let (offload, start) = if io.vnet_hdr {
+            if len < VNET_HDR_LEN {
+                io.counters.drops.count(&DropReason::Runt);
+                return Received::Skipped;
+            }
+            (Offload::parse(&buf[..VNET_HDR_LEN]), VNET_HDR_LEN)
+        } else {
+            (Offload::default(), 0)
+        };
+        io.counters.rx_packets += 1;
+        io.counters.rx_bytes += (len - start) as u64;
+        Received::Frame {
+            offload,
+            start,
+            end: len,
+        }
+    }
+
+    /// Carries out the core's decision on one frame: its output ports (tagged as each needs),
+    /// a reject answer, and copies for captures and mirrors.
+    fn forward(&mut self, now: Instant, port: PortId, offload: Offload, frame: &[u8]) {
+        // One relaxed load when nothing is captured or mirrored.
+        let copying = self.fanout.is_active();
+        let ingress_tag_len = match self.decide(now, port, frame, offload.wire_len(frame.len())) {
+            Decided::Forward { ingress_tag_len } => ingress_tag_len,
+            Decided::Dropped(reason) => {
+                if copying {
+                    self.fanout
+                        .offer(port, Direction::In, &[frame], Some(reason));
+                }
+                return;
+            }
+            Decided::Rejected(reason) => {
+                if copying {
+                    self.fanout
+                        .offer(port, Direction::In, &[frame], Some(reason));
+                }
+                self.dispatch_reply(port, copying);
+                return;
+            }
+        };
+        self.mirror_targets.clear();
+        if copying {
+            self.fanout.offer(port, Direction::In, &[frame], None);
+            self.fanout
+                .mirror_targets(port, Direction::In, &mut self.mirror_targets);
+        }
+        for egress in &self.targets {
+            let Some(Some(out)) = self.ports.get_mut(egress.port.index()) else {
+                continue;
+            };
+            let tag = egress.vlan.map(vlan_tag);
+            let tag: &[u8] = tag.as_ref().map_or(&[], |t| &t[..]);
+            let parts = egress_parts(frame, ingress_tag_len, tag);
+            let offload = offload.shifted(tag.len() as isize - ingress_tag_len as isize);
+            let dropped = dispatch_frame(out, parts, offload, &mut self.segmenter);
+            if copying {
+                self.fanout
+                    .offer(egress.port, Direction::Out, &parts, dropped);
+                self.fanout
+                    .mirror_targets(egress.port, Direction::Out, &mut self.mirror_targets);
+            }
+        }
+        self.dispatch_mirrors(frame, offload, ingress_tag_len);
+    }
+
+    /// Asks the core, under the switch lock, what to do with a frame, and copies out what
+    /// carrying it out needs (output ports, a reject answer) so no syscall runs under the lock.
+    fn decide(&mut self, now: Instant, port: PortId, frame: &[u8], wire_len: usize) -> Decided {
+        let mut switch = lock(&self.switch);
+        match switch.process_gso(now, port, frame, wire_len) {
+            Action::Drop(reason) => Decided::Dropped(reason),
+            Action::Reject { reason, reply } => {
+                self.reply.clear();
+                self.reply.extend_from_slice(reply);
+                Decided::Rejected(reason)
+            }
+            action => {
+                self.targets.clear();
+                self.targets.extend(action.targets());
+                Decided::Forward {
+                    ingress_tag_len: action.ingress_tag_len(),
+                }
+            }
+        }
+    }
+
+    /// Sends mirrored copies of a frame: untagged, once per target.
+    fn dispatch_mirrors(&mut self, frame: &[u8], offload: Offload, ingress_tag_len: usize) {
+        self.mirror_targets.sort_unstable();
+        self.mirror_targets.dedup();
+        for target in &self.mirror_targets {
+            if let Some(Some(out)) = self.ports.get_mut(target.index()) {
+                let parts = egress_parts(frame, ingress_tag_len, &[]);
+                let offload = offload.shifted(-(ingress_tag_len as isize));
+                dispatch_frame(out, parts, offload, &mut self.segmenter);
+            }
+        }
+    }
+
+    /// Sends the answer of a rejected frame back out of its ingress port.
+    fn dispatch_reply(&mut self, port: PortId, copying: bool) {
+        let Some(Some(out)) = self.ports.get_mut(port.index()) else {
+            return;
+        };
+        let parts = [&self.reply[..], &[][..], &[][..]];
+        let dropped = dispatch_frame(out, parts, Offload::default(), &mut self.segmenter);
+        if copying {
+            self.fanout.offer(port, Direction::Out, &parts, dropped);
+        }
+    }
+
+    /// Applies queued commands; returns false once the control plane is gone.
+    fn handle_commands(&mut self) -> bool {
+        loop {
+            let command = match self.commands.try_recv() {
+                Ok(command) => command,
+                Err(mpsc::TryRecvError::Empty) => return true,
+                Err(mpsc::TryRecvError::Disconnected) => return false,
+            };
+            // A control plane that stopped waiting for an answer is not an error here.
+            match command {
+                Command::AttachQueue(id, io, reply) => {
+                    self.attach(id, io);
+                    let _ = reply.send(());
+                }
+                Command::DetachQueue(id, reply) => {
+                    self.detach(id);
+                    let _ = reply.send(());
+                }
+                Command::Counters(reply) => {
+                    let counters = self
+                        .ports
+                        .iter()
+                        .enumerate()
+                        .filter_map(|(i, io)| Some((PortId(i as u32), io.as_ref()?.counters)))
+                        .collect();
+                    let _ = reply.send(counters);
+                }
+            }
+        }
+    }
+
+    fn attach(&mut self, id: PortId, io: PortIo) {
+        if io.read {
+            let fd = io.queue.as_raw_fd();
+            let token = Token(id.index());
+            if let Err(e) =
+                self.poll
+                    .registry()
+                    .register(&mut SourceFd(&fd), token, Interest::READABLE)
+            {
+                warn!(port = %id, error = %e, "cannot watch port queue");
+            }
+            // Frames may already be queued; edge-triggered readiness would not report them.
+            self.ready.push_back(id);
+        }
+        if self.ports.len() <= id.index() {
+            self.ports.resize_with(id.index() + 1, || None);
+        }
+        self.ports[id.index()] = Some(io);
+    }
+
+    fn detach(&mut self, id: PortId) {
+        if let Some(io) = self.ports.get_mut(id.index()).and_then(Option::take) {
+            if io.read {
+                let fd = io.queue.as_raw_fd();
+                let _ = self.poll.registry().deregister(&mut SourceFd(&fd));
+            }
+        }
+        self.ready.retain(|p| *p != id);
+    }
+}

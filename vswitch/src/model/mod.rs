@@ -1,0 +1,19 @@
+//! The control plane's model: the records of networks, endpoints, trunks and mirrors as
+//! persisted and as the API shows them (`records`), the pure checks that turn a request into a
+//! record (`plan`, with address management in `ipam` and DHCP lease decisions in `leases`), and
+//! where the records are kept (`store`). Nothing here does I/O but the store, and a request
+//! that fails a check is refused (`ModelError`) before anything changes.
+
+pub mod error;
+pub mod ipam;
+pub mod leases;
+mod plan;
+mod records;
+pub mod store;
+
+pub use error::ModelError;
+pub use plan::*;
+pub use records::*;
+
+#[cfg(test)]
+mod tests;
