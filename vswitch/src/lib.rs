@@ -1,9 +1,9 @@
-//! vswitch: a userspace learning Ethernet switch for containers. The sans-IO core (`switch`,
-//! `fdb`, `frame`, `reason`) decides; the data path (`dataplane`, `offload`) carries decisions
-//! out on TAP devices; the control plane (`control`, `model`, `ipam`, `state`) owns networks and
-//! endpoints and serves them (`api`, `daemon`) to the CLI (`cli`, `client`) and `topology` files.
-//! Each network's `gateway` (smoltcp: ARP, ICMP, NDP and router advertisements, DHCP with
-//! `leases`, DNS from the `directory`, upstream servers from `resolv`) is a port of the switch.
+//! vswitch, the daemon around the sans-IO core (`vswitch-core`): the data path (`datapath`)
+//! carries the core's decisions out on TAP devices and copies frames for captures (`capture`);
+//! each network's `gateway` (smoltcp: ARP, ICMP, NDP and router advertisements, DHCP, DNS) is a
+//! port of the switch; the control plane (`control`) owns networks and endpoints as the
+//! `model` records them, and serves them over the `api` from the `daemon`, with `metrics` for
+//! Prometheus. The `vswitch` binary (src/bin/vswitch) is the daemon's CLI.
 
 pub mod api;
 pub mod capture;

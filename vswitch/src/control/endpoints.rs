@@ -1,15 +1,15 @@
 //! Endpoints: connecting a namespace to a network (its TAP device and port, its resolv.conf)
 //! and disconnecting it, and what an endpoint may send as (port security).
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::IpAddr;
 
 use tracing::{debug, info, warn};
 
 use vswitch_core::switch::{PortConfig, PortMode};
 
-use super::networks::dns_servers;
+use super::addresses::port_security;
 use super::{unix_now, Control, ControlError, Inner, LivePort};
-use crate::gateway::{self, resolv};
+use crate::gateway::resolv;
 use crate::model::{plan_endpoint, ConnectRequest, Connected, EndpointRecord, NetworkRecord};
 
 impl Control {
@@ -33,7 +33,7 @@ impl Control {
         let resolv_conf = write_resolv_conf(&inner, &endpoint.netns);
         info!(network, endpoint = %endpoint.name, netns = %endpoint.netns, "connected");
         Ok(Connected {
-            dns: dns_servers(&inner.network(network)?.record),
+            dns: inner.network(network)?.record.dns_servers(),
             endpoint,
             resolv_conf,
         })
@@ -166,7 +166,7 @@ pub(super) fn write_resolv_conf(inner: &Inner, netns: &str) -> Option<String> {
         .values()
         .map(|n| &n.record)
         .filter(|n| n.endpoints.values().any(|e| e.netns == netns))
-        .flat_map(dns_servers)
+        .flat_map(NetworkRecord::dns_servers)
         .collect();
     match resolv::update(&name, &servers) {
         Ok(text) => text,
@@ -175,58 +175,6 @@ pub(super) fn write_resolv_conf(inner: &Inner, netns: &str) -> Option<String> {
             None
         }
     }
-}
-
-/// What an endpoint may send as: its MAC and addresses, a DHCP client's live lease and SLAAC
-/// address; None when port security is off for it.
-pub(super) fn port_security(
-    network: &NetworkRecord,
-    endpoint: &EndpointRecord,
-    now: u64,
-) -> Option<policy::PortSecurity> {
-    if !endpoint.port_security {
-        return None;
-    }
-    let (ipv4, ipv6) = endpoint_addresses(network, endpoint, now);
-    Some(policy::PortSecurity {
-        mac: endpoint.mac.0,
-        ipv4,
-        ipv6,
-    })
-}
-
-/// The addresses an endpoint holds now: static ones, a DHCP client's live lease and SLAAC
-/// address, as IPv4 and IPv6.
-pub(super) fn endpoint_addresses(
-    network: &NetworkRecord,
-    endpoint: &EndpointRecord,
-    now: u64,
-) -> (Vec<Ipv4Addr>, Vec<Ipv6Addr>) {
-    let mut ipv4 = Vec::new();
-    let mut ipv6 = Vec::new();
-    for address in &endpoint.addresses {
-        match address.addr() {
-            IpAddr::V4(ip) => ipv4.push(ip),
-            IpAddr::V6(ip) => ipv6.push(ip),
-        }
-    }
-    if endpoint.dhcp {
-        ipv4.extend(
-            network
-                .leases
-                .iter()
-                .filter(|l| l.mac == endpoint.mac && l.expires > now)
-                .map(|l| l.ip),
-        );
-        for subnet in &network.subnets {
-            if let ipnet::IpNet::V6(net) = subnet.subnet {
-                if net.prefix_len() == 64 {
-                    ipv6.push(gateway::ndp::eui64_address(net.network(), endpoint.mac));
-                }
-            }
-        }
-    }
-    (ipv4, ipv6)
 }
 
 /// The default route next hops of a network: the gateway of its first subnet of each family.

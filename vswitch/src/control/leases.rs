@@ -7,7 +7,7 @@ use std::sync::Weak;
 use tokio::sync::mpsc;
 use tracing::{debug, warn};
 
-use super::endpoints::port_security;
+use super::addresses::port_security;
 use super::{unix_now, Control};
 use crate::gateway::LeaseCall;
 use crate::model::leases;

@@ -8,6 +8,7 @@
 //! (DHCP decisions for the gateways), `observe` (ports, FDB, counters), `span` (captures and
 //! mirrors), `trace`, and `watch` (namespaces that went away).
 
+mod addresses;
 mod endpoints;
 pub mod error;
 mod leases;

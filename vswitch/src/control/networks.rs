@@ -223,11 +223,6 @@ impl Control {
     }
 }
 
-/// The DNS servers of a network's containers: its gateway addresses.
-pub(super) fn dns_servers(network: &NetworkRecord) -> Vec<IpAddr> {
-    network.subnets.iter().map(|s| s.gateway).collect()
-}
-
 /// What a network's gateway serves.
 fn gateway_config(network: &NetworkRecord) -> GatewayConfig {
     let upstreams = if network.dns.is_empty() {

@@ -6,7 +6,7 @@ use std::net::IpAddr;
 use serde::{Deserialize, Serialize};
 use tracing::info;
 
-use super::endpoints::endpoint_addresses;
+use super::addresses::endpoint_addresses;
 use super::{unix_now, Control, ControlError, Inner, Network};
 use crate::gateway;
 use crate::model::{check_rate_limit, EndpointRecord, NetworkRecord, RuleAdd};

@@ -17,6 +17,8 @@ use dhcproto::v4::{self, DhcpOption, MessageType, Opcode};
 use dhcproto::{Decodable, Decoder, Encodable, Encoder};
 use etherparse::{EtherType, Ethernet2Slice, IpNumber, Ipv4Slice, PacketBuilder, UdpSlice};
 
+use crate::model::leases::QueryKind;
+
 /// UDP port a DHCP server listens on (and a relay agent receives on).
 pub const SERVER_PORT: u16 = 67;
 /// UDP port a DHCP client listens on.
@@ -41,26 +43,11 @@ const REPLY_TTL: u8 = 64;
 /// Destination MAC of a link-layer broadcast.
 const BROADCAST_MAC: [u8; 6] = [0xff; 6];
 
-/// The kind of a client message (DHCP option 53).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum RequestKind {
-    /// DHCPDISCOVER: the client looks for servers and an address.
-    Discover,
-    /// DHCPREQUEST: selecting an offer, or init-reboot, renewing or rebinding a lease.
-    Request,
-    /// DHCPDECLINE: the offered address is already in use on the link.
-    Decline,
-    /// DHCPRELEASE: the client gives its address back.
-    Release,
-    /// DHCPINFORM: the client has an address and only wants configuration.
-    Inform,
-}
-
 /// A parsed client message: what the lease logic needs to decide, plus what the reply must echo.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DhcpRequest {
     /// Message type (option 53).
-    pub kind: RequestKind,
+    pub kind: QueryKind,
     /// Transaction id chosen by the client; echoed in the reply.
     pub xid: u32,
     /// Client hardware address (chaddr).
@@ -223,11 +210,11 @@ pub fn parse_request(frame: &[u8]) -> Result<DhcpRequest, DhcpDrop> {
 
     let opts = msg.opts();
     let kind = match opts.msg_type().ok_or(DhcpDrop::NoMessageType)? {
-        MessageType::Discover => RequestKind::Discover,
-        MessageType::Request => RequestKind::Request,
-        MessageType::Decline => RequestKind::Decline,
-        MessageType::Release => RequestKind::Release,
-        MessageType::Inform => RequestKind::Inform,
+        MessageType::Discover => QueryKind::Discover,
+        MessageType::Request => QueryKind::Request,
+        MessageType::Decline => QueryKind::Decline,
+        MessageType::Release => QueryKind::Release,
+        MessageType::Inform => QueryKind::Inform,
         _ => return Err(DhcpDrop::UnsupportedMessageType),
     };
 
@@ -734,7 +721,7 @@ mod tests {
     #[test]
     fn parses_discover_with_broadcast_flag() {
         let req = parse_request(&wrap(&discover(true))).expect("parse");
-        assert_eq!(req.kind, RequestKind::Discover);
+        assert_eq!(req.kind, QueryKind::Discover);
         assert_eq!(req.xid, 0x1234_5678);
         assert_eq!(req.chaddr, CLIENT_MAC);
         assert_eq!(req.src_mac, CLIENT_MAC);
@@ -755,14 +742,14 @@ mod tests {
     #[test]
     fn parses_discover_without_broadcast_flag() {
         let req = parse_request(&wrap(&discover(false))).expect("parse");
-        assert_eq!(req.kind, RequestKind::Discover);
+        assert_eq!(req.kind, QueryKind::Discover);
         assert!(!req.broadcast);
     }
 
     #[test]
     fn parses_request_selecting() {
         let req = parse_request(&wrap(&request_selecting())).expect("parse");
-        assert_eq!(req.kind, RequestKind::Request);
+        assert_eq!(req.kind, QueryKind::Request);
         assert_eq!(req.xid, 0xdead_beef);
         assert_eq!(req.requested_ip, Some(LEASED));
         assert_eq!(req.server_id, Some(SERVER_IP));
@@ -777,7 +764,7 @@ mod tests {
         let msg = request_renewing();
         let frame = wrap_udp(&encode(&msg), CLIENT_MAC, LEASED, SERVER_IP, SERVER_PORT);
         let req = parse_request(&frame).expect("parse");
-        assert_eq!(req.kind, RequestKind::Request);
+        assert_eq!(req.kind, QueryKind::Request);
         assert_eq!(req.ciaddr, LEASED);
         assert_eq!(req.requested_ip, None);
         assert_eq!(req.server_id, None);
@@ -791,7 +778,7 @@ mod tests {
             .opts_mut()
             .insert(DhcpOption::ServerIdentifier(SERVER_IP));
         let req = parse_request(&wrap(&release)).expect("release");
-        assert_eq!(req.kind, RequestKind::Release);
+        assert_eq!(req.kind, QueryKind::Release);
         assert_eq!(req.ciaddr, LEASED);
         assert_eq!(req.server_id, Some(SERVER_IP));
 
@@ -800,13 +787,13 @@ mod tests {
             .opts_mut()
             .insert(DhcpOption::RequestedIpAddress(LEASED));
         let req = parse_request(&wrap(&decline)).expect("decline");
-        assert_eq!(req.kind, RequestKind::Decline);
+        assert_eq!(req.kind, QueryKind::Decline);
         assert_eq!(req.requested_ip, Some(LEASED));
 
         let mut inform = client_msg(MessageType::Inform, 3);
         inform.set_ciaddr(LEASED);
         let req = parse_request(&wrap(&inform)).expect("inform");
-        assert_eq!(req.kind, RequestKind::Inform);
+        assert_eq!(req.kind, QueryKind::Inform);
         assert_eq!(req.ciaddr, LEASED);
     }
 
@@ -825,7 +812,7 @@ mod tests {
     fn parses_captured_udhcpc_discover() {
         let req = parse_request(UDHCPC_DISCOVER).expect("parse");
         let mac = [0x02, 0x11, 0x22, 0x33, 0x44, 0x55];
-        assert_eq!(req.kind, RequestKind::Discover);
+        assert_eq!(req.kind, QueryKind::Discover);
         assert_eq!(req.xid, 0xf126_a410);
         assert_eq!(req.chaddr, mac);
         assert_eq!(req.src_mac, mac);

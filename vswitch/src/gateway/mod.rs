@@ -29,7 +29,7 @@ use tokio::net::UnixDatagram;
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, warn};
 
-use crate::model::leases::{Decision, LeaseQuery, QueryKind};
+use crate::model::leases::{Decision, LeaseQuery};
 use crate::model::SubnetRecord;
 use device::FrameQueues;
 use directory::Directory;
@@ -447,13 +447,7 @@ impl Runner {
     /// holding up the gateway meanwhile.
     fn spawn_dhcp_reply(&self, request: dhcp::DhcpRequest, config: dhcp::ServerConfig) {
         let query = LeaseQuery {
-            kind: match request.kind {
-                dhcp::RequestKind::Discover => QueryKind::Discover,
-                dhcp::RequestKind::Request => QueryKind::Request,
-                dhcp::RequestKind::Decline => QueryKind::Decline,
-                dhcp::RequestKind::Release => QueryKind::Release,
-                dhcp::RequestKind::Inform => QueryKind::Inform,
-            },
+            kind: request.kind,
             mac: MacAddr(request.chaddr),
             ciaddr: request.ciaddr,
             requested: request.requested_ip,

@@ -55,6 +55,11 @@ pub struct NetworkRecord {
 }
 
 impl NetworkRecord {
+    /// The DNS servers of the network's containers: its gateway addresses.
+    pub fn dns_servers(&self) -> Vec<IpAddr> {
+        self.subnets.iter().map(|s| s.gateway).collect()
+    }
+
     /// The name of the endpoint `target` names (its name, or its namespace as given to
     /// connect).
     pub fn endpoint_name(&self, target: &str) -> Result<String, ModelError> {
