@@ -214,12 +214,12 @@ impl Engine {
         self.decision(verdict)
     }
 
+    /// The decision of a verdict; the rule's name is taken (a reference count) only for drops.
     fn decision(&self, verdict: Verdict) -> Decision {
-        let name = self.name(verdict.rule);
         match verdict.action {
             RuleAction::Allow => Decision::Allow,
-            RuleAction::Deny => Decision::Deny(name),
-            RuleAction::Reject => Decision::Reject(name),
+            RuleAction::Deny => Decision::Deny(self.name(verdict.rule)),
+            RuleAction::Reject => Decision::Reject(self.name(verdict.rule)),
         }
     }
 

@@ -110,11 +110,8 @@ impl Control {
     ) -> Result<EndpointRecord, ControlError> {
         let limit = check_rate_limit(limit)?;
         let mut inner = self.inner.lock().await;
-        let net = inner.network_mut(network)?;
-        let name = net.record.endpoint_name(target)?;
-        let Some(endpoint) = net.record.endpoints.get_mut(&name) else {
-            unreachable!("endpoint_name found it");
-        };
+        let endpoint = inner.network_mut(network)?.record.endpoint_mut(target)?;
+        let name = endpoint.name.clone();
         let old = std::mem::replace(&mut endpoint.rate_limit, limit);
         let updated = endpoint.clone();
         if let Err(e) = self.commit(&inner) {

@@ -72,6 +72,17 @@ impl NetworkRecord {
                 network: self.name.clone(),
             })
     }
+
+    /// The endpoint `target` names, to change.
+    pub fn endpoint_mut(&mut self, target: &str) -> Result<&mut EndpointRecord, ModelError> {
+        let name = self.endpoint_name(target)?;
+        self.endpoints
+            .get_mut(&name)
+            .ok_or(ModelError::UnknownEndpoint {
+                target: name,
+                network: self.name.clone(),
+            })
+    }
 }
 
 fn is_default<T: Default + PartialEq>(value: &T) -> bool {
