@@ -93,6 +93,43 @@ fn a_restarted_daemon_comes_back_with_its_networks_and_endpoints() {
 }
 
 #[test]
+fn a_damaged_state_file_stops_the_daemon_by_name_until_reset_keeps_it_aside() {
+    let mut bed = Bed::start();
+    bed.ok(&["network", "create", "kept", "--subnet", "10.89.9.0/24"]);
+    bed.stop_daemon();
+    // Truncated, as a power loss under an older version could leave it.
+    let state = bed.dir.join("state").join("state.json");
+    let text = std::fs::read_to_string(&state).unwrap();
+    let damaged = &text[..text.len() / 2];
+    std::fs::write(&state, damaged).unwrap();
+
+    let error = bed.daemon_refuses(&[]);
+    assert!(
+        error.contains("state.json") && error.contains("--reset-state"),
+        "{error}"
+    );
+    assert_eq!(error.matches("is damaged").count(), 1, "said once: {error}");
+    assert_eq!(
+        std::fs::read_to_string(&state).unwrap(),
+        damaged,
+        "left as it was"
+    );
+
+    // Asked to, it starts with no networks and keeps the damaged copy beside.
+    bed.set_daemon_args(&["--reset-state"]);
+    bed.start_daemon();
+    assert_eq!(bed.json(&["network", "ls"]), serde_json::json!([]));
+    let kept: Vec<String> = std::fs::read_dir(bed.dir.join("state"))
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|name| name.starts_with("state.json.reset-"))
+        .collect();
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    let copy = std::fs::read_to_string(bed.dir.join("state").join(&kept[0])).unwrap();
+    assert_eq!(copy, damaged);
+}
+
+#[test]
 fn bad_input_is_refused_by_name_and_changes_nothing() {
     let mut bed = Bed::start();
     bed.ok(&["network", "create", "app", "--subnet", "10.89.8.0/24"]);

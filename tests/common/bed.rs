@@ -115,6 +115,41 @@ impl Bed {
         }
     }
 
+    /// Replaces the extra `vswitch daemon` arguments of the next start.
+    pub fn set_daemon_args(&mut self, daemon: &[&str]) {
+        self.daemon_args = daemon.iter().map(|a| a.to_string()).collect();
+    }
+
+    /// Runs `vswitch daemon` on this bed's socket and state directory expecting it to refuse
+    /// to start: returns its standard error. Killed (and the test failed) if it is still
+    /// running after 10 s.
+    pub fn daemon_refuses(&self, daemon: &[&str]) -> String {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_vswitch"))
+            .args(["--socket", self.socket.to_str().unwrap()])
+            .args(["daemon", "--state-dir"])
+            .arg(self.dir.join("state"))
+            .args(daemon)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("vswitch daemon starts");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                let output = child.wait_with_output().unwrap();
+                assert!(!status.success(), "the daemon started and exited cleanly");
+                return String::from_utf8_lossy(&output.stderr).into_owned();
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("the daemon started although it should have refused");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Stops the daemon with SIGTERM and waits for it (SIGKILL after 10 s).
     pub fn stop_daemon(&mut self) {
         let Some(mut child) = self.daemon.take() else {

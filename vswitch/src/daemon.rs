@@ -110,6 +110,21 @@ pub async fn stop_signal() {
     }
 }
 
+/// Restores the saved state (after setting it aside, if asked) and starts the control plane.
+async fn start_control(
+    state_dir: &Path,
+    config: DataPathConfig,
+    reset_state: bool,
+) -> anyhow::Result<Arc<Control>> {
+    let store = StateStore::new(state_dir);
+    if reset_state {
+        if let Some(aside) = store.set_aside()? {
+            tracing::warn!(kept = %aside.display(), "state reset: starting with no networks");
+        }
+    }
+    Ok(Control::start(store, config).await?)
+}
+
 /// Runs the daemon in the foreground until SIGINT or SIGTERM.
 /// With `metrics_addr`, also serves Prometheus metrics there.
 pub async fn run(
@@ -117,13 +132,14 @@ pub async fn run(
     state_dir: &Path,
     config: DataPathConfig,
     metrics_addr: Option<std::net::SocketAddr>,
+    reset_state: bool,
 ) -> anyhow::Result<()> {
     let listener = bind_socket(socket).await?;
-    let control = match Control::start(StateStore::new(state_dir), config).await {
+    let control = match start_control(state_dir, config, reset_state).await {
         Ok(control) => control,
         Err(e) => {
             let _ = std::fs::remove_file(socket);
-            return Err(e.into());
+            return Err(e);
         }
     };
     if let Some(addr) = metrics_addr {

@@ -26,14 +26,14 @@ use crate::model::{
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     /// Nothing answers at the socket.
-    #[error("cannot reach the vswitch daemon at {} (is `vswitch daemon` running?): {source}", socket.display())]
+    #[error("cannot reach the vswitch daemon at {} (is `vswitch daemon` running?): {error}", socket.display())]
     Unreachable {
         socket: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// The connection failed mid-call.
     #[error("the vswitch daemon connection failed: {0}")]
-    Http(#[from] hyper::Error),
+    Http(hyper::Error),
     /// The daemon refused or failed the request; its message says why.
     #[error("{message}")]
     Daemon {
@@ -42,9 +42,10 @@ pub enum ClientError {
         /// The daemon's sentence.
         message: String,
     },
-    /// The answer is not what this client expects (a daemon of another version?).
+    /// The request or answer is not what this client can encode or read (a daemon of another
+    /// version?).
     #[error("the daemon sent an answer this client cannot read: {0}")]
-    Decode(#[from] serde_json::Error),
+    Decode(serde_json::Error),
 }
 
 /// A client of one daemon's API.
@@ -241,13 +242,18 @@ impl Client {
         body: Option<&impl Serialize>,
     ) -> Result<T, ClientError> {
         let response = check(self.send(route, params, body).await?).await?;
-        let bytes = response.into_body().collect().await?.to_bytes();
+        let bytes = response
+            .into_body()
+            .collect()
+            .await
+            .map_err(ClientError::Http)?
+            .to_bytes();
         let bytes = if bytes.is_empty() {
             Bytes::from_static(b"null")
         } else {
             bytes
         };
-        Ok(serde_json::from_slice(&bytes)?)
+        serde_json::from_slice(&bytes).map_err(ClientError::Decode)
     }
 
     async fn send(
@@ -259,15 +265,16 @@ impl Client {
         let stream =
             UnixStream::connect(&self.socket)
                 .await
-                .map_err(|source| ClientError::Unreachable {
+                .map_err(|error| ClientError::Unreachable {
                     socket: self.socket.clone(),
-                    source,
+                    error,
                 })?;
-        let (mut sender, connection) =
-            hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+        let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(ClientError::Http)?;
         tokio::spawn(connection);
         let body = match body {
-            Some(b) => Bytes::from(serde_json::to_vec(b)?),
+            Some(b) => Bytes::from(serde_json::to_vec(b).map_err(ClientError::Decode)?),
             None => Bytes::new(),
         };
         let request = Request::builder()
@@ -277,7 +284,10 @@ impl Client {
             .header("content-type", "application/json")
             .body(Full::new(body))
             .expect("a request of known parts");
-        Ok(sender.send_request(request).await?)
+        sender
+            .send_request(request)
+            .await
+            .map_err(ClientError::Http)
     }
 }
 
@@ -292,7 +302,12 @@ async fn check(
     if status.is_success() {
         return Ok(response);
     }
-    let bytes = response.into_body().collect().await?.to_bytes();
+    let bytes = response
+        .into_body()
+        .collect()
+        .await
+        .map_err(ClientError::Http)?
+        .to_bytes();
     let message = serde_json::from_slice::<ErrorBody>(&bytes)
         .map(|e| e.message)
         .unwrap_or_else(|_| String::from_utf8_lossy(&bytes).into_owned());

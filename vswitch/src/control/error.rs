@@ -50,7 +50,7 @@ pub enum ControlError {
     #[error(transparent)]
     Tap(#[from] tap::Error),
     /// The state could not be saved or loaded.
-    #[error("cannot save state: {0}")]
+    #[error(transparent)]
     Store(#[from] StateError),
     /// The data path failed the change.
     #[error(transparent)]
@@ -62,10 +62,10 @@ pub enum ControlError {
     #[error("cannot start the data path: {0}")]
     DataPathStart(std::io::Error),
     /// A system call of the control plane failed.
-    #[error("cannot {what}: {source}")]
+    #[error("cannot {what}: {error}")]
     Io {
         what: &'static str,
-        source: std::io::Error,
+        error: std::io::Error,
     },
 }
 

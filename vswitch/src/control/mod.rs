@@ -25,7 +25,7 @@ use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, RwLock};
 
 use tokio::sync::{mpsc, Mutex};
-use tracing::{error, info, warn};
+use tracing::{info, warn};
 
 use vswitch_core::ids::{NetworkId, PortId};
 use vswitch_core::reason::DropCounters;
@@ -141,10 +141,7 @@ impl Control {
         store: StateStore,
         config: DataPathConfig,
     ) -> Result<Arc<Control>, ControlError> {
-        let loaded = store.load()?;
-        if let Some((aside, damage)) = &loaded.damaged {
-            error!(error = %damage, kept = %aside.display(), "state file damaged: starting with no networks; the damaged copy is kept");
-        }
+        let saved = store.load()?;
         let (leases, lease_calls) = mpsc::channel(256);
         let control = Arc::new(Control {
             inner: Mutex::new(Inner::default()),
@@ -156,7 +153,7 @@ impl Control {
             drops_logged: Default::default(),
         });
         tokio::spawn(leases::serve(Arc::downgrade(&control), lease_calls));
-        control.restore(loaded.state).await?;
+        control.restore(saved).await?;
         Ok(control)
     }
 

@@ -143,7 +143,7 @@ impl Control {
         network: &NetworkRecord,
         id: NetworkId,
     ) -> Result<LiveGateway, ControlError> {
-        let io = |what| move |source| ControlError::Io { what, source };
+        let io = |what| move |error| ControlError::Io { what, error };
         let (ours, theirs) = std::os::unix::net::UnixDatagram::pair()
             .and_then(|(a, b)| {
                 a.set_nonblocking(true)?;

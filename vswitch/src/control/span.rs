@@ -79,11 +79,11 @@ impl Control {
                 fanout.stop_capture(id);
                 debug!(capture = id, ?ended, written, "capture ended");
             });
-        if let Err(source) = spawned {
+        if let Err(error) = spawned {
             self.dataplane.fanout().stop_capture(id);
             return Err(ControlError::Io {
                 what: "start a capture thread",
-                source,
+                error,
             });
         }
         info!(capture = id, port = ?req.port, network = ?req.network, "capture started");

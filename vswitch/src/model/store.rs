@@ -2,8 +2,9 @@
 //! with the same networks. One JSON file, replaced atomically and durably: the new contents are
 //! written to a temporary file and fsynced, renamed over the old file, and the directory is
 //! fsynced, so a crash or power loss leaves the old state or the new one, never half of each
-//! and never an empty file. A file found damaged anyway is moved aside, named in the log, and
-//! the daemon starts empty rather than refusing to start.
+//! and never an empty file. A file found damaged anyway (by an older version, or by hand) stops
+//! the daemon with an error naming it; `--reset-state` moves it aside and starts empty, so
+//! nothing is lost and nothing is forgotten silently.
 
 use std::fs;
 use std::io::Write;
@@ -17,16 +18,20 @@ const STATE_FILE: &str = "state.json";
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
     /// The directory or file could not be read or written.
-    #[error("state file {path}: {source}")]
+    #[error("state file {}: {error}", path.display())]
     Io {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// The file is not valid state.
-    #[error("state file {path} is corrupt: {source}")]
-    Corrupt {
+    #[error(
+        "state file {} is damaged ({error}); start the daemon with --reset-state to keep it \
+         aside and start with no networks",
+        path.display()
+    )]
+    Damaged {
         path: PathBuf,
-        source: serde_json::Error,
+        error: serde_json::Error,
     },
 }
 
@@ -34,15 +39,6 @@ pub enum StateError {
 #[derive(Debug)]
 pub struct StateStore {
     dir: PathBuf,
-}
-
-/// What `StateStore::load` found.
-#[derive(Debug)]
-pub struct Loaded {
-    /// The saved state (empty if there was none, or it was damaged).
-    pub state: State,
-    /// A damaged state file, moved to this path, and why it could not be read.
-    pub damaged: Option<(PathBuf, StateError)>,
 }
 
 impl StateStore {
@@ -57,45 +53,37 @@ impl StateStore {
     }
 
     fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> StateError + '_ {
-        move |source| StateError::Io {
+        move |error| StateError::Io {
             path: path.to_path_buf(),
-            source,
+            error,
         }
     }
 
-    /// Reads the saved state; a missing file is an empty state. A file that is not valid state
-    /// (truncated by a crash of an older version, edited by hand) is renamed to
-    /// `state.json.damaged-SECONDS` so nothing is lost, and the state starts empty.
-    pub fn load(&self) -> Result<Loaded, StateError> {
+    /// Reads the saved state; a missing file is an empty state, a file that is not valid state
+    /// an error.
+    pub fn load(&self) -> Result<State, StateError> {
         let path = self.dir.join(STATE_FILE);
         let text = match fs::read_to_string(&path) {
             Ok(text) => text,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Ok(Loaded {
-                    state: State::default(),
-                    damaged: None,
-                })
-            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(State::default()),
             Err(e) => return Err(Self::io_err(&path)(e)),
         };
-        match serde_json::from_str(&text) {
-            Ok(state) => Ok(Loaded {
-                state,
-                damaged: None,
-            }),
-            Err(source) => {
-                let seconds = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map_or(0, |d| d.as_secs());
-                let aside = self.dir.join(format!("{STATE_FILE}.damaged-{seconds}"));
-                fs::rename(&path, &aside).map_err(Self::io_err(&aside))?;
-                let error = StateError::Corrupt { path, source };
-                Ok(Loaded {
-                    state: State::default(),
-                    damaged: Some((aside, error)),
-                })
-            }
+        serde_json::from_str(&text).map_err(|error| StateError::Damaged { path, error })
+    }
+
+    /// Moves the saved state, if any, aside to `state.json.reset-SECONDS`, so the next load is
+    /// empty and nothing is lost; returns where it went.
+    pub fn set_aside(&self) -> Result<Option<PathBuf>, StateError> {
+        let path = self.dir.join(STATE_FILE);
+        if !path.exists() {
+            return Ok(None);
         }
+        let seconds = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let aside = self.dir.join(format!("{STATE_FILE}.reset-{seconds}"));
+        fs::rename(&path, &aside).map_err(Self::io_err(&aside))?;
+        Ok(Some(aside))
     }
 
     /// Replaces the saved state with `state`, durably: when this returns, a power loss keeps it.
@@ -124,7 +112,7 @@ mod tests {
     fn save_then_load_round_trips() {
         let dir = std::env::temp_dir().join(format!("vswitch-state-test-{}", std::process::id()));
         let store = StateStore::new(&dir);
-        assert_eq!(store.load().unwrap().state, State::default());
+        assert_eq!(store.load().unwrap(), State::default());
         let req = NetworkCreate {
             name: "app".into(),
             subnets: vec!["10.9.0.0/24".into()],
@@ -135,30 +123,34 @@ mod tests {
             .networks
             .insert("app".into(), plan_network(&req, &state.networks).unwrap());
         store.save(&state).unwrap();
-        assert_eq!(store.load().unwrap().state, state);
+        assert_eq!(store.load().unwrap(), state);
         assert!(!dir.join("state.json.tmp").exists());
         fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
-    fn a_damaged_file_is_moved_aside_and_the_state_starts_empty() {
+    fn a_damaged_file_is_refused_by_name_and_reset_keeps_it_aside() {
         let dir =
             std::env::temp_dir().join(format!("vswitch-state-damaged-{}", std::process::id()));
         fs::create_dir_all(&dir).unwrap();
         let store = StateStore::new(&dir);
+        assert_eq!(store.set_aside().unwrap(), None);
         for damage in ["", "{\"networks\": {"] {
             fs::write(dir.join(STATE_FILE), damage).unwrap();
-            let loaded = store.load().unwrap();
-            assert_eq!(loaded.state, State::default());
-            let (aside, error) = loaded.damaged.expect("damage reported");
-            assert!(matches!(error, StateError::Corrupt { .. }));
-            assert!(error.to_string().contains("state.json"), "{error}");
+            let error = store.load().unwrap_err();
+            assert!(matches!(error, StateError::Damaged { .. }));
+            let message = error.to_string();
+            assert!(
+                message.contains("state.json") && message.contains("--reset-state"),
+                "{message}"
+            );
+            let aside = store.set_aside().unwrap().expect("moved aside");
             assert_eq!(
                 fs::read_to_string(&aside).unwrap(),
                 damage,
                 "damaged copy kept"
             );
-            assert!(!dir.join(STATE_FILE).exists());
+            assert_eq!(store.load().unwrap(), State::default());
             fs::remove_file(aside).unwrap();
         }
         fs::remove_dir_all(&dir).unwrap();

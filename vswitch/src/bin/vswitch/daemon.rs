@@ -18,6 +18,10 @@ pub struct DaemonArgs {
     /// Serve Prometheus metrics at http://ADDR/metrics (e.g. 127.0.0.1:9477).
     #[arg(long)]
     metrics_addr: Option<std::net::SocketAddr>,
+    /// Start with no networks: the saved state (for instance one found damaged) is kept aside
+    /// as state.json.reset-SECONDS in the state directory, not deleted.
+    #[arg(long)]
+    reset_state: bool,
     #[command(flatten)]
     switch: SwitchArgs,
 }
@@ -61,5 +65,12 @@ pub async fn run(socket: &Path, args: DaemonArgs) -> anyhow::Result<()> {
         .state_dir
         .unwrap_or_else(vswitch::daemon::default_state_dir);
     let config = args.switch.datapath_config();
-    vswitch::daemon::run(socket, &state_dir, config, args.metrics_addr).await
+    vswitch::daemon::run(
+        socket,
+        &state_dir,
+        config,
+        args.metrics_addr,
+        args.reset_state,
+    )
+    .await
 }
