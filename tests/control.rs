@@ -130,12 +130,56 @@ fn a_damaged_state_file_stops_the_daemon_by_name_until_reset_keeps_it_aside() {
 }
 
 #[test]
+fn the_host_namespace_is_never_connected() {
+    let mut bed = Bed::start();
+    bed.ok(&["network", "create", "app", "--subnet", "10.89.10.0/24"]);
+    let own = format!("pid:{}", bed.daemon_pid());
+    for netns in [own.as_str(), "/proc/self/ns/net"] {
+        let error = bed.fails(&["connect", "app", netns]);
+        assert!(
+            error.contains("is the vswitch daemon's own network namespace"),
+            "{netns}: {error}"
+        );
+    }
+    // Also for a daemon in a namespace of its own.
+    let (inner, _) = Bed::start_in_own_netns();
+    inner.ok(&["network", "create", "app", "--subnet", "10.89.11.0/24"]);
+    let own = format!("pid:{}", inner.daemon_pid());
+    let error = inner.fails(&["connect", "app", &own]);
+    assert!(
+        error.contains("is the vswitch daemon's own network namespace"),
+        "{error}"
+    );
+    // Nothing was attached (gateways are not counted).
+    assert!(bed.ports().is_empty());
+    assert!(inner.ports().is_empty());
+}
+
+#[test]
+fn a_socket_path_naming_a_file_leaves_the_file_alone() {
+    let bed = Bed::start();
+    let file = bed.dir.join("precious.txt");
+    std::fs::write(&file, "keep me").unwrap();
+    let error = bed.daemon_refuses_at(&file, &bed.dir.join("other-state"), &[]);
+    assert!(error.contains("exists and is not a socket"), "{error}");
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "keep me");
+    // The running daemon's socket is not taken over either.
+    let error = bed.daemon_refuses_at(&bed.socket, &bed.dir.join("other-state"), &[]);
+    assert!(error.contains("already listening"), "{error}");
+    bed.ok(&["network", "ls"]);
+}
+
+#[test]
 fn bad_input_is_refused_by_name_and_changes_nothing() {
     let mut bed = Bed::start();
     bed.ok(&["network", "create", "app", "--subnet", "10.89.8.0/24"]);
     let a = bed.netns("a");
     let b = bed.netns("b");
     bed.ok(&["connect", "app", &a, "--ip", "10.89.8.5"]);
+    let gateway_mac = bed.inspect("app")["gateway_mac"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let networks = bed.json(&["network", "ls"]);
     let ports = bed.ports();
     let links_b = run("ip", &["-n", &b, "link"]);
@@ -181,6 +225,23 @@ fn bad_input_is_refused_by_name_and_changes_nothing() {
         (
             vec!["network", "rm", "app"],
             "network app has active endpoints".into(),
+        ),
+        // The gateway's identity and other endpoints' names cannot be taken.
+        (
+            vec!["connect", "app", &b, "--mac", &gateway_mac],
+            format!("MAC address {gateway_mac} is the gateway's of network app"),
+        ),
+        (
+            vec!["connect", "app", &b, "--name", "gateway"],
+            "name \"gateway\" is taken by the gateway on network app".into(),
+        ),
+        (
+            vec!["connect", "app", &b, "--alias", "gateway"],
+            "name \"gateway\" is taken by the gateway on network app".into(),
+        ),
+        (
+            vec!["connect", "app", &b, "--alias", &a],
+            format!("name \"{a}\" is taken by endpoint {a} on network app"),
         ),
     ];
     for (args, expected) in &cases {

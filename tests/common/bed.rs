@@ -124,10 +124,20 @@ impl Bed {
     /// to start: returns its standard error. Killed (and the test failed) if it is still
     /// running after 10 s.
     pub fn daemon_refuses(&self, daemon: &[&str]) -> String {
+        self.daemon_refuses_at(&self.socket, &self.dir.join("state"), daemon)
+    }
+
+    /// `daemon_refuses` with another socket and state directory.
+    pub fn daemon_refuses_at(
+        &self,
+        socket: &std::path::Path,
+        state_dir: &std::path::Path,
+        daemon: &[&str],
+    ) -> String {
         let mut child = Command::new(env!("CARGO_BIN_EXE_vswitch"))
-            .args(["--socket", self.socket.to_str().unwrap()])
+            .args(["--socket", socket.to_str().unwrap()])
             .args(["daemon", "--state-dir"])
-            .arg(self.dir.join("state"))
+            .arg(state_dir)
             .args(daemon)
             .stdin(Stdio::null())
             .stdout(Stdio::null())

@@ -2,7 +2,7 @@
 //! endpoints whose container went away, until SIGINT or SIGTERM.
 
 use std::future::Future;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -52,7 +52,14 @@ pub async fn bind_socket(path: &Path) -> anyhow::Result<UnixListener> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }
-    if path.exists() {
+    if let Ok(meta) = std::fs::symlink_metadata(path) {
+        // Only a socket nobody answers on is ours to remove: never a file the user named.
+        if !meta.file_type().is_socket() {
+            bail!(
+                "{} exists and is not a socket; name another --socket path",
+                path.display()
+            );
+        }
         if tokio::net::UnixStream::connect(path).await.is_ok() {
             bail!(
                 "a vswitch daemon is already listening on {}",

@@ -117,6 +117,7 @@ impl Control {
             if expected_inode != 0 && ns.identity().ino != expected_inode {
                 return Err(ControlError::NamespaceChanged(ns.describe().to_string()));
             }
+            refuse_host_namespace(&ns)?;
             let device = tap::attach(&ns, &config)?;
             Ok::<_, ControlError>((ns, device))
         })
@@ -153,6 +154,24 @@ impl Control {
         }
         Ok(record)
     }
+}
+
+/// Refuses the daemon's own network namespace and the initial one: a deployment's host (a TAP,
+/// an address and a default route there would reroute the host), never a container.
+fn refuse_host_namespace(ns: &tap::Namespace) -> Result<(), ControlError> {
+    let own = tap::NetnsRef::Path("/proc/self/ns/net".into()).identity();
+    let initial = tap::NetnsRef::Pid(1).identity();
+    let which = if own == Some(ns.identity()) {
+        "the vswitch daemon's own network namespace"
+    } else if initial == Some(ns.identity()) {
+        "the initial network namespace (the host's)"
+    } else {
+        return Ok(());
+    };
+    Err(ControlError::HostNamespace {
+        netns: ns.describe().to_string(),
+        which,
+    })
 }
 
 /// Points the resolv.conf of an `ip netns` namespace at the gateways of the networks it is on

@@ -40,6 +40,9 @@ pub enum ControlError {
     /// A saved endpoint's namespace reference now names another namespace (`pid:PID` reused).
     #[error("{0} is no longer the namespace the endpoint was connected to")]
     NamespaceChanged(String),
+    /// The namespace is the daemon's own or the initial one: the host, not a container.
+    #[error("{netns} is {which}: connect containers, not the host")]
+    HostNamespace { netns: String, which: &'static str },
     /// The policy does not compile.
     #[error(transparent)]
     Policy(#[from] policy::RuleError),
@@ -100,7 +103,7 @@ impl ControlError {
                 | ModelError::EndpointExists { .. }
                 | ModelError::AlreadyConnected { .. } => ErrorKind::Conflict,
             },
-            Invalid(_) | Policy(_) => ErrorKind::Invalid,
+            Invalid(_) | Policy(_) | HostNamespace { .. } => ErrorKind::Invalid,
             Filter(FilterError::Invalid { .. }) => ErrorKind::Invalid,
             Filter(FilterError::NoLibpcap { .. }) => ErrorKind::Failed,
             UnknownTrunk(_)

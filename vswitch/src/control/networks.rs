@@ -14,7 +14,7 @@ use vswitch_core::switch::{PortConfig, PortMode};
 
 use super::{rules, unix_now, Control, ControlError, LiveGateway, Network};
 use crate::gateway::{self, GatewayConfig, GatewayStats};
-use crate::model::{leases, plan_network, NetworkCreate, NetworkRecord};
+use crate::model::{gateway_mac, leases, plan_network, NetworkCreate, NetworkRecord};
 
 /// A network as `vswitch network inspect` shows it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -98,7 +98,7 @@ impl Control {
         let inner = self.inner.lock().await;
         let network = inner.network(name)?;
         Ok(NetworkView {
-            gateway_mac: gateway::gateway_mac(name),
+            gateway_mac: gateway_mac(name),
             network: network.record.clone(),
             gateway: network.gateway.gateway.counters.snapshot(),
         })
@@ -230,7 +230,7 @@ fn gateway_config(network: &NetworkRecord) -> GatewayConfig {
     } else {
         network.dns.clone()
     };
-    let mac = gateway::gateway_mac(&network.name);
+    let mac = gateway_mac(&network.name);
     let dhcp = network
         .subnets
         .iter()

@@ -12,7 +12,8 @@ use vswitch_core::switch::NetworkStats;
 
 use super::{Control, ControlError};
 use crate::datapath::PortCounters;
-use crate::gateway::{self, GatewayStats};
+use crate::gateway::GatewayStats;
+use crate::model::gateway_mac;
 
 /// A port as `vswitch ports` shows it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -125,7 +126,7 @@ impl Control {
                 endpoint: "gateway",
                 netns: "",
                 ifname: network.record.host_iface.as_deref().unwrap_or(""),
-                mac: gateway::gateway_mac(net_name),
+                mac: gateway_mac(net_name),
             };
             let port = network.gateway.port;
             ports.push(gateway.with_counters(port, counters_of(port)));

@@ -11,8 +11,7 @@ use vswitch_core::switch::{Trace, WouldLearn};
 use vswitch_core::trace::{build_frame, describe_frame, Proto};
 
 use super::{Control, ControlError, Inner, Network};
-use crate::gateway;
-use crate::model::{is_target, EndpointRecord, ModelError, TraceRequest};
+use crate::model::{gateway_mac, is_target, EndpointRecord, ModelError, TraceRequest};
 
 /// One step of a trace.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -124,7 +123,7 @@ fn probe<'a>(net: &'a Network, req: &TraceRequest) -> Result<Probe<'a>, ControlE
         .ok_or_else(|| {
             ControlError::Invalid(format!("{} has no address of {dst_ip}'s family", from.name))
         })?;
-    let gateway_mac = gateway::gateway_mac(&record.name);
+    let gateway_mac = gateway_mac(&record.name);
     let owner = record
         .endpoints
         .values()

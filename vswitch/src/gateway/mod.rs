@@ -138,11 +138,6 @@ impl Drop for Gateway {
     }
 }
 
-/// The gateway MAC of a network: stable across restarts.
-pub fn gateway_mac(network: &str) -> MacAddr {
-    MacAddr::local_from_seed(format!("gateway/{network}").as_bytes())
-}
-
 /// Starts the gateway on `socket`, whose peer is its switch port; `host` is the network's host
 /// interface, if it has one (a non-blocking TAP device without offloads).
 pub fn spawn(

@@ -310,11 +310,18 @@ pub fn plan_endpoint(
             network: network.name.clone(),
         });
     }
+    check_names_free(network, &name, &req.aliases)?;
     let ifname = pick_ifname(req.ifname.as_deref(), "eth", &netns_text, state)?;
     let mac = match &req.mac {
         Some(text) => parse_unicast_mac(text)?,
         None => MacAddr::local_from_seed(format!("{}/{}", network.name, name).as_bytes()),
     };
+    if mac == gateway_mac(&network.name) {
+        return Err(invalid(format!(
+            "MAC address {mac} is the gateway's of network {}",
+            network.name
+        )));
+    }
     if let Some(other) = network.endpoints.values().find(|e| e.mac == mac) {
         return Err(invalid(format!(
             "MAC address {mac} is already used by endpoint {} on network {}",
@@ -359,6 +366,42 @@ pub fn plan_endpoint(
         labels: parse_labels(&req.labels)?,
         rate_limit: check_rate_limit(req.rate_limit)?,
     })
+}
+
+/// The gateway's name, and every endpoint's name, are the network's: a new endpoint may not
+/// take them as its name or an alias, nor take another's alias as its name. (Aliases may be
+/// shared on purpose, as Docker's network aliases are.)
+fn check_names_free(
+    network: &NetworkRecord,
+    name: &str,
+    aliases: &[String],
+) -> Result<(), ModelError> {
+    // Who holds `wanted` already: the gateway, an endpoint by name, or (when it is to be a
+    // name) an endpoint by alias.
+    let holder = |wanted: &str, as_name: bool| -> Option<String> {
+        if wanted == GATEWAY_NAME {
+            return Some("the gateway".into());
+        }
+        network.endpoints.values().find_map(|e| {
+            if e.name == wanted {
+                Some(format!("endpoint {}", e.name))
+            } else if as_name && e.aliases.iter().any(|a| a == wanted) {
+                Some(format!("an alias of endpoint {}", e.name))
+            } else {
+                None
+            }
+        })
+    };
+    let wanted = std::iter::once((name, true)).chain(aliases.iter().map(|a| (a.as_str(), false)));
+    for (wanted, as_name) in wanted {
+        if let Some(holder) = holder(wanted, as_name) {
+            return Err(invalid(format!(
+                "name {wanted:?} is taken by {holder} on network {}",
+                network.name
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// `key=value` labels; `name` is refused, as selectors use it for the endpoint name.

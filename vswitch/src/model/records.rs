@@ -14,6 +14,14 @@ use super::error::ModelError;
 
 /// Default MTU of a network, as Docker's bridge.
 pub const DEFAULT_MTU: u32 = 1500;
+/// The name a network's gateway answers to, which no endpoint may take.
+pub const GATEWAY_NAME: &str = "gateway";
+
+/// The gateway MAC of a network: stable across restarts.
+pub fn gateway_mac(network: &str) -> MacAddr {
+    MacAddr::local_from_seed(format!("gateway/{network}").as_bytes())
+}
+
 /// A network: an isolated L2 segment with its subnets.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NetworkRecord {

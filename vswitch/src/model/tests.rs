@@ -202,3 +202,47 @@ fn trunks_need_tagged_networks_and_unique_names() {
         "trunk t already exists"
     );
 }
+
+#[test]
+fn the_gateways_identity_and_other_endpoints_names_are_reserved() {
+    let mut nets = app_with_endpoint();
+    nets.get_mut("app")
+        .unwrap()
+        .endpoints
+        .get_mut("web")
+        .unwrap()
+        .aliases = vec!["www".into()];
+    let app = &nets["app"];
+    let plan = |netns: &str, f: &dyn Fn(&mut ConnectRequest)| {
+        let mut req = ConnectRequest {
+            netns: netns.into(),
+            ..Default::default()
+        };
+        f(&mut req);
+        plan_endpoint(&req, &netns.parse().unwrap(), app, &state(&nets))
+    };
+    let gateway = gateway_mac("app").to_string();
+    assert_eq!(
+        err(plan("db", &|r| r.mac = Some(gateway.clone()))),
+        format!("MAC address {gateway} is the gateway's of network app")
+    );
+    let by_name: &dyn Fn(&mut ConnectRequest) = &|r| r.name = Some("gateway".into());
+    let by_alias: &dyn Fn(&mut ConnectRequest) = &|r| r.aliases = vec!["gateway".into()];
+    for taken in [by_name, by_alias] {
+        assert_eq!(
+            err(plan("db", taken)),
+            "name \"gateway\" is taken by the gateway on network app"
+        );
+    }
+    assert_eq!(
+        err(plan("db", &|r| r.aliases = vec!["web".into()])),
+        "name \"web\" is taken by endpoint web on network app"
+    );
+    assert_eq!(
+        err(plan("db", &|r| r.name = Some("www".into()))),
+        "name \"www\" is taken by an alias of endpoint web on network app"
+    );
+    // Aliases may be shared on purpose, as Docker's are.
+    let db = plan("db", &|r| r.aliases = vec!["www".into()]).unwrap();
+    assert_eq!(db.aliases, vec!["www".to_string()]);
+}
