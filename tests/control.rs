@@ -131,7 +131,7 @@ fn a_damaged_state_file_stops_the_daemon_by_name_until_reset_keeps_it_aside() {
 
 #[test]
 fn the_host_namespace_is_never_connected() {
-    let mut bed = Bed::start();
+    let bed = Bed::start();
     bed.ok(&["network", "create", "app", "--subnet", "10.89.10.0/24"]);
     let own = format!("pid:{}", bed.daemon_pid());
     for netns in [own.as_str(), "/proc/self/ns/net"] {
