@@ -130,6 +130,35 @@ fn a_damaged_state_file_stops_the_daemon_by_name_until_reset_keeps_it_aside() {
 }
 
 #[test]
+fn a_second_daemon_on_the_same_state_directory_is_refused_and_changes_nothing() {
+    let mut bed = Bed::start();
+    bed.ok(&["network", "create", "app", "--subnet", "10.89.12.0/24"]);
+    let a = bed.netns("a");
+    bed.ok(&["connect", "app", &a]);
+    let state = bed.dir.join("state");
+    let saved = std::fs::read_to_string(state.join("state.json")).unwrap();
+
+    let other_socket = bed.dir.join("other.sock");
+    let error = bed.daemon_refuses_at(&other_socket, &state, &[]);
+    let holder = format!("in use by the vswitch daemon with PID {}", bed.daemon_pid());
+    assert!(error.contains(&holder), "{error}");
+    assert!(!other_socket.exists(), "the refused daemon left its socket");
+    // --reset-state does not get past the lock either.
+    let error = bed.daemon_refuses_at(&other_socket, &state, &["--reset-state"]);
+    assert!(error.contains(&holder), "{error}");
+    assert_eq!(
+        std::fs::read_to_string(state.join("state.json")).unwrap(),
+        saved
+    );
+
+    // The first daemon's endpoints survive its restart.
+    bed.stop_daemon();
+    bed.start_daemon();
+    assert_eq!(bed.ports().len(), 1);
+    assert!(has_link(&a, "eth0"));
+}
+
+#[test]
 fn the_host_namespace_is_never_connected() {
     let bed = Bed::start();
     bed.ok(&["network", "create", "app", "--subnet", "10.89.10.0/24"]);

@@ -123,7 +123,8 @@ async fn start_control(
     config: DataPathConfig,
     reset_state: bool,
 ) -> anyhow::Result<Arc<Control>> {
-    let store = StateStore::new(state_dir);
+    let mut store = StateStore::new(state_dir);
+    store.lock()?;
     if reset_state {
         if let Some(aside) = store.set_aside()? {
             tracing::warn!(kept = %aside.display(), "state reset: starting with no networks");

@@ -138,9 +138,10 @@ impl Control {
     /// Starts the data path and restores saved networks; endpoints whose namespace still exists
     /// are attached again, the others are forgotten.
     pub async fn start(
-        store: StateStore,
+        mut store: StateStore,
         config: DataPathConfig,
     ) -> Result<Arc<Control>, ControlError> {
+        store.lock()?;
         let saved = store.load()?;
         let (leases, lease_calls) = mpsc::channel(256);
         let control = Arc::new(Control {

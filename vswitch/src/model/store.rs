@@ -4,7 +4,8 @@
 //! fsynced, so a crash or power loss leaves the old state or the new one, never half of each
 //! and never an empty file. A file found damaged anyway (by an older version, or by hand) stops
 //! the daemon with an error naming it; `--reset-state` moves it aside and starts empty, so
-//! nothing is lost and nothing is forgotten silently.
+//! nothing is lost and nothing is forgotten silently. One daemon at a time owns a state
+//! directory: it holds a lock on `lock` in it (with its PID inside) for its whole life.
 
 use std::fs;
 use std::io::Write;
@@ -13,6 +14,7 @@ use std::path::{Path, PathBuf};
 use super::records::State;
 
 const STATE_FILE: &str = "state.json";
+const LOCK_FILE: &str = "lock";
 
 /// Why the state could not be read or written.
 #[derive(Debug, thiserror::Error)]
@@ -23,6 +25,13 @@ pub enum StateError {
         path: PathBuf,
         error: std::io::Error,
     },
+    /// Another daemon owns the directory.
+    #[error(
+        "state directory {} is in use by the vswitch daemon with PID {pid}; give each daemon \
+         its own --state-dir",
+        dir.display()
+    )]
+    Locked { dir: PathBuf, pid: String },
     /// The file is not valid state.
     #[error(
         "state file {} is damaged ({error}); start the daemon with --reset-state to keep it \
@@ -39,12 +48,55 @@ pub enum StateError {
 #[derive(Debug)]
 pub struct StateStore {
     dir: PathBuf,
+    /// The directory's lock, once taken: released when the store is dropped.
+    lock: Option<nix::fcntl::Flock<fs::File>>,
+    /// Makes every temporary file's name unique.
+    saves: std::sync::atomic::AtomicU64,
 }
 
 impl StateStore {
     /// A store in `dir` (created on first save).
     pub fn new(dir: impl Into<PathBuf>) -> StateStore {
-        StateStore { dir: dir.into() }
+        StateStore {
+            dir: dir.into(),
+            lock: None,
+            saves: Default::default(),
+        }
+    }
+
+    /// Takes the directory for this process (creating it), or names the daemon that holds it.
+    /// Taking it again is a no-op.
+    pub fn lock(&mut self) -> Result<(), StateError> {
+        use nix::fcntl::{Flock, FlockArg};
+        if self.lock.is_some() {
+            return Ok(());
+        }
+        fs::create_dir_all(&self.dir).map_err(Self::io_err(&self.dir))?;
+        let path = self.dir.join(LOCK_FILE);
+        let file = fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(Self::io_err(&path))?;
+        let mut lock = match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+            Ok(lock) => lock,
+            Err((_, nix::errno::Errno::EWOULDBLOCK)) => {
+                let pid = fs::read_to_string(&path).unwrap_or_default();
+                return Err(StateError::Locked {
+                    dir: self.dir.clone(),
+                    pid: pid.trim().to_string(),
+                });
+            }
+            Err((_, errno)) => return Err(Self::io_err(&path)(errno.into())),
+        };
+        lock.set_len(0)
+            .and_then(|()| write!(lock, "{}", std::process::id()))
+            .and_then(|()| lock.sync_all())
+            .map_err(Self::io_err(&path))?;
+        self.lock = Some(lock);
+        Ok(())
     }
 
     /// The directory.
@@ -90,7 +142,12 @@ impl StateStore {
     pub fn save(&self, state: &State) -> Result<(), StateError> {
         fs::create_dir_all(&self.dir).map_err(Self::io_err(&self.dir))?;
         let path = self.dir.join(STATE_FILE);
-        let tmp = self.dir.join(format!("{STATE_FILE}.tmp"));
+        let n = self
+            .saves
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let tmp = self
+            .dir
+            .join(format!("{STATE_FILE}.tmp-{}-{n}", std::process::id()));
         let text = serde_json::to_string_pretty(state).expect("state serializes");
         let mut file = fs::File::create(&tmp).map_err(Self::io_err(&tmp))?;
         file.write_all(text.as_bytes())
@@ -124,7 +181,14 @@ mod tests {
             .insert("app".into(), plan_network(&req, &state.networks).unwrap());
         store.save(&state).unwrap();
         assert_eq!(store.load().unwrap(), state);
-        assert!(!dir.join("state.json.tmp").exists());
+        let leftovers = fs::read_dir(&dir)
+            .unwrap()
+            .filter(|e| {
+                let name = e.as_ref().unwrap().file_name();
+                name.to_string_lossy().contains(".tmp")
+            })
+            .count();
+        assert_eq!(leftovers, 0, "no temporary file left");
         fs::remove_dir_all(&dir).unwrap();
     }
 
@@ -153,6 +217,23 @@ mod tests {
             assert_eq!(store.load().unwrap(), State::default());
             fs::remove_file(aside).unwrap();
         }
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn one_store_at_a_time_owns_a_directory() {
+        let dir = std::env::temp_dir().join(format!("vswitch-state-lock-{}", std::process::id()));
+        let mut first = StateStore::new(&dir);
+        first.lock().unwrap();
+        first.lock().unwrap();
+        let mut second = StateStore::new(&dir);
+        let error = second.lock().unwrap_err().to_string();
+        assert!(
+            error.contains(&format!("PID {}", std::process::id())),
+            "{error}"
+        );
+        drop(first);
+        second.lock().unwrap();
         fs::remove_dir_all(&dir).unwrap();
     }
 }
