@@ -159,6 +159,32 @@ fn a_second_daemon_on_the_same_state_directory_is_refused_and_changes_nothing() 
 }
 
 #[test]
+fn a_namespace_gone_while_the_daemon_was_down_leaves_no_resolv_conf() {
+    let mut bed = Bed::start();
+    bed.ok(&["network", "create", "app", "--subnet", "10.89.13.0/24"]);
+    let a = bed.netns("a");
+    let b = bed.netns("b");
+    bed.ok(&["connect", "app", &a]);
+    bed.ok(&["connect", "app", &b]);
+    let conf = |ns: &str| std::path::PathBuf::from(format!("/etc/netns/{ns}/resolv.conf"));
+    assert!(conf(&a).exists() && conf(&b).exists());
+    bed.stop_daemon();
+    bed.delete_netns(&a);
+    bed.start_daemon();
+    assert!(
+        !conf(&a).exists(),
+        "resolv.conf of a namespace gone is left behind"
+    );
+    assert!(conf(&b).exists(), "resolv.conf of a live endpoint removed");
+    // While the daemon runs, too.
+    bed.delete_netns(&b);
+    assert!(
+        eventually(Duration::from_secs(5), || !conf(&b).exists()),
+        "resolv.conf of a namespace gone while running is left behind"
+    );
+}
+
+#[test]
 fn the_host_namespace_is_never_connected() {
     let bed = Bed::start();
     bed.ok(&["network", "create", "app", "--subnet", "10.89.10.0/24"]);

@@ -185,6 +185,9 @@ impl Control {
             }
         }
         inner.mirrors = saved.mirrors;
+        for netns in crate::gateway::resolv::remove_orphans() {
+            info!(netns = %netns, "namespace gone: its resolv.conf removed");
+        }
         self.commit(&inner)
     }
 

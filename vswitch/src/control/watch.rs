@@ -57,5 +57,8 @@ impl Control {
         if let Err(e) = self.commit(&inner) {
             warn!(error = %e, "cannot save state");
         }
+        for netns in crate::gateway::resolv::remove_orphans() {
+            info!(netns = %netns, "namespace gone: its resolv.conf removed");
+        }
     }
 }

@@ -56,6 +56,30 @@ pub fn update(name: &str, servers: &[IpAddr]) -> std::io::Result<Option<String>>
     Ok(Some(text))
 }
 
+/// Removes the resolv.conf files vswitch wrote for `ip netns` namespaces that no longer exist
+/// (left by a daemon that was killed, or whose containers went while it was down); returns the
+/// namespaces cleaned.
+pub fn remove_orphans() -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir("/etc/netns") else {
+        return Vec::new();
+    };
+    let mut removed = Vec::new();
+    for entry in entries.flatten() {
+        let Ok(name) = entry.file_name().into_string() else {
+            continue;
+        };
+        if tap::NetnsRef::Name(name.clone()).identity().is_some() {
+            continue;
+        }
+        let ours = std::fs::read_to_string(netns_resolv_conf(&name))
+            .is_ok_and(|text| text.starts_with(MARKER));
+        if ours && update(&name, &[]).is_ok() {
+            removed.push(name);
+        }
+    }
+    removed
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
