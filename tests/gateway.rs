@@ -8,7 +8,7 @@ use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{eventually, in_netns, ping, run, spawn_in_netns, tcp_transfer, Bed};
+use common::{eventually, in_netns, ping, run, send_frames, spawn_in_netns, tcp_transfer, Bed};
 
 /// Runs dig in `netns` with a short timeout; returns its output.
 fn dig(netns: &str, args: &[&str]) -> String {
@@ -124,6 +124,144 @@ fn gateway_answers_ping_arp_ndp_and_advertises_the_prefix() {
         &slaac,
         &["ping", "-6", "-c", "2", "-W", "2", "fd91::1"]
     ));
+}
+
+/// A DHCP client message (broadcast, from `src` with `chaddr`): a DISCOVER, or with `request`
+/// a REQUEST for that address naming the server, as a client taking an offer sends it.
+fn dhcp_frame(src: [u8; 6], chaddr: [u8; 6], request: Option<(Ipv4Addr, Ipv4Addr)>) -> Vec<u8> {
+    use dhcproto::v4::{DhcpOption, Message, MessageType, Opcode};
+    use dhcproto::{Encodable, Encoder};
+    let mut msg = Message::default();
+    msg.set_opcode(Opcode::BootRequest)
+        .set_xid(u32::from_be_bytes([
+            chaddr[2], chaddr[3], chaddr[4], chaddr[5],
+        ]))
+        .set_chaddr(&chaddr);
+    let kind = match request {
+        None => MessageType::Discover,
+        Some((ip, server)) => {
+            msg.opts_mut().insert(DhcpOption::RequestedIpAddress(ip));
+            msg.opts_mut().insert(DhcpOption::ServerIdentifier(server));
+            MessageType::Request
+        }
+    };
+    msg.opts_mut().insert(DhcpOption::MessageType(kind));
+    let mut payload = Vec::new();
+    msg.encode(&mut Encoder::new(&mut payload)).unwrap();
+    let mut frame = Vec::new();
+    etherparse::PacketBuilder::ethernet2(src, [0xff; 6])
+        .ipv4([0, 0, 0, 0], [255, 255, 255, 255], 64)
+        .udp(68, 67)
+        .write(&mut frame, &payload)
+        .unwrap();
+    frame
+}
+
+/// A MAC made of `seed` and `n`, unicast and locally administered.
+fn random_mac(seed: u8, n: u32) -> [u8; 6] {
+    let b = n.to_be_bytes();
+    [0x02, seed, b[0], b[1], b[2], b[3]]
+}
+
+#[test]
+fn one_port_cannot_exhaust_the_dhcp_pool() {
+    let mut bed = Bed::start();
+    // A /27: 29 addresses for the gateway's clients.
+    bed.ok(&["network", "create", "lan", "--subnet", "10.89.14.0/27"]);
+    let server: Ipv4Addr = "10.89.14.1".parse().unwrap();
+    // A port fronting VMs may send as any MAC; this one may hold three leases.
+    let host = bed.netns("vmhost");
+    bed.ok(&[
+        "connect",
+        "lan",
+        &host,
+        "--no-port-security",
+        "--dhcp-leases",
+        "3",
+    ]);
+    // A container with port security (the default) may only ask in its own name.
+    let plain = bed.netns("plain");
+    bed.ok(&["connect", "lan", &plain]);
+    let plain_mac = common::mac_bytes(bed.endpoint("lan", &plain).1.as_str());
+    let victim = bed.netns("victim");
+    bed.ok(&["connect", "lan", &victim, "--dhcp"]);
+
+    // 200 DISCOVERs and 200 direct REQUESTs (options 50 and 54), each in a new MAC's name.
+    let flood = |src: &dyn Fn(u32) -> [u8; 6], seed: u8| -> Vec<Vec<u8>> {
+        (0..200u32)
+            .flat_map(|n| {
+                let chaddr = random_mac(seed, n);
+                let ip = Ipv4Addr::from(u32::from(server) + 2 + n % 28);
+                [
+                    dhcp_frame(src(n), chaddr, None),
+                    dhcp_frame(src(n), chaddr, Some((ip, server))),
+                ]
+            })
+            .collect()
+    };
+    assert_eq!(
+        send_frames(&host, "eth0", flood(&|n| random_mac(1, n), 1)),
+        400
+    );
+    assert_eq!(send_frames(&plain, "eth0", flood(&|_| plain_mac, 2)), 400);
+    // Every frame is accounted for: handled by the gateway, dropped by it (another station's
+    // name), held back by storm control (800 broadcasts at once), or refused by the gateway's
+    // full queue (tx_error on its port).
+    let drops = |kind: &str, ns: &str, reason: &str| -> u64 {
+        let ports = bed.json(&["ports"]);
+        let ports = ports.as_array().unwrap();
+        let port = ports
+            .iter()
+            .find(|p| p["kind"] == kind && p["netns"] == ns)
+            .unwrap();
+        port["drops_by_reason"][reason].as_u64().unwrap_or(0)
+    };
+    let storm = |ns: &str| drops("container", ns, "storm");
+    let gateway = || bed.inspect("lan")["gateway"].clone();
+    let accounted = || {
+        let g = gateway();
+        g["dhcp_requests"].as_u64().unwrap()
+            + g["dhcp_dropped"].as_u64().unwrap()
+            + storm(&host)
+            + storm(&plain)
+            + drops("gateway", "", "tx_error")
+    };
+    assert!(
+        eventually(Duration::from_secs(10), || accounted() == 800),
+        "{} of 800 frames accounted for: {}",
+        accounted(),
+        gateway()
+    );
+
+    let inspect = bed.inspect("lan");
+    let leases = inspect["leases"].as_array().cloned().unwrap_or_default();
+    let from_host = leases
+        .iter()
+        .filter(|l| l["endpoint"] == host.as_str())
+        .count();
+    assert!(
+        from_host <= 3,
+        "the VM host's port holds {from_host}: {leases:?}"
+    );
+    assert_eq!(
+        leases.len(),
+        from_host,
+        "leases in others' names: {leases:?}"
+    );
+    // Past its three clients (an offer and an ack each at most), the port's requests are
+    // refused and counted; the container's requests in other names are dropped and counted.
+    let g = gateway();
+    let handled = g["dhcp_requests"].as_u64().unwrap();
+    let refused = g["dhcp_refused"].as_u64().unwrap();
+    assert!(handled - refused <= 6, "{g}");
+    assert!(refused > 0, "{g}");
+    assert!(g["dhcp_dropped"].as_u64().unwrap() > 0, "{g}");
+
+    // And a real client still gets an address.
+    let client = Udhcpc::start(&bed, &victim);
+    let bound: std::collections::HashMap<String, String> =
+        client.wait_for("bound", 0).into_iter().collect();
+    assert!(bound["ip"].starts_with("10.89.14."), "{bound:?}");
 }
 
 /// A busybox udhcpc in the foreground inside a namespace; killed (by PID) on drop. Its script

@@ -37,6 +37,26 @@ pub fn capture_sources(netns: &str, ifname: &str, during: impl FnOnce()) -> Vec<
     capture.join().unwrap()
 }
 
+/// Sends each of `frames` out of `ifname` in `netns` as it is (an AF_PACKET socket), as fast
+/// as the socket takes them; returns how many were sent.
+pub fn send_frames(netns: &str, ifname: &str, frames: Vec<Vec<u8>>) -> usize {
+    let ifname = std::ffi::CString::new(ifname).unwrap();
+    spawn_in_netns(netns, move || {
+        // SAFETY: plain socket syscalls on buffers owned by this thread; `fd` is closed below.
+        unsafe {
+            let fd = packet_socket(&ifname);
+            let sent = frames
+                .iter()
+                .filter(|f| libc::send(fd, f.as_ptr() as *const _, f.len(), 0) == f.len() as isize)
+                .count();
+            libc::close(fd);
+            sent
+        }
+    })
+    .join()
+    .unwrap()
+}
+
 /// An AF_PACKET socket bound to `ifname` of the calling thread's namespace, with a 100 ms
 /// receive timeout. The caller closes it.
 ///

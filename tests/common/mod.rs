@@ -17,7 +17,7 @@ mod traffic;
 // modules' own imports.
 #[allow(unused_imports)]
 pub use {
-    af_packet::{arp_over_raw_socket, capture_sources, mac_bytes},
+    af_packet::{arp_over_raw_socket, capture_sources, mac_bytes, send_frames},
     bed::{host_of, Bed},
     metrics::{free_port, promtool_check, scrape, series},
     netns::{has_link, in_netns, spawn_in_netns},

@@ -232,7 +232,7 @@ fn publish_network(name: &str, s: &NetworkStats) {
     counter!("vswitch_network_flow_evictions_total", &labels).absolute(s.flow_evictions);
 }
 
-const GATEWAY_COUNTERS: [(&str, &str); 8] = [
+const GATEWAY_COUNTERS: [(&str, &str); 9] = [
     (
         "vswitch_gateway_dns_queries_total",
         "DNS queries received by the gateway (UDP and TCP).",
@@ -256,7 +256,11 @@ const GATEWAY_COUNTERS: [(&str, &str); 8] = [
     ("vswitch_gateway_dhcp_replies_total", "DHCP replies sent."),
     (
         "vswitch_gateway_dhcp_dropped_total",
-        "Malformed DHCP messages dropped.",
+        "Malformed DHCP messages dropped, and those asking in another station's name.",
+    ),
+    (
+        "vswitch_gateway_dhcp_refused_total",
+        "DHCP requests refused: the client's port holds all the offers and leases it may.",
     ),
     (
         "vswitch_gateway_frames_dropped_total",
@@ -274,6 +278,7 @@ fn publish_gateway(name: &str, g: &GatewayStats) {
         g.dhcp_requests,
         g.dhcp_replies,
         g.dhcp_dropped,
+        g.dhcp_refused,
         g.frames_dropped,
     ];
     for ((metric, _), value) in GATEWAY_COUNTERS.iter().zip(values) {

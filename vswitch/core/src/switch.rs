@@ -807,6 +807,11 @@ impl Switch {
         !self.fdb.is_empty() || self.networks.iter().flatten().any(|n| n.policy.is_some())
     }
 
+    /// The port `mac` was last seen on in `network`, if it is known (and not aged out).
+    pub fn port_of(&self, now: Instant, network: NetworkId, mac: MacAddr) -> Option<PortId> {
+        self.fdb.lookup(now, network, mac)
+    }
+
     /// Switch-wide counters.
     pub fn stats(&self) -> SwitchStats {
         let mut stats = self.stats;

@@ -8,9 +8,10 @@ use tokio::sync::mpsc;
 use tracing::{debug, warn};
 
 use super::addresses::port_security;
-use super::{unix_now, Control};
+use super::{unix_now, Control, Network};
 use crate::gateway::LeaseCall;
-use crate::model::leases;
+use crate::model::{leases, LeaseRecord, NetworkRecord};
+use vswitch_core::frame::MacAddr;
 
 /// Answers the gateways' lease calls while the control plane lives.
 pub(super) async fn serve(control: Weak<Control>, mut calls: mpsc::Receiver<LeaseCall>) {
@@ -24,18 +25,21 @@ pub(super) async fn serve(control: Weak<Control>, mut calls: mpsc::Receiver<Leas
 
 impl Control {
     /// Decides a DHCP request of a network's gateway and persists the lease.
-    async fn handle_lease(&self, call: LeaseCall) {
+    async fn handle_lease(&self, mut call: LeaseCall) {
         let mut inner = self.inner.lock().await;
         let Some(network) = inner.networks.get_mut(&call.network) else {
             return;
         };
-        let (decision, changed) = leases::decide(
+        call.query.port = self.client_port(network, call.query.mac);
+        let taken_before = taken_leases(&network.record);
+        let (decision, _) = leases::decide(
             &mut network.record,
             &call.query,
             unix_now(),
             leases::DEFAULT_LEASE_SECS,
         );
-        if changed {
+        // Offers live in memory only: a flood of DISCOVERs costs no disk write.
+        if taken_leases(&network.record) != taken_before {
             if let Err(e) = self.commit(&inner) {
                 warn!(error = %e, "cannot save DHCP lease");
             }
@@ -59,4 +63,35 @@ impl Control {
         debug!(network = %call.network, mac = %call.query.mac, kind = ?call.query.kind, ?decision, "DHCP");
         let _ = call.reply.send(decision);
     }
+}
+
+impl Control {
+    /// The endpoint (or trunk) whose port `mac` sends from, and how many offers and leases
+    /// that port's DHCP clients may hold.
+    fn client_port(&self, network: &Network, mac: MacAddr) -> Option<(String, u32)> {
+        let port = self.dataplane.port_of(network.id, mac)?;
+        let endpoint = network
+            .ports
+            .iter()
+            .find(|(_, live)| live.port == port)
+            .and_then(|(name, _)| network.record.endpoints.get(name));
+        Some(match endpoint {
+            Some(e) => (
+                e.name.clone(),
+                e.dhcp_leases.unwrap_or(leases::DEFAULT_LEASES_PER_PORT),
+            ),
+            // A trunk's or host interface's clients, counted together by port number.
+            None => (port.to_string(), leases::DEFAULT_LEASES_PER_PORT),
+        })
+    }
+}
+
+/// The leases clients have taken (offers left out): what is persisted.
+fn taken_leases(network: &NetworkRecord) -> Vec<LeaseRecord> {
+    network
+        .leases
+        .iter()
+        .filter(|l| !l.offered)
+        .cloned()
+        .collect()
 }

@@ -94,13 +94,19 @@ impl Inner {
             .ok_or_else(|| ModelError::UnknownNetwork(name.to_string()).into())
     }
 
-    /// The records alone, as persisted and as the model's checks read them.
+    /// The records alone, as persisted and as the model's checks read them: DHCP offers not
+    /// taken yet are left out.
     fn state(&self) -> State {
+        let record = |n: &Network| {
+            let mut record = n.record.clone();
+            record.leases.retain(|l| !l.offered);
+            record
+        };
         State {
             networks: self
                 .networks
                 .iter()
-                .map(|(name, n)| (name.clone(), n.record.clone()))
+                .map(|(name, n)| (name.clone(), record(n)))
                 .collect(),
             trunks: self
                 .trunks

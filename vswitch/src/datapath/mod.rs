@@ -303,6 +303,11 @@ impl DataPlane {
             .map_or_else(Vec::new, |engine| engine.flows(Instant::now()))
     }
 
+    /// The port `mac` was last seen on in `network`, if known.
+    pub fn port_of(&self, network: NetworkId, mac: vswitch_core::frame::MacAddr) -> Option<PortId> {
+        lock(&self.switch).port_of(Instant::now(), network, mac)
+    }
+
     /// Live FDB entries of a network.
     pub fn fdb(&self, network: NetworkId) -> Vec<FdbRow> {
         lock(&self.switch).fdb_rows(Instant::now(), network)

@@ -104,6 +104,10 @@ pub enum DhcpDrop {
     /// Hardware type is not Ethernet or hardware address length is not 6.
     #[error("client hardware address is not a 6-byte Ethernet address")]
     BadHardwareAddress,
+    /// A client on the link (no relay) asking for another station's address: chaddr is not the
+    /// frame's source MAC, so a container cannot take leases in others' names.
+    #[error("client hardware address is not the frame's source MAC")]
+    ForeignChaddr,
 }
 
 impl DhcpDrop {
@@ -116,6 +120,7 @@ impl DhcpDrop {
             DhcpDrop::NoMessageType => "no_message_type",
             DhcpDrop::UnsupportedMessageType => "unsupported_message_type",
             DhcpDrop::BadHardwareAddress => "bad_hardware_address",
+            DhcpDrop::ForeignChaddr => "foreign_chaddr",
         }
     }
 }
@@ -218,6 +223,9 @@ pub fn parse_request(frame: &[u8]) -> Result<DhcpRequest, DhcpDrop> {
         _ => return Err(DhcpDrop::UnsupportedMessageType),
     };
 
+    if msg.giaddr().is_unspecified() && chaddr != eth.source() {
+        return Err(DhcpDrop::ForeignChaddr);
+    }
     let mut req = DhcpRequest {
         kind,
         xid: msg.xid(),

@@ -137,6 +137,7 @@ mod tests {
             mtu: None,
             aliases: aliases.iter().map(|a| a.to_string()).collect(),
             dhcp: ip.is_empty(),
+            dhcp_leases: None,
             port_security: true,
             labels: Default::default(),
             rate_limit: None,
@@ -170,6 +171,8 @@ mod tests {
             ip: "10.1.0.9".parse().unwrap(),
             expires: 1000,
             hostname: None,
+            endpoint: None,
+            offered: false,
         });
         let other = state.networks.get_mut("other").unwrap();
         for e in [

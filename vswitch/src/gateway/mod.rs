@@ -85,6 +85,7 @@ pub struct GatewayCounters {
     dhcp_requests: AtomicU64,
     dhcp_replies: AtomicU64,
     dhcp_dropped: AtomicU64,
+    dhcp_refused: AtomicU64,
     frames_dropped: AtomicU64,
 }
 
@@ -103,8 +104,11 @@ pub struct GatewayStats {
     pub dhcp_requests: u64,
     /// DHCP replies sent.
     pub dhcp_replies: u64,
-    /// Malformed DHCP messages dropped.
+    /// Malformed DHCP messages dropped, and those asking in another station's name.
     pub dhcp_dropped: u64,
+    /// DHCP requests refused: the client's port holds all the offers and leases it may.
+    #[serde(default)]
+    pub dhcp_refused: u64,
     /// Frames dropped because the gateway's queue was full.
     pub frames_dropped: u64,
 }
@@ -120,6 +124,7 @@ impl GatewayCounters {
             dhcp_requests: self.dhcp_requests.load(Relaxed),
             dhcp_replies: self.dhcp_replies.load(Relaxed),
             dhcp_dropped: self.dhcp_dropped.load(Relaxed),
+            dhcp_refused: self.dhcp_refused.load(Relaxed),
             frames_dropped: self.frames_dropped.load(Relaxed),
         }
     }
@@ -448,6 +453,8 @@ impl Runner {
             requested: request.requested_ip,
             server_id: request.server_id,
             hostname: request.hostname.clone(),
+            // The control plane knows which port the client sent from.
+            port: None,
         };
         let leases = self.leases.clone();
         let socket = self.socket.clone();
@@ -468,6 +475,10 @@ impl Runner {
                 Ok(Decision::Ack(ip)) => dhcp::Reply::Ack(ip),
                 Ok(Decision::Nak) => dhcp::Reply::Nak,
                 Ok(Decision::InformAck) => dhcp::Reply::InformAck,
+                Ok(Decision::Refused) => {
+                    counters.dhcp_refused.fetch_add(1, Relaxed);
+                    return;
+                }
                 Ok(Decision::Ignore) | Err(_) => return,
             };
             debug!(network = %network, ?reply, mac = %MacAddr(request.chaddr), "DHCP reply");

@@ -17,6 +17,10 @@ pub const DEFAULT_LEASE_SECS: u64 = 3600;
 const OFFER_HOLD_SECS: u64 = 60;
 /// How long an expired lease is remembered, so its client gets the same address back.
 const EXPIRED_KEPT_SECS: u64 = 86_400;
+/// Offers and leases one port's clients may hold at once unless its endpoint says otherwise:
+/// a container is one client, a port fronting VMs a few; enough that no port can exhaust a
+/// pool.
+pub const DEFAULT_LEASES_PER_PORT: u32 = 4;
 
 /// What the client asks (DHCP message type and the fields that matter for the decision).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,6 +37,9 @@ pub struct LeaseQuery {
     pub server_id: Option<Ipv4Addr>,
     /// Host name the client sent.
     pub hostname: Option<String>,
+    /// The endpoint whose port the client sent from, if known, and how many offers and leases
+    /// that port's clients may hold: a new client past that is refused.
+    pub port: Option<(String, u32)>,
 }
 
 /// DHCP client message types.
@@ -61,6 +68,8 @@ pub enum Decision {
     Nak,
     /// DHCPACK to an INFORM: configuration without an address.
     InformAck,
+    /// No answer: the client's port holds all the offers and leases it may.
+    Refused,
     /// No answer.
     Ignore,
 }
@@ -101,6 +110,20 @@ fn decide_for(
     lease_secs: u64,
 ) -> (Decision, bool) {
     let own = network.leases.iter().position(|l| l.mac == query.mac);
+    let new_client =
+        own.is_none() && matches!(query.kind, QueryKind::Discover | QueryKind::Request);
+    if new_client {
+        if let Some((endpoint, allowed)) = &query.port {
+            let held = network
+                .leases
+                .iter()
+                .filter(|l| l.expires > now && l.endpoint.as_ref() == Some(endpoint))
+                .count();
+            if held >= *allowed as usize {
+                return (Decision::Refused, false);
+            }
+        }
+    }
     match query.kind {
         QueryKind::Discover => {
             let current = own.map(|i| network.leases[i].ip);
@@ -116,7 +139,9 @@ fn decide_for(
                 .map(|i| network.leases[i].expires)
                 .unwrap_or(0)
                 .max(now + OFFER_HOLD_SECS);
-            let changed = commit(network, query, ip, expires);
+            // An offer to a client that holds a lease keeps it a lease.
+            let offered = own.is_none_or(|i| network.leases[i].offered);
+            let changed = commit(network, query, ip, expires, offered);
             (Decision::Offer(ip), changed)
         }
         QueryKind::Request => {
@@ -141,7 +166,7 @@ fn decide_for(
             if !in_ranges || !is_free_for(network, &subnet, server, ip, query.mac, now) {
                 return (Decision::Nak, false);
             }
-            commit(network, query, ip, now + lease_secs);
+            commit(network, query, ip, now + lease_secs, false);
             (Decision::Ack(ip), true)
         }
         QueryKind::Release => match own {
@@ -162,14 +187,22 @@ fn decide_for(
     }
 }
 
-/// Records that `query.mac` holds `ip` until `expires`, replacing its previous lease and any
-/// expired lease of another client on that address.
-fn commit(network: &mut NetworkRecord, query: &LeaseQuery, ip: Ipv4Addr, expires: u64) -> bool {
+/// Records that `query.mac` holds `ip` (taken, or only `offered`) until `expires`, replacing
+/// its previous lease and any expired lease of another client on that address.
+fn commit(
+    network: &mut NetworkRecord,
+    query: &LeaseQuery,
+    ip: Ipv4Addr,
+    expires: u64,
+    offered: bool,
+) -> bool {
     let lease = LeaseRecord {
         mac: query.mac,
         ip,
         expires,
         hostname: query.hostname.clone(),
+        endpoint: query.port.as_ref().map(|(endpoint, _)| endpoint.clone()),
+        offered,
     };
     let before = network.leases.clone();
     network.leases.retain(|l| l.mac != query.mac && l.ip != ip);
@@ -254,6 +287,7 @@ mod tests {
             requested: None,
             server_id: None,
             hostname: None,
+            port: None,
         }
     }
 
@@ -332,6 +366,7 @@ mod tests {
                 mtu: None,
                 aliases: vec![],
                 dhcp: false,
+                dhcp_leases: None,
                 port_security: true,
                 labels: Default::default(),
                 rate_limit: None,
@@ -392,5 +427,58 @@ mod tests {
             (Decision::Ignore, true)
         );
         assert!(net.leases.is_empty());
+    }
+
+    #[test]
+    fn a_port_holds_at_most_its_quota_of_offers_and_leases() {
+        let mut net = network(&[]);
+        let from_web = |kind, mac| LeaseQuery {
+            port: Some(("web".to_string(), 2)),
+            ..query(kind, mac)
+        };
+        assert!(matches!(
+            decide(&mut net, &from_web(QueryKind::Discover, 1), 100, 3600).0,
+            Decision::Offer(_)
+        ));
+        let mut take = from_web(QueryKind::Request, 2);
+        take.requested = Some(ip("10.9.0.3"));
+        assert_eq!(
+            decide(&mut net, &take, 100, 3600).0,
+            Decision::Ack(ip("10.9.0.3"))
+        );
+        // A third client behind the same port is refused, by DISCOVER and by REQUEST alike.
+        assert_eq!(
+            decide(&mut net, &from_web(QueryKind::Discover, 3), 100, 3600).0,
+            Decision::Refused
+        );
+        let mut direct = from_web(QueryKind::Request, 4);
+        direct.requested = Some(ip("10.9.0.4"));
+        assert_eq!(decide(&mut net, &direct, 100, 3600).0, Decision::Refused);
+        // Clients already holding something renew as before; other ports are not affected.
+        assert!(matches!(
+            decide(&mut net, &from_web(QueryKind::Discover, 1), 101, 3600).0,
+            Decision::Offer(_)
+        ));
+        let from_db = LeaseQuery {
+            port: Some(("db".to_string(), 2)),
+            ..query(QueryKind::Discover, 5)
+        };
+        assert!(matches!(
+            decide(&mut net, &from_db, 101, 3600).0,
+            Decision::Offer(_)
+        ));
+        // Once the offer's hold has passed, it no longer counts.
+        assert!(matches!(
+            decide(&mut net, &from_web(QueryKind::Discover, 3), 100 + 61, 3600).0,
+            Decision::Offer(_)
+        ));
+        // Offers are held as offers; the taken lease is not.
+        let offered: Vec<bool> = net.leases.iter().map(|l| l.offered).collect();
+        assert_eq!(
+            offered.iter().filter(|o| !**o).count(),
+            1,
+            "{:?}",
+            net.leases
+        );
     }
 }

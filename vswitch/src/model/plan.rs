@@ -362,6 +362,7 @@ pub fn plan_endpoint(
         mtu: req.mtu,
         aliases: req.aliases.clone(),
         dhcp: req.dhcp,
+        dhcp_leases: check_dhcp_leases(req.dhcp_leases)?,
         port_security: req.port_security.unwrap_or(true),
         labels: parse_labels(&req.labels)?,
         rate_limit: check_rate_limit(req.rate_limit)?,
@@ -402,6 +403,18 @@ fn check_names_free(
         }
     }
     Ok(())
+}
+
+/// Most DHCP offers and leases one port may be allowed.
+const MAX_DHCP_LEASES_PER_PORT: u32 = 1024;
+
+fn check_dhcp_leases(leases: Option<u32>) -> Result<Option<u32>, ModelError> {
+    match leases {
+        Some(n) if !(1..=MAX_DHCP_LEASES_PER_PORT).contains(&n) => Err(invalid(format!(
+            "invalid DHCP lease count {n}: between 1 and {MAX_DHCP_LEASES_PER_PORT}"
+        ))),
+        _ => Ok(leases),
+    }
 }
 
 /// `key=value` labels; `name` is refused, as selectors use it for the endpoint name.

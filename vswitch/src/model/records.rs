@@ -109,6 +109,12 @@ pub struct LeaseRecord {
     /// Host name the client sent, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hostname: Option<String>,
+    /// The endpoint whose port the client sent from, which the lease counts against.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+    /// Only offered, not yet taken: held in memory for the client, never persisted.
+    #[serde(skip)]
+    pub offered: bool,
 }
 
 /// A subnet and its gateway address.
@@ -149,6 +155,9 @@ pub struct EndpointRecord {
     /// The container configures itself: DHCPv4 and SLAAC, no address set on its interface.
     #[serde(default)]
     pub dhcp: bool,
+    /// DHCP offers and leases the clients behind its port may hold at once, if not the default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dhcp_leases: Option<u32>,
     /// Frames must come from the endpoint's own MAC and addresses (anti-spoofing).
     #[serde(default = "yes")]
     pub port_security: bool,
@@ -341,6 +350,11 @@ pub struct ConnectRequest {
     #[serde(default)]
     #[arg(long, conflicts_with = "ips")]
     pub dhcp: bool,
+    /// DHCP offers and leases the clients behind this port may hold at once (raise it for a
+    /// port that fronts VMs) [default: 4; at most 1024].
+    #[serde(default)]
+    #[arg(long)]
+    pub dhcp_leases: Option<u32>,
     /// Port security [default: on]: frames must come from the endpoint's own MAC and
     /// addresses, and it may not answer DHCP. `--no-port-security` lets it send as anyone.
     #[serde(default)]
