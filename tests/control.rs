@@ -281,6 +281,19 @@ fn bad_input_is_refused_by_name_and_changes_nothing() {
             vec!["network", "rm", "app"],
             "network app has active endpoints".into(),
         ),
+        // Every number has an upper bound.
+        (
+            vec![
+                "network",
+                "create",
+                "x",
+                "--subnet",
+                "10.89.20.0/24",
+                "--storm-pps",
+                "18446744073709551615",
+            ],
+            "invalid storm control rate (packets/s) 18446744073709551615: at most 10000000".into(),
+        ),
         // The gateway's identity and other endpoints' names cannot be taken.
         (
             vec!["connect", "app", &b, "--mac", &gateway_mac],

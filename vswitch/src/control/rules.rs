@@ -9,7 +9,7 @@ use tracing::info;
 use super::addresses::endpoint_addresses;
 use super::{unix_now, Control, ControlError, Inner, Network};
 use crate::gateway;
-use crate::model::{check_rate_limit, EndpointRecord, NetworkRecord, RuleAdd};
+use crate::model::{check_policy_size, check_rate_limit, EndpointRecord, NetworkRecord, RuleAdd};
 
 /// A network's policy and how often each rule (and the default) decided a packet.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -82,6 +82,7 @@ impl Control {
         let mut inner = self.inner.lock().await;
         let mut candidate = inner.network(network)?.record.clone();
         change.apply(network, &mut candidate.policy)?;
+        check_policy_size(&candidate.policy)?;
         let engine = policy_engine(&candidate, unix_now())?;
         let net = inner.network_mut(network)?;
         let old = std::mem::replace(&mut net.record.policy, candidate.policy);

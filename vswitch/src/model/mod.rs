@@ -7,6 +7,7 @@
 pub mod error;
 pub mod ipam;
 pub mod leases;
+pub mod limits;
 mod plan;
 mod records;
 pub mod store;

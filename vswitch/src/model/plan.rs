@@ -12,6 +12,7 @@ use vswitch_core::frame::MacAddr;
 
 use super::error::{invalid, ModelError};
 use super::ipam;
+use super::limits::*;
 use super::records::*;
 
 /// Smallest MTU IPv4 allows.
@@ -119,6 +120,19 @@ pub fn plan_network(
     check_name("network", &req.name)?;
     if networks.contains_key(&req.name) {
         return Err(ModelError::NetworkExists(req.name.clone()));
+    }
+    check_count("subnets", req.subnets.len(), MAX_SUBNETS)?;
+    check_count("gateways", req.gateways.len(), MAX_SUBNETS)?;
+    check_count("IP ranges", req.ip_ranges.len(), MAX_IP_RANGES)?;
+    check_count("DNS servers", req.dns.len(), MAX_DNS_SERVERS)?;
+    if let Some(policy) = &req.policy {
+        check_policy_size(policy)?;
+    }
+    if let Some(pps) = req.storm_pps {
+        check_at_most("storm control rate (packets/s)", pps, MAX_STORM_PPS)?;
+    }
+    if let Some(flows) = req.max_flows {
+        check_at_most("flow table size", flows as u64, MAX_FLOWS as u64)?;
     }
     let taken: Vec<(&IpNet, &str)> = networks
         .values()
@@ -311,6 +325,9 @@ pub fn plan_endpoint(
         });
     }
     check_names_free(network, &name, &req.aliases)?;
+    check_count("addresses", req.ips.len(), MAX_ADDRESSES)?;
+    check_count("aliases", req.aliases.len(), MAX_ALIASES)?;
+    check_count("labels", req.labels.len(), MAX_LABELS)?;
     let ifname = pick_ifname(req.ifname.as_deref(), "eth", &netns_text, state)?;
     let mac = match &req.mac {
         Some(text) => parse_unicast_mac(text)?,
@@ -405,6 +422,11 @@ fn check_names_free(
     Ok(())
 }
 
+/// Refuses a policy with more rules than a network may have.
+pub fn check_policy_size(policy: &NetworkPolicy) -> Result<(), ModelError> {
+    check_count("policy rules", policy.rules.len(), MAX_RULES)
+}
+
 /// Most DHCP offers and leases one port may be allowed.
 const MAX_DHCP_LEASES_PER_PORT: u32 = 1024;
 
@@ -448,6 +470,17 @@ pub fn check_rate_limit(limit: Option<RateLimit>) -> Result<Option<RateLimit>, M
         return Err(invalid(format!(
             "invalid rate limit: {field} must be positive"
         )));
+    }
+    let maxima = [
+        MAX_BITS_PER_SEC,
+        MAX_PACKETS_PER_SEC,
+        MAX_BURST_BYTES,
+        MAX_BURST_PACKETS,
+    ];
+    for ((field, value), max) in fields.iter().zip(maxima) {
+        if let Some(value) = value {
+            check_at_most(&format!("rate limit {field}"), *value, max)?;
+        }
     }
     Ok(limit.is_set().then_some(limit))
 }
@@ -520,6 +553,7 @@ pub fn plan_trunk(
     if state.trunks.contains_key(&name) {
         return Err(invalid(format!("trunk {name} already exists")));
     }
+    check_count("trunk networks", req.networks.len(), MAX_TRUNK_NETWORKS)?;
     if req.networks.is_empty() && req.native.is_none() {
         return Err(invalid(
             "a trunk needs at least one network (--network) or a native network (--native)",

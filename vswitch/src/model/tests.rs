@@ -246,3 +246,73 @@ fn the_gateways_identity_and_other_endpoints_names_are_reserved() {
     let db = plan("db", &|r| r.aliases = vec!["www".into()]).unwrap();
     assert_eq!(db.aliases, vec!["www".to_string()]);
 }
+
+#[test]
+fn every_list_and_number_has_an_upper_bound() {
+    let nets = BTreeMap::new();
+    let many = |n: usize, f: &dyn Fn(usize) -> String| (0..n).map(f).collect::<Vec<_>>();
+    let refused = |f: &dyn Fn(&mut NetworkCreate)| {
+        let mut req = create("big", &["10.95.0.0/24"]);
+        f(&mut req);
+        err(plan_network(&req, &nets))
+    };
+    assert_eq!(
+        refused(&|r| r.dns = many(120_000, &|i| format!("10.0.{}.{}", i / 250 % 250, i % 250))),
+        "too many DNS servers: 120000 given, at most 8"
+    );
+    assert_eq!(
+        refused(&|r| r.storm_pps = Some(u64::MAX)),
+        format!(
+            "invalid storm control rate (packets/s) {}: at most 10000000",
+            u64::MAX
+        )
+    );
+    assert!(refused(&|r| r.max_flows = Some(usize::MAX)).starts_with("invalid flow table size"));
+    assert!(
+        refused(&|r| r.ip_ranges = many(65, &|_| "10.95.0.0/25".into()))
+            .starts_with("too many IP ranges: 65 given")
+    );
+    let rules = |n: usize| policy::NetworkPolicy {
+        default: policy::DefaultAction::Deny,
+        rules: (0..n)
+            .map(|i| {
+                toml::from_str(&format!(
+                    "name = \"r{i}\"\naction = \"allow\"\ndirection = \"to\"\nselect = \"*\""
+                ))
+                .unwrap()
+            })
+            .collect(),
+    };
+    assert!(refused(&|r| r.policy = Some(rules(65_537)))
+        .starts_with("too many policy rules: 65537 given, at most 65536"));
+    let limit = policy::RateLimit {
+        bits_per_sec: Some(u64::MAX),
+        ..Default::default()
+    };
+    assert!(err(check_rate_limit(Some(limit))).starts_with("invalid rate limit bits_per_sec"));
+    // At the bounds, all is well.
+    let mut req = create("big", &["10.95.0.0/24"]);
+    req.dns = many(8, &|i| format!("10.0.0.{}", i + 1));
+    req.storm_pps = Some(10_000_000);
+    assert!(plan_network(&req, &nets).is_ok());
+
+    let nets = app_with_endpoint();
+    let app = &nets["app"];
+    let connect = |f: &dyn Fn(&mut ConnectRequest)| {
+        let mut req = ConnectRequest {
+            netns: "db".into(),
+            ..Default::default()
+        };
+        f(&mut req);
+        err(plan_endpoint(
+            &req,
+            &"db".parse().unwrap(),
+            app,
+            &state(&nets),
+        ))
+    };
+    assert!(connect(&|r| r.aliases = many(33, &|i| format!("a{i}")))
+        .starts_with("too many aliases: 33 given, at most 32"));
+    assert!(connect(&|r| r.labels = many(65, &|i| format!("k{i}=v")))
+        .starts_with("too many labels: 65 given, at most 64"));
+}
