@@ -520,3 +520,105 @@ fn a_mirror_copies_an_endpoints_traffic_to_a_tcpdump_box() {
     let refused = bed.fails(&["mirror", "add", "loop", "--from", ids, "--to", ids]);
     assert!(refused.contains("onto itself"), "{refused}");
 }
+
+/// The daemon's resident memory, in MiB.
+fn rss_mib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap();
+    kib / 1024
+}
+
+/// `count` captures of `network` read by threads that discard what they get, while a bounded
+/// TCP transfer runs; returns the daemon's peak resident memory meanwhile (MiB). The captures
+/// are stopped (Ctrl-C) and waited for before it returns.
+fn peak_rss_with_captures(bed: &Bed, network: &str, count: usize, run: impl FnOnce()) -> u64 {
+    let readers: Vec<_> = (0..count)
+        .map(|_| {
+            let mut child = Command::new(env!("CARGO_BIN_EXE_vswitch"))
+                .arg("--socket")
+                .arg(&bed.socket)
+                .args(["capture", "--network", network, "-w", "-"])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap();
+            let mut stdout = child.stdout.take().unwrap();
+            let drain =
+                std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
+            (child, drain)
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(500));
+    let pid = bed.daemon_pid();
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sampler = {
+        let done = done.clone();
+        std::thread::spawn(move || {
+            let mut peak = 0;
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                peak = peak.max(rss_mib(pid));
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            peak
+        })
+    };
+    run();
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    let peak = sampler.join().unwrap();
+    for (mut child, drain) in readers {
+        let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT);
+        if !eventually(Duration::from_secs(10), || {
+            child.try_wait().unwrap().is_some()
+        }) {
+            let _ = child.kill();
+        }
+        let _ = child.wait();
+        let _ = drain.join();
+    }
+    peak
+}
+
+#[test]
+fn many_captures_share_their_copies_and_give_memory_back() {
+    let mut bed = Bed::start();
+    let ns = bed.network_with("many", "10.85.2.0/24", &["a", "b"]);
+    let (a, b) = (ns[0].clone(), ns[1].clone());
+    let total = 256 << 20;
+    let transfer = || {
+        let (sent, got, bytes, _) = tcp_transfer(&a, &b, "10.85.2.3", total);
+        assert_eq!((bytes, got), (total, sent));
+    };
+    transfer();
+    let start = rss_mib(bed.daemon_pid());
+    let one = peak_rss_with_captures(&bed, "many", 1, transfer);
+    let twenty = peak_rss_with_captures(&bed, "many", 20, transfer);
+    eprintln!(
+        "daemon RSS: {start} MiB at start, peak {one} MiB with 1 capture, {twenty} MiB with 20"
+    );
+    // Each capture holds at most its queue (4 MiB) and its writer's buffers (under 1 MiB), and
+    // shares its copies with the others: far below what 20 unbounded queues of 64 KB segments
+    // held (over a gigabyte).
+    assert!(
+        one.saturating_sub(start) <= 6,
+        "one capture cost {} MiB",
+        one - start
+    );
+    assert!(
+        twenty.saturating_sub(start) <= 20 * 6,
+        "20 captures cost {} MiB",
+        twenty - start
+    );
+    // Once they have all ended, the memory is given back.
+    assert!(
+        eventually(Duration::from_secs(5), || rss_mib(bed.daemon_pid())
+            <= start + 32),
+        "RSS {} MiB after the captures, {start} MiB before",
+        rss_mib(bed.daemon_pid())
+    );
+}

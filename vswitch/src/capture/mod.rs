@@ -4,10 +4,11 @@
 //! flags, and for dropped frames a comment naming the drop reason.
 
 pub mod filter;
+pub mod queue;
 
 use std::borrow::Cow;
 use std::sync::atomic::AtomicBool;
-use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::mpsc::RecvTimeoutError;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use pcap_file::pcapng::blocks::enhanced_packet::{EnhancedPacketBlock, EnhancedPacketOption};
@@ -23,6 +24,7 @@ use pcap_file::DataLink;
 use vswitch_core::reason::DropReason;
 
 use filter::Filter;
+use queue::QueueReceiver;
 
 /// Default bytes kept of each frame (a 64 KB offloaded segment whole).
 pub const DEFAULT_SNAPLEN: u32 = 65_535;
@@ -45,8 +47,9 @@ pub struct Captured {
     pub direction: Direction,
     /// When it was seen.
     pub time: SystemTime,
-    /// The frame, cut at the snap length.
-    pub data: Vec<u8>,
+    /// The frame, cut at the largest snap length of the captures taking it: one copy shared by
+    /// them all; each writer cuts it to its own.
+    pub data: bytes::Bytes,
     /// Its length before cutting.
     pub original_len: u32,
     /// Why the switch dropped it, if it did.
@@ -83,7 +86,7 @@ pub struct WriterConfig {
 /// ended and the number of frames written.
 pub fn write_pcapng(
     config: &WriterConfig,
-    frames: &Receiver<Captured>,
+    frames: &QueueReceiver,
     stopped: &AtomicBool,
     finish: impl FnOnce() -> Vec<(u64, u64)>,
     mut emit: impl FnMut(Vec<u8>) -> bool,
@@ -101,7 +104,7 @@ pub fn write_pcapng(
 
 fn write_frames(
     config: &WriterConfig,
-    frames: &Receiver<Captured>,
+    frames: &QueueReceiver,
     stopped: &AtomicBool,
     writer: &mut PcapNgWriter<Vec<u8>>,
     emit: &mut impl FnMut(Vec<u8>) -> bool,
@@ -150,14 +153,18 @@ fn write_frames(
             if config.count.is_some_and(|c| written >= c) {
                 break;
             }
-            if filter.as_ref().is_none_or(|f| f.matches(&frame.data)) {
-                if write_frame(writer, frame).is_err() {
+            let kept = frame.data.len().min(config.snaplen as usize);
+            if filter
+                .as_ref()
+                .is_none_or(|f| f.matches(&frame.data[..kept]))
+            {
+                if write_frame(writer, frame, kept).is_err() {
                     return (Ended::Stopped, written);
                 }
                 written += 1;
             }
             if writer.get_ref().len() < EMIT_BATCH_BYTES {
-                batch = frames.try_recv().ok();
+                batch = frames.try_recv();
             }
         }
         if !writer.get_ref().is_empty() && !emit(std::mem::take(writer.get_mut())) {
@@ -167,11 +174,13 @@ fn write_frames(
 }
 
 /// Bytes of pcapng gathered before they are handed on.
-const EMIT_BATCH_BYTES: usize = 1 << 20;
+const EMIT_BATCH_BYTES: usize = 256 << 10;
 
+/// Writes the first `kept` bytes of `frame` (this capture's snap length).
 fn write_frame(
     writer: &mut PcapNgWriter<Vec<u8>>,
     frame: Captured,
+    kept: usize,
 ) -> pcap_file::PcapResult<usize> {
     let mut options = vec![EnhancedPacketOption::Flags(match frame.direction {
         Direction::In => 0b01,
@@ -187,7 +196,7 @@ fn write_frame(
         interface_id: frame.interface,
         timestamp: frame.time.duration_since(UNIX_EPOCH).unwrap_or_default(),
         original_len: frame.original_len,
-        data: Cow::Owned(frame.data),
+        data: Cow::Borrowed(&frame.data[..kept]),
         options,
     })
 }
@@ -218,20 +227,18 @@ mod tests {
 
     #[test]
     fn pcapng_has_named_interfaces_directions_drop_comments_and_statistics() {
-        let (queue, rx) = std::sync::mpsc::sync_channel(4);
+        let (queue, rx) = queue::queue();
         let frame = bytes(ICMP_REQUEST);
         let copy = |interface, direction, drop| Captured {
             interface,
             direction,
             time: SystemTime::now(),
-            data: frame.clone(),
+            data: bytes::Bytes::from(frame.clone()),
             original_len: frame.len() as u32,
             drop,
         };
-        queue.send(copy(0, Direction::In, None)).unwrap();
-        queue
-            .send(copy(1, Direction::Out, Some(DropReason::OverMtu)))
-            .unwrap();
+        assert!(queue.offer(copy(0, Direction::In, None)));
+        assert!(queue.offer(copy(1, Direction::Out, Some(DropReason::OverMtu))));
         let config = WriterConfig {
             interfaces: vec!["web".into(), "db".into()],
             snaplen: 65_535,

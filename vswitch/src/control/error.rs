@@ -46,6 +46,9 @@ pub enum ControlError {
     /// The policy does not compile.
     #[error(transparent)]
     Policy(#[from] policy::RuleError),
+    /// As many captures run as may.
+    #[error(transparent)]
+    TooManyCaptures(#[from] crate::datapath::fanout::TooManyCaptures),
     /// The capture filter does not compile (or libpcap is missing).
     #[error(transparent)]
     Filter(#[from] FilterError),
@@ -111,7 +114,9 @@ impl ControlError {
             | UnknownMirror(_)
             | UnknownCapture(_)
             | UnknownPort(_) => ErrorKind::NotFound,
-            NetworkInUse { .. } | MirrorExists(_) | NamespaceChanged(_) => ErrorKind::Conflict,
+            NetworkInUse { .. } | MirrorExists(_) | NamespaceChanged(_) | TooManyCaptures(_) => {
+                ErrorKind::Conflict
+            }
             Tap(e) => match e {
                 tap::Error::InvalidNetns(_) | tap::Error::NotNetns { .. } => ErrorKind::Invalid,
                 tap::Error::OpenNamespace { .. } => ErrorKind::NotFound,

@@ -23,6 +23,17 @@ pub struct CaptureStream {
     pub bytes: mpsc::Receiver<bytes::Bytes>,
 }
 
+/// Hands memory freed by a capture (its queue of up to `QUEUE_BYTES`) back to the system:
+/// glibc keeps freed memory in its arenas otherwise, and the daemon's RSS would stay at its
+/// peak after captures end.
+fn release_free_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only returns free pages of the allocator's arenas to the kernel.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
 /// A port the way a capture or mirror names it.
 struct NamedPort {
     port: PortId,
@@ -63,13 +74,15 @@ impl Control {
             both_directions,
         };
         let fanout = self.dataplane.fanout().clone();
-        let (id, frames) = fanout.start_capture(scope, req.drops, snaplen);
+        let (id, frames) = fanout.start_capture(scope, req.drops, snaplen)?;
         let stopped = Arc::new(AtomicBool::new(false));
         self.captures
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .insert(id, stopped.clone());
-        let (bytes_tx, bytes) = mpsc::channel(64);
+        // pcapng chunks of up to 256 KiB waiting for the client: two, so a slow client's
+        // capture holds little beyond its queue.
+        let (bytes_tx, bytes) = mpsc::channel(2);
         let spawned = std::thread::Builder::new()
             .name(format!("capture{id}"))
             .spawn(move || {
@@ -77,6 +90,8 @@ impl Control {
                 let emit = |b: Vec<u8>| bytes_tx.blocking_send(bytes::Bytes::from(b)).is_ok();
                 let (ended, written) = write_pcapng(&config, &frames, &stopped, finish, emit);
                 fanout.stop_capture(id);
+                drop(frames);
+                release_free_memory();
                 debug!(capture = id, ?ended, written, "capture ended");
             });
         if let Err(error) = spawned {

@@ -1,20 +1,27 @@
 //! Fan-out on the data path: copies of frames for live captures and port mirrors (SPAN). With
-//! nothing to copy to, the data path pays one relaxed atomic load per frame. A capture's copies
-//! go into a bounded queue that never waits: when it is full (a slow reader) the frame is skipped
-//! and counted, so capturing never slows forwarding. Mirrors name the ports that get copies.
+//! nothing to copy to, the data path pays one relaxed atomic load per frame. A frame is copied
+//! once however many captures take it (they share the copy), into queues bounded in bytes that
+//! never wait: when one is full (a slow reader) the frame is skipped and counted, so capturing
+//! never slows forwarding. At most `MAX_CAPTURES` run at once, so captures hold at most
+//! `MAX_CAPTURES` x `QUEUE_BYTES`. Mirrors name the ports that get copies.
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
-use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, RwLock};
 use std::time::SystemTime;
 
 use vswitch_core::ids::PortId;
 use vswitch_core::reason::DropReason;
 
+use crate::capture::queue::{self, QueueReceiver, QueueSender};
 use crate::capture::{Captured, Direction};
 
-/// Frames a capture may hold waiting for its writer.
-pub const CAPTURE_QUEUE: usize = 4096;
+/// Captures that may run at once.
+pub const MAX_CAPTURES: usize = 32;
+
+/// A capture could not start: as many run as may.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("{MAX_CAPTURES} captures are running, as many as may at once: stop one first")]
+pub struct TooManyCaptures;
 
 /// Which frames a capture or mirror takes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,7 +48,7 @@ pub struct CaptureFeed {
     scope: Scope,
     drops: bool,
     snaplen: usize,
-    queue: SyncSender<Captured>,
+    queue: QueueSender,
     /// Frames skipped because the queue was full, per interface.
     skipped: Vec<AtomicU64>,
     /// Frames offered, per interface (pcapng's isb_ifrecv).
@@ -91,6 +98,9 @@ impl Fanout {
             .captures
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let original_len: usize = parts.iter().map(|p| p.len()).sum();
+        // Made on first need, at the largest snap length: every capture shares it.
+        let mut copy: Option<bytes::Bytes> = None;
         for capture in captures.iter() {
             let Some(index) = capture.scope.index_of(port, direction, drop.is_some()) else {
                 continue;
@@ -99,21 +109,24 @@ impl Fanout {
                 continue;
             }
             capture.seen[index].fetch_add(1, Relaxed);
-            let original_len: usize = parts.iter().map(|p| p.len()).sum();
-            let mut data = Vec::with_capacity(original_len.min(capture.snaplen));
-            for part in parts {
-                let room = capture.snaplen - data.len();
-                data.extend_from_slice(&part[..part.len().min(room)]);
-            }
+            let data = copy.get_or_insert_with(|| {
+                let snaplen = captures.iter().map(|c| c.snaplen).max().unwrap_or(0);
+                let mut data = Vec::with_capacity(original_len.min(snaplen));
+                for part in parts {
+                    let room = snaplen - data.len();
+                    data.extend_from_slice(&part[..part.len().min(room)]);
+                }
+                bytes::Bytes::from(data)
+            });
             let frame = Captured {
                 interface: index as u32,
                 direction,
                 time: SystemTime::now(),
-                data,
+                data: data.clone(),
                 original_len: original_len as u32,
                 drop: drop.clone(),
             };
-            if let Err(TrySendError::Full(_)) = capture.queue.try_send(frame) {
+            if !capture.queue.offer(frame) {
                 capture.skipped[index].fetch_add(1, Relaxed);
                 self.skipped_total.fetch_add(1, Relaxed);
             }
@@ -133,14 +146,18 @@ impl Fanout {
         }
     }
 
-    /// Starts a capture; frames come out of the returned receiver until `stop_capture`.
+    /// Starts a capture; frames come out of the returned queue until `stop_capture`.
     pub fn start_capture(
         &self,
         scope: Scope,
         drops: bool,
         snaplen: u32,
-    ) -> (u64, Receiver<Captured>) {
-        let (queue, receiver) = mpsc::sync_channel(CAPTURE_QUEUE);
+    ) -> Result<(u64, QueueReceiver), TooManyCaptures> {
+        let mut captures = self.write_captures();
+        if captures.len() >= MAX_CAPTURES {
+            return Err(TooManyCaptures);
+        }
+        let (queue, receiver) = queue::queue();
         let id = self.next_id.fetch_add(1, Relaxed);
         let n = scope.ports.len();
         let tap = CaptureFeed {
@@ -152,9 +169,9 @@ impl Fanout {
             skipped: (0..n).map(|_| AtomicU64::new(0)).collect(),
             seen: (0..n).map(|_| AtomicU64::new(0)).collect(),
         };
-        self.write_captures().push(Arc::new(tap));
+        captures.push(Arc::new(tap));
         self.active.fetch_add(1, Relaxed);
-        (id, receiver)
+        Ok((id, receiver))
     }
 
     /// Stops a capture; returns per interface (frames seen, frames skipped).
@@ -217,10 +234,10 @@ mod tests {
     fn nothing_copied_means_inactive_and_a_full_queue_skips() {
         let fanout = Fanout::default();
         assert!(!fanout.is_active());
-        let (id, rx) = fanout.start_capture(scope(&[1], true), false, 20);
+        let (id, rx) = fanout.start_capture(scope(&[1], true), false, 20).unwrap();
         assert!(fanout.is_active());
         let frame = bytes(ICMP_REQUEST);
-        for _ in 0..CAPTURE_QUEUE + 10 {
+        for _ in 0..queue::QUEUE_FRAMES + 10 {
             fanout.offer(PortId(1), Direction::In, &[&frame], None);
         }
         // Other ports, and drops without --drops, are not taken.
@@ -232,16 +249,47 @@ mod tests {
             Some(DropReason::OverMtu),
         );
         assert_eq!(fanout.skipped_total(), 10);
-        let first = rx.recv().unwrap();
+        let first = rx.recv_timeout(std::time::Duration::ZERO).unwrap();
         assert_eq!(
             (first.data.len(), first.original_len as usize),
             (20, frame.len())
         );
         assert_eq!(
             fanout.stop_capture(id),
-            Some(vec![(CAPTURE_QUEUE as u64 + 10, 10)])
+            Some(vec![(queue::QUEUE_FRAMES as u64 + 10, 10)])
         );
         assert!(!fanout.is_active());
+    }
+
+    #[test]
+    fn captures_share_one_copy_and_only_so_many_run() {
+        let fanout = Fanout::default();
+        let (_, short) = fanout.start_capture(scope(&[1], true), false, 20).unwrap();
+        let (_, whole) = fanout
+            .start_capture(scope(&[1], true), false, 65_535)
+            .unwrap();
+        let frame = bytes(ICMP_REQUEST);
+        fanout.offer(
+            PortId(1),
+            Direction::In,
+            &[&frame[..10], &frame[10..]],
+            None,
+        );
+        let zero = std::time::Duration::ZERO;
+        let (a, b) = (
+            short.recv_timeout(zero).unwrap(),
+            whole.recv_timeout(zero).unwrap(),
+        );
+        // One copy, at the larger snap length; the short capture's writer cuts it.
+        assert_eq!(a.data.as_ptr(), b.data.as_ptr());
+        assert_eq!(&a.data[..], &frame[..]);
+        for _ in 2..MAX_CAPTURES {
+            fanout.start_capture(scope(&[1], true), false, 100).unwrap();
+        }
+        let refused = fanout
+            .start_capture(scope(&[1], true), false, 100)
+            .unwrap_err();
+        assert!(refused.to_string().contains("stop one first"), "{refused}");
     }
 
     #[test]
