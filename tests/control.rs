@@ -185,6 +185,55 @@ fn a_namespace_gone_while_the_daemon_was_down_leaves_no_resolv_conf() {
 }
 
 #[test]
+fn a_daemon_killed_during_parallel_connects_restarts_with_every_answered_one() {
+    let mut bed = Bed::start();
+    bed.ok(&["network", "create", "app", "--subnet", "10.89.16.0/24"]);
+    let names: Vec<String> = (0..60).map(|i| bed.netns(&format!("k{i}"))).collect();
+    let mut connects: Vec<(String, std::process::Child)> = names
+        .iter()
+        .map(|ns| {
+            let child = std::process::Command::new(env!("CARGO_BIN_EXE_vswitch"))
+                .arg("--socket")
+                .arg(&bed.socket)
+                .args(["connect", "app", ns])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .unwrap();
+            (ns.clone(), child)
+        })
+        .collect();
+    // Killed (SIGKILL) once some connects have been answered, with others still running.
+    let some_done = eventually(Duration::from_secs(30), || {
+        let mut done = 0;
+        for (_, child) in connects.iter_mut() {
+            if child.try_wait().unwrap().is_some() {
+                done += 1;
+            }
+        }
+        done >= 10
+    });
+    bed.kill_daemon();
+    assert!(some_done, "connects did not finish");
+    let answered: Vec<String> = connects
+        .into_iter()
+        .filter_map(|(ns, mut child)| child.wait().unwrap().success().then_some(ns))
+        .collect();
+    eprintln!("{} of 60 connects answered before the kill", answered.len());
+    // Started again at once: the killed daemon's socket does not stop it.
+    bed.start_daemon();
+    let endpoints = bed.inspect("app")["endpoints"].clone();
+    for ns in &answered {
+        assert!(
+            endpoints.get(ns).is_some(),
+            "{ns} was connected (the API said so) but is gone after the crash: {} answered",
+            answered.len()
+        );
+        assert!(has_link(ns, "eth0"), "{ns} has no eth0 after the restart");
+    }
+}
+
+#[test]
 fn the_host_namespace_is_never_connected() {
     let bed = Bed::start();
     bed.ok(&["network", "create", "app", "--subnet", "10.89.10.0/24"]);

@@ -179,6 +179,14 @@ impl Bed {
         panic!("daemon ignored SIGTERM");
     }
 
+    /// Kills the daemon with SIGKILL (a crash, a power cut of the process) and reaps it.
+    pub fn kill_daemon(&mut self) {
+        if let Some(mut child) = self.daemon.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
     /// PID of the running daemon.
     pub fn daemon_pid(&self) -> u32 {
         self.daemon.as_ref().expect("daemon running").id()

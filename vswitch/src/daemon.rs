@@ -47,6 +47,37 @@ pub fn default_state_dir() -> PathBuf {
     }
 }
 
+/// Who holds an existing socket path.
+enum SocketHolder {
+    /// Nobody: connecting is refused, so the socket is stale and may go.
+    Nobody,
+    /// A vswitch daemon, which answered.
+    Daemon,
+    /// Something that accepts connections but does not answer as a daemon.
+    Silent,
+}
+
+/// Finds out who holds the socket at `path`. A daemon killed a moment ago may still hold it
+/// while it exits: connections are accepted but never answered, and soon refused; so for up
+/// to three seconds a silent socket is given the time to go.
+async fn socket_holder(path: &Path) -> SocketHolder {
+    let client = crate::api::client::Client::new(path);
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(3);
+    loop {
+        if tokio::net::UnixStream::connect(path).await.is_err() {
+            return SocketHolder::Nobody;
+        }
+        let asked = tokio::time::timeout(std::time::Duration::from_secs(1), client.networks());
+        if matches!(asked.await, Ok(Ok(_))) {
+            return SocketHolder::Daemon;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return SocketHolder::Silent;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
 /// Binds the control socket (mode 0660), refusing to steal it from a live daemon.
 pub async fn bind_socket(path: &Path) -> anyhow::Result<UnixListener> {
     if let Some(dir) = path.parent() {
@@ -60,11 +91,17 @@ pub async fn bind_socket(path: &Path) -> anyhow::Result<UnixListener> {
                 path.display()
             );
         }
-        if tokio::net::UnixStream::connect(path).await.is_ok() {
-            bail!(
+        match socket_holder(path).await {
+            SocketHolder::Nobody => {}
+            SocketHolder::Daemon => bail!(
                 "a vswitch daemon is already listening on {}",
                 path.display()
-            );
+            ),
+            SocketHolder::Silent => bail!(
+                "something listens on {} but does not answer as a vswitch daemon; \
+                 name another --socket path",
+                path.display()
+            ),
         }
         // Left behind by a daemon that did not exit cleanly.
         std::fs::remove_file(path)
