@@ -70,8 +70,8 @@ def main():
     args = parser.parse_args()
     if os.geteuid() != 0:
         sys.exit("run as root: the benchmark creates network namespaces")
-    subprocess.run(["cargo", "build", "--release", "-q", "-p", "vswitch", "-p", "vswitch-bench", "--example", "fdb_memory"],
-                   check=True)
+    subprocess.run(["cargo", "build", "--release", "-q", "-p", "vswitch"], check=True)
+    subprocess.run(["cargo", "build", "--release", "-q", "-p", "vswitch-bench", "--example", "fdb_memory"], check=True)
     binary = os.path.abspath("target/release/vswitch")
     fdb = json.loads(subprocess.run([os.path.abspath("target/release/examples/fdb_memory"), "1000000"],
                                     check=True, capture_output=True, text=True).stdout)
