@@ -264,6 +264,73 @@ fn one_port_cannot_exhaust_the_dhcp_pool() {
     assert!(bound["ip"].starts_with("10.89.14."), "{bound:?}");
 }
 
+#[test]
+fn a_dns_flood_adds_up_across_counters() {
+    let mut bed = Bed::start();
+    let ns = bed.network_with("dnsf", "10.89.15.0/24", &["flood", "web"]);
+    let flood = ns[0].clone();
+    // The gateway's MAC is resolved before the flood, so every frame of it is a query.
+    assert!(ping(&flood, "10.89.15.1", 2));
+    let before = bed.inspect("dnsf")["gateway"]["dns_queries"]
+        .as_u64()
+        .unwrap();
+    let gateway_drops = |reason: &str| -> u64 {
+        let ports = bed.json(&["ports"]);
+        let ports = ports.as_array().unwrap();
+        let gateway = ports
+            .iter()
+            .find(|p| p["kind"] == "gateway" && p["network"] == "dnsf")
+            .unwrap();
+        gateway["drops_by_reason"][reason].as_u64().unwrap_or(0)
+    };
+    let tx_before = gateway_drops("tx_error");
+    let flood_port = || -> serde_json::Value {
+        let ports = bed.json(&["ports"]);
+        let ports = ports.as_array().unwrap();
+        ports
+            .iter()
+            .find(|p| p["netns"] == flood.as_str())
+            .unwrap()
+            .clone()
+    };
+    let rx_before = flood_port()["rx_packets"].as_u64().unwrap();
+    const QUERIES: u64 = 20_000;
+    let sent = spawn_in_netns(&flood, move || {
+        let socket = UdpSocket::bind("0.0.0.0:0").unwrap();
+        // A query for "web", type A: header (id, RD, one question), name, type, class.
+        let query = b"\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00\x03web\x00\x00\x01\x00\x01";
+        (0..QUERIES)
+            .filter(|_| socket.send_to(query, "10.89.15.1:53").is_ok())
+            .count() as u64
+    })
+    .join()
+    .unwrap();
+    assert_eq!(sent, QUERIES);
+    // Every query that reached the switch (the container's kernel may drop some before, when
+    // its TAP queue is full) is taken by the gateway or counted where it was lost: dropped on
+    // the container's port, the gateway port's socket full (tx_error), the gateway's queue
+    // full (frames_dropped). The container's kernel sends a few frames of its own meanwhile
+    // (neighbour discovery, MLD), which are not queries: a handful of slack.
+    let accounted = || {
+        let g = bed.inspect("dnsf")["gateway"].clone();
+        let port = flood_port();
+        let reached = port["rx_packets"].as_u64().unwrap() - rx_before;
+        let counted = g["dns_queries"].as_u64().unwrap() - before + gateway_drops("tx_error")
+            - tx_before
+            + g["frames_dropped"].as_u64().unwrap()
+            + port["drops"].as_u64().unwrap();
+        (reached, counted, g)
+    };
+    assert!(
+        eventually(Duration::from_secs(10), || {
+            let (reached, counted, _) = accounted();
+            reached > 0 && reached.abs_diff(counted) <= 8
+        }),
+        "queries reaching the switch and counted: {:?}",
+        accounted()
+    );
+}
+
 /// A busybox udhcpc in the foreground inside a namespace; killed (by PID) on drop. Its script
 /// appends one line per event to `log`.
 struct Udhcpc {

@@ -232,7 +232,7 @@ fn publish_network(name: &str, s: &NetworkStats) {
     counter!("vswitch_network_flow_evictions_total", &labels).absolute(s.flow_evictions);
 }
 
-const GATEWAY_COUNTERS: [(&str, &str); 9] = [
+const GATEWAY_COUNTERS: [(&str, &str); 10] = [
     (
         "vswitch_gateway_dns_queries_total",
         "DNS queries received by the gateway (UDP and TCP).",
@@ -248,6 +248,10 @@ const GATEWAY_COUNTERS: [(&str, &str); 9] = [
     (
         "vswitch_gateway_dns_dropped_total",
         "Malformed or non-query DNS messages dropped.",
+    ),
+    (
+        "vswitch_gateway_dns_unsent_total",
+        "DNS answers that could not be sent: the gateway's send buffer was full.",
     ),
     (
         "vswitch_gateway_dhcp_requests_total",
@@ -275,6 +279,7 @@ fn publish_gateway(name: &str, g: &GatewayStats) {
         g.dns_forwarded,
         g.dns_servfail,
         g.dns_dropped,
+        g.dns_unsent,
         g.dhcp_requests,
         g.dhcp_replies,
         g.dhcp_dropped,

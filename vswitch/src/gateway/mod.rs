@@ -47,6 +47,10 @@ pub const UPSTREAM_TIMEOUT: Duration = Duration::from_secs(3);
 const RA_INTERVAL: Duration = Duration::from_secs(200);
 /// Largest UDP DNS answer without EDNS.
 const UDP_DNS_MAX: usize = 512;
+/// Frames taken from the switch before the stack is polled: fewer than the UDP socket's 64
+/// slots, so smoltcp never drops a query for want of room (it would not count it). What waits
+/// beyond stays in the switch port's socket, where an overflow is counted (`tx_error`).
+const FRAMES_PER_POLL: usize = 32;
 
 /// What a gateway serves.
 #[derive(Debug, Clone)]
@@ -82,6 +86,7 @@ pub struct GatewayCounters {
     dns_forwarded: AtomicU64,
     dns_servfail: AtomicU64,
     dns_dropped: AtomicU64,
+    dns_unsent: AtomicU64,
     dhcp_requests: AtomicU64,
     dhcp_replies: AtomicU64,
     dhcp_dropped: AtomicU64,
@@ -100,6 +105,9 @@ pub struct GatewayStats {
     pub dns_servfail: u64,
     /// Malformed or non-query DNS messages dropped.
     pub dns_dropped: u64,
+    /// DNS answers that could not be sent (the gateway's send buffer was full).
+    #[serde(default)]
+    pub dns_unsent: u64,
     /// DHCP client messages handled.
     pub dhcp_requests: u64,
     /// DHCP replies sent.
@@ -121,6 +129,7 @@ impl GatewayCounters {
             dns_forwarded: self.dns_forwarded.load(Relaxed),
             dns_servfail: self.dns_servfail.load(Relaxed),
             dns_dropped: self.dns_dropped.load(Relaxed),
+            dns_unsent: self.dns_unsent.load(Relaxed),
             dhcp_requests: self.dhcp_requests.load(Relaxed),
             dhcp_replies: self.dhcp_replies.load(Relaxed),
             dhcp_dropped: self.dhcp_dropped.load(Relaxed),
@@ -334,7 +343,7 @@ impl Runner {
                         warn!(network = %self.config.network, error = %e, "gateway socket failed");
                         return;
                     }
-                    loop {
+                    for _ in 0..FRAMES_PER_POLL {
                         match self.socket.try_recv(&mut buf) {
                             Ok(0) => return,
                             Ok(len) => self.handle_frame(&buf[..len]).await,
@@ -655,6 +664,7 @@ impl Runner {
             Client::Udp(meta) => {
                 let socket = self.sockets.get_mut::<udp::Socket>(self.udp);
                 if let Err(e) = socket.send_slice(&answer.message, meta) {
+                    self.counters.dns_unsent.fetch_add(1, Relaxed);
                     debug!(error = %e, "DNS answer not sent");
                 }
             }
