@@ -8,8 +8,8 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::{
-    eventually, finish_capture, free_port, in_netns, ping, promtool_check, run, scrape, series,
-    start_capture, tcp_transfer, tshark_fields, Bed,
+    eventually, finish_capture, free_port, in_netns, ping, promtool_check, rss_mib, run, scrape,
+    series, start_capture, tcp_transfer, tshark_fields, Bed,
 };
 
 /// Pins each namespace's neighbour entry for the other, so pings are the only frames.
@@ -519,18 +519,6 @@ fn a_mirror_copies_an_endpoints_traffic_to_a_tcpdump_box() {
     assert!(!bed.ok(&["mirror", "ls"]).contains("tap1"));
     let refused = bed.fails(&["mirror", "add", "loop", "--from", ids, "--to", ids]);
     assert!(refused.contains("onto itself"), "{refused}");
-}
-
-/// The daemon's resident memory, in MiB.
-fn rss_mib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let kib: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .unwrap();
-    kib / 1024
 }
 
 /// `count` captures of `network` read by threads that discard what they get, while a bounded

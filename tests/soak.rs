@@ -24,18 +24,6 @@ fn fds(pid: u32) -> usize {
         .count()
 }
 
-/// Resident memory of process `pid`, MiB.
-fn rss_mib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse::<u64>().ok())
-        .unwrap()
-        / 1024
-}
-
 /// A small deterministic generator (xorshift): the same run every time.
 struct Dice(u64);
 

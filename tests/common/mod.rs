@@ -22,6 +22,6 @@ pub use {
     metrics::{free_port, promtool_check, scrape, series},
     netns::{has_link, in_netns, spawn_in_netns},
     pcap::{finish_capture, start_capture, tshark_fields},
-    process::{cpu_ticks, eventually, run},
+    process::{cpu_ticks, eventually, rss_mib, run},
     traffic::{ping, ping_rtt_ms, tcp_transfer, Digest},
 };
