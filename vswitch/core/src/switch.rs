@@ -2,81 +2,20 @@
 //! goes. It never blocks, never touches a device and allocates nothing per frame (only when it
 //! learns a new MAC); time is a parameter, so tests age entries without sleeping.
 
-use std::time::{Duration, Instant};
-
-use serde::Serialize;
+use std::time::Instant;
 
 use policy::{Decision as PolicyDecision, Engine, Limiter, Packet, RateLimit, TokenBucket};
 
-use crate::fdb::{self, Fdb, Learned};
+use crate::fdb::{Fdb, Learned};
 use crate::frame::{Header, MacAddr, ETH_HEADER_LEN};
 use crate::ids::{NetworkId, PortId};
 use crate::reason::{DropCounters, DropReason};
 
-/// How a port carries networks.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum PortMode {
-    /// Untagged frames of one network; tagged frames are refused.
-    Access(NetworkId),
-    /// Several networks, each under its 802.1Q VLAN ID; untagged frames belong to `native`.
-    Trunk {
-        /// (VLAN ID, network) pairs.
-        vlans: Vec<(u16, NetworkId)>,
-        /// Network of untagged frames, if any.
-        native: Option<NetworkId>,
-    },
-}
+mod config;
+mod stats;
 
-impl PortMode {
-    /// Networks this port belongs to.
-    fn networks(&self) -> Vec<NetworkId> {
-        match self {
-            PortMode::Access(net) => vec![*net],
-            PortMode::Trunk { vlans, native } => {
-                vlans.iter().map(|(_, n)| *n).chain(*native).collect()
-            }
-        }
-    }
-
-    /// The network of a frame arriving with tag `vlan`.
-    fn ingress_network(&self, vlan: Option<u16>) -> Option<NetworkId> {
-        match (self, vlan) {
-            (PortMode::Access(net), None) => Some(*net),
-            (PortMode::Access(_), Some(_)) => None,
-            (PortMode::Trunk { native, .. }, None) => *native,
-            (PortMode::Trunk { vlans, .. }, Some(vid)) => {
-                vlans.iter().find(|(v, _)| *v == vid).map(|(_, n)| *n)
-            }
-        }
-    }
-
-    /// The tag a frame of `network` must carry when it leaves through this port.
-    fn egress_vlan(&self, network: NetworkId) -> Option<u16> {
-        match self {
-            PortMode::Access(_) => None,
-            PortMode::Trunk { vlans, native } => {
-                if *native == Some(network) {
-                    None
-                } else {
-                    vlans.iter().find(|(_, n)| *n == network).map(|(v, _)| *v)
-                }
-            }
-        }
-    }
-}
-
-/// A port's configuration as the core needs it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PortConfig {
-    /// Networks it carries and how.
-    pub mode: PortMode,
-    /// Largest L3 payload accepted, in bytes (the Ethernet header and tag come on top).
-    pub mtu: u32,
-    /// What the port may send as (None: anything, as trunks and gateways).
-    pub security: Option<policy::PortSecurity>,
-    /// Ingress rate limit, if any.
-    pub rate_limit: Option<RateLimit>,
-}
+pub use config::{ConfigError, PortConfig, PortMode, SwitchConfig};
+pub use stats::{Events, FdbRow, NetworkStats, SwitchStats, Trace, WouldLearn};
 
 /// Where a frame leaves: a port, and the tag it must carry there.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -136,61 +75,6 @@ impl Action<'_> {
     }
 }
 
-/// Switch-wide tuning.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SwitchConfig {
-    /// Idle time after which a learned MAC is forgotten.
-    pub aging: Duration,
-    /// Learned MACs a single port may hold.
-    pub mac_limit: u32,
-}
-
-impl Default for SwitchConfig {
-    fn default() -> Self {
-        SwitchConfig {
-            aging: fdb::DEFAULT_AGING,
-            mac_limit: fdb::DEFAULT_MAC_LIMIT,
-        }
-    }
-}
-
-/// What the switch did with frames and MACs, counted switch-wide and per network.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
-pub struct Events {
-    /// Frames sent to a single known port.
-    pub forwarded: u64,
-    /// Frames flooded (broadcast, multicast, unknown unicast).
-    pub flooded: u64,
-    /// New MAC entries learned.
-    pub learned: u64,
-    /// MACs that moved to another port.
-    pub moved: u64,
-    /// Learned entries forgotten after idling.
-    pub aged: u64,
-    /// Source MACs not learned because their port was at its limit.
-    pub limit_reached: u64,
-}
-
-impl Events {
-    fn add(&mut self, other: &Events) {
-        self.forwarded += other.forwarded;
-        self.flooded += other.flooded;
-        self.learned += other.learned;
-        self.moved += other.moved;
-        self.aged += other.aged;
-        self.limit_reached += other.limit_reached;
-    }
-}
-
-/// Switch-wide counters.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct SwitchStats {
-    /// Events of all networks together.
-    pub events: Events,
-    /// Drops by reason, all ports together.
-    pub drops: DropCounters,
-}
-
 #[derive(Debug)]
 struct Port {
     config: PortConfig,
@@ -223,81 +107,6 @@ impl Default for Network {
 /// Storm control at `pps`, with a second's worth of burst.
 fn storm_bucket(pps: u64) -> TokenBucket {
     TokenBucket::new(pps, pps)
-}
-
-/// Counters of one network.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
-pub struct NetworkStats {
-    /// What happened on it.
-    pub events: Events,
-    /// Entries in the MAC table now.
-    pub fdb_entries: u64,
-    /// Flows tracked by policy now.
-    pub flows: u64,
-    /// Flows evicted from a full flow table.
-    pub flow_evictions: u64,
-}
-
-/// What learning the source of a frame would do (see `Switch::trace`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum WouldLearn {
-    /// The source is new here.
-    New,
-    /// The source is known on this port.
-    Refresh,
-    /// The source is known on another port and would move.
-    Move {
-        /// Where it is now.
-        from: PortId,
-    },
-    /// The source is pinned by a static entry.
-    Static,
-}
-
-/// A frame's way through the switch, decided without changing anything.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Trace {
-    /// 802.1Q tag the frame arrived with.
-    pub ingress_vlan: Option<u16>,
-    /// Network it belongs to, once that is known.
-    pub network: Option<NetworkId>,
-    /// What learning its source would do.
-    pub learn: Option<WouldLearn>,
-    /// Where its destination is known to be (`None`: unknown, group address, or not reached).
-    pub fdb_hit: Option<PortId>,
-    /// Output ports with their egress tags (empty when dropped).
-    pub egress: Vec<Egress>,
-    /// Whether the frame is flooded.
-    pub flooded: bool,
-    /// Why it is dropped, if it is.
-    pub drop: Option<DropReason>,
-    /// What the network's policy says of it (`None`: no policy, or not an IP packet).
-    pub policy: Option<policy::Explanation>,
-}
-
-/// One row of an FDB listing.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct FdbRow {
-    /// The station's address.
-    pub mac: MacAddr,
-    /// Where it lives.
-    pub port: PortId,
-    /// Time since last seen; `None` for static entries.
-    pub age: Option<Duration>,
-}
-
-/// Why a configuration change was refused.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ConfigError {
-    /// The port does not exist.
-    #[error("no such port {0}")]
-    UnknownPort(PortId),
-    /// The network does not exist.
-    #[error("no such network {0:?}")]
-    UnknownNetwork(NetworkId),
-    /// A network still has ports.
-    #[error("network {0:?} still has ports")]
-    NetworkInUse(NetworkId),
 }
 
 /// What policy concluded about a frame whose destination is known.
