@@ -99,8 +99,8 @@ impl Fanout {
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let original_len: usize = parts.iter().map(|p| p.len()).sum();
-        // Made on first need, at the largest snap length: every capture shares it.
-        let mut copy: Option<bytes::Bytes> = None;
+        // Made on first need, at the largest snap length: every capture shares it (and the time).
+        let mut copy: Option<(bytes::Bytes, SystemTime)> = None;
         for capture in captures.iter() {
             let Some(index) = capture.scope.index_of(port, direction, drop.is_some()) else {
                 continue;
@@ -109,19 +109,19 @@ impl Fanout {
                 continue;
             }
             capture.seen[index].fetch_add(1, Relaxed);
-            let data = copy.get_or_insert_with(|| {
+            let (data, time) = copy.get_or_insert_with(|| {
                 let snaplen = captures.iter().map(|c| c.snaplen).max().unwrap_or(0);
                 let mut data = Vec::with_capacity(original_len.min(snaplen));
                 for part in parts {
                     let room = snaplen - data.len();
                     data.extend_from_slice(&part[..part.len().min(room)]);
                 }
-                bytes::Bytes::from(data)
+                (bytes::Bytes::from(data), SystemTime::now())
             });
             let frame = Captured {
                 interface: index as u32,
                 direction,
-                time: SystemTime::now(),
+                time: *time,
                 data: data.clone(),
                 original_len: original_len as u32,
                 drop: drop.clone(),

@@ -173,19 +173,14 @@ impl DataPlane {
         let mtu = config.mtu as usize;
         let queues: Vec<Arc<tun_rs::SyncDevice>> =
             tap.into_queues().into_iter().map(Arc::new).collect();
-        let id = lock(&self.switch).add_port(config)?;
-        for (index, worker) in self.workers.iter().enumerate() {
-            let io = PortIo {
-                queue: PortQueue::Tap(queues[index % queues.len()].clone()),
-                read: index < queues.len(),
-                vnet_hdr,
-                mtu,
-                counters: PortCounters::default(),
-            };
-            self.ask(worker, |r| Command::AttachQueue(id, io, r))
-                .await?;
-        }
-        Ok(id)
+        self.add_queues(config, |index| PortIo {
+            queue: PortQueue::Tap(queues[index % queues.len()].clone()),
+            read: index < queues.len(),
+            vnet_hdr,
+            mtu,
+            counters: PortCounters::default(),
+        })
+        .await
     }
 
     /// Adds the port of a network's gateway, which lives inside this process: it exchanges
@@ -198,15 +193,25 @@ impl DataPlane {
     ) -> Result<PortId, DataPathError> {
         let mtu = config.mtu as usize;
         let socket = Arc::new(socket);
+        self.add_queues(config, |index| PortIo {
+            queue: PortQueue::Gateway(socket.clone()),
+            read: index == 0,
+            vnet_hdr: false,
+            mtu,
+            counters: PortCounters::default(),
+        })
+        .await
+    }
+
+    /// Adds a port to the switch and hands worker `i` its queue `queue_of(i)`.
+    async fn add_queues(
+        &self,
+        config: PortConfig,
+        queue_of: impl Fn(usize) -> PortIo,
+    ) -> Result<PortId, DataPathError> {
         let id = lock(&self.switch).add_port(config)?;
         for (index, worker) in self.workers.iter().enumerate() {
-            let io = PortIo {
-                queue: PortQueue::Gateway(socket.clone()),
-                read: index == 0,
-                vnet_hdr: false,
-                mtu,
-                counters: PortCounters::default(),
-            };
+            let io = queue_of(index);
             self.ask(worker, |r| Command::AttachQueue(id, io, r))
                 .await?;
         }
