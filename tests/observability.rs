@@ -316,8 +316,17 @@ fn tshark_reads_why_a_frame_was_dropped() {
     );
 }
 
+/// Tests that push hundreds of MiB through the switch take turns: run side by side on two
+/// cores, one would time the other's load.
+fn one_transfer_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    static TURN: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    TURN.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 #[test]
 fn a_stalled_capture_reader_does_not_slow_forwarding_and_skips_are_reported() {
+    let _turn = one_transfer_at_a_time();
     let mut bed = Bed::start();
     let ns = bed.network_with("stall", "10.85.0.0/24", &["a", "b"]);
     let (a, b) = (ns[0].clone(), ns[1].clone());
@@ -574,6 +583,7 @@ fn peak_rss_with_captures(bed: &Bed, network: &str, count: usize, run: impl FnOn
 
 #[test]
 fn many_captures_share_their_copies_and_give_memory_back() {
+    let _turn = one_transfer_at_a_time();
     let mut bed = Bed::start();
     let ns = bed.network_with("many", "10.85.2.0/24", &["a", "b"]);
     let (a, b) = (ns[0].clone(), ns[1].clone());
