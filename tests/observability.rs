@@ -599,18 +599,20 @@ fn many_captures_share_their_copies_and_give_memory_back() {
     eprintln!(
         "daemon RSS: {start} MiB at start, peak {one} MiB with 1 capture, {twenty} MiB with 20"
     );
-    // Each capture holds at most its queue (4 MiB) and its writer's buffers (under 1 MiB), and
-    // shares its copies with the others: far below what 20 unbounded queues of 64 KB segments
-    // held (over a gigabyte).
+    // A capture holds at most its share of the captures' budget of 8 MiB: all of it alone (a
+    // release build's reader lags and holds it: +8 MiB measured), 400 KiB each among twenty.
+    // The twenty share the data path's copies through to their clients, so together they cost
+    // at most twice what one may (copies per capture cost 76 MiB, unbounded queues over a GiB).
+    let budget_mib = 8;
+    let cost_one = one.saturating_sub(start);
+    let cost_twenty = twenty.saturating_sub(start);
     assert!(
-        one.saturating_sub(start) <= 6,
-        "one capture cost {} MiB",
-        one - start
+        cost_one <= budget_mib + 4,
+        "one capture cost {cost_one} MiB"
     );
     assert!(
-        twenty.saturating_sub(start) <= 20 * 6,
-        "20 captures cost {} MiB",
-        twenty - start
+        cost_twenty <= 2 * budget_mib,
+        "20 captures cost {cost_twenty} MiB, one {cost_one} MiB"
     );
     // Once they have all ended, the memory is given back.
     assert!(

@@ -1,7 +1,10 @@
 //! The API's server side: one axum handler per route of `ROUTES`, each a thin translation of
 //! HTTP onto a `Control` call, and the mapping of control errors onto HTTP statuses.
 
+use std::convert::Infallible;
 use std::sync::Arc;
+
+use futures::StreamExt;
 
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};
@@ -254,11 +257,13 @@ async fn start_capture(
     req: Body<CaptureRequest>,
 ) -> Result<Response, ControlError> {
     let stream = c.start_capture(body(req)?).await?;
-    let chunks = futures::stream::unfold(stream.bytes, |mut rx| async move {
-        rx.recv()
-            .await
-            .map(|chunk| (Ok::<_, std::convert::Infallible>(chunk), rx))
+    // Each batch goes out piece by piece: large frames are the data path's own copies.
+    let batches = futures::stream::unfold(stream.bytes, |mut rx| async move {
+        rx.recv().await.map(|batch| (batch, rx))
     });
+    let chunks = batches
+        .map(|batch| futures::stream::iter(batch.into_iter().map(Ok::<_, Infallible>)))
+        .flatten();
     Ok((
         [
             ("content-type", "application/x-pcapng".to_string()),

@@ -1,9 +1,12 @@
 //! Live captures written as pcapng: a writer thread per capture takes the frames the data path
 //! copied (`datapath::fanout`), filters them (tcpdump's language, `filter`) and encodes pcapng
-//! (pcap-file): one interface per port, named after its endpoint, direction in the packet
-//! flags, and for dropped frames a comment naming the drop reason.
+//! (pcap-file for the section, interfaces and statistics; `pieces` for the packets, which it
+//! does not copy again): one interface per port, named after its endpoint, direction in the
+//! packet flags, and for dropped frames a comment naming the drop reason. What a capture holds
+//! is bounded by its share of a budget for all captures (`queue`).
 
 pub mod filter;
+pub mod pieces;
 pub mod queue;
 
 use std::borrow::Cow;
@@ -11,7 +14,6 @@ use std::sync::atomic::AtomicBool;
 use std::sync::mpsc::RecvTimeoutError;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use pcap_file::pcapng::blocks::enhanced_packet::{EnhancedPacketBlock, EnhancedPacketOption};
 use pcap_file::pcapng::blocks::interface_description::{
     InterfaceDescriptionBlock, InterfaceDescriptionOption,
 };
@@ -24,6 +26,7 @@ use pcap_file::DataLink;
 use vswitch_core::reason::DropReason;
 
 use filter::Filter;
+use pieces::Pieces;
 use queue::QueueReceiver;
 
 /// Default bytes kept of each frame (a 64 KB offloaded segment whole).
@@ -79,25 +82,29 @@ pub struct WriterConfig {
     pub count: Option<u64>,
 }
 
-/// Encodes captured frames as pcapng and hands out the bytes block by block. `emit` returns
-/// false when the reader is gone; `stopped` is polled between frames. At the end (unless the
-/// reader is gone) `finish` stops the capture and yields, per interface, the frames seen and
-/// skipped, written as interface statistics blocks (`isb_ifrecv`, `isb_ifdrop`). Returns how it
-/// ended and the number of frames written.
+/// Encodes captured frames as pcapng and hands out the bytes in batches of pieces (`pieces`:
+/// large frames are not copied again). `emit` returns false when the reader is gone; `stopped`
+/// is polled between frames. At the end (unless the reader is gone) `finish` stops the capture
+/// and yields, per interface, the frames seen and skipped, written as interface statistics
+/// blocks (`isb_ifrecv`, `isb_ifdrop`). Returns how it ended and the number of frames written.
 pub fn write_pcapng(
     config: &WriterConfig,
     frames: &QueueReceiver,
     stopped: &AtomicBool,
     finish: impl FnOnce() -> Vec<(u64, u64)>,
-    mut emit: impl FnMut(Vec<u8>) -> bool,
+    mut emit: impl FnMut(Vec<bytes::Bytes>) -> bool,
 ) -> (Ended, u64) {
+    // pcap_file writes the section header, interface descriptions and statistics; `out`
+    // gathers them with the packet blocks.
     let Ok(mut writer) = PcapNgWriter::new(Vec::new()) else {
         return (Ended::Stopped, 0);
     };
-    let (ended, written) = write_frames(config, frames, stopped, &mut writer, &mut emit);
+    let mut out = Pieces::new(frames.budget().clone());
+    let (ended, written) = write_frames(config, frames, stopped, &mut writer, &mut out, &mut emit);
     if ended != Ended::ReaderGone {
         write_statistics(&mut writer, &finish());
-        emit(std::mem::take(writer.get_mut()));
+        out.extend(writer.get_ref());
+        emit(out.take());
     }
     (ended, written)
 }
@@ -107,7 +114,8 @@ fn write_frames(
     frames: &QueueReceiver,
     stopped: &AtomicBool,
     writer: &mut PcapNgWriter<Vec<u8>>,
-    emit: &mut impl FnMut(Vec<u8>) -> bool,
+    out: &mut Pieces,
+    emit: &mut impl FnMut(Vec<bytes::Bytes>) -> bool,
 ) -> (Ended, u64) {
     let filter = config.filter.as_deref().map(Filter::compile);
     let filter = match filter {
@@ -116,21 +124,11 @@ fn write_frames(
         Some(Err(_)) => return (Ended::Stopped, 0),
         None => None,
     };
-    for name in &config.interfaces {
-        let idb = InterfaceDescriptionBlock {
-            linktype: DataLink::ETHERNET,
-            snaplen: config.snaplen,
-            options: vec![
-                InterfaceDescriptionOption::IfName(Cow::Borrowed(name)),
-                // pcap-file writes timestamps in nanoseconds.
-                InterfaceDescriptionOption::IfTsResol(9),
-            ],
-        };
-        if writer.write_pcapng_block(idb).is_err() {
-            return (Ended::Stopped, 0);
-        }
+    if write_interfaces(config, writer).is_err() {
+        return (Ended::Stopped, 0);
     }
-    if !emit(std::mem::take(writer.get_mut())) {
+    out.extend(&std::mem::take(writer.get_mut()));
+    if !emit(out.take()) {
         return (Ended::ReaderGone, 0);
     }
     let mut written = 0;
@@ -149,7 +147,7 @@ fn write_frames(
         // Take what else is queued too and hand it on in one piece: one write per batch, not
         // per frame, keeps up with a busy port.
         let mut batch = Some(first);
-        while let Some(frame) = batch.take() {
+        while let Some((frame, charge)) = batch.take() {
             if config.count.is_some_and(|c| written >= c) {
                 break;
             }
@@ -158,16 +156,14 @@ fn write_frames(
                 .as_ref()
                 .is_none_or(|f| f.matches(&frame.data[..kept]))
             {
-                if write_frame(writer, frame, kept).is_err() {
-                    return (Ended::Stopped, written);
-                }
+                out.packet(&frame, kept, charge);
                 written += 1;
             }
-            if writer.get_ref().len() < EMIT_BATCH_BYTES {
+            if out.len() < EMIT_BATCH_BYTES {
                 batch = frames.try_recv();
             }
         }
-        if !writer.get_ref().is_empty() && !emit(std::mem::take(writer.get_mut())) {
+        if !out.is_empty() && !emit(out.take()) {
             return (Ended::ReaderGone, written);
         }
     }
@@ -176,29 +172,24 @@ fn write_frames(
 /// Bytes of pcapng gathered before they are handed on.
 const EMIT_BATCH_BYTES: usize = 256 << 10;
 
-/// Writes the first `kept` bytes of `frame` (this capture's snap length).
-fn write_frame(
+/// One interface description per port.
+fn write_interfaces(
+    config: &WriterConfig,
     writer: &mut PcapNgWriter<Vec<u8>>,
-    frame: Captured,
-    kept: usize,
-) -> pcap_file::PcapResult<usize> {
-    let mut options = vec![EnhancedPacketOption::Flags(match frame.direction {
-        Direction::In => 0b01,
-        Direction::Out => 0b10,
-    })];
-    if let Some(reason) = frame.drop {
-        // The counter name, and the rule for policy drops: `denied (rule web-db)`.
-        options.push(EnhancedPacketOption::Comment(Cow::Owned(format!(
-            "dropped by vswitch: {reason}"
-        ))));
+) -> pcap_file::PcapResult<()> {
+    for name in &config.interfaces {
+        let idb = InterfaceDescriptionBlock {
+            linktype: DataLink::ETHERNET,
+            snaplen: config.snaplen,
+            options: vec![
+                InterfaceDescriptionOption::IfName(Cow::Borrowed(name)),
+                // Timestamps are in nanoseconds.
+                InterfaceDescriptionOption::IfTsResol(9),
+            ],
+        };
+        writer.write_pcapng_block(idb)?;
     }
-    writer.write_pcapng_block(EnhancedPacketBlock {
-        interface_id: frame.interface,
-        timestamp: frame.time.duration_since(UNIX_EPOCH).unwrap_or_default(),
-        original_len: frame.original_len,
-        data: Cow::Borrowed(&frame.data[..kept]),
-        options,
-    })
+    Ok(())
 }
 
 /// Interface statistics blocks: frames seen and skipped per interface.
@@ -237,8 +228,9 @@ mod tests {
             original_len: frame.len() as u32,
             drop,
         };
-        assert!(queue.offer(copy(0, Direction::In, None)));
-        assert!(queue.offer(copy(1, Direction::Out, Some(DropReason::OverMtu))));
+        let share = queue::CAPTURE_BYTES;
+        assert!(queue.offer(copy(0, Direction::In, None), share));
+        assert!(queue.offer(copy(1, Direction::Out, Some(DropReason::OverMtu)), share));
         let config = WriterConfig {
             interfaces: vec!["web".into(), "db".into()],
             snaplen: 65_535,
@@ -248,7 +240,7 @@ mod tests {
         let mut out = Vec::new();
         let finish = || vec![(1, 0), (1, 0)];
         let (ended, written) = write_pcapng(&config, &rx, &AtomicBool::new(false), finish, |b| {
-            out.extend(b);
+            out.extend(b.iter().flat_map(|p| p.iter().copied()));
             true
         });
         assert_eq!((ended, written), (Ended::Count, 2));

@@ -19,11 +19,11 @@ use crate::model::{check_name, is_target, CaptureRequest, MirrorRecord};
 pub struct CaptureStream {
     /// Its id, for `stop_capture`.
     pub id: u64,
-    /// The bytes; the stream ends when the capture does.
-    pub bytes: mpsc::Receiver<bytes::Bytes>,
+    /// The bytes, in batches of pieces; the stream ends when the capture does.
+    pub bytes: mpsc::Receiver<Vec<bytes::Bytes>>,
 }
 
-/// Hands memory freed by a capture (its queue of up to `QUEUE_BYTES`) back to the system:
+/// Hands memory freed by a capture (up to its share of `CAPTURE_BYTES`) back to the system:
 /// glibc keeps freed memory in its arenas otherwise, and the daemon's RSS would stay at its
 /// peak after captures end.
 fn release_free_memory() {
@@ -80,14 +80,13 @@ impl Control {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .insert(id, stopped.clone());
-        // pcapng chunks of up to 256 KiB waiting for the client: two, so a slow client's
-        // capture holds little beyond its queue.
+        // Batches of pcapng waiting for the client (charged to the capture's budget).
         let (bytes_tx, bytes) = mpsc::channel(2);
         let spawned = std::thread::Builder::new()
             .name(format!("capture{id}"))
             .spawn(move || {
                 let finish = || fanout.stop_capture(id).unwrap_or_default();
-                let emit = |b: Vec<u8>| bytes_tx.blocking_send(bytes::Bytes::from(b)).is_ok();
+                let emit = |b: Vec<bytes::Bytes>| bytes_tx.blocking_send(b).is_ok();
                 let (ended, written) = write_pcapng(&config, &frames, &stopped, finish, emit);
                 fanout.stop_capture(id);
                 drop(frames);

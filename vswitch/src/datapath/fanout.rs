@@ -1,9 +1,10 @@
 //! Fan-out on the data path: copies of frames for live captures and port mirrors (SPAN). With
 //! nothing to copy to, the data path pays one relaxed atomic load per frame. A frame is copied
-//! once however many captures take it (they share the copy), into queues bounded in bytes that
-//! never wait: when one is full (a slow reader) the frame is skipped and counted, so capturing
-//! never slows forwarding. At most `MAX_CAPTURES` run at once, so captures hold at most
-//! `MAX_CAPTURES` x `QUEUE_BYTES`. Mirrors name the ports that get copies.
+//! once however many captures take it (they share the copy, through to the client), into queues
+//! that never wait: a capture holding its share of `CAPTURE_BYTES` (a slow reader) skips the
+//! frame and counts it, so capturing never slows forwarding, and all captures together hold at
+//! most `CAPTURE_BYTES`. At most `MAX_CAPTURES` run at once. Mirrors name the ports that get
+//! copies.
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, RwLock};
@@ -12,7 +13,7 @@ use std::time::SystemTime;
 use vswitch_core::ids::PortId;
 use vswitch_core::reason::DropReason;
 
-use crate::capture::queue::{self, QueueReceiver, QueueSender};
+use crate::capture::queue::{self, QueueReceiver, QueueSender, CAPTURE_BYTES};
 use crate::capture::{Captured, Direction};
 
 /// Captures that may run at once.
@@ -99,6 +100,8 @@ impl Fanout {
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let original_len: usize = parts.iter().map(|p| p.len()).sum();
+        // An even share of the budget for each capture: together they stay within it.
+        let share = CAPTURE_BYTES / captures.len().max(1);
         // Made on first need, at the largest snap length: every capture shares it (and the time).
         let mut copy: Option<(bytes::Bytes, SystemTime)> = None;
         for capture in captures.iter() {
@@ -126,7 +129,7 @@ impl Fanout {
                 original_len: original_len as u32,
                 drop: drop.clone(),
             };
-            if !capture.queue.offer(frame) {
+            if !capture.queue.offer(frame, share) {
                 capture.skipped[index].fetch_add(1, Relaxed);
                 self.skipped_total.fetch_add(1, Relaxed);
             }
@@ -237,7 +240,9 @@ mod tests {
         let (id, rx) = fanout.start_capture(scope(&[1], true), false, 20).unwrap();
         assert!(fanout.is_active());
         let frame = bytes(ICMP_REQUEST);
-        for _ in 0..queue::QUEUE_FRAMES + 10 {
+        // Copies cut to 20 bytes, each costing its bytes and its place in the queue.
+        let room = CAPTURE_BYTES.div_ceil(20 + queue::FRAME_OVERHEAD) as u64;
+        for _ in 0..room + 10 {
             fanout.offer(PortId(1), Direction::In, &[&frame], None);
         }
         // Other ports, and drops without --drops, are not taken.
@@ -249,15 +254,12 @@ mod tests {
             Some(DropReason::OverMtu),
         );
         assert_eq!(fanout.skipped_total(), 10);
-        let first = rx.recv_timeout(std::time::Duration::ZERO).unwrap();
+        let (first, _) = rx.recv_timeout(std::time::Duration::ZERO).unwrap();
         assert_eq!(
             (first.data.len(), first.original_len as usize),
             (20, frame.len())
         );
-        assert_eq!(
-            fanout.stop_capture(id),
-            Some(vec![(queue::QUEUE_FRAMES as u64 + 10, 10)])
-        );
+        assert_eq!(fanout.stop_capture(id), Some(vec![(room + 10, 10)]));
         assert!(!fanout.is_active());
     }
 
@@ -277,8 +279,8 @@ mod tests {
         );
         let zero = std::time::Duration::ZERO;
         let (a, b) = (
-            short.recv_timeout(zero).unwrap(),
-            whole.recv_timeout(zero).unwrap(),
+            short.recv_timeout(zero).unwrap().0,
+            whole.recv_timeout(zero).unwrap().0,
         );
         // One copy, at the larger snap length; the short capture's writer cuts it.
         assert_eq!(a.data.as_ptr(), b.data.as_ptr());
@@ -290,6 +292,35 @@ mod tests {
             .start_capture(scope(&[1], true), false, 100)
             .unwrap_err();
         assert!(refused.to_string().contains("stop one first"), "{refused}");
+    }
+
+    #[test]
+    fn captures_that_do_not_read_hold_at_most_their_shares() {
+        let fanout = Fanout::default();
+        let segment = vec![0u8; 65_000];
+        let receivers: Vec<_> = (0..4)
+            .map(|_| {
+                fanout
+                    .start_capture(scope(&[1], true), false, 65_535)
+                    .unwrap()
+            })
+            .collect();
+        for _ in 0..1000 {
+            fanout.offer(PortId(1), Direction::In, &[&segment], None);
+        }
+        for (_, rx) in &receivers {
+            let held = rx.budget().held();
+            assert!(held <= CAPTURE_BYTES / 4 + segment.len(), "{held}");
+        }
+        // A capture that reads gets frames again beside the stalled ones.
+        let (_, reading) = &receivers[0];
+        while reading.try_recv().is_some() {}
+        fanout.offer(PortId(1), Direction::In, &[&segment], None);
+        assert!(reading.try_recv().is_some());
+        assert!(receivers[1]
+            .1
+            .try_recv()
+            .is_some_and(|(f, _)| f.data.len() == segment.len()));
     }
 
     #[test]
