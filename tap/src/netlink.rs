@@ -5,6 +5,7 @@ use std::net::IpAddr;
 
 use futures::TryStreamExt;
 use rtnetlink::packet_route::address::{AddressAttribute, AddressFlags};
+use rtnetlink::packet_route::link::LinkAttribute;
 use rtnetlink::{Handle, LinkUnspec, RouteMessageBuilder};
 
 use tracing::debug;
@@ -79,7 +80,6 @@ async fn configure(
             .layer(tun_rs::Layer::L2)
             .offload(offload)
             .multi_queue(config.queues > 1)
-            .tx_queue_len(TX_QUEUE_LEN)
             // Up only once configured (below): MAC, MTU, IPv6 policy first.
             .enable(false)
             .build_sync()
@@ -135,6 +135,9 @@ async fn configure(
             LinkUnspec::new_with_index(index)
                 .address(config.mac.to_vec())
                 .mtu(config.mtu)
+                // Over netlink, not tun's ioctl: the kernel refuses that ioctl to root of a
+                // user namespace (a rootless daemon), and allows this.
+                .append_extra_attribute(LinkAttribute::TxQueueLen(TX_QUEUE_LEN))
                 .up()
                 .build(),
         )

@@ -13,3 +13,4 @@ pub mod datapath;
 pub mod gateway;
 pub mod metrics;
 pub mod model;
+pub mod rootless;

@@ -18,7 +18,8 @@ use crate::model::TraceRequest;
 use super::*;
 use crate::control::{FdbInfo, NetworkView, PolicyView, PortInfo};
 use crate::model::{
-    CaptureRequest, ConnectRequest, Connected, DefaultActionChange, EndpointRecord, MirrorRecord,
+    CaptureRequest, ConnectRequest, Connected, DaemonInfo, DefaultActionChange, EndpointRecord,
+    MirrorRecord,
     NetworkCreate, NetworkRecord, RuleAdd, TrunkCreate, TrunkRecord,
 };
 
@@ -73,6 +74,11 @@ impl Client {
     /// The socket it talks to.
     pub fn socket(&self) -> &Path {
         &self.socket
+    }
+
+    /// The daemon: versions, process, rootless or not.
+    pub async fn info(&self) -> Result<DaemonInfo, ClientError> {
+        self.call(INFO, &[], NO_BODY).await
     }
 
     /// Lists networks.

@@ -84,6 +84,7 @@ macro_rules! routes {
 }
 
 routes! {
+    INFO: Get "/v1/info", "the daemon: versions, process, and whether it runs rootless";
     LIST_NETWORKS: Get "/v1/networks", "list networks";
     CREATE_NETWORK: Post "/v1/networks", "create a network (`NetworkCreate`)";
     INSPECT_NETWORK: Get "/v1/networks/{name}", "inspect a network, with its gateway's counters";

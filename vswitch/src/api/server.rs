@@ -23,7 +23,8 @@ use crate::control::{
     Control, ControlError, FdbInfo, NetworkView, PolicyChange, PolicyView, PortInfo,
 };
 use crate::model::{
-    CaptureRequest, ConnectRequest, Connected, DefaultActionChange, EndpointRecord, MirrorRecord,
+    CaptureRequest, ConnectRequest, Connected, DaemonInfo, DefaultActionChange, EndpointRecord,
+    MirrorRecord,
     NetworkCreate, NetworkRecord, RuleAdd, TrunkCreate, TrunkRecord,
 };
 
@@ -35,6 +36,7 @@ type Body<T> = Result<Json<T>, JsonRejection>;
 pub fn router(control: Arc<Control>) -> Router {
     use super::*;
     let routes = Router::new();
+    let routes = serve(routes, INFO, info);
     let routes = serve(routes, LIST_NETWORKS, list_networks);
     let routes = serve(routes, CREATE_NETWORK, create_network);
     let routes = serve(routes, INSPECT_NETWORK, inspect_network);
@@ -95,6 +97,10 @@ fn body<T>(parsed: Body<T>) -> Result<T, ControlError> {
     parsed
         .map(|Json(v)| v)
         .map_err(|e| ControlError::Invalid(format!("invalid request body: {}", e.body_text())))
+}
+
+async fn info(State(c): State<Arc<Control>>) -> Reply<DaemonInfo> {
+    Ok(Json(c.info()))
 }
 
 async fn list_networks(State(c): State<Arc<Control>>) -> Reply<Vec<NetworkRecord>> {

@@ -14,7 +14,9 @@ use vswitch_core::switch::{PortConfig, PortMode};
 
 use super::{rules, unix_now, Control, ControlError, LiveGateway, Network};
 use crate::gateway::{self, GatewayConfig, GatewayStats};
-use crate::model::{gateway_mac, leases, plan_network, NetworkCreate, NetworkRecord};
+use crate::model::{
+    gateway_mac, leases, plan_network, DaemonInfo, NetworkCreate, NetworkRecord,
+};
 
 /// A network as `vswitch network inspect` shows it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -80,6 +82,16 @@ impl Control {
         self.commit(&inner)?;
         info!(network = %name, "network removed");
         Ok(())
+    }
+
+    /// What the daemon says of itself.
+    pub fn info(&self) -> DaemonInfo {
+        DaemonInfo {
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            api_version: "1".to_string(),
+            pid: std::process::id(),
+            rootless: crate::rootless::in_user_namespace(),
+        }
     }
 
     /// Every network.

@@ -45,7 +45,10 @@ pub fn update(name: &str, servers: &[IpAddr]) -> std::io::Result<Option<String>>
     }
     let dir = path.parent().expect("path has a directory");
     if servers.is_empty() {
-        let _ = std::fs::remove_file(&path);
+        match std::fs::remove_file(&path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
         // Only removes the directory if nothing else is in it.
         let _ = std::fs::remove_dir(dir);
         return Ok(None);
@@ -60,6 +63,10 @@ pub fn update(name: &str, servers: &[IpAddr]) -> std::io::Result<Option<String>>
 /// (left by a daemon that was killed, or whose containers went while it was down); returns the
 /// namespaces cleaned.
 pub fn remove_orphans() -> Vec<String> {
+    // `ip netns` names and their files are root's: an unprivileged daemon has none of them.
+    if crate::rootless::in_user_namespace() {
+        return Vec::new();
+    }
     let Ok(entries) = std::fs::read_dir("/etc/netns") else {
         return Vec::new();
     };

@@ -173,6 +173,19 @@ fn yes() -> bool {
     true
 }
 
+/// What the daemon says of itself (`GET /v1/info`, `vswitch version`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DaemonInfo {
+    /// vswitch version of the daemon.
+    pub version: String,
+    /// Version of the API (the `/v1/` of its paths).
+    pub api_version: String,
+    /// The daemon's process ID (a rootless client joins its user namespace through it).
+    pub pid: u32,
+    /// Whether the daemon runs unprivileged, as root of a user namespace of its own.
+    pub rootless: bool,
+}
+
 /// The answer to a connect: the endpoint, and what the container should use as resolver.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Connected {
@@ -314,7 +327,9 @@ fn parse_default_policy(text: &str) -> Result<NetworkPolicy, String> {
 /// Body of `POST /v1/networks/NAME/endpoints`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, clap::Args)]
 pub struct ConnectRequest {
-    /// `ip netns` name, namespace path (/proc/PID/ns/net) or pid:PID.
+    /// `ip netns` name, namespace path (/proc/PID/ns/net) or pid:PID (on the command line: a
+    /// positional argument of `connect`; `run` makes it).
+    #[arg(skip)]
     pub netns: String,
     /// Address to use (repeat for IPv4 and IPv6) [default: the next free one of each subnet].
     #[serde(default)]

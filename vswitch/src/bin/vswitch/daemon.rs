@@ -59,6 +59,24 @@ impl SwitchArgs {
     }
 }
 
+/// Makes an unprivileged daemon root of a user namespace of its own (`vswitch::rootless`),
+/// with the socket and state paths settled first: inside, it is uid 0 and the defaults for
+/// root would apply.
+pub fn become_rootless(socket: &mut Option<PathBuf>, args: &mut DaemonArgs) -> anyhow::Result<()> {
+    let socket = socket.get_or_insert_with(vswitch::daemon::default_socket);
+    let state_dir = args
+        .state_dir
+        .get_or_insert_with(vswitch::daemon::default_state_dir);
+    let userns = vswitch::rootless::enter(state_dir)?;
+    tracing::info!(
+        holder = userns.holder.as_raw(),
+        created = userns.created,
+        socket = %socket.display(),
+        "rootless: running as root of a user namespace of this user's"
+    );
+    Ok(())
+}
+
 /// Runs the daemon until it is told to stop.
 pub async fn run(socket: &Path, args: DaemonArgs) -> anyhow::Result<()> {
     let state_dir = args

@@ -13,6 +13,8 @@ use crate::output::{print_one, FormatArg};
 pub struct ConnectArgs {
     /// Network name.
     network: String,
+    /// `ip netns` name, namespace path (/proc/PID/ns/net) or pid:PID.
+    netns: String,
     #[command(flatten)]
     request: ConnectRequest,
     #[command(flatten)]
@@ -73,6 +75,7 @@ impl RateLimitArgs {
 pub async fn connect(client: &Client, args: ConnectArgs) -> anyhow::Result<()> {
     let limit = args.rate_limit.limit();
     let request = ConnectRequest {
+        netns: args.netns,
         rate_limit: limit.is_set().then_some(limit),
         ..args.request
     };

@@ -9,6 +9,7 @@ mod network;
 mod observe;
 mod output;
 mod rules;
+mod run;
 mod top;
 mod trunk;
 mod up;
@@ -56,6 +57,13 @@ enum Command {
     Network(network::NetworkCommand),
     /// Attach a container (network namespace) to a network.
     Connect(endpoint::ConnectArgs),
+    /// Run a command in a network namespace of its own attached to a network (as `docker run
+    /// --network`), e.g. `vswitch run app --name web -- httpd -f`; the endpoint goes when it
+    /// exits, and its exit status is vswitch's.
+    Run(run::RunArgs),
+    /// The first step of `run`'s command (not for direct use).
+    #[command(name = "__enter", hide = true)]
+    Enter(run::EnterArgs),
     /// Detach a container from a network, by namespace or endpoint name.
     Disconnect(endpoint::DisconnectArgs),
     /// Manage trunk ports (one interface carrying several networks as 802.1Q VLANs).
@@ -91,7 +99,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let mut cli = Cli::parse();
     // netlink-packet-route warns about every attribute newer than itself: not ours to fix.
     let default_level = match cli.command {
         Command::Daemon(_) => "info,netlink_packet_route=error",
@@ -105,6 +113,23 @@ fn main() -> ExitCode {
     match cli.log_format {
         LogFormat::Text => logs.init(),
         LogFormat::Json => logs.json().init(),
+    }
+    // Steps that enter user namespaces, which only a single-threaded process may: before the
+    // runtime starts its threads.
+    match &mut cli.command {
+        Command::Enter(_) => {
+            let Command::Enter(args) = cli.command else {
+                unreachable!()
+            };
+            return run::enter(args);
+        }
+        Command::Daemon(args) if !nix::unistd::geteuid().is_root() => {
+            if let Err(e) = daemon::become_rootless(&mut cli.socket, args) {
+                eprintln!("Error: {e:#}");
+                return ExitCode::FAILURE;
+            }
+        }
+        _ => {}
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -128,6 +153,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Up(args) => return up::run(&socket, args).await,
         Command::Network(command) => network::run(&client, command).await?,
         Command::Connect(args) => endpoint::connect(&client, args).await?,
+        Command::Run(args) => return run::run(&client, args).await,
+        Command::Enter(_) => unreachable!("entered before the runtime starts"),
         Command::Disconnect(args) => endpoint::disconnect(&client, args).await?,
         Command::Limit(args) => endpoint::limit(&client, args).await?,
         Command::Trunk(command) => trunk::run(&client, command).await?,
