@@ -12,7 +12,7 @@ use std::net::IpAddr;
 use ipnet::IpNet;
 
 pub use error::Error;
-pub use netns::{create_named, delete_named, Namespace, NetnsRef, NsIdentity};
+pub use netns::{create_named, delete_named, in_user_namespace, Namespace, NetnsRef, NsIdentity};
 
 /// What the container-side interface should look like.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -93,10 +93,21 @@ async fn configure(
         }
         Err(e) => Err(e),
     }
-    .map_err(|source| Error::CreateTap {
-        ifname: ifname.clone(),
-        netns: netns.to_string(),
-        source,
+    .map_err(|source| {
+        if source.kind() == std::io::ErrorKind::PermissionDenied
+            && std::fs::File::options()
+                .read(true)
+                .write(true)
+                .open("/dev/net/tun")
+                .is_err()
+        {
+            return Error::TunClosed { source };
+        }
+        Error::CreateTap {
+            ifname: ifname.clone(),
+            netns: netns.to_string(),
+            source,
+        }
     })?;
     let mut queues = vec![device];
     while queues.len() < config.queues {

@@ -162,6 +162,14 @@ impl Namespace {
             match handle.join() {
                 Ok(Ok(result)) => Ok(result),
                 Ok(Err(nix::errno::Errno::EINVAL)) => Err(Error::NotNetns { netns: netns() }),
+                Ok(Err(nix::errno::Errno::EPERM))
+                    if !nix::unistd::getuid().is_root() || in_user_namespace() =>
+                {
+                    Err(Error::ForeignNamespace {
+                        netns: netns(),
+                        source: nix::errno::Errno::EPERM.into(),
+                    })
+                }
                 Ok(Err(errno)) => Err(Error::EnterNamespace {
                     netns: netns(),
                     source: errno.into(),
@@ -170,6 +178,13 @@ impl Namespace {
             }
         })
     }
+}
+
+/// Whether this process runs in a user namespace other than the initial one (whose map is the
+/// identity over every uid): then it is root there at most, whatever uid it has inside.
+pub fn in_user_namespace() -> bool {
+    std::fs::read_to_string("/proc/self/uid_map")
+        .is_ok_and(|map| map.split_whitespace().collect::<Vec<_>>() != ["0", "0", "4294967295"])
 }
 
 /// Creates a named namespace as `ip netns add NAME` does.

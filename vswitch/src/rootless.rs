@@ -4,9 +4,9 @@
 //! TAP devices. The daemon stays in the network namespace it was started in: its sockets there
 //! are ordinary ones.
 //!
-//! A small process of its own (`HOLDER_NAME`, its PID in the state directory) holds the user
-//! namespace, as Podman's pause process does, so that a restarted daemon joins the same one and
-//! finds its containers' namespaces still its own. Entering a user namespace is only allowed to a
+//! A small process of its own (the binary run as `vswitch __hold-userns`, its PID in the state
+//! directory) holds the user namespace, as Podman's pause process does, so that a restarted
+//! daemon joins the same one and finds its containers' namespaces still its own. Entering a user namespace is only allowed to a
 //! single-threaded process: this runs before the daemon starts any thread.
 
 use std::fs::File;
@@ -15,10 +15,10 @@ use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
 use nix::sched::{setns, unshare, CloneFlags};
-use nix::unistd::{fork, ForkResult, Pid};
+use nix::unistd::Pid;
 
-/// Name of the process holding the user namespace (in `ps`, `/proc/PID/comm`).
-pub const HOLDER_NAME: &str = "vswitch-userns";
+/// The argument that makes the binary the process holding the user namespace (`hold`).
+pub const HOLDER_ARG: &str = "__hold-userns";
 /// File in the state directory with the holder's PID.
 pub const HOLDER_PID_FILE: &str = "userns.pid";
 
@@ -26,7 +26,9 @@ pub const HOLDER_PID_FILE: &str = "userns.pid";
 #[derive(Debug, thiserror::Error)]
 pub enum RootlessError {
     /// Threads were started before.
-    #[error("only a single-threaded process may enter a user namespace, and this one has {0} threads")]
+    #[error(
+        "only a single-threaded process may enter a user namespace, and this one has {0} threads"
+    )]
     Threads(usize),
     /// The kernel refused a new user namespace.
     #[error("cannot create a user namespace ({0}); unprivileged user namespaces may be turned off: check the sysctls user.max_user_namespaces (> 0) and, on Debian and Ubuntu, kernel.unprivileged_userns_clone (1) and kernel.apparmor_restrict_unprivileged_userns (0)")]
@@ -41,7 +43,7 @@ pub enum RootlessError {
     },
     /// The holder could not be started.
     #[error("cannot start the process that holds the user namespace: {0}")]
-    Holder(nix::Error),
+    Holder(io::Error),
     /// The holder's PID file could not be written.
     #[error("cannot write {}: {source}", path.display())]
     PidFile {
@@ -70,8 +72,12 @@ pub struct UserNamespace {
 }
 
 /// Puts this process into its user namespace: the one named in `state_dir` if its holder is
-/// still there, a new one otherwise.
-pub fn enter(state_dir: &Path) -> Result<UserNamespace, RootlessError> {
+/// still there, a new one otherwise, held by `holder` (this binary with `HOLDER_ARG`, which
+/// calls `hold`).
+pub fn enter(
+    state_dir: &Path,
+    holder: std::process::Command,
+) -> Result<UserNamespace, RootlessError> {
     let threads = std::fs::read_dir("/proc/self/task").map_or(1, |d| d.count());
     if threads > 1 {
         return Err(RootlessError::Threads(threads));
@@ -84,19 +90,12 @@ pub fn enter(state_dir: &Path) -> Result<UserNamespace, RootlessError> {
             created: false,
         });
     }
-    let holder = create()?;
+    let holder = create(holder)?;
     write_pid_file(&pid_file, holder)?;
     Ok(UserNamespace {
         holder,
         created: true,
     })
-}
-
-/// Whether this process runs in a user namespace other than the initial one (whose map is the
-/// identity over every uid): then it is rootless, whatever uid it has inside.
-pub fn in_user_namespace() -> bool {
-    std::fs::read_to_string("/proc/self/uid_map")
-        .is_ok_and(|map| map.split_whitespace().collect::<Vec<_>>() != ["0", "0", "4294967295"])
 }
 
 /// Joins the user namespace of process `pid` (for the child that becomes a container of a
@@ -116,9 +115,16 @@ pub fn join(pid: Pid) -> Result<(), RootlessError> {
 /// The holder named in `pid_file`, if it is alive, ours, and holds a user namespace this user
 /// owns (a PID reused by another process is not taken for it).
 fn live_holder(pid_file: &Path) -> Option<Pid> {
-    let pid: i32 = std::fs::read_to_string(pid_file).ok()?.trim().parse().ok()?;
-    let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
-    if comm.trim() != HOLDER_NAME {
+    let pid: i32 = std::fs::read_to_string(pid_file)
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+    if !cmdline
+        .split(|b| *b == 0)
+        .any(|arg| arg == HOLDER_ARG.as_bytes())
+    {
         return None;
     }
     let userns = File::open(format!("/proc/{pid}/ns/user")).ok()?;
@@ -143,7 +149,7 @@ fn same_file(file: &File, path: &str) -> bool {
 }
 
 /// Makes a user namespace with this user as root in it, enters it, and starts its holder.
-fn create() -> Result<Pid, RootlessError> {
+fn create(mut holder: std::process::Command) -> Result<Pid, RootlessError> {
     let (uid, gid) = (nix::unistd::getuid(), nix::unistd::getgid());
     unshare(CloneFlags::CLONE_NEWUSER).map_err(RootlessError::Create)?;
     for (file, text) in [
@@ -153,29 +159,22 @@ fn create() -> Result<Pid, RootlessError> {
     ] {
         std::fs::write(file, text).map_err(|source| RootlessError::Map { file, source })?;
     }
-    // SAFETY: this process is single-threaded (checked by `enter`), so the child may run any
-    // code; it only sets itself up and waits.
-    match unsafe { fork() }.map_err(RootlessError::Holder)? {
-        ForkResult::Parent { child } => Ok(child),
-        ForkResult::Child => hold(),
-    }
+    use std::process::Stdio;
+    // Its own session, no terminal, none of the daemon's output: it outlives the daemon.
+    let child = holder
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .current_dir("/")
+        .spawn()
+        .map_err(RootlessError::Holder)?;
+    Ok(Pid::from_raw(child.id() as i32))
 }
 
-/// The holder: detached from the daemon's session and descriptors, it waits until it is killed.
-fn hold() -> ! {
+/// The holder's life: in a session of its own (no terminal's signals reach it), it waits until
+/// it is killed (its user namespace lives as long as it, or a container in it, does).
+pub fn hold() -> ! {
     let _ = nix::unistd::setsid();
-    let _ = std::env::set_current_dir("/");
-    // SAFETY: PR_SET_NAME reads a NUL-terminated string of at most 16 bytes.
-    unsafe { libc::prctl(libc::PR_SET_NAME, c"vswitch-userns".as_ptr()) };
-    if let Ok(null) = File::options().read(true).write(true).open("/dev/null") {
-        for fd in 0..3 {
-            // SAFETY: dup2 onto the standard descriptors, which this process owns.
-            unsafe { libc::dup2(null.as_raw_fd(), fd) };
-        }
-    }
-    // SAFETY: closes every descriptor from 3 up (the daemon's pipes and sockets are not the
-    // holder's to keep open).
-    unsafe { libc::syscall(libc::SYS_close_range, 3, u32::MAX, 0) };
     loop {
         nix::unistd::pause();
     }

@@ -19,8 +19,7 @@ use super::*;
 use crate::control::{FdbInfo, NetworkView, PolicyView, PortInfo};
 use crate::model::{
     CaptureRequest, ConnectRequest, Connected, DaemonInfo, DefaultActionChange, EndpointRecord,
-    MirrorRecord,
-    NetworkCreate, NetworkRecord, RuleAdd, TrunkCreate, TrunkRecord,
+    MirrorRecord, NetworkCreate, NetworkRecord, RuleAdd, TrunkCreate, TrunkRecord,
 };
 
 /// Why a call did not get its answer.

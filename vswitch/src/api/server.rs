@@ -24,8 +24,7 @@ use crate::control::{
 };
 use crate::model::{
     CaptureRequest, ConnectRequest, Connected, DaemonInfo, DefaultActionChange, EndpointRecord,
-    MirrorRecord,
-    NetworkCreate, NetworkRecord, RuleAdd, TrunkCreate, TrunkRecord,
+    MirrorRecord, NetworkCreate, NetworkRecord, RuleAdd, TrunkCreate, TrunkRecord,
 };
 
 type Reply<T> = Result<Json<T>, ControlError>;

@@ -14,9 +14,7 @@ use vswitch_core::switch::{PortConfig, PortMode};
 
 use super::{rules, unix_now, Control, ControlError, LiveGateway, Network};
 use crate::gateway::{self, GatewayConfig, GatewayStats};
-use crate::model::{
-    gateway_mac, leases, plan_network, DaemonInfo, NetworkCreate, NetworkRecord,
-};
+use crate::model::{gateway_mac, leases, plan_network, DaemonInfo, NetworkCreate, NetworkRecord};
 
 /// A network as `vswitch network inspect` shows it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -90,7 +88,7 @@ impl Control {
             version: env!("CARGO_PKG_VERSION").to_string(),
             api_version: "1".to_string(),
             pid: std::process::id(),
-            rootless: crate::rootless::in_user_namespace(),
+            rootless: tap::in_user_namespace(),
         }
     }
 

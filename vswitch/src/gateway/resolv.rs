@@ -64,7 +64,7 @@ pub fn update(name: &str, servers: &[IpAddr]) -> std::io::Result<Option<String>>
 /// namespaces cleaned.
 pub fn remove_orphans() -> Vec<String> {
     // `ip netns` names and their files are root's: an unprivileged daemon has none of them.
-    if crate::rootless::in_user_namespace() {
+    if tap::in_user_namespace() {
         return Vec::new();
     }
     let Ok(entries) = std::fs::read_dir("/etc/netns") else {

@@ -67,7 +67,9 @@ pub fn become_rootless(socket: &mut Option<PathBuf>, args: &mut DaemonArgs) -> a
     let state_dir = args
         .state_dir
         .get_or_insert_with(vswitch::daemon::default_state_dir);
-    let userns = vswitch::rootless::enter(state_dir)?;
+    let mut holder = std::process::Command::new(std::env::current_exe()?);
+    holder.arg(vswitch::rootless::HOLDER_ARG);
+    let userns = vswitch::rootless::enter(state_dir, holder)?;
     tracing::info!(
         holder = userns.holder.as_raw(),
         created = userns.created,

@@ -64,6 +64,9 @@ enum Command {
     /// The first step of `run`'s command (not for direct use).
     #[command(name = "__enter", hide = true)]
     Enter(run::EnterArgs),
+    /// The process holding a rootless daemon's user namespace (not for direct use).
+    #[command(name = "__hold-userns", hide = true)]
+    HoldUserns,
     /// Detach a container from a network, by namespace or endpoint name.
     Disconnect(endpoint::DisconnectArgs),
     /// Manage trunk ports (one interface carrying several networks as 802.1Q VLANs).
@@ -123,6 +126,7 @@ fn main() -> ExitCode {
             };
             return run::enter(args);
         }
+        Command::HoldUserns => vswitch::rootless::hold(),
         Command::Daemon(args) if !nix::unistd::geteuid().is_root() => {
             if let Err(e) = daemon::become_rootless(&mut cli.socket, args) {
                 eprintln!("Error: {e:#}");
@@ -154,7 +158,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Network(command) => network::run(&client, command).await?,
         Command::Connect(args) => endpoint::connect(&client, args).await?,
         Command::Run(args) => return run::run(&client, args).await,
-        Command::Enter(_) => unreachable!("entered before the runtime starts"),
+        Command::Enter(_) | Command::HoldUserns => unreachable!("run before the runtime starts"),
         Command::Disconnect(args) => endpoint::disconnect(&client, args).await?,
         Command::Limit(args) => endpoint::limit(&client, args).await?,
         Command::Trunk(command) => trunk::run(&client, command).await?,

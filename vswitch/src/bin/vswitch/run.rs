@@ -122,7 +122,10 @@ pub async fn run(client: &Client, args: RunArgs) -> anyhow::Result<ExitCode> {
         .context("the command's process went away before it started")?;
     let status = wait_forwarding_signals(child).await?;
     if let Err(e) = client.disconnect(&args.network, &name).await {
-        eprintln!("vswitch: could not disconnect {name} from {}: {e}", args.network);
+        eprintln!(
+            "vswitch: could not disconnect {name} from {}: {e}",
+            args.network
+        );
     }
     Ok(exit_code(status))
 }
@@ -247,7 +250,10 @@ fn enter_and_exec(args: &EnterArgs) -> anyhow::Result<Infallible> {
 fn bind_resolv_conf(file: &Path) -> anyhow::Result<()> {
     let target = Path::new("/etc/resolv.conf");
     if std::fs::metadata(target).is_err() {
-        bail!("{} does not exist: nothing to bind the network's resolver over", target.display());
+        bail!(
+            "{} does not exist: nothing to bind the network's resolver over",
+            target.display()
+        );
     }
     mount(
         Some(file),
@@ -256,5 +262,10 @@ fn bind_resolv_conf(file: &Path) -> anyhow::Result<()> {
         MsFlags::MS_BIND,
         None::<&str>,
     )
-    .with_context(|| format!("cannot bind-mount the network's resolv.conf over {}", target.display()))
+    .with_context(|| {
+        format!(
+            "cannot bind-mount the network's resolv.conf over {}",
+            target.display()
+        )
+    })
 }
