@@ -34,7 +34,7 @@ pub enum Error {
     #[error("cannot open /dev/net/tun ({source}): an unprivileged daemon needs it open to every user, mode 0666 as distributions ship it; as root: chmod 0666 /dev/net/tun")]
     TunClosed { source: io::Error },
     /// The namespace belongs to a user namespace the daemon has no rights in.
-    #[error("cannot enter network namespace {netns} ({source}): it belongs to a user namespace this unprivileged daemon is not root of; start the container with `vswitch run`, or make its namespaces inside the daemon's user namespace (nsenter --user --preserve-credentials --target DAEMON_PID)")]
+    #[error("cannot enter network namespace {netns} ({source}): an unprivileged daemon can enter only namespaces made inside its own user namespace; start the container with `vswitch run`, or make its namespaces in the daemon's (nsenter --user --preserve-credentials --target DAEMON_PID)")]
     ForeignNamespace { netns: String, source: io::Error },
     /// The rtnetlink socket could not be opened.
     #[error("cannot open rtnetlink in network namespace {netns} ({source})")]

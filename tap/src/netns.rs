@@ -103,9 +103,17 @@ impl Namespace {
     /// Opens the namespace `reference` names, checking that it is a network namespace.
     pub fn open(reference: &NetnsRef) -> Result<Namespace, Error> {
         let description = reference.to_string();
-        let file = File::open(reference.path()).map_err(|source| Error::OpenNamespace {
-            netns: description.clone(),
-            source,
+        let file = File::open(reference.path()).map_err(|source| {
+            if source.kind() == std::io::ErrorKind::PermissionDenied && unprivileged() {
+                return Error::ForeignNamespace {
+                    netns: description.clone(),
+                    source,
+                };
+            }
+            Error::OpenNamespace {
+                netns: description.clone(),
+                source,
+            }
         })?;
         let meta = file.metadata().map_err(|source| Error::OpenNamespace {
             netns: description.clone(),
@@ -162,9 +170,7 @@ impl Namespace {
             match handle.join() {
                 Ok(Ok(result)) => Ok(result),
                 Ok(Err(nix::errno::Errno::EINVAL)) => Err(Error::NotNetns { netns: netns() }),
-                Ok(Err(nix::errno::Errno::EPERM))
-                    if !nix::unistd::getuid().is_root() || in_user_namespace() =>
-                {
+                Ok(Err(nix::errno::Errno::EPERM)) if unprivileged() => {
                     Err(Error::ForeignNamespace {
                         netns: netns(),
                         source: nix::errno::Errno::EPERM.into(),
@@ -178,6 +184,11 @@ impl Namespace {
             }
         })
     }
+}
+
+/// Whether this process lacks root's rights over namespaces it did not make.
+fn unprivileged() -> bool {
+    !nix::unistd::getuid().is_root() || in_user_namespace()
 }
 
 /// Whether this process runs in a user namespace other than the initial one (whose map is the

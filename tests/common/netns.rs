@@ -16,12 +16,18 @@ pub fn in_netns(netns: &str, args: &[&str]) -> bool {
         .success()
 }
 
-/// Runs `work` on a thread that has entered the namespace `netns`.
+/// Runs `work` on a thread that has entered the namespace `netns` (an `ip netns` name, or a
+/// path such as /proc/PID/ns/net).
 pub fn spawn_in_netns<T: Send + 'static>(
     netns: &str,
     work: impl FnOnce() -> T + Send + 'static,
 ) -> std::thread::JoinHandle<T> {
-    let file = fs::File::open(format!("/run/netns/{netns}")).unwrap();
+    let path = if netns.starts_with('/') {
+        netns.to_string()
+    } else {
+        format!("/run/netns/{netns}")
+    };
+    let file = fs::File::open(path).unwrap();
     std::thread::spawn(move || {
         nix::sched::setns(file.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
         work()

@@ -99,6 +99,8 @@ enum Command {
     Conntrack(rules::ConntrackArgs),
     /// Run a declarative topology (TOML) in the foreground; Ctrl-C tears down what it made.
     Up(up::UpArgs),
+    /// Show the versions of this client and of the daemon, and whether it runs rootless.
+    Version(observe::VersionArgs),
 }
 
 fn main() -> ExitCode {
@@ -168,6 +170,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Mirror(command) => mirror::run(&client, command).await?,
         Command::Trace(args) => observe::trace(&client, args).await?,
         Command::Fdb(args) => observe::fdb(&client, args).await?,
+        Command::Version(args) => observe::version(&client, args).await?,
         Command::Policy(command) => rules::run(&client, command).await?,
         Command::Conntrack(args) => rules::conntrack(&client, args).await?,
     }

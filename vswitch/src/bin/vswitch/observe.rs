@@ -98,3 +98,40 @@ pub async fn trace(client: &Client, args: TraceArgs) -> anyhow::Result<()> {
     });
     Ok(())
 }
+
+/// `vswitch version`.
+#[derive(Debug, Args)]
+pub struct VersionArgs {
+    #[command(flatten)]
+    format: FormatArg,
+}
+
+/// The client's version and the daemon's (as `docker version`).
+#[derive(Debug, serde::Serialize)]
+struct Versions {
+    client: ClientVersion,
+    server: vswitch::model::DaemonInfo,
+}
+
+#[derive(Debug, serde::Serialize)]
+struct ClientVersion {
+    version: &'static str,
+}
+
+/// Prints this CLI's version and the daemon's.
+pub async fn version(client: &Client, args: VersionArgs) -> anyhow::Result<()> {
+    let versions = Versions {
+        client: ClientVersion {
+            version: env!("CARGO_PKG_VERSION"),
+        },
+        server: client.info().await?,
+    };
+    print_one(args.format.format, &versions, |v| {
+        println!("Client:\n Version:     {}", v.client.version);
+        println!("Server:\n Version:     {}", v.server.version);
+        println!(" API version: {}", v.server.api_version);
+        println!(" PID:         {}", v.server.pid);
+        println!(" Rootless:    {}", v.server.rootless);
+    });
+    Ok(())
+}

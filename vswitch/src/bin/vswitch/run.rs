@@ -186,7 +186,7 @@ impl Drop for Scratch {
 
 /// A pipe whose ends a child inherits; `run` keeps its own ends from the command.
 fn pipe() -> anyhow::Result<(OwnedFd, OwnedFd)> {
-    Ok(nix::unistd::pipe().context("cannot make a pipe")?)
+    nix::unistd::pipe().context("cannot make a pipe")
 }
 
 /// The `__enter` step: never returns if the command starts.

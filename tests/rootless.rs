@@ -1,0 +1,358 @@
+//! Rootless: the daemon and `vswitch run` as an ordinary user this test creates, with
+//! /dev/net/tun open to every user as distributions ship it. Everything the test made — the
+//! user, its processes (by PID), the directory, the device's mode — is undone on drop, also
+//! when it fails.
+
+mod common;
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use serde_json::Value;
+
+use common::{eventually, run, tcp_transfer};
+
+const TUN: &str = "/dev/net/tun";
+
+/// The tests change /dev/net/tun's mode and each makes a user: one at a time.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
+/// An unprivileged user with a daemon of its own.
+struct Rootless {
+    user: String,
+    uid: u32,
+    dir: PathBuf,
+    tun_mode: u32,
+    daemon: Option<Child>,
+    containers: Vec<Child>,
+}
+
+impl Rootless {
+    fn start() -> Rootless {
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let user = format!("vswrl{}x{n}", std::process::id());
+        run(
+            "useradd",
+            &[
+                "--system",
+                "--no-create-home",
+                "--shell",
+                "/usr/sbin/nologin",
+                &user,
+            ],
+        );
+        let uid: u32 = run("id", &["-u", &user]).trim().parse().unwrap();
+        let tun_mode = fs::metadata(TUN).unwrap().permissions().mode() & 0o7777;
+        let dir = std::env::temp_dir().join(&user);
+        let mut rootless = Rootless {
+            user,
+            uid,
+            dir,
+            tun_mode,
+            daemon: None,
+            containers: Vec::new(),
+        };
+        fs::set_permissions(TUN, fs::Permissions::from_mode(0o666)).unwrap();
+        fs::create_dir_all(rootless.dir.join("home")).unwrap();
+        fs::set_permissions(&rootless.dir, fs::Permissions::from_mode(0o755)).unwrap();
+        // A copy the user may run wherever the build tree is.
+        fs::copy(env!("CARGO_BIN_EXE_vswitch"), rootless.binary()).unwrap();
+        run(
+            "chown",
+            &[&rootless.user, rootless.dir.join("home").to_str().unwrap()],
+        );
+        rootless.start_daemon();
+        rootless
+    }
+
+    fn binary(&self) -> PathBuf {
+        self.dir.join("vswitch")
+    }
+
+    fn home(&self) -> PathBuf {
+        self.dir.join("home")
+    }
+
+    /// `vswitch ARGS` as the user, with an environment of its own.
+    fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new("setpriv");
+        let id = self.uid.to_string();
+        command
+            .args([
+                "--reuid",
+                &id,
+                "--regid",
+                &id,
+                "--clear-groups",
+                "env",
+                "-i",
+            ])
+            .arg("PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin")
+            .arg(format!("HOME={}", self.home().display()))
+            .arg(format!(
+                "XDG_RUNTIME_DIR={}",
+                self.home().join("run").display()
+            ))
+            .arg(format!(
+                "XDG_STATE_HOME={}",
+                self.home().join("state").display()
+            ))
+            .arg(self.binary())
+            .args(args)
+            .current_dir(self.home());
+        command
+    }
+
+    fn vswitch(&self, args: &[&str]) -> Output {
+        self.command(args).output().unwrap()
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.vswitch(args);
+        assert!(
+            out.status.success(),
+            "vswitch {args:?} failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    fn fails(&self, args: &[&str]) -> String {
+        let out = self.vswitch(args);
+        assert!(!out.status.success(), "vswitch {args:?} should fail");
+        String::from_utf8(out.stderr).unwrap()
+    }
+
+    fn log(&self) -> String {
+        fs::read_to_string(self.dir.join("daemon.log")).unwrap_or_default()
+    }
+
+    fn start_daemon(&mut self) {
+        let log = fs::File::create(self.dir.join("daemon.log")).unwrap();
+        let daemon = self
+            .command(&["daemon"])
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.daemon = Some(daemon);
+        assert!(
+            eventually(Duration::from_secs(15), || self
+                .vswitch(&["network", "ls"])
+                .status
+                .success()),
+            "the rootless daemon did not start: {}",
+            self.log()
+        );
+    }
+
+    fn stop_daemon(&mut self) {
+        let mut daemon = self.daemon.take().unwrap();
+        kill(Pid::from_raw(daemon.id() as i32), Signal::SIGTERM).unwrap();
+        assert!(daemon.wait().unwrap().success(), "{}", self.log());
+    }
+
+    /// The PID of the process holding the daemon's user namespace.
+    fn holder(&self) -> Option<i32> {
+        let file = self.home().join("state/vswitch/userns.pid");
+        fs::read_to_string(file).ok()?.trim().parse().ok()
+    }
+
+    /// Starts `vswitch run` in the background; returns its index.
+    fn run_in_background(&mut self, args: &[&str]) -> usize {
+        let child = self
+            .command(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        self.containers.push(child);
+        self.containers.len() - 1
+    }
+
+    fn endpoints(&self, network: &str) -> Vec<Value> {
+        let view: Value = serde_json::from_str(&self.ok(&["network", "inspect", network])).unwrap();
+        view["endpoints"]
+            .as_object()
+            .map(|e| e.values().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// The namespace path and first address of endpoint `name`, once it is connected.
+    fn endpoint(&self, network: &str, name: &str) -> (String, String) {
+        let mut found = None;
+        eventually(Duration::from_secs(15), || {
+            found = self
+                .endpoints(network)
+                .into_iter()
+                .find(|e| e["name"] == name);
+            found.is_some()
+        });
+        let endpoint = found.unwrap_or_else(|| panic!("{name} never connected: {}", self.log()));
+        let pid = endpoint["netns"]
+            .as_str()
+            .unwrap()
+            .strip_prefix("pid:")
+            .unwrap()
+            .to_string();
+        let address = endpoint["addresses"][0].as_str().unwrap();
+        (
+            format!("/proc/{pid}/ns/net"),
+            address.split('/').next().unwrap().to_string(),
+        )
+    }
+}
+
+impl Drop for Rootless {
+    fn drop(&mut self) {
+        for container in &mut self.containers {
+            let _ = kill(Pid::from_raw(container.id() as i32), Signal::SIGTERM);
+        }
+        for container in &mut self.containers {
+            if !eventually(Duration::from_secs(5), || {
+                container.try_wait().unwrap().is_some()
+            }) {
+                let _ = container.kill();
+                let _ = container.wait();
+            }
+        }
+        if let Some(mut daemon) = self.daemon.take() {
+            let _ = kill(Pid::from_raw(daemon.id() as i32), Signal::SIGTERM);
+            let _ = daemon.wait();
+        }
+        // Started by this test's daemon.
+        if let Some(holder) = self.holder() {
+            let _ = kill(Pid::from_raw(holder), Signal::SIGKILL);
+        }
+        let _ = fs::set_permissions(TUN, fs::Permissions::from_mode(self.tun_mode));
+        let _ = Command::new("userdel").arg(&self.user).status();
+        let _ = fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn exit_code(out: &Output) -> i32 {
+    out.status
+        .code()
+        .unwrap_or_else(|| 128 + out.status.signal().unwrap_or(0))
+}
+
+#[test]
+fn an_unprivileged_user_runs_containers_that_talk_by_name_and_survive_a_restart() {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let mut user = Rootless::start();
+    let info: Value = serde_json::from_str(&user.ok(&["version", "--format", "json"])).unwrap();
+    assert_eq!(info["server"]["rootless"], true, "{info}");
+    user.ok(&["network", "create", "app", "--subnet", "10.231.70.0/24"]);
+    user.run_in_background(&[
+        "run", "app", "--name", "web", "--", "busybox", "sleep", "600",
+    ]);
+    user.run_in_background(&[
+        "run", "app", "--name", "db", "--", "busybox", "sleep", "600",
+    ]);
+    let (web, _) = user.endpoint("app", "web");
+    let (db, db_ip) = user.endpoint("app", "db");
+
+    // By name, through the gateway's DNS, from a third container; its status is run's.
+    user.ok(&[
+        "run", "app", "--", "busybox", "ping", "-c", "2", "-W", "2", "web",
+    ]);
+    let out = user.vswitch(&["run", "app", "--", "busybox", "sh", "-c", "exit 7"]);
+    assert_eq!(
+        exit_code(&out),
+        7,
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = user.vswitch(&["run", "app", "--", "no-such-command-here"]);
+    assert_eq!(
+        exit_code(&out),
+        127,
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // 100 MB between the two, intact.
+    let total = 100 << 20;
+    let (sent, got, bytes, _) = tcp_transfer(&web, &db, &db_ip, total);
+    assert_eq!((bytes, got), (total, sent));
+
+    // A restarted daemon joins the same user namespace and finds its containers again.
+    let holder = user.holder().unwrap();
+    user.stop_daemon();
+    user.start_daemon();
+    assert_eq!(user.holder(), Some(holder), "{}", user.log());
+    assert_eq!(
+        user.log().matches("endpoint restored").count(),
+        2,
+        "{}",
+        user.log()
+    );
+    user.ok(&[
+        "run", "app", "--", "busybox", "ping", "-c", "2", "-W", "2", "db",
+    ]);
+
+    // A container that ends takes its endpoint with it; run's status is the command's.
+    let mut web_run = user.containers.remove(0);
+    kill(Pid::from_raw(web_run.id() as i32), Signal::SIGTERM).unwrap();
+    let status = web_run.wait().unwrap();
+    assert_eq!(status.code(), Some(128 + 15));
+    let names: Vec<Value> = user
+        .endpoints("app")
+        .iter()
+        .map(|e| e["name"].clone())
+        .collect();
+    assert_eq!(names, vec![Value::from("db")]);
+}
+
+#[test]
+fn a_rootless_daemon_says_what_it_cannot_do_and_why() {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let mut user = Rootless::start();
+    user.ok(&["network", "create", "app", "--subnet", "10.231.71.0/24"]);
+    // A namespace of another user namespace (the user's own, not the daemon's).
+    let foreign = user_process(
+        &user,
+        &[
+            "unshare",
+            "--user",
+            "--map-root-user",
+            "--net",
+            "sleep",
+            "30",
+        ],
+    );
+    let pid = foreign.id();
+    // Ended with the containers, also if the test fails.
+    user.containers.push(foreign);
+    let netns = format!("pid:{pid}");
+    assert!(eventually(Duration::from_secs(5), || {
+        fs::read_link(format!("/proc/{pid}/ns/net")).ok() != fs::read_link("/proc/self/ns/net").ok()
+    }));
+    let error = user.fails(&["connect", "app", &netns]);
+    assert!(error.contains("vswitch run"), "{error}");
+
+    // /dev/net/tun as this machine ships it (root only): the fix is named.
+    fs::set_permissions(TUN, fs::Permissions::from_mode(0o600)).unwrap();
+    let error = user.fails(&["run", "app", "--", "true"]);
+    assert!(error.contains("chmod 0666 /dev/net/tun"), "{error}");
+    assert!(user.endpoints("app").is_empty());
+}
+
+/// A process of the user's own (not through vswitch).
+fn user_process(user: &Rootless, args: &[&str]) -> Child {
+    let id = user.uid.to_string();
+    Command::new("setpriv")
+        .args(["--reuid", &id, "--regid", &id, "--clear-groups"])
+        .args(args)
+        .current_dir(Path::new("/"))
+        .spawn()
+        .unwrap()
+}
