@@ -16,7 +16,7 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use serde_json::Value;
 
-use common::{eventually, run, tcp_transfer};
+use common::{eventually, free_port, run, scrape, series, tcp_transfer, tshark_fields};
 
 const TUN: &str = "/dev/net/tun";
 
@@ -30,6 +30,7 @@ struct Rootless {
     uid: u32,
     dir: PathBuf,
     tun_mode: u32,
+    metrics_port: u16,
     daemon: Option<Child>,
     containers: Vec<Child>,
 }
@@ -56,6 +57,7 @@ impl Rootless {
             uid,
             dir,
             tun_mode,
+            metrics_port: free_port(),
             daemon: None,
             containers: Vec::new(),
         };
@@ -137,8 +139,9 @@ impl Rootless {
 
     fn start_daemon(&mut self) {
         let log = fs::File::create(self.dir.join("daemon.log")).unwrap();
+        let metrics = format!("127.0.0.1:{}", self.metrics_port);
         let daemon = self
-            .command(&["daemon"])
+            .command(&["daemon", "--metrics-addr", &metrics])
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -233,7 +236,14 @@ impl Drop for Rootless {
             let _ = kill(Pid::from_raw(holder), Signal::SIGKILL);
         }
         let _ = fs::set_permissions(TUN, fs::Permissions::from_mode(self.tun_mode));
-        let _ = Command::new("userdel").arg(&self.user).status();
+        // The holder may take a moment to be gone; userdel refuses while it is there.
+        eventually(Duration::from_secs(5), || {
+            Command::new("userdel")
+                .arg(&self.user)
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+        });
         let _ = fs::remove_dir_all(&self.dir);
     }
 }
@@ -283,6 +293,52 @@ fn an_unprivileged_user_runs_containers_that_talk_by_name_and_survive_a_restart(
     let total = 100 << 20;
     let (sent, got, bytes, _) = tcp_transfer(&web, &db, &db_ip, total);
     assert_eq!((bytes, got), (total, sent));
+
+    // Policy, capture and metrics as root has them.
+    user.ok(&["policy", "default", "app", "deny"]);
+    let out = user.vswitch(&[
+        "run", "app", "--", "busybox", "ping", "-c", "1", "-W", "1", "db",
+    ]);
+    assert_eq!(exit_code(&out), 1, "denied by the default action");
+    user.ok(&["policy", "default", "app", "allow"]);
+    // (A network capture takes the ports there when it starts: db's answers, not the new
+    // container's requests.)
+    let pcap = user.home().join("pings.pcapng");
+    let capture = user
+        .command(&["capture", "--network", "app", "-c", "2", "-w"])
+        .arg(&pcap)
+        .args(["icmp"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    user.containers.push(capture);
+    std::thread::sleep(Duration::from_millis(300));
+    user.ok(&[
+        "run", "app", "--", "busybox", "ping", "-c", "2", "-W", "2", "db",
+    ]);
+    let capture = user.containers.last_mut().unwrap();
+    assert!(eventually(Duration::from_secs(10), || capture
+        .try_wait()
+        .unwrap()
+        .is_some()));
+    let icmp = tshark_fields(&pcap, &["icmp.type"]);
+    assert_eq!(
+        icmp.lines().filter(|t| t.trim() == "0").count(),
+        2,
+        "{icmp}"
+    );
+    let metrics = scrape(user.metrics_port);
+    assert!(
+        series(
+            &metrics,
+            "vswitch_port_rx_packets_total",
+            &[("endpoint", "db")]
+        )
+        .unwrap_or(0.0)
+            > 0.0,
+        "{metrics}"
+    );
 
     // A restarted daemon joins the same user namespace and finds its containers again.
     let holder = user.holder().unwrap();
