@@ -622,3 +622,18 @@ fn many_captures_share_their_copies_and_give_memory_back() {
         rss_mib(bed.daemon_pid())
     );
 }
+
+#[test]
+fn stopping_the_daemon_ends_its_captures_instead_of_waiting_for_them() {
+    let mut bed = Bed::start();
+    bed.network_with("halt", "10.85.3.0/24", &["a"]);
+    let file = bed.dir.join("halt.pcapng");
+    let capture = start_capture(&bed, &file, &["--network", "halt"]);
+    // stop_daemon fails the test if SIGTERM is not obeyed within 10 s.
+    bed.stop_daemon();
+    let stderr = finish_capture(capture);
+    assert!(stderr.contains("frames captured"), "{stderr}");
+    // The stream ended properly: interface statistics written after the header.
+    let stats = tshark_fields(&file, &["frame.number"]);
+    assert!(stats.trim().is_empty(), "no frames expected: {stats}");
+}

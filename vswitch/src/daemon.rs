@@ -137,6 +137,12 @@ pub async fn serve(
             }
         })
     };
+    let stopping = control.clone();
+    let shutdown = async move {
+        shutdown.await;
+        // Captures stream until stopped: end them, or shutting down would wait for them.
+        stopping.stop_captures();
+    };
     let result = axum::serve(listener, crate::api::server::router(control.clone()))
         .with_graceful_shutdown(shutdown)
         .await;

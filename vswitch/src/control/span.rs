@@ -116,6 +116,18 @@ impl Control {
         Ok(())
     }
 
+    /// Stops every capture (the daemon is stopping): their streams end, so that the server's
+    /// graceful shutdown does not wait on them.
+    pub fn stop_captures(&self) {
+        let captures = self
+            .captures
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for stopped in captures.values() {
+            stopped.store(true, Ordering::Relaxed);
+        }
+    }
+
     /// Frames captures had to skip (slow readers), all captures so far.
     pub fn capture_skipped(&self) -> u64 {
         self.dataplane.fanout().skipped_total()
