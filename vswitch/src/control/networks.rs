@@ -264,6 +264,7 @@ fn gateway_config(network: &NetworkRecord) -> GatewayConfig {
         subnets: network.subnets.clone(),
         upstreams,
         dhcp,
+        internal: network.internal,
     }
 }
 

@@ -10,6 +10,7 @@ pub mod device;
 pub mod dhcp;
 pub mod directory;
 pub mod dns;
+pub mod egress;
 pub mod host;
 pub mod ndp;
 pub mod resolv;
@@ -45,6 +46,8 @@ const MAX_FORWARDS: usize = 256;
 pub const UPSTREAM_TIMEOUT: Duration = Duration::from_secs(3);
 /// Unsolicited router advertisements, as often as RFC 4861's MaxRtrAdvInterval default allows.
 const RA_INTERVAL: Duration = Duration::from_secs(200);
+/// How often idle egress flows are looked for.
+const EGRESS_EXPIRY_INTERVAL: Duration = Duration::from_secs(5);
 /// Largest UDP DNS answer without EDNS.
 const UDP_DNS_MAX: usize = 512;
 /// Frames taken from the switch before the stack is polled: fewer than the UDP socket's 64
@@ -67,6 +70,8 @@ pub struct GatewayConfig {
     pub upstreams: Vec<SocketAddr>,
     /// DHCPv4 service (networks with an IPv4 subnet).
     pub dhcp: Option<dhcp::ServerConfig>,
+    /// No egress: datagrams for outside addresses are counted and dropped.
+    pub internal: bool,
 }
 
 /// A lease decision the gateway asks of the control plane.
@@ -92,6 +97,8 @@ pub struct GatewayCounters {
     dhcp_dropped: AtomicU64,
     dhcp_refused: AtomicU64,
     frames_dropped: AtomicU64,
+    /// Those of its egress.
+    pub egress: Arc<egress::EgressCounters>,
 }
 
 /// A snapshot of a gateway's counters, as `network inspect` shows it.
@@ -119,6 +126,9 @@ pub struct GatewayStats {
     pub dhcp_refused: u64,
     /// Frames dropped because the gateway's queue was full.
     pub frames_dropped: u64,
+    /// Datagrams carried to and from addresses beyond the network.
+    #[serde(default)]
+    pub egress: egress::EgressStats,
 }
 
 impl GatewayCounters {
@@ -135,6 +145,7 @@ impl GatewayCounters {
             dhcp_dropped: self.dhcp_dropped.load(Relaxed),
             dhcp_refused: self.dhcp_refused.load(Relaxed),
             frames_dropped: self.frames_dropped.load(Relaxed),
+            egress: self.egress.snapshot(),
         }
     }
 }
@@ -204,6 +215,13 @@ pub fn spawn(
         })
         .collect();
     let (done_tx, done_rx) = mpsc::channel(MAX_FORWARDS);
+    let egress = egress::Egress::new(
+        config.mac.0,
+        config.mtu,
+        config.subnets.iter().map(|s| s.subnet).collect(),
+        config.internal,
+        counters.egress.clone(),
+    );
     let runner = Runner {
         gateway_ips: config.subnets.iter().map(|s| s.gateway).collect(),
         host,
@@ -224,6 +242,7 @@ pub fn spawn(
         done_tx,
         done_rx,
         forwards: 0,
+        egress,
     };
     Ok(Gateway {
         task: tokio::spawn(runner.run()),
@@ -320,6 +339,8 @@ struct Runner {
     done_tx: mpsc::Sender<Answer>,
     done_rx: mpsc::Receiver<Answer>,
     forwards: usize,
+    /// UDP and ICMP echo to outside addresses (networks without a host interface).
+    egress: egress::Egress,
 }
 
 impl Runner {
@@ -329,7 +350,12 @@ impl Runner {
             self.send_router_advert().await;
         }
         let mut next_ra = tokio::time::Instant::now() + RA_INTERVAL;
+        let mut next_expiry = std::time::Instant::now() + EGRESS_EXPIRY_INTERVAL;
         loop {
+            if std::time::Instant::now() >= next_expiry {
+                self.egress.expire(std::time::Instant::now());
+                next_expiry = std::time::Instant::now() + EGRESS_EXPIRY_INTERVAL;
+            }
             self.poll_stack().await;
             let now = smoltcp::time::Instant::now();
             let stack_delay = self
@@ -374,6 +400,11 @@ impl Runner {
                 Some(answer) = self.done_rx.recv() => {
                     self.forwards -= 1;
                     self.deliver(answer);
+                }
+                Some(answer) = self.egress.answers.recv() => {
+                    if let Some(frame) = self.egress.answer(answer) {
+                        self.send(&frame).await;
+                    }
                 }
                 _ = tokio::time::sleep_until(wake) => {
                     if tokio::time::Instant::now() >= next_ra {
@@ -430,6 +461,10 @@ impl Runner {
         }
         if self.ipv6_prefix.is_some() && ndp::is_router_solicit(frame) {
             self.send_router_advert().await;
+            return;
+        }
+        // With a host interface, the host's kernel routes what leaves the network.
+        if self.host.is_none() && self.egress.take(frame) {
             return;
         }
         let recipient = match &self.host {

@@ -238,6 +238,7 @@ pub fn plan_network(
         ip_ranges,
         dns,
         host_iface: req.host_iface.clone(),
+        internal: req.internal,
         leases: Vec::new(),
         policy: match &req.policy {
             Some(policy) => {

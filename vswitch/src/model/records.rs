@@ -47,6 +47,10 @@ pub struct NetworkRecord {
     /// Interface in the daemon's namespace carrying the gateway addresses (Docker's `docker0`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host_iface: Option<String>,
+    /// No traffic beyond the network (Docker's `--internal`): containers reach each other and
+    /// the gateway only.
+    #[serde(default)]
+    pub internal: bool,
     /// DHCP leases, live or expired (an expired lease goes back to its client if still free).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub leases: Vec<LeaseRecord>,
@@ -299,6 +303,11 @@ pub struct NetworkCreate {
     #[serde(default)]
     #[arg(long)]
     pub host_iface: Option<String>,
+    /// No traffic beyond the network (Docker's `--internal`): containers reach each other and
+    /// the gateway, nothing outside.
+    #[serde(default)]
+    #[arg(long)]
+    pub internal: bool,
     /// The network's policy [default: allow everything]. On the command line only its default
     /// action: what traffic no rule matches gets, allow (Docker's default) or deny (Docker's
     /// icc=false).

@@ -1,0 +1,450 @@
+//! Egress for datagrams: UDP and ICMP echo from containers to addresses beyond their network,
+//! carried on ordinary sockets of the daemon's own namespace — no NAT, no iptables, no
+//! privilege — and their answers built back into frames from the address the container sent
+//! to. UDP takes a connected UDP socket per flow; ICMP echo an unprivileged ping socket
+//! (allowed to the groups in `net.ipv4.ping_group_range`). A closed UDP port, which the host
+//! learns as ECONNREFUSED, reaches the container as ICMP port unreachable. Flows end after
+//! `IDLE` without traffic and are bounded per network and per container; what is refused or
+//! cannot be sent is counted.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use etherparse::{
+    icmpv4, icmpv6, Icmpv4Type, Icmpv6Type, LinkSlice, NetSlice, PacketBuilder, SlicedPacket,
+    TransportSlice,
+};
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+use tokio::net::UdpSocket;
+use tokio::sync::mpsc;
+use tracing::{debug, warn};
+
+/// A flow unused this long is closed.
+pub const IDLE: Duration = Duration::from_secs(60);
+/// Flows open at once on one network.
+pub const MAX_FLOWS: usize = 4096;
+/// Flows open at once from one container address.
+pub const MAX_FLOWS_PER_ADDRESS: usize = 512;
+/// Bytes of the offending datagram quoted in an ICMP error (RFC 1812: as much as fits in 576).
+const QUOTE: usize = 548;
+
+/// Counters of a network's egress.
+#[derive(Debug, Default)]
+pub struct EgressCounters {
+    sent: AtomicU64,
+    received: AtomicU64,
+    flows: AtomicU64,
+    blocked: AtomicU64,
+    dropped: AtomicU64,
+}
+
+/// A snapshot of them, as `network inspect` shows it.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct EgressStats {
+    /// Datagrams carried out of the network.
+    pub sent: u64,
+    /// Answers carried back in.
+    pub received: u64,
+    /// Flows opened so far.
+    pub flows: u64,
+    /// Datagrams to outside addresses refused: the network is `--internal`.
+    pub blocked: u64,
+    /// Datagrams dropped: flow limits reached, no socket allowed (ping sockets), a send or
+    /// an answer that did not fit.
+    pub dropped: u64,
+}
+
+impl EgressCounters {
+    /// Current values.
+    pub fn snapshot(&self) -> EgressStats {
+        EgressStats {
+            sent: self.sent.load(Relaxed),
+            received: self.received.load(Relaxed),
+            flows: self.flows.load(Relaxed),
+            blocked: self.blocked.load(Relaxed),
+            dropped: self.dropped.load(Relaxed),
+        }
+    }
+}
+
+/// Which datagrams a flow carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Protocol {
+    Udp,
+    /// ICMP echo; the ports are the container's echo identifier and 0.
+    Echo,
+}
+
+/// A flow: the container's end and the outside end, as the container sees them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct FlowKey {
+    protocol: Protocol,
+    inside: SocketAddr,
+    outside: SocketAddr,
+}
+
+struct Flow {
+    socket: Arc<UdpSocket>,
+    container_mac: [u8; 6],
+    last_used: Instant,
+    /// The start of the last datagram sent, to quote in an ICMP error.
+    quote: Vec<u8>,
+    reader: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Flow {
+    fn drop(&mut self) {
+        self.reader.abort();
+    }
+}
+
+/// What came back for a flow.
+pub struct Answer {
+    key: FlowKey,
+    kind: AnswerKind,
+}
+
+enum AnswerKind {
+    Data(Vec<u8>),
+    /// The outside port is closed.
+    Refused,
+}
+
+/// A network's datagram egress.
+pub struct Egress {
+    gateway_mac: [u8; 6],
+    mtu: usize,
+    local: Vec<IpNet>,
+    internal: bool,
+    flows: HashMap<FlowKey, Flow>,
+    answers_tx: mpsc::Sender<Answer>,
+    /// Answers from the outside, for `answer`.
+    pub answers: mpsc::Receiver<Answer>,
+    /// Its counters.
+    pub counters: Arc<EgressCounters>,
+    warned_ping: bool,
+}
+
+impl Egress {
+    /// Egress for a network of `local` subnets; `internal`: none at all, only counted.
+    pub fn new(
+        gateway_mac: [u8; 6],
+        mtu: u32,
+        local: Vec<IpNet>,
+        internal: bool,
+        counters: Arc<EgressCounters>,
+    ) -> Egress {
+        let (answers_tx, answers) = mpsc::channel(1024);
+        Egress {
+            gateway_mac,
+            mtu: mtu as usize,
+            local,
+            internal,
+            flows: HashMap::new(),
+            answers_tx,
+            answers,
+            counters,
+            warned_ping: false,
+        }
+    }
+
+    /// Takes `frame` if it is a UDP or ICMP echo datagram for an address beyond the network
+    /// (true: taken, sent or counted); anything else is left to the gateway's stack.
+    pub fn take(&mut self, frame: &[u8]) -> bool {
+        let Ok(packet) = SlicedPacket::from_ethernet(frame) else {
+            return false;
+        };
+        let Some(LinkSlice::Ethernet2(ethernet)) = &packet.link else {
+            return false;
+        };
+        if ethernet.destination() != self.gateway_mac {
+            return false;
+        }
+        let (src, dst, header) = match &packet.net {
+            Some(NetSlice::Ipv4(ip)) => (
+                IpAddr::from(ip.header().source_addr()),
+                IpAddr::from(ip.header().destination_addr()),
+                ip.header().slice(),
+            ),
+            Some(NetSlice::Ipv6(ip)) => (
+                IpAddr::from(ip.header().source_addr()),
+                IpAddr::from(ip.header().destination_addr()),
+                ip.header().slice(),
+            ),
+            _ => return false,
+        };
+        if !self.is_outside(dst) {
+            return false;
+        }
+        let (key, payload) = match &packet.transport {
+            Some(TransportSlice::Udp(udp)) => (
+                FlowKey {
+                    protocol: Protocol::Udp,
+                    inside: SocketAddr::new(src, udp.source_port()),
+                    outside: SocketAddr::new(dst, udp.destination_port()),
+                },
+                udp.payload(),
+            ),
+            Some(TransportSlice::Icmpv4(icmp)) => match icmp.icmp_type() {
+                Icmpv4Type::EchoRequest(echo) => (echo_key(src, dst, echo.id), icmp.slice()),
+                _ => return false,
+            },
+            Some(TransportSlice::Icmpv6(icmp)) => match icmp.icmp_type() {
+                Icmpv6Type::EchoRequest(echo) => (echo_key(src, dst, echo.id), icmp.slice()),
+                _ => return false,
+            },
+            _ => return false,
+        };
+        if self.internal {
+            self.counters.blocked.fetch_add(1, Relaxed);
+            return true;
+        }
+        // Where the IP header starts in the frame (after Ethernet and any VLAN tags).
+        let ip_start = header.as_ptr() as usize - frame.as_ptr() as usize;
+        let quote = &frame[ip_start..frame.len().min(ip_start + QUOTE)];
+        self.send(key, ethernet.source(), payload, quote);
+        true
+    }
+
+    /// Whether `ip` lies beyond the network: not one of its subnets, and a unicast address a
+    /// socket may send to.
+    fn is_outside(&self, ip: IpAddr) -> bool {
+        let special = match ip {
+            IpAddr::V4(v4) => {
+                v4.is_broadcast() || v4.is_multicast() || v4.is_unspecified() || v4.is_loopback()
+            }
+            IpAddr::V6(v6) => {
+                v6.is_multicast()
+                    || v6.is_unspecified()
+                    || v6.is_loopback()
+                    || (v6.segments()[0] & 0xffc0) == 0xfe80
+            }
+        };
+        !special && !self.local.iter().any(|net| net.contains(&ip))
+    }
+
+    fn send(&mut self, key: FlowKey, container_mac: [u8; 6], payload: &[u8], quote: &[u8]) {
+        if !self.flows.contains_key(&key) {
+            match self.open(key, container_mac) {
+                Some(flow) => {
+                    self.flows.insert(key, flow);
+                }
+                None => {
+                    self.counters.dropped.fetch_add(1, Relaxed);
+                    return;
+                }
+            }
+        }
+        let Some(flow) = self.flows.get_mut(&key) else {
+            return;
+        };
+        flow.last_used = Instant::now();
+        flow.container_mac = container_mac;
+        flow.quote.clear();
+        flow.quote.extend_from_slice(quote);
+        // Straight to the socket, not through tokio's readiness (a fresh socket is not yet
+        // known to be writable there); a full socket buffer drops the datagram, as a link would.
+        let sent = nix::sys::socket::send(
+            flow.socket.as_raw_fd(),
+            payload,
+            nix::sys::socket::MsgFlags::MSG_DONTWAIT,
+        )
+        .map_err(std::io::Error::from);
+        match sent {
+            Ok(_) => {
+                self.counters.sent.fetch_add(1, Relaxed);
+            }
+            // An earlier datagram met a closed port.
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+                let _ = self.answers_tx.try_send(Answer {
+                    key,
+                    kind: AnswerKind::Refused,
+                });
+            }
+            Err(e) => {
+                debug!(outside = %key.outside, error = %e, "egress datagram not sent");
+                self.counters.dropped.fetch_add(1, Relaxed);
+            }
+        }
+    }
+
+    /// A socket for a new flow, and the task that reads its answers; None past the limits or
+    /// when the host allows no such socket.
+    fn open(&mut self, key: FlowKey, container_mac: [u8; 6]) -> Option<Flow> {
+        let from_address = self
+            .flows
+            .keys()
+            .filter(|k| k.inside.ip() == key.inside.ip())
+            .count();
+        if self.flows.len() >= MAX_FLOWS || from_address >= MAX_FLOWS_PER_ADDRESS {
+            return None;
+        }
+        let socket = match flow_socket(key) {
+            Ok(socket) => Arc::new(socket),
+            Err(e) => {
+                if key.protocol == Protocol::Echo && !self.warned_ping {
+                    self.warned_ping = true;
+                    warn!(error = %e, "ping to outside addresses needs ping sockets: add this daemon's group to the sysctl net.ipv4.ping_group_range");
+                }
+                return None;
+            }
+        };
+        self.counters.flows.fetch_add(1, Relaxed);
+        let reader = tokio::spawn(read_answers(key, socket.clone(), self.answers_tx.clone()));
+        Some(Flow {
+            socket,
+            container_mac,
+            last_used: Instant::now(),
+            quote: Vec::new(),
+            reader,
+        })
+    }
+
+    /// The frame carrying `answer` to its container, if its flow is still open and it fits.
+    pub fn answer(&mut self, answer: Answer) -> Option<Vec<u8>> {
+        let flow = self.flows.get_mut(&answer.key)?;
+        flow.last_used = Instant::now();
+        let key = answer.key;
+        let built = match answer.kind {
+            AnswerKind::Data(data) => self.build_answer(key, &data),
+            AnswerKind::Refused => self.build_refused(key),
+        };
+        match built {
+            Some(frame) if frame.len() <= self.mtu + 14 => {
+                self.counters.received.fetch_add(1, Relaxed);
+                Some(frame)
+            }
+            _ => {
+                self.counters.dropped.fetch_add(1, Relaxed);
+                None
+            }
+        }
+    }
+
+    /// Closes flows idle for `IDLE`.
+    pub fn expire(&mut self, now: Instant) {
+        self.flows
+            .retain(|_, flow| now.duration_since(flow.last_used) < IDLE);
+    }
+
+    fn builder(
+        &self,
+        key: FlowKey,
+    ) -> Option<etherparse::PacketBuilderStep<etherparse::IpHeaders>> {
+        let mac = self.flows.get(&key)?.container_mac;
+        let link = PacketBuilder::ethernet2(self.gateway_mac, mac);
+        Some(match (key.outside.ip(), key.inside.ip()) {
+            (IpAddr::V4(from), IpAddr::V4(to)) => link.ipv4(from.octets(), to.octets(), 64),
+            (IpAddr::V6(from), IpAddr::V6(to)) => link.ipv6(from.octets(), to.octets(), 64),
+            _ => return None,
+        })
+    }
+
+    fn build_answer(&self, key: FlowKey, data: &[u8]) -> Option<Vec<u8>> {
+        let ip = self.builder(key)?;
+        let mut frame = Vec::with_capacity(data.len() + 64);
+        match key.protocol {
+            Protocol::Udp => ip
+                .udp(key.outside.port(), key.inside.port())
+                .write(&mut frame, data)
+                .ok()?,
+            Protocol::Echo => {
+                // The ping socket's answer: an ICMP echo reply under the kernel's identifier;
+                // the container gets its own back.
+                let seq = u16::from_be_bytes([*data.get(6)?, *data.get(7)?]);
+                let id = key.inside.port();
+                let payload = data.get(8..)?;
+                match key.inside {
+                    SocketAddr::V4(_) => ip
+                        .icmpv4_echo_reply(id, seq)
+                        .write(&mut frame, payload)
+                        .ok()?,
+                    SocketAddr::V6(_) => ip
+                        .icmpv6_echo_reply(id, seq)
+                        .write(&mut frame, payload)
+                        .ok()?,
+                }
+            }
+        }
+        Some(frame)
+    }
+
+    /// ICMP port unreachable, from the outside address, quoting the last datagram sent.
+    fn build_refused(&self, key: FlowKey) -> Option<Vec<u8>> {
+        let quote = self.flows.get(&key)?.quote.clone();
+        let ip = self.builder(key)?;
+        let mut frame = Vec::with_capacity(quote.len() + 64);
+        match key.inside {
+            SocketAddr::V4(_) => ip
+                .icmpv4(Icmpv4Type::DestinationUnreachable(
+                    icmpv4::DestUnreachableHeader::Port,
+                ))
+                .write(&mut frame, &quote)
+                .ok()?,
+            SocketAddr::V6(_) => ip
+                .icmpv6(Icmpv6Type::DestinationUnreachable(
+                    icmpv6::DestUnreachableCode::Port,
+                ))
+                .write(&mut frame, &quote)
+                .ok()?,
+        }
+        Some(frame)
+    }
+}
+
+fn echo_key(src: IpAddr, dst: IpAddr, id: u16) -> FlowKey {
+    FlowKey {
+        protocol: Protocol::Echo,
+        inside: SocketAddr::new(src, id),
+        outside: SocketAddr::new(dst, 0),
+    }
+}
+
+/// A non-blocking socket of the daemon's namespace connected to the flow's outside end: UDP,
+/// or an unprivileged ICMP echo (ping) socket.
+fn flow_socket(key: FlowKey) -> std::io::Result<UdpSocket> {
+    use nix::sys::socket::{socket, AddressFamily, SockFlag, SockProtocol, SockType};
+    let family = match key.outside {
+        SocketAddr::V4(_) => AddressFamily::Inet,
+        SocketAddr::V6(_) => AddressFamily::Inet6,
+    };
+    let protocol = match (key.protocol, key.outside) {
+        (Protocol::Udp, _) => SockProtocol::Udp,
+        (Protocol::Echo, SocketAddr::V4(_)) => SockProtocol::Icmp,
+        (Protocol::Echo, SocketAddr::V6(_)) => SockProtocol::IcmpV6,
+    };
+    let fd = socket(
+        family,
+        SockType::Datagram,
+        SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC,
+        protocol,
+    )?;
+    // SAFETY: the descriptor was just made and is owned by nothing else; a datagram socket of
+    // any protocol takes std's UDP socket calls (connect, send, recv).
+    let std_socket = unsafe { std::net::UdpSocket::from_raw_fd(fd.into_raw_fd()) };
+    std_socket.connect(key.outside)?;
+    UdpSocket::from_std(std_socket)
+}
+
+/// Reads a flow's answers until its socket fails or the flow is dropped.
+async fn read_answers(key: FlowKey, socket: Arc<UdpSocket>, answers: mpsc::Sender<Answer>) {
+    let mut buf = vec![0u8; 65_536];
+    loop {
+        let kind = match socket.recv(&mut buf).await {
+            Ok(len) => AnswerKind::Data(buf[..len].to_vec()),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => AnswerKind::Refused,
+            Err(e) => {
+                debug!(outside = %key.outside, error = %e, "egress flow failed");
+                return;
+            }
+        };
+        if answers.send(Answer { key, kind }).await.is_err() {
+            return;
+        }
+    }
+}
