@@ -15,15 +15,25 @@ pub struct FrameQueues {
     rx: VecDeque<Vec<u8>>,
     tx: Vec<Vec<u8>>,
     mtu: usize,
+    medium: Medium,
 }
 
 impl FrameQueues {
-    /// Queues for an interface whose L3 MTU is `mtu`.
+    /// Queues of Ethernet frames for an interface whose L3 MTU is `mtu`.
     pub fn new(mtu: usize) -> FrameQueues {
         FrameQueues {
             rx: VecDeque::new(),
             tx: Vec::new(),
             mtu,
+            medium: Medium::Ethernet,
+        }
+    }
+
+    /// Queues of bare IP packets (no Ethernet header) of at most `mtu` bytes.
+    pub fn ip(mtu: usize) -> FrameQueues {
+        FrameQueues {
+            medium: Medium::Ip,
+            ..FrameQueues::new(mtu)
         }
     }
 
@@ -78,8 +88,11 @@ impl phy::Device for FrameQueues {
 
     fn capabilities(&self) -> DeviceCapabilities {
         let mut caps = DeviceCapabilities::default();
-        caps.medium = Medium::Ethernet;
-        caps.max_transmission_unit = self.mtu + vswitch_core::frame::ETH_HEADER_LEN;
+        caps.medium = self.medium;
+        caps.max_transmission_unit = match self.medium {
+            Medium::Ethernet => self.mtu + vswitch_core::frame::ETH_HEADER_LEN,
+            _ => self.mtu,
+        };
         caps
     }
 }

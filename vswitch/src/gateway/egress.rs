@@ -1,4 +1,4 @@
-//! Egress for datagrams: UDP and ICMP echo from containers to addresses beyond their network,
+//! Egress for datagrams (TCP is `tcp_egress`'s): UDP and ICMP echo from containers to addresses beyond their network,
 //! carried on ordinary sockets of the daemon's own namespace — no NAT, no iptables, no
 //! privilege — and their answers built back into frames from the address the container sent
 //! to. UDP takes a connected UDP socket per flow; ICMP echo an unprivileged ping socket
@@ -36,26 +36,26 @@ const QUOTE: usize = 548;
 /// Counters of a network's egress.
 #[derive(Debug, Default)]
 pub struct EgressCounters {
-    sent: AtomicU64,
-    received: AtomicU64,
-    flows: AtomicU64,
-    blocked: AtomicU64,
-    dropped: AtomicU64,
+    pub(super) sent: AtomicU64,
+    pub(super) received: AtomicU64,
+    pub(super) flows: AtomicU64,
+    pub(super) blocked: AtomicU64,
+    pub(super) dropped: AtomicU64,
 }
 
 /// A snapshot of them, as `network inspect` shows it.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct EgressStats {
-    /// Datagrams carried out of the network.
+    /// Datagrams (and reads of TCP streams) carried out of the network.
     pub sent: u64,
-    /// Answers carried back in.
+    /// Answers (and reads of TCP streams) carried back in.
     pub received: u64,
-    /// Flows opened so far.
+    /// Flows opened so far (UDP, ICMP echo and TCP).
     pub flows: u64,
-    /// Datagrams to outside addresses refused: the network is `--internal`.
+    /// Packets to outside addresses refused: the network is `--internal`.
     pub blocked: u64,
-    /// Datagrams dropped: flow limits reached, no socket allowed (ping sockets), a send or
-    /// an answer that did not fit.
+    /// Packets dropped or connections refused: flow limits reached, no socket allowed (ping
+    /// sockets), an outside end refused or unreachable, a send or an answer that did not fit.
     pub dropped: u64,
 }
 
@@ -178,7 +178,7 @@ impl Egress {
             ),
             _ => return false,
         };
-        if !self.is_outside(dst) {
+        if !is_outside(&self.local, dst) {
             return false;
         }
         let (key, payload) = match &packet.transport {
@@ -209,23 +209,6 @@ impl Egress {
         let quote = &frame[ip_start..frame.len().min(ip_start + QUOTE)];
         self.send(key, ethernet.source(), payload, quote);
         true
-    }
-
-    /// Whether `ip` lies beyond the network: not one of its subnets, and a unicast address a
-    /// socket may send to.
-    fn is_outside(&self, ip: IpAddr) -> bool {
-        let special = match ip {
-            IpAddr::V4(v4) => {
-                v4.is_broadcast() || v4.is_multicast() || v4.is_unspecified() || v4.is_loopback()
-            }
-            IpAddr::V6(v6) => {
-                v6.is_multicast()
-                    || v6.is_unspecified()
-                    || v6.is_loopback()
-                    || (v6.segments()[0] & 0xffc0) == 0xfe80
-            }
-        };
-        !special && !self.local.iter().any(|net| net.contains(&ip))
     }
 
     fn send(&mut self, key: FlowKey, container_mac: [u8; 6], payload: &[u8], quote: &[u8]) {
@@ -395,6 +378,23 @@ impl Egress {
         }
         Some(frame)
     }
+}
+
+/// Whether `ip` lies beyond a network of `local` subnets: not in one of them, and a unicast
+/// address a socket may send to.
+pub fn is_outside(local: &[IpNet], ip: IpAddr) -> bool {
+    let special = match ip {
+        IpAddr::V4(v4) => {
+            v4.is_broadcast() || v4.is_multicast() || v4.is_unspecified() || v4.is_loopback()
+        }
+        IpAddr::V6(v6) => {
+            v6.is_multicast()
+                || v6.is_unspecified()
+                || v6.is_loopback()
+                || (v6.segments()[0] & 0xffc0) == 0xfe80
+        }
+    };
+    !special && !local.iter().any(|net| net.contains(&ip))
 }
 
 fn echo_key(src: IpAddr, dst: IpAddr, id: u16) -> FlowKey {

@@ -14,6 +14,7 @@ pub mod egress;
 pub mod host;
 pub mod ndp;
 pub mod resolv;
+pub mod tcp_egress;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -222,6 +223,18 @@ pub fn spawn(
         config.internal,
         counters.egress.clone(),
     );
+    let tcp_egress = tcp_egress::TcpEgress::new(
+        config.mac.0,
+        config.mtu,
+        &config
+            .subnets
+            .iter()
+            .map(|s| (s.gateway, s.subnet.prefix_len()))
+            .collect::<Vec<_>>(),
+        config.subnets.iter().map(|s| s.subnet).collect(),
+        config.internal,
+        counters.egress.clone(),
+    );
     let runner = Runner {
         gateway_ips: config.subnets.iter().map(|s| s.gateway).collect(),
         host,
@@ -243,6 +256,7 @@ pub fn spawn(
         done_rx,
         forwards: 0,
         egress,
+        tcp_egress,
     };
     Ok(Gateway {
         task: tokio::spawn(runner.run()),
@@ -341,6 +355,8 @@ struct Runner {
     forwards: usize,
     /// UDP and ICMP echo to outside addresses (networks without a host interface).
     egress: egress::Egress,
+    /// TCP to outside addresses.
+    tcp_egress: tcp_egress::TcpEgress,
 }
 
 impl Runner {
@@ -361,7 +377,8 @@ impl Runner {
             let stack_delay = self
                 .iface
                 .poll_delay(now, &self.sockets)
-                .map_or(RA_INTERVAL, |d| Duration::from_micros(d.total_micros()));
+                .map_or(RA_INTERVAL, |d| Duration::from_micros(d.total_micros()))
+                .min(self.tcp_egress.poll_delay().unwrap_or(RA_INTERVAL));
             let wake = (tokio::time::Instant::now() + stack_delay).min(next_ra);
             tokio::select! {
                 ready = self.socket.readable() => {
@@ -401,6 +418,9 @@ impl Runner {
                     self.forwards -= 1;
                     self.deliver(answer);
                 }
+                Some(event) = self.tcp_egress.events.recv() => {
+                    self.tcp_egress.handle(event);
+                }
                 Some(answer) = self.egress.answers.recv() => {
                     if let Some(frame) = self.egress.answer(answer) {
                         self.send(&frame).await;
@@ -426,6 +446,9 @@ impl Runner {
         self.serve_tcp_dns();
         self.iface.poll(now, &mut self.queues, &mut self.sockets);
         for frame in self.queues.take_tx() {
+            self.send(&frame).await;
+        }
+        for frame in self.tcp_egress.pump() {
             self.send(&frame).await;
         }
     }
@@ -464,7 +487,7 @@ impl Runner {
             return;
         }
         // With a host interface, the host's kernel routes what leaves the network.
-        if self.host.is_none() && self.egress.take(frame) {
+        if self.host.is_none() && (self.egress.take(frame) || self.tcp_egress.take(frame)) {
             return;
         }
         let recipient = match &self.host {

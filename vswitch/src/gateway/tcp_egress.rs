@@ -1,0 +1,535 @@
+//! Egress for TCP: connections from containers to addresses beyond their network, terminated in
+//! the gateway — a smoltcp interface of bare IP packets in any-IP mode answers as the outside
+//! address — and carried on ordinary sockets of the daemon's namespace (no NAT, no privilege).
+//! The outside connection is made first while the container's SYN waits, so a refused
+//! connection reaches the container as a reset and an unreachable host as ICMP host
+//! unreachable, as if the switch were not there. Half-closes pass both ways. A flow holds at
+//! most its socket buffers and `CREDIT` bytes on their way in; flows per network are bounded.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::Duration;
+
+use etherparse::{
+    icmpv4, icmpv6, Icmpv4Type, Icmpv6Type, LinkSlice, NetSlice, PacketBuilder, SlicedPacket,
+    TransportSlice,
+};
+use ipnet::IpNet;
+use smoltcp::iface::{Config, Interface, SocketHandle, SocketSet};
+use smoltcp::socket::tcp;
+use smoltcp::wire::{HardwareAddress, IpCidr, IpListenEndpoint};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, Semaphore};
+
+use super::device::FrameQueues;
+use super::egress::{is_outside, EgressCounters};
+
+/// Connections open or being opened at once on one network.
+pub const MAX_FLOWS: usize = 512;
+/// How long the outside connection may take before the container hears "unreachable".
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
+/// Bytes read from the outside at a time.
+const CHUNK: usize = 64 * 1024;
+/// Bytes from the outside a flow may hold before they fit in its socket.
+const CREDIT: usize = 4 * CHUNK;
+/// The container-facing socket's buffers.
+const RX_BUFFER: usize = 256 * 1024;
+const TX_BUFFER: usize = 256 * 1024;
+
+/// A connection: the container's end and the outside end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct FlowKey {
+    inside: SocketAddr,
+    outside: SocketAddr,
+}
+
+/// What the outside side of a flow reports.
+pub enum Event {
+    Connected(u64, TcpStream),
+    Failed(u64, std::io::ErrorKind),
+    Data(u64, Vec<u8>),
+    Eof(u64),
+    Reset(u64),
+    Wrote(u64),
+}
+
+/// A connection waiting for its outside end.
+struct Pending {
+    key: FlowKey,
+    syn: Vec<u8>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+struct Flow {
+    key: FlowKey,
+    handle: SocketHandle,
+    to_outside: Option<mpsc::Sender<Vec<u8>>>,
+    from_outside: VecDeque<Vec<u8>>,
+    sent_of_front: usize,
+    outside_eof: bool,
+    fin_sent: bool,
+    credit: Arc<Semaphore>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Flow {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// A network's TCP egress.
+pub struct TcpEgress {
+    gateway_mac: [u8; 6],
+    local: Vec<IpNet>,
+    internal: bool,
+    queues: FrameQueues,
+    iface: Interface,
+    sockets: SocketSet<'static>,
+    next_id: u64,
+    pending: HashMap<u64, Pending>,
+    flows: HashMap<u64, Flow>,
+    by_key: HashMap<FlowKey, u64>,
+    /// Containers' MACs by address, for the frames that carry packets back.
+    macs: HashMap<IpAddr, [u8; 6]>,
+    events_tx: mpsc::Sender<Event>,
+    /// What the outside sides report, for `handle`.
+    pub events: mpsc::Receiver<Event>,
+    counters: Arc<EgressCounters>,
+    /// Frames ready for the switch.
+    out: Vec<Vec<u8>>,
+}
+
+impl TcpEgress {
+    /// TCP egress for a network whose gateway holds `gateways` (addresses with their prefix).
+    pub fn new(
+        gateway_mac: [u8; 6],
+        mtu: u32,
+        gateways: &[(IpAddr, u8)],
+        local: Vec<IpNet>,
+        internal: bool,
+        counters: Arc<EgressCounters>,
+    ) -> TcpEgress {
+        let mut queues = FrameQueues::ip(mtu as usize);
+        let mut config = Config::new(HardwareAddress::Ip);
+        config.random_seed = super::rand_seed();
+        let mut iface = Interface::new(config, &mut queues, smoltcp::time::Instant::now());
+        // Any destination is its own: it answers as whatever outside address was asked for.
+        iface.set_any_ip(true);
+        iface.update_ip_addrs(|addrs| {
+            for (ip, prefix) in gateways {
+                let _ = addrs.push(IpCidr::new((*ip).into(), *prefix));
+            }
+        });
+        let (events_tx, events) = mpsc::channel(1024);
+        TcpEgress {
+            gateway_mac,
+            local,
+            internal,
+            queues,
+            iface,
+            sockets: SocketSet::new(Vec::new()),
+            next_id: 0,
+            pending: HashMap::new(),
+            flows: HashMap::new(),
+            by_key: HashMap::new(),
+            macs: HashMap::new(),
+            events_tx,
+            events,
+            counters,
+            out: Vec::new(),
+        }
+    }
+
+    /// Takes `frame` if it is TCP for an address beyond the network (true: taken).
+    pub fn take(&mut self, frame: &[u8]) -> bool {
+        let Ok(packet) = SlicedPacket::from_ethernet(frame) else {
+            return false;
+        };
+        let Some(LinkSlice::Ethernet2(ethernet)) = &packet.link else {
+            return false;
+        };
+        if ethernet.destination() != self.gateway_mac {
+            return false;
+        }
+        let (src, dst, header) = match &packet.net {
+            Some(NetSlice::Ipv4(ip)) => (
+                IpAddr::from(ip.header().source_addr()),
+                IpAddr::from(ip.header().destination_addr()),
+                ip.header().slice(),
+            ),
+            Some(NetSlice::Ipv6(ip)) => (
+                IpAddr::from(ip.header().source_addr()),
+                IpAddr::from(ip.header().destination_addr()),
+                ip.header().slice(),
+            ),
+            _ => return false,
+        };
+        let Some(TransportSlice::Tcp(tcp)) = &packet.transport else {
+            return false;
+        };
+        if !is_outside(&self.local, dst) {
+            return false;
+        }
+        if self.internal {
+            self.counters.blocked.fetch_add(1, Relaxed);
+            return true;
+        }
+        let ip_start = header.as_ptr() as usize - frame.as_ptr() as usize;
+        let ip_packet = &frame[ip_start..];
+        let key = FlowKey {
+            inside: SocketAddr::new(src, tcp.source_port()),
+            outside: SocketAddr::new(dst, tcp.destination_port()),
+        };
+        self.macs.insert(src, ethernet.source());
+        if self.by_key.contains_key(&key) {
+            if !self.queues.push_rx(ip_packet.to_vec()) {
+                self.counters.dropped.fetch_add(1, Relaxed);
+            }
+            return true;
+        }
+        if self.pending.values().any(|p| p.key == key) {
+            // The SYN again: its first copy waits for the outside connection.
+            return true;
+        }
+        if tcp.syn() && !tcp.ack() {
+            self.open(key, ip_packet.to_vec());
+        } else if !tcp.rst() {
+            // Not a connection this gateway knows (e.g. from before a restart): reset it.
+            let seq_len = tcp.payload().len() as u32 + u32::from(tcp.syn()) + u32::from(tcp.fin());
+            let frame = self.reset(
+                key,
+                tcp.acknowledgment_number(),
+                tcp.ack(),
+                tcp.sequence_number().wrapping_add(seq_len),
+            );
+            self.out.extend(frame);
+        }
+        true
+    }
+
+    /// Starts the outside connection of a new flow; the SYN waits for it.
+    fn open(&mut self, key: FlowKey, syn: Vec<u8>) {
+        if self.pending.len() + self.flows.len() >= MAX_FLOWS {
+            self.counters.dropped.fetch_add(1, Relaxed);
+            return;
+        }
+        let id = self.next_id;
+        self.next_id += 1;
+        let events = self.events_tx.clone();
+        let task = tokio::spawn(async move {
+            let connected =
+                tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(key.outside)).await;
+            let event = match connected {
+                Ok(Ok(stream)) => Event::Connected(id, stream),
+                Ok(Err(e)) => Event::Failed(id, e.kind()),
+                Err(_) => Event::Failed(id, std::io::ErrorKind::TimedOut),
+            };
+            let _ = events.send(event).await;
+        });
+        self.pending.insert(id, Pending { key, syn, task });
+    }
+
+    /// Handles what an outside side reported.
+    pub fn handle(&mut self, event: Event) {
+        match event {
+            Event::Connected(id, stream) => self.connected(id, stream),
+            Event::Failed(id, kind) => {
+                let Some(pending) = self.pending.remove(&id) else {
+                    return;
+                };
+                self.counters.dropped.fetch_add(1, Relaxed);
+                let frame = if kind == std::io::ErrorKind::ConnectionRefused {
+                    syn_sequence(&pending.syn)
+                        .and_then(|seq| self.reset(pending.key, 0, false, seq.wrapping_add(1)))
+                } else {
+                    self.unreachable(pending.key, &pending.syn)
+                };
+                self.out.extend(frame);
+            }
+            Event::Data(id, data) => {
+                if let Some(flow) = self.flows.get_mut(&id) {
+                    self.counters.received.fetch_add(1, Relaxed);
+                    flow.from_outside.push_back(data);
+                }
+            }
+            Event::Eof(id) => {
+                if let Some(flow) = self.flows.get_mut(&id) {
+                    flow.outside_eof = true;
+                }
+            }
+            Event::Reset(id) => {
+                if let Some(flow) = self.flows.get(&id) {
+                    self.sockets.get_mut::<tcp::Socket>(flow.handle).abort();
+                }
+            }
+            Event::Wrote(_) => {}
+        }
+    }
+
+    fn connected(&mut self, id: u64, stream: TcpStream) {
+        let Some(pending) = self.pending.remove(&id) else {
+            return;
+        };
+        let mut socket = tcp::Socket::new(
+            tcp::SocketBuffer::new(vec![0; RX_BUFFER]),
+            tcp::SocketBuffer::new(vec![0; TX_BUFFER]),
+        );
+        let listen = IpListenEndpoint {
+            addr: Some(pending.key.outside.ip().into()),
+            port: pending.key.outside.port(),
+        };
+        if socket.listen(listen).is_err() {
+            return;
+        }
+        let handle = self.sockets.add(socket);
+        let _ = self.queues.push_rx(pending.syn.clone());
+        // The SYN is answered now, before another listener could take it.
+        self.poll();
+        let (to_outside, from_inside) = mpsc::channel(4);
+        let credit = Arc::new(Semaphore::new(CREDIT));
+        let task = tokio::spawn(relay(
+            id,
+            stream,
+            self.events_tx.clone(),
+            credit.clone(),
+            from_inside,
+        ));
+        self.counters.flows.fetch_add(1, Relaxed);
+        self.by_key.insert(pending.key, id);
+        self.flows.insert(
+            id,
+            Flow {
+                key: pending.key,
+                handle,
+                to_outside: Some(to_outside),
+                from_outside: VecDeque::new(),
+                sent_of_front: 0,
+                outside_eof: false,
+                fin_sent: false,
+                credit,
+                task,
+            },
+        );
+    }
+
+    /// Moves data between the flows' sockets and their outside ends, polls the stack, and
+    /// returns the frames to send to the containers.
+    pub fn pump(&mut self) -> Vec<Vec<u8>> {
+        self.poll();
+        let mut closed = Vec::new();
+        for (id, flow) in &mut self.flows {
+            let socket = self.sockets.get_mut::<tcp::Socket>(flow.handle);
+            // Container to outside, as far as the outside side takes it.
+            while socket.can_recv() {
+                let Some(to_outside) = &flow.to_outside else {
+                    break;
+                };
+                let Ok(permit) = to_outside.try_reserve() else {
+                    break;
+                };
+                let Ok(data) = socket.recv(|buf| {
+                    let n = buf.len().min(CHUNK);
+                    (n, buf[..n].to_vec())
+                }) else {
+                    break;
+                };
+                self.counters.sent.fetch_add(1, Relaxed);
+                permit.send(data);
+            }
+            // The container closed its side: so does the outside, once it has everything.
+            if !socket.may_recv()
+                && socket.recv_queue() == 0
+                && socket.state() != tcp::State::Listen
+                && socket.state() != tcp::State::SynReceived
+            {
+                flow.to_outside = None;
+            }
+            // Outside to container, as far as the socket has room.
+            while let Some(front) = flow.from_outside.front() {
+                let Ok(n) = socket.send_slice(&front[flow.sent_of_front..]) else {
+                    break;
+                };
+                if n == 0 {
+                    break;
+                }
+                flow.credit.add_permits(n);
+                flow.sent_of_front += n;
+                if flow.sent_of_front == front.len() {
+                    flow.from_outside.pop_front();
+                    flow.sent_of_front = 0;
+                }
+            }
+            if flow.outside_eof && flow.from_outside.is_empty() && !flow.fin_sent {
+                socket.close();
+                flow.fin_sent = true;
+            }
+            if socket.state() == tcp::State::Closed {
+                closed.push(*id);
+            }
+        }
+        for id in closed {
+            if let Some(flow) = self.flows.remove(&id) {
+                self.by_key.remove(&flow.key);
+                self.sockets.remove(flow.handle);
+            }
+        }
+        self.poll();
+        std::mem::take(&mut self.out)
+    }
+
+    /// When the stack next needs polling.
+    pub fn poll_delay(&mut self) -> Option<Duration> {
+        self.iface
+            .poll_delay(smoltcp::time::Instant::now(), &self.sockets)
+            .map(|d| Duration::from_micros(d.total_micros()))
+    }
+
+    fn poll(&mut self) {
+        self.iface.poll(
+            smoltcp::time::Instant::now(),
+            &mut self.queues,
+            &mut self.sockets,
+        );
+        for packet in self.queues.take_tx() {
+            if let Some(frame) = self.frame_for(&packet) {
+                self.out.push(frame);
+            }
+        }
+    }
+
+    /// `packet` in an Ethernet frame to the container it is addressed to.
+    fn frame_for(&self, packet: &[u8]) -> Option<Vec<u8>> {
+        let (dst, ethertype) = match packet.first()? >> 4 {
+            4 => (
+                IpAddr::from(<[u8; 4]>::try_from(packet.get(16..20)?).ok()?),
+                [0x08, 0x00],
+            ),
+            6 => (
+                IpAddr::from(<[u8; 16]>::try_from(packet.get(24..40)?).ok()?),
+                [0x86, 0xdd],
+            ),
+            _ => return None,
+        };
+        let mac = self.macs.get(&dst)?;
+        let mut frame = Vec::with_capacity(packet.len() + 14);
+        frame.extend_from_slice(mac);
+        frame.extend_from_slice(&self.gateway_mac);
+        frame.extend_from_slice(&ethertype);
+        frame.extend_from_slice(packet);
+        Some(frame)
+    }
+
+    fn link(&self, key: FlowKey) -> Option<etherparse::PacketBuilderStep<etherparse::IpHeaders>> {
+        let mac = *self.macs.get(&key.inside.ip())?;
+        let link = PacketBuilder::ethernet2(self.gateway_mac, mac);
+        Some(match (key.outside.ip(), key.inside.ip()) {
+            (IpAddr::V4(from), IpAddr::V4(to)) => link.ipv4(from.octets(), to.octets(), 64),
+            (IpAddr::V6(from), IpAddr::V6(to)) => link.ipv6(from.octets(), to.octets(), 64),
+            _ => return None,
+        })
+    }
+
+    /// A reset from the outside end of `key`: with `seq` if the segment it answers had an
+    /// ACK, else acknowledging up to `ack`.
+    fn reset(&self, key: FlowKey, seq: u32, had_ack: bool, ack: u32) -> Option<Vec<u8>> {
+        let ip = self.link(key)?;
+        let mut tcp = ip.tcp(
+            key.outside.port(),
+            key.inside.port(),
+            if had_ack { seq } else { 0 },
+            0,
+        );
+        tcp = tcp.rst();
+        if !had_ack {
+            tcp = tcp.ack(ack);
+        }
+        let mut frame = Vec::new();
+        tcp.write(&mut frame, &[]).ok()?;
+        Some(frame)
+    }
+
+    /// ICMP host unreachable from the outside address, quoting the SYN.
+    fn unreachable(&self, key: FlowKey, syn: &[u8]) -> Option<Vec<u8>> {
+        let ip = self.link(key)?;
+        let mut frame = Vec::new();
+        match key.inside {
+            SocketAddr::V4(_) => ip
+                .icmpv4(Icmpv4Type::DestinationUnreachable(
+                    icmpv4::DestUnreachableHeader::Host,
+                ))
+                .write(&mut frame, syn)
+                .ok()?,
+            SocketAddr::V6(_) => ip
+                .icmpv6(Icmpv6Type::DestinationUnreachable(
+                    icmpv6::DestUnreachableCode::Address,
+                ))
+                .write(&mut frame, syn)
+                .ok()?,
+        }
+        Some(frame)
+    }
+}
+
+/// The sequence number of the SYN in IP packet `syn`.
+fn syn_sequence(syn: &[u8]) -> Option<u32> {
+    match etherparse::SlicedPacket::from_ip(syn).ok()?.transport? {
+        TransportSlice::Tcp(tcp) => Some(tcp.sequence_number()),
+        _ => None,
+    }
+}
+
+/// Carries a flow's bytes between its outside connection and the gateway: what the outside
+/// sends, within the flow's credit, and what the container sent, in order, then its FIN.
+async fn relay(
+    id: u64,
+    stream: TcpStream,
+    events: mpsc::Sender<Event>,
+    credit: Arc<Semaphore>,
+    mut from_inside: mpsc::Receiver<Vec<u8>>,
+) {
+    let (mut reader, mut writer) = stream.into_split();
+    let read_events = events.clone();
+    let reading = async move {
+        loop {
+            let Ok(permit) = credit.clone().acquire_many_owned(CHUNK as u32).await else {
+                return;
+            };
+            let mut buf = vec![0u8; CHUNK];
+            let event = match reader.read(&mut buf).await {
+                Ok(0) => Event::Eof(id),
+                Ok(n) => {
+                    buf.truncate(n);
+                    permit.forget();
+                    credit.add_permits(CHUNK - n);
+                    Event::Data(id, buf)
+                }
+                Err(_) => Event::Reset(id),
+            };
+            let last = !matches!(event, Event::Data(..));
+            if read_events.send(event).await.is_err() || last {
+                return;
+            }
+        }
+    };
+    let writing = async move {
+        while let Some(data) = from_inside.recv().await {
+            if writer.write_all(&data).await.is_err() {
+                let _ = events.send(Event::Reset(id)).await;
+                return;
+            }
+            let _ = events.send(Event::Wrote(id)).await;
+        }
+        let _ = writer.shutdown().await;
+    };
+    tokio::join!(reading, writing);
+}
