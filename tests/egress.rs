@@ -1,115 +1,23 @@
 //! Egress: containers reach addresses beyond their network through the gateway, on ordinary
 //! sockets of the daemon's namespace. The daemon runs in a namespace of the test's own, and the
-//! "outside world" is another, joined to it by a veth pair; nothing touches the host's.
+//! "outside world" is another, joined to it by a veth pair (`common::outside`); nothing touches
+//! the host's.
 
 mod common;
 
-use std::net::UdpSocket;
 use std::time::Duration;
 
-use common::{in_netns, run, spawn_in_netns, tcp_transfer, Bed, Digest};
-
-const OUTSIDE_IP: &str = "10.251.0.2";
-const ECHO_PORT: u16 = 7007;
+use common::{
+    download, download_server, in_netns, link_outside, tcp_connect, tcp_transfer, udp_ask,
+    udp_echo_server, Bed, ECHO_PORT, OUTSIDE_IP,
+};
 
 /// The daemon in a namespace of its own, and an outside namespace reachable from it.
 fn bed_with_outside() -> (Bed, String) {
     let (mut bed, daemon_ns) = Bed::start_in_own_netns();
     let outside = bed.netns("outside");
-    run(
-        "ip",
-        &[
-            "link", "add", "veg0", "netns", &daemon_ns, "type", "veth", "peer", "name", "veg1",
-            "netns", &outside,
-        ],
-    );
-    run(
-        "ip",
-        &[
-            "-n",
-            &daemon_ns,
-            "addr",
-            "add",
-            "10.251.0.1/24",
-            "dev",
-            "veg0",
-        ],
-    );
-    run("ip", &["-n", &daemon_ns, "link", "set", "veg0", "up"]);
-    run(
-        "ip",
-        &[
-            "-n",
-            &outside,
-            "addr",
-            "add",
-            "10.251.0.2/24",
-            "dev",
-            "veg1",
-        ],
-    );
-    run("ip", &["-n", &outside, "link", "set", "veg1", "up"]);
-    // As distributions set it (a new namespace allows no ping sockets at all).
-    assert!(in_netns(
-        &daemon_ns,
-        &[
-            "sh",
-            "-c",
-            "echo 0 2147483647 > /proc/sys/net/ipv4/ping_group_range"
-        ]
-    ));
+    link_outside(&daemon_ns, &outside);
     (bed, outside)
-}
-
-/// A UDP echo server in `netns`, answering until it has been idle for 5 s.
-fn udp_echo_server(netns: &str) -> std::thread::JoinHandle<usize> {
-    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-    let server = spawn_in_netns(netns, move || {
-        let socket = UdpSocket::bind((OUTSIDE_IP, ECHO_PORT)).unwrap();
-        socket
-            .set_read_timeout(Some(Duration::from_secs(5)))
-            .unwrap();
-        ready_tx.send(()).unwrap();
-        let mut buf = [0u8; 2048];
-        let mut answered = 0;
-        while let Ok((len, from)) = socket.recv_from(&mut buf) {
-            socket.send_to(&buf[..len], from).unwrap();
-            answered += 1;
-        }
-        answered
-    });
-    ready_rx.recv_timeout(Duration::from_secs(5)).unwrap();
-    server
-}
-
-/// Sends `message` over UDP from `netns` to the outside port; returns the answer or the error.
-fn udp_ask(netns: &str, port: u16, message: &'static [u8]) -> Result<Vec<u8>, std::io::ErrorKind> {
-    spawn_in_netns(netns, move || {
-        let socket = UdpSocket::bind("0.0.0.0:0").unwrap();
-        socket.connect((OUTSIDE_IP, port)).unwrap();
-        socket
-            .set_read_timeout(Some(Duration::from_secs(2)))
-            .unwrap();
-        let mut buf = [0u8; 2048];
-        let mut last = std::io::ErrorKind::TimedOut;
-        // A few tries: the first answer, or the error the container's kernel reports.
-        for _ in 0..3 {
-            if let Err(e) = socket.send(message) {
-                last = e.kind();
-                continue;
-            }
-            match socket.recv(&mut buf) {
-                Ok(len) => return Ok(buf[..len].to_vec()),
-                Err(e) => last = e.kind(),
-            }
-            if last == std::io::ErrorKind::ConnectionRefused {
-                break;
-            }
-        }
-        Err(last)
-    })
-    .join()
-    .unwrap()
 }
 
 #[test]
@@ -163,50 +71,6 @@ fn an_internal_network_reaches_nothing_outside_and_counts_it() {
     assert_eq!(server.join().unwrap(), 0);
 }
 
-/// Serves `total` pseudo-random bytes to the first client at OUTSIDE_IP:port in `netns`, then
-/// closes; returns the digest of what it sent.
-fn download_server(netns: &str, port: u16, total: usize) -> std::thread::JoinHandle<u64> {
-    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-    let server = spawn_in_netns(netns, move || {
-        let listener = std::net::TcpListener::bind((OUTSIDE_IP, port)).unwrap();
-        ready_tx.send(()).unwrap();
-        let (mut conn, _) = listener.accept().unwrap();
-        conn.set_write_timeout(Some(Duration::from_secs(30)))
-            .unwrap();
-        let mut digest = Digest::new();
-        let mut state: u64 = 0x2545_f491_4f6c_dd1d;
-        let mut chunk = vec![0u8; 64 * 1024];
-        let mut sent = 0;
-        while sent < total {
-            for word in chunk.chunks_exact_mut(8) {
-                state ^= state << 13;
-                state ^= state >> 7;
-                state ^= state << 17;
-                word.copy_from_slice(&state.to_le_bytes());
-            }
-            let n = chunk.len().min(total - sent);
-            std::io::Write::write_all(&mut conn, &chunk[..n]).unwrap();
-            digest.update(&chunk[..n]);
-            sent += n;
-        }
-        digest.finish()
-    });
-    ready_rx.recv_timeout(Duration::from_secs(5)).unwrap();
-    server
-}
-
-/// Connects from `netns` to the outside port; the error kind if refused or unreachable.
-fn tcp_connect(netns: &str, ip: &'static str, port: u16) -> Result<(), std::io::ErrorKind> {
-    spawn_in_netns(netns, move || {
-        let addr = std::net::SocketAddr::new(ip.parse().unwrap(), port);
-        std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(20))
-            .map(|_| ())
-            .map_err(|e| e.kind())
-    })
-    .join()
-    .unwrap()
-}
-
 #[test]
 fn containers_download_and_upload_over_tcp_and_hear_refusals_at_once() {
     let (mut bed, outside) = bed_with_outside();
@@ -214,26 +78,7 @@ fn containers_download_and_upload_over_tcp_and_hear_refusals_at_once() {
     let total = 100 << 20;
     // Download: 100 MB from the outside, intact.
     let server = download_server(&outside, 8080, total);
-    let got = spawn_in_netns(&ns[0], move || {
-        let addr = std::net::SocketAddr::new(OUTSIDE_IP.parse().unwrap(), 8080);
-        let mut conn = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5)).unwrap();
-        conn.set_read_timeout(Some(Duration::from_secs(30)))
-            .unwrap();
-        let mut digest = Digest::new();
-        let mut buf = vec![0u8; 256 * 1024];
-        let mut got = 0;
-        loop {
-            let n = std::io::Read::read(&mut conn, &mut buf).expect("receive within 30 s");
-            if n == 0 {
-                break;
-            }
-            digest.update(&buf[..n]);
-            got += n;
-        }
-        (digest.finish(), got)
-    })
-    .join()
-    .unwrap();
+    let got = download(&ns[0], 8080);
     assert_eq!(got, (server.join().unwrap(), total));
     // Upload: 100 MB to the outside, which reads to the container's FIN (a half-close).
     let (sent, received, bytes, _) = tcp_transfer(&ns[0], &outside, OUTSIDE_IP, total);

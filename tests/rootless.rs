@@ -16,7 +16,10 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use serde_json::Value;
 
-use common::{eventually, free_port, run, scrape, series, tcp_transfer, tshark_fields};
+use common::{
+    download, download_server, eventually, free_port, link_outside, run, scrape, series,
+    tcp_connect, tcp_transfer, tshark_fields, udp_ask, udp_echo_server, ECHO_PORT, OUTSIDE_IP,
+};
 
 const TUN: &str = "/dev/net/tun";
 
@@ -31,12 +34,21 @@ struct Rootless {
     dir: PathBuf,
     tun_mode: u32,
     metrics_port: u16,
+    /// The namespace the daemon runs in, when one of the test's own.
+    daemon_netns: Option<String>,
+    /// Namespaces the test made (`ip netns` names).
+    namespaces: Vec<String>,
     daemon: Option<Child>,
     containers: Vec<Child>,
 }
 
 impl Rootless {
     fn start() -> Rootless {
+        Rootless::start_in(false)
+    }
+
+    /// With `own_netns`, the daemon runs in a namespace of the test's own (see `netns`).
+    fn start_in(own_netns: bool) -> Rootless {
         let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let user = format!("vswrl{}x{n}", std::process::id());
         run(
@@ -58,6 +70,8 @@ impl Rootless {
             dir,
             tun_mode,
             metrics_port: free_port(),
+            daemon_netns: None,
+            namespaces: Vec::new(),
             daemon: None,
             containers: Vec::new(),
         };
@@ -70,8 +84,20 @@ impl Rootless {
             "chown",
             &[&rootless.user, rootless.dir.join("home").to_str().unwrap()],
         );
+        if own_netns {
+            rootless.daemon_netns = Some(rootless.netns("daemon"));
+        }
         rootless.start_daemon();
         rootless
+    }
+
+    /// A namespace of the test's own, by root; its `ip netns` name.
+    fn netns(&mut self, name: &str) -> String {
+        let full = format!("{}{name}", self.user);
+        run("ip", &["netns", "add", &full]);
+        run("ip", &["-n", &full, "link", "set", "lo", "up"]);
+        self.namespaces.push(full.clone());
+        full
     }
 
     fn binary(&self) -> PathBuf {
@@ -140,12 +166,18 @@ impl Rootless {
     fn start_daemon(&mut self) {
         let log = fs::File::create(self.dir.join("daemon.log")).unwrap();
         let metrics = format!("127.0.0.1:{}", self.metrics_port);
-        let daemon = self
-            .command(&["daemon", "--metrics-addr", &metrics])
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap();
+        let mut daemon = self.command(&["daemon", "--metrics-addr", &metrics]);
+        if let Some(netns) = &self.daemon_netns {
+            // Entered by root, then the user's own: `ip netns exec NS setpriv ...`.
+            let user_command = daemon;
+            daemon = Command::new("ip");
+            daemon
+                .args(["netns", "exec", netns])
+                .arg(user_command.get_program())
+                .args(user_command.get_args())
+                .current_dir(self.home());
+        }
+        let daemon = daemon.stdout(Stdio::null()).stderr(log).spawn().unwrap();
         self.daemon = Some(daemon);
         assert!(
             eventually(Duration::from_secs(15), || self
@@ -234,6 +266,9 @@ impl Drop for Rootless {
         // Started by this test's daemon.
         if let Some(holder) = self.holder() {
             let _ = kill(Pid::from_raw(holder), Signal::SIGKILL);
+        }
+        for netns in &self.namespaces {
+            let _ = Command::new("ip").args(["netns", "del", netns]).status();
         }
         let _ = fs::set_permissions(TUN, fs::Permissions::from_mode(self.tun_mode));
         // The holder may take a moment to be gone; userdel refuses while it is there.
@@ -411,4 +446,28 @@ fn user_process(user: &Rootless, args: &[&str]) -> Child {
         .current_dir(Path::new("/"))
         .spawn()
         .unwrap()
+}
+
+#[test]
+fn a_rootless_container_reaches_the_outside_over_tcp_udp_and_ping() {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let mut user = Rootless::start_in(true);
+    let outside = user.netns("outside");
+    link_outside(user.daemon_netns.as_ref().unwrap(), &outside);
+    user.ok(&["network", "create", "app", "--subnet", "10.231.72.0/24"]);
+    user.run_in_background(&["run", "app", "--name", "c", "--", "busybox", "sleep", "600"]);
+    let (c, _) = user.endpoint("app", "c");
+    let total = 20 << 20;
+    let server = download_server(&outside, 8080, total);
+    assert_eq!(download(&c, 8080), (server.join().unwrap(), total));
+    let echo = udp_echo_server(&outside);
+    assert_eq!(udp_ask(&c, ECHO_PORT, b"hello"), Ok(b"hello".to_vec()));
+    assert_eq!(
+        tcp_connect(&c, OUTSIDE_IP, 8099),
+        Err(std::io::ErrorKind::ConnectionRefused)
+    );
+    user.ok(&[
+        "run", "app", "--", "busybox", "ping", "-c", "2", "-W", "2", OUTSIDE_IP,
+    ]);
+    assert!(echo.join().unwrap() >= 1);
 }

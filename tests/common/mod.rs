@@ -9,6 +9,7 @@ mod af_packet;
 mod bed;
 mod metrics;
 mod netns;
+mod outside;
 mod pcap;
 mod process;
 mod traffic;
@@ -21,6 +22,10 @@ pub use {
     bed::{host_of, Bed},
     metrics::{free_port, promtool_check, scrape, series},
     netns::{has_link, in_netns, spawn_in_netns},
+    outside::{
+        download, download_server, link_outside, tcp_connect, udp_ask, udp_echo_server, ECHO_PORT,
+        OUTSIDE_IP,
+    },
     pcap::{finish_capture, start_capture, tshark_fields},
     process::{cpu_ticks, eventually, rss_mib, run},
     traffic::{ping, ping_rtt_ms, tcp_transfer, Digest},

@@ -1,0 +1,158 @@
+//! An "outside world" for egress tests: a namespace joined by a veth pair to the namespace the
+//! daemon runs in (both the test's own), with servers on an address of its own, and clients
+//! that run inside containers.
+
+use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::time::Duration;
+
+use super::netns::{in_netns, spawn_in_netns};
+use super::process::run;
+use super::traffic::Digest;
+
+/// The outside namespace's address.
+pub const OUTSIDE_IP: &str = "10.251.0.2";
+/// Where `udp_echo_server` answers.
+pub const ECHO_PORT: u16 = 7007;
+
+/// Joins `daemon_ns` (10.251.0.1) and `outside` (`OUTSIDE_IP`) with a veth pair, and lets the
+/// daemon's namespace open ping sockets as distributions do (a new namespace allows none).
+pub fn link_outside(daemon_ns: &str, outside: &str) {
+    let veth = [
+        "link", "add", "veg0", "netns", daemon_ns, "type", "veth", "peer", "name", "veg1", "netns",
+        outside,
+    ];
+    run("ip", &veth);
+    for (ns, dev, address) in [
+        (daemon_ns, "veg0", "10.251.0.1/24"),
+        (outside, "veg1", "10.251.0.2/24"),
+    ] {
+        run("ip", &["-n", ns, "addr", "add", address, "dev", dev]);
+        run("ip", &["-n", ns, "link", "set", dev, "up"]);
+    }
+    let ping_groups = "echo 0 2147483647 > /proc/sys/net/ipv4/ping_group_range";
+    assert!(in_netns(daemon_ns, &["sh", "-c", ping_groups]));
+}
+
+/// A UDP echo server on `OUTSIDE_IP` in `netns`, answering until idle for 5 s; returns how many
+/// datagrams it answered.
+pub fn udp_echo_server(netns: &str) -> std::thread::JoinHandle<usize> {
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let server = spawn_in_netns(netns, move || {
+        let socket = UdpSocket::bind((OUTSIDE_IP, ECHO_PORT)).unwrap();
+        socket
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        ready_tx.send(()).unwrap();
+        let mut buf = [0u8; 2048];
+        let mut answered = 0;
+        while let Ok((len, from)) = socket.recv_from(&mut buf) {
+            socket.send_to(&buf[..len], from).unwrap();
+            answered += 1;
+        }
+        answered
+    });
+    ready_rx.recv_timeout(Duration::from_secs(5)).unwrap();
+    server
+}
+
+/// Sends `message` over UDP from `netns` to the outside `port`; the answer, or the error the
+/// container's kernel reports (WouldBlock: no answer within 2 s, three times).
+pub fn udp_ask(
+    netns: &str,
+    port: u16,
+    message: &'static [u8],
+) -> Result<Vec<u8>, std::io::ErrorKind> {
+    spawn_in_netns(netns, move || {
+        let socket = UdpSocket::bind("0.0.0.0:0").unwrap();
+        socket.connect((OUTSIDE_IP, port)).unwrap();
+        socket
+            .set_read_timeout(Some(Duration::from_secs(2)))
+            .unwrap();
+        let mut buf = [0u8; 2048];
+        let mut last = std::io::ErrorKind::TimedOut;
+        for _ in 0..3 {
+            if let Err(e) = socket.send(message) {
+                last = e.kind();
+                continue;
+            }
+            match socket.recv(&mut buf) {
+                Ok(len) => return Ok(buf[..len].to_vec()),
+                Err(e) => last = e.kind(),
+            }
+            if last == std::io::ErrorKind::ConnectionRefused {
+                break;
+            }
+        }
+        Err(last)
+    })
+    .join()
+    .unwrap()
+}
+
+/// Serves `total` pseudo-random bytes to the first client at `OUTSIDE_IP:port` in `netns`,
+/// then closes; returns the digest of what it sent.
+pub fn download_server(netns: &str, port: u16, total: usize) -> std::thread::JoinHandle<u64> {
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let server = spawn_in_netns(netns, move || {
+        let listener = TcpListener::bind((OUTSIDE_IP, port)).unwrap();
+        ready_tx.send(()).unwrap();
+        let (mut conn, _) = listener.accept().unwrap();
+        conn.set_write_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        let mut digest = Digest::new();
+        let mut state: u64 = 0x2545_f491_4f6c_dd1d;
+        let mut chunk = vec![0u8; 64 * 1024];
+        let mut sent = 0;
+        while sent < total {
+            for word in chunk.chunks_exact_mut(8) {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                word.copy_from_slice(&state.to_le_bytes());
+            }
+            let n = chunk.len().min(total - sent);
+            std::io::Write::write_all(&mut conn, &chunk[..n]).unwrap();
+            digest.update(&chunk[..n]);
+            sent += n;
+        }
+        digest.finish()
+    });
+    ready_rx.recv_timeout(Duration::from_secs(5)).unwrap();
+    server
+}
+
+/// Downloads from `OUTSIDE_IP:port` in `netns` until the server closes; (digest, bytes).
+pub fn download(netns: &str, port: u16) -> (u64, usize) {
+    spawn_in_netns(netns, move || {
+        let addr = SocketAddr::new(OUTSIDE_IP.parse().unwrap(), port);
+        let mut conn = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).unwrap();
+        conn.set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        let mut digest = Digest::new();
+        let mut buf = vec![0u8; 256 * 1024];
+        let mut got = 0;
+        loop {
+            let n = std::io::Read::read(&mut conn, &mut buf).expect("receive within 30 s");
+            if n == 0 {
+                break;
+            }
+            digest.update(&buf[..n]);
+            got += n;
+        }
+        (digest.finish(), got)
+    })
+    .join()
+    .unwrap()
+}
+
+/// Connects from `netns` to `ip:port`; the error kind if refused or unreachable.
+pub fn tcp_connect(netns: &str, ip: &'static str, port: u16) -> Result<(), std::io::ErrorKind> {
+    spawn_in_netns(netns, move || {
+        let addr = SocketAddr::new(ip.parse().unwrap(), port);
+        TcpStream::connect_timeout(&addr, Duration::from_secs(20))
+            .map(|_| ())
+            .map_err(|e| e.kind())
+    })
+    .join()
+    .unwrap()
+}
