@@ -448,3 +448,70 @@ async fn read_answers(key: FlowKey, socket: Arc<UdpSocket>, answers: mpsc::Sende
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GATEWAY_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 1];
+    const CONTAINER_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 2];
+
+    fn udp_frame(to: [u8; 4]) -> Vec<u8> {
+        let mut frame = Vec::new();
+        PacketBuilder::ethernet2(CONTAINER_MAC, GATEWAY_MAC)
+            .ipv4([10, 9, 0, 2], to, 64)
+            .udp(40000, 53)
+            .write(&mut frame, b"query")
+            .unwrap();
+        frame
+    }
+
+    fn egress(internal: bool) -> Egress {
+        let local = vec!["10.9.0.0/24".parse().unwrap()];
+        Egress::new(GATEWAY_MAC, 1500, local, internal, Arc::default())
+    }
+
+    #[test]
+    fn outside_means_unicast_beyond_the_networks_subnets() {
+        let local: Vec<IpNet> = vec!["10.9.0.0/24".parse().unwrap(), "fd09::/64".parse().unwrap()];
+        for (ip, outside) in [
+            ("192.0.2.1", true),
+            ("2001:db8::1", true),
+            ("10.9.0.7", false),
+            ("fd09::7", false),
+            ("255.255.255.255", false),
+            ("224.0.0.251", false),
+            ("127.0.0.1", false),
+            ("fe80::1", false),
+            ("ff02::1", false),
+            ("0.0.0.0", false),
+        ] {
+            assert_eq!(is_outside(&local, ip.parse().unwrap()), outside, "{ip}");
+        }
+    }
+
+    #[test]
+    fn an_internal_network_counts_what_it_refuses_and_local_traffic_is_left_alone() {
+        let mut sealed = egress(true);
+        assert!(sealed.take(&udp_frame([192, 0, 2, 1])));
+        assert!(
+            !sealed.take(&udp_frame([10, 9, 0, 1])),
+            "the gateway's own DNS"
+        );
+        let stats = sealed.counters.snapshot();
+        assert_eq!((stats.blocked, stats.sent, stats.flows), (1, 0, 0));
+        // Not for the gateway's MAC, or not a datagram: not egress's.
+        let mut frame = udp_frame([192, 0, 2, 1]);
+        frame[..6].copy_from_slice(&CONTAINER_MAC);
+        assert!(!sealed.take(&frame));
+        let mut tcp = Vec::new();
+        PacketBuilder::ethernet2(CONTAINER_MAC, GATEWAY_MAC)
+            .ipv4([10, 9, 0, 2], [192, 0, 2, 1], 64)
+            .tcp(40000, 80, 1, 1000)
+            .syn()
+            .write(&mut tcp, &[])
+            .unwrap();
+        assert!(!sealed.take(&tcp), "TCP is tcp_egress's");
+        assert!(!sealed.take(&[0u8; 10]), "garbage is the stack's to drop");
+    }
+}

@@ -533,3 +533,70 @@ async fn relay(
     };
     tokio::join!(reading, writing);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GATEWAY_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 1];
+    const CONTAINER_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 2];
+
+    fn tcp_egress(internal: bool) -> TcpEgress {
+        let gateway: IpAddr = "10.9.0.1".parse().unwrap();
+        let local = vec!["10.9.0.0/24".parse().unwrap()];
+        TcpEgress::new(
+            GATEWAY_MAC,
+            1500,
+            &[(gateway, 24)],
+            local,
+            internal,
+            Arc::default(),
+        )
+    }
+
+    #[test]
+    fn a_segment_of_no_known_connection_is_reset_from_the_address_it_was_sent_to() {
+        let mut egress = tcp_egress(false);
+        let mut frame = Vec::new();
+        PacketBuilder::ethernet2(CONTAINER_MAC, GATEWAY_MAC)
+            .ipv4([10, 9, 0, 2], [192, 0, 2, 1], 64)
+            .tcp(40000, 80, 1000, 1000)
+            .ack(777)
+            .write(&mut frame, b"data")
+            .unwrap();
+        assert!(egress.take(&frame));
+        let out = egress.pump();
+        assert_eq!(out.len(), 1);
+        let reset = SlicedPacket::from_ethernet(&out[0]).unwrap();
+        let Some(NetSlice::Ipv4(ip)) = &reset.net else {
+            panic!("IPv4 expected");
+        };
+        assert_eq!(ip.header().source_addr().octets(), [192, 0, 2, 1]);
+        assert_eq!(ip.header().destination_addr().octets(), [10, 9, 0, 2]);
+        let Some(TransportSlice::Tcp(tcp)) = &reset.transport else {
+            panic!("TCP expected");
+        };
+        assert!(tcp.rst());
+        assert_eq!((tcp.source_port(), tcp.destination_port()), (80, 40000));
+        assert_eq!(
+            tcp.sequence_number(),
+            777,
+            "RFC 793: a reset takes the segment's ACK"
+        );
+    }
+
+    #[test]
+    fn an_internal_network_refuses_connections_and_counts_them() {
+        let mut egress = tcp_egress(true);
+        let mut syn = Vec::new();
+        PacketBuilder::ethernet2(CONTAINER_MAC, GATEWAY_MAC)
+            .ipv4([10, 9, 0, 2], [192, 0, 2, 1], 64)
+            .tcp(40000, 80, 1, 1000)
+            .syn()
+            .write(&mut syn, &[])
+            .unwrap();
+        assert!(egress.take(&syn));
+        assert!(egress.pump().is_empty());
+        assert_eq!(egress.counters.snapshot().blocked, 1);
+    }
+}
