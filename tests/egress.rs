@@ -8,21 +8,13 @@ mod common;
 use std::time::Duration;
 
 use common::{
-    download, download_server, in_netns, link_outside, tcp_connect, tcp_transfer, udp_ask,
-    udp_echo_server, Bed, ECHO_PORT, OUTSIDE_IP,
+    bed_with_outside, download, download_server, in_netns, tcp_connect, tcp_transfer, udp_ask,
+    udp_echo_server, ECHO_PORT, OUTSIDE_IP,
 };
-
-/// The daemon in a namespace of its own, and an outside namespace reachable from it.
-fn bed_with_outside() -> (Bed, String) {
-    let (mut bed, daemon_ns) = Bed::start_in_own_netns();
-    let outside = bed.netns("outside");
-    link_outside(&daemon_ns, &outside);
-    (bed, outside)
-}
 
 #[test]
 fn containers_reach_outside_addresses_over_udp_and_ping() {
-    let (mut bed, outside) = bed_with_outside();
+    let (mut bed, _, outside) = bed_with_outside();
     let ns = bed.network_with("out", "10.85.4.0/24", &["c"]);
     let server = udp_echo_server(&outside);
     assert_eq!(udp_ask(&ns[0], ECHO_PORT, b"hello"), Ok(b"hello".to_vec()));
@@ -44,7 +36,7 @@ fn containers_reach_outside_addresses_over_udp_and_ping() {
 
 #[test]
 fn an_internal_network_reaches_nothing_outside_and_counts_it() {
-    let (mut bed, outside) = bed_with_outside();
+    let (mut bed, _, outside) = bed_with_outside();
     bed.ok(&[
         "network",
         "create",
@@ -73,7 +65,7 @@ fn an_internal_network_reaches_nothing_outside_and_counts_it() {
 
 #[test]
 fn containers_download_and_upload_over_tcp_and_hear_refusals_at_once() {
-    let (mut bed, outside) = bed_with_outside();
+    let (mut bed, _, outside) = bed_with_outside();
     let ns = bed.network_with("web", "10.85.6.0/24", &["c"]);
     let total = 100 << 20;
     // Download: 100 MB from the outside, intact.

@@ -5,6 +5,7 @@
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::time::Duration;
 
+use super::bed::Bed;
 use super::netns::{in_netns, spawn_in_netns};
 use super::process::run;
 use super::traffic::Digest;
@@ -31,6 +32,15 @@ pub fn link_outside(daemon_ns: &str, outside: &str) {
     }
     let ping_groups = "echo 0 2147483647 > /proc/sys/net/ipv4/ping_group_range";
     assert!(in_netns(daemon_ns, &["sh", "-c", ping_groups]));
+}
+
+/// A daemon in a namespace of its own and an outside namespace linked to it
+/// (`link_outside`); returns the bed, the daemon's namespace and the outside one.
+pub fn bed_with_outside() -> (Bed, String, String) {
+    let (mut bed, daemon_ns) = Bed::start_in_own_netns();
+    let outside = bed.netns("outside");
+    link_outside(&daemon_ns, &outside);
+    (bed, daemon_ns, outside)
 }
 
 /// A UDP echo server on `OUTSIDE_IP` in `netns`, answering until idle for 5 s; returns how many

@@ -87,10 +87,18 @@ impl Control {
             security: port_security(record, &endpoint, unix_now()),
             rate_limit: endpoint.rate_limit,
         };
-        let port = self
+        let inbound = net.gateway.gateway.inbound.clone();
+        let mut port = self
             .open_port(&endpoint.netns, endpoint.netns_inode, config, port_config)
             .await?;
         endpoint.netns_inode = port.ns.identity().ino;
+        match super::publish::listen(&endpoint, &inbound).await {
+            Ok(publishers) => port.publishers = publishers,
+            Err(e) => {
+                self.dataplane.remove_port(port.port).await?;
+                return Err(e);
+            }
+        }
         let net = inner.network_mut(network)?;
         net.ports.insert(endpoint.name.clone(), port);
         net.record
@@ -126,7 +134,11 @@ impl Control {
         let attached = started.elapsed();
         let port = self.dataplane.add_port(device, port_config).await?;
         debug!(netns, ?attached, total = ?started.elapsed(), "port opened");
-        Ok(LivePort { port, ns })
+        Ok(LivePort {
+            port,
+            ns,
+            publishers: Default::default(),
+        })
     }
 
     /// Removes an endpoint's port (the kernel deletes its TAP) and its record, with what its

@@ -14,6 +14,7 @@ pub mod error;
 mod leases;
 mod networks;
 mod observe;
+mod publish;
 mod rules;
 mod span;
 mod trace;
@@ -48,6 +49,8 @@ pub use watch::NAMESPACE_CHECK_INTERVAL;
 struct LivePort {
     port: PortId,
     ns: tap::Namespace,
+    /// Listeners of its published ports.
+    publishers: publish::Publishers,
 }
 
 /// A network's gateway: its switch port and the task serving it.

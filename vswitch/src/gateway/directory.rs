@@ -141,6 +141,7 @@ mod tests {
             port_security: true,
             labels: Default::default(),
             rate_limit: None,
+            published: Vec::new(),
         }
     }
 

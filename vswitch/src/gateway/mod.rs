@@ -156,6 +156,8 @@ pub struct Gateway {
     task: tokio::task::JoinHandle<()>,
     /// Its counters.
     pub counters: Arc<GatewayCounters>,
+    /// Where published ports hand in their clients.
+    pub inbound: mpsc::Sender<tcp_egress::Event>,
 }
 
 impl Drop for Gateway {
@@ -235,6 +237,7 @@ pub fn spawn(
         config.internal,
         counters.egress.clone(),
     );
+    let inbound = tcp_egress.sender();
     let runner = Runner {
         gateway_ips: config.subnets.iter().map(|s| s.gateway).collect(),
         host,
@@ -261,6 +264,7 @@ pub fn spawn(
     Ok(Gateway {
         task: tokio::spawn(runner.run()),
         counters,
+        inbound,
     })
 }
 

@@ -46,8 +46,16 @@ struct FlowKey {
     outside: SocketAddr,
 }
 
-/// What the outside side of a flow reports.
+/// What the outside side of a flow reports, or a published port hands in.
 pub enum Event {
+    /// A client connected to a published port: connect it to the container, from the
+    /// client's own address.
+    Inbound {
+        stream: TcpStream,
+        client: SocketAddr,
+        container: SocketAddr,
+        container_mac: [u8; 6],
+    },
     Connected(u64, TcpStream),
     Failed(u64, std::io::ErrorKind),
     Data(u64, Vec<u8>),
@@ -177,7 +185,12 @@ impl TcpEgress {
         let Some(TransportSlice::Tcp(tcp)) = &packet.transport else {
             return false;
         };
-        if !is_outside(&self.local, dst) {
+        let key = FlowKey {
+            inside: SocketAddr::new(src, tcp.source_port()),
+            outside: SocketAddr::new(dst, tcp.destination_port()),
+        };
+        // Flows of published ports may come from the gateway's own address (loopback clients).
+        if !is_outside(&self.local, dst) && !self.by_key.contains_key(&key) {
             return false;
         }
         if self.internal {
@@ -186,10 +199,6 @@ impl TcpEgress {
         }
         let ip_start = header.as_ptr() as usize - frame.as_ptr() as usize;
         let ip_packet = &frame[ip_start..];
-        let key = FlowKey {
-            inside: SocketAddr::new(src, tcp.source_port()),
-            outside: SocketAddr::new(dst, tcp.destination_port()),
-        };
         self.macs.insert(src, ethernet.source());
         if self.by_key.contains_key(&key) {
             if !self.queues.push_rx(ip_packet.to_vec()) {
@@ -242,6 +251,12 @@ impl TcpEgress {
     /// Handles what an outside side reported.
     pub fn handle(&mut self, event: Event) {
         match event {
+            Event::Inbound {
+                stream,
+                client,
+                container,
+                container_mac,
+            } => self.inbound(stream, client, container, container_mac),
             Event::Connected(id, stream) => self.connected(id, stream),
             Event::Failed(id, kind) => {
                 let Some(pending) = self.pending.remove(&id) else {
@@ -295,6 +310,11 @@ impl TcpEgress {
         let _ = self.queues.push_rx(pending.syn.clone());
         // The SYN is answered now, before another listener could take it.
         self.poll();
+        self.start_flow(id, pending.key, handle, stream);
+    }
+
+    /// Relays the flow `id` between its socket `handle` and its outside connection.
+    fn start_flow(&mut self, id: u64, key: FlowKey, handle: SocketHandle, stream: TcpStream) {
         let (to_outside, from_inside) = mpsc::channel(4);
         let credit = Arc::new(Semaphore::new(CREDIT));
         let task = tokio::spawn(relay(
@@ -305,11 +325,11 @@ impl TcpEgress {
             from_inside,
         ));
         self.counters.flows.fetch_add(1, Relaxed);
-        self.by_key.insert(pending.key, id);
+        self.by_key.insert(key, id);
         self.flows.insert(
             id,
             Flow {
-                key: pending.key,
+                key,
                 handle,
                 to_outside: Some(to_outside),
                 from_outside: VecDeque::new(),
@@ -320,6 +340,70 @@ impl TcpEgress {
                 task,
             },
         );
+    }
+
+    /// The sender published ports hand their clients to.
+    pub fn sender(&self) -> mpsc::Sender<Event> {
+        self.events_tx.clone()
+    }
+
+    /// A client of a published port: the gateway connects to the container as the client.
+    /// A client on the host's loopback is shown as the gateway (the container would drop
+    /// packets from a loopback address).
+    fn inbound(
+        &mut self,
+        stream: TcpStream,
+        client: SocketAddr,
+        container: SocketAddr,
+        container_mac: [u8; 6],
+    ) {
+        if self.pending.len() + self.flows.len() >= MAX_FLOWS {
+            self.counters.dropped.fetch_add(1, Relaxed);
+            return;
+        }
+        let shown = if client.ip().is_loopback() {
+            let gateway = self.iface.ip_addrs().iter().find_map(|cidr| {
+                let ip: IpAddr = cidr.address().into();
+                (ip.is_ipv4() == container.is_ipv4()).then_some(ip)
+            });
+            match gateway {
+                Some(ip) => SocketAddr::new(ip, client.port()),
+                None => return,
+            }
+        } else {
+            client
+        };
+        let key = FlowKey {
+            inside: container,
+            outside: shown,
+        };
+        if self.by_key.contains_key(&key) {
+            return;
+        }
+        self.macs.insert(container.ip(), container_mac);
+        let mut socket = tcp::Socket::new(
+            tcp::SocketBuffer::new(vec![0; RX_BUFFER]),
+            tcp::SocketBuffer::new(vec![0; TX_BUFFER]),
+        );
+        let local = IpListenEndpoint {
+            addr: Some(shown.ip().into()),
+            port: shown.port(),
+        };
+        if socket
+            .connect(
+                self.iface.context(),
+                (container.ip(), container.port()),
+                local,
+            )
+            .is_err()
+        {
+            self.counters.dropped.fetch_add(1, Relaxed);
+            return;
+        }
+        let handle = self.sockets.add(socket);
+        let id = self.next_id;
+        self.next_id += 1;
+        self.start_flow(id, key, handle, stream);
     }
 
     /// Moves data between the flows' sockets and their outside ends, polls the stack, and
@@ -347,11 +431,15 @@ impl TcpEgress {
                 permit.send(data);
             }
             // The container closed its side: so does the outside, once it has everything.
-            if !socket.may_recv()
-                && socket.recv_queue() == 0
-                && socket.state() != tcp::State::Listen
-                && socket.state() != tcp::State::SynReceived
-            {
+            let fin_received = matches!(
+                socket.state(),
+                tcp::State::CloseWait
+                    | tcp::State::LastAck
+                    | tcp::State::Closing
+                    | tcp::State::TimeWait
+                    | tcp::State::Closed
+            );
+            if fin_received && socket.recv_queue() == 0 {
                 flow.to_outside = None;
             }
             // Outside to container, as far as the socket has room.

@@ -370,6 +370,7 @@ mod tests {
                 port_security: true,
                 labels: Default::default(),
                 rate_limit: None,
+                published: Vec::new(),
             },
         );
         assert_eq!(offer_then_ack(&mut net, 1, 100), ip("10.9.0.3"));

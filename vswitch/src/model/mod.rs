@@ -9,6 +9,7 @@ pub mod ipam;
 pub mod leases;
 pub mod limits;
 mod plan;
+pub mod publish;
 mod records;
 pub mod store;
 

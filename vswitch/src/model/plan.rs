@@ -2,6 +2,7 @@
 //! and interface names, each refused with a sentence naming the problem before anything
 //! changes.
 
+use super::publish::{parse_publish, PortMapping, PortProtocol, MAX_PUBLISHED};
 use std::collections::{BTreeMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
 
@@ -384,7 +385,45 @@ pub fn plan_endpoint(
         port_security: req.port_security.unwrap_or(true),
         labels: parse_labels(&req.labels)?,
         rate_limit: check_rate_limit(req.rate_limit)?,
+        published: plan_published(&req.publish, state)?,
     })
+}
+
+/// The mappings `specs` ask for, none taking a host port another endpoint's mapping holds.
+fn plan_published(specs: &[String], state: &State) -> Result<Vec<PortMapping>, ModelError> {
+    let mut mappings: Vec<PortMapping> = Vec::new();
+    for spec in specs {
+        for mapping in parse_publish(spec).map_err(invalid)? {
+            if mapping.protocol == PortProtocol::Udp {
+                return Err(invalid(format!(
+                    "--publish {spec:?}: UDP ports cannot be published yet, only TCP"
+                )));
+            }
+            if mappings.iter().any(|m| m.clashes_with(&mapping)) {
+                return Err(invalid(format!(
+                    "--publish {spec:?}: host port {} is asked for twice",
+                    mapping.host_port
+                )));
+            }
+            let holder = state.networks.values().find_map(|n| {
+                n.endpoints.values().find_map(|e| {
+                    e.published
+                        .iter()
+                        .any(|m| m.clashes_with(&mapping))
+                        .then(|| format!("endpoint {} on network {}", e.name, n.name))
+                })
+            });
+            if let Some(holder) = holder {
+                return Err(invalid(format!(
+                    "--publish {spec:?}: host port {} is published already, by {holder}",
+                    mapping.host_port
+                )));
+            }
+            mappings.push(mapping);
+        }
+    }
+    check_count("published ports", mappings.len(), MAX_PUBLISHED)?;
+    Ok(mappings)
 }
 
 /// The gateway's name, and every endpoint's name, are the network's: a new endpoint may not

@@ -171,6 +171,9 @@ pub struct EndpointRecord {
     /// Ingress rate limit of its port.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate_limit: Option<RateLimit>,
+    /// Host ports forwarded to it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub published: Vec<super::publish::PortMapping>,
 }
 
 fn yes() -> bool {
@@ -388,6 +391,12 @@ pub struct ConnectRequest {
     #[serde(default)]
     #[arg(long = "label")]
     pub labels: Vec<String>,
+    /// Forward a host port to the container, [HOST_IP:]HOST_PORT:CONTAINER_PORT[/tcp]
+    /// (repeatable; ranges such as 8000-8009:80-89). The container sees each client's own
+    /// address and port.
+    #[serde(default)]
+    #[arg(long = "publish", short = 'p')]
+    pub publish: Vec<String>,
     /// Ingress rate limit of the port (on the command line: the --rate-limit flags).
     #[serde(default)]
     #[arg(skip)]
