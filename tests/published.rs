@@ -90,6 +90,36 @@ fn a_published_port_reaches_the_container_with_the_clients_own_address() {
     let endpoints = bed.inspect("pub")["endpoints"].as_object().unwrap().len();
     assert_eq!(endpoints, 1);
 
+    // A client on the daemon's loopback is shown to the container as the gateway. (It closes
+    // at once: the connection to the container must still open.)
+    bed.ok(&[
+        "connect",
+        "pub",
+        &other,
+        "--name",
+        "lo",
+        "--publish",
+        "127.0.0.1:18084:8080",
+    ]);
+    let (peer_tx, peer_rx) = std::sync::mpsc::channel();
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let _server = spawn_in_netns(&other, move || {
+        let listener = TcpListener::bind("0.0.0.0:8080").unwrap();
+        ready_tx.send(()).unwrap();
+        let _ = peer_tx.send(listener.accept().unwrap().1);
+    });
+    ready_rx.recv_timeout(Duration::from_secs(5)).unwrap();
+    spawn_in_netns(&daemon_ns, || {
+        let addr: SocketAddr = "127.0.0.1:18084".parse().unwrap();
+        TcpStream::connect_timeout(&addr, Duration::from_secs(5)).unwrap()
+    })
+    .join()
+    .unwrap();
+    let peer = peer_rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the container got the client");
+    assert_eq!(peer.ip().to_string(), "10.85.7.1");
+
     // Disconnecting closes the port.
     bed.ok(&["disconnect", "pub", "srv"]);
     assert_eq!(

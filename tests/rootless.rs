@@ -18,7 +18,8 @@ use serde_json::Value;
 
 use common::{
     download, download_server, eventually, free_port, link_outside, run, scrape, series,
-    tcp_connect, tcp_transfer, tshark_fields, udp_ask, udp_echo_server, ECHO_PORT, OUTSIDE_IP,
+    spawn_in_netns, tcp_connect, tcp_transfer, tshark_fields, udp_ask, udp_echo_server, ECHO_PORT,
+    OUTSIDE_IP,
 };
 
 const TUN: &str = "/dev/net/tun";
@@ -470,4 +471,37 @@ fn a_rootless_container_reaches_the_outside_over_tcp_udp_and_ping() {
         "run", "app", "--", "busybox", "ping", "-c", "2", "-W", "2", OUTSIDE_IP,
     ]);
     assert!(echo.join().unwrap() >= 1);
+
+    // Published ports: a privileged one is refused with the reason; a client on the daemon's
+    // loopback reaches the container, which sees it as the gateway.
+    let error = user.fails(&["run", "app", "-p", "127.0.0.1:80:8080", "--", "true"]);
+    assert!(error.contains("privilege"), "{error}");
+    user.run_in_background(&[
+        "run",
+        "app",
+        "--name",
+        "web",
+        "-p",
+        "127.0.0.1:18090:8080",
+        "--",
+        "busybox",
+        "sleep",
+        "600",
+    ]);
+    let (web, _) = user.endpoint("app", "web");
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let server = spawn_in_netns(&web, move || {
+        let listener = std::net::TcpListener::bind("0.0.0.0:8080").unwrap();
+        ready_tx.send(()).unwrap();
+        listener.accept().unwrap().1
+    });
+    ready_rx.recv_timeout(Duration::from_secs(5)).unwrap();
+    let daemon_ns = user.daemon_netns.clone().unwrap();
+    spawn_in_netns(&daemon_ns, || {
+        let addr: std::net::SocketAddr = "127.0.0.1:18090".parse().unwrap();
+        std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5)).unwrap();
+    })
+    .join()
+    .unwrap();
+    assert_eq!(server.join().unwrap().ip().to_string(), "10.231.72.1");
 }

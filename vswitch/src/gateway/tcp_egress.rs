@@ -457,7 +457,12 @@ impl TcpEgress {
                     flow.sent_of_front = 0;
                 }
             }
-            if flow.outside_eof && flow.from_outside.is_empty() && !flow.fin_sent {
+            // (Not before the connection is up: closing a socket still opening aborts it.)
+            let open = matches!(
+                socket.state(),
+                tcp::State::Established | tcp::State::CloseWait
+            );
+            if open && flow.outside_eof && flow.from_outside.is_empty() && !flow.fin_sent {
                 socket.close();
                 flow.fin_sent = true;
             }
