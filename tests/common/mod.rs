@@ -28,5 +28,5 @@ pub use {
     },
     pcap::{finish_capture, start_capture, tshark_fields},
     process::{cpu_ticks, eventually, rss_mib, run},
-    traffic::{ping, ping_rtt_ms, tcp_transfer, Digest},
+    traffic::{ping, ping_rtt_ms, receive_all, send_pseudo_random, tcp_transfer, Digest},
 };

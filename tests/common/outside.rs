@@ -8,7 +8,7 @@ use std::time::Duration;
 use super::bed::Bed;
 use super::netns::{in_netns, spawn_in_netns};
 use super::process::run;
-use super::traffic::Digest;
+use super::traffic::{receive_all, send_pseudo_random};
 
 /// The outside namespace's address.
 pub const OUTSIDE_IP: &str = "10.251.0.2";
@@ -109,23 +109,7 @@ pub fn download_server(netns: &str, port: u16, total: usize) -> std::thread::Joi
         let (mut conn, _) = listener.accept().unwrap();
         conn.set_write_timeout(Some(Duration::from_secs(30)))
             .unwrap();
-        let mut digest = Digest::new();
-        let mut state: u64 = 0x2545_f491_4f6c_dd1d;
-        let mut chunk = vec![0u8; 64 * 1024];
-        let mut sent = 0;
-        while sent < total {
-            for word in chunk.chunks_exact_mut(8) {
-                state ^= state << 13;
-                state ^= state >> 7;
-                state ^= state << 17;
-                word.copy_from_slice(&state.to_le_bytes());
-            }
-            let n = chunk.len().min(total - sent);
-            std::io::Write::write_all(&mut conn, &chunk[..n]).unwrap();
-            digest.update(&chunk[..n]);
-            sent += n;
-        }
-        digest.finish()
+        send_pseudo_random(&mut conn, total)
     });
     ready_rx.recv_timeout(Duration::from_secs(5)).unwrap();
     server
@@ -138,18 +122,7 @@ pub fn download(netns: &str, port: u16) -> (u64, usize) {
         let mut conn = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).unwrap();
         conn.set_read_timeout(Some(Duration::from_secs(30)))
             .unwrap();
-        let mut digest = Digest::new();
-        let mut buf = vec![0u8; 256 * 1024];
-        let mut got = 0;
-        loop {
-            let n = std::io::Read::read(&mut conn, &mut buf).expect("receive within 30 s");
-            if n == 0 {
-                break;
-            }
-            digest.update(&buf[..n]);
-            got += n;
-        }
-        (digest.finish(), got)
+        receive_all(&mut conn)
     })
     .join()
     .unwrap()

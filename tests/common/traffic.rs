@@ -106,18 +106,7 @@ pub fn tcp_transfer(from: &str, to: &str, to_ip: &str, total: usize) -> (u64, u6
         let (mut conn, _) = listener.accept().unwrap();
         conn.set_read_timeout(Some(Duration::from_secs(30)))
             .unwrap();
-        let mut digest = Digest::new();
-        let mut buf = vec![0u8; 256 * 1024];
-        let mut got = 0;
-        loop {
-            let n = std::io::Read::read(&mut conn, &mut buf).expect("receive within 30 s");
-            if n == 0 {
-                break;
-            }
-            digest.update(&buf[..n]);
-            got += n;
-        }
-        (digest.finish(), got)
+        receive_all(&mut conn)
     });
     ready_rx.recv_timeout(Duration::from_secs(10)).unwrap();
     let addr = std::net::SocketAddr::new(to_ip.parse().unwrap(), port);
@@ -125,27 +114,49 @@ pub fn tcp_transfer(from: &str, to: &str, to_ip: &str, total: usize) -> (u64, u6
         let mut conn = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).unwrap();
         conn.set_write_timeout(Some(Duration::from_secs(30)))
             .unwrap();
-        let mut digest = Digest::new();
-        let mut chunk = vec![0u8; 256 * 1024];
-        let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
         let start = Instant::now();
-        let mut sent = 0;
-        while sent < total {
-            for word in chunk.chunks_exact_mut(8) {
-                state ^= state << 13;
-                state ^= state >> 7;
-                state ^= state << 17;
-                word.copy_from_slice(&state.to_le_bytes());
-            }
-            let n = chunk.len().min(total - sent);
-            std::io::Write::write_all(&mut conn, &chunk[..n]).expect("send within 30 s");
-            digest.update(&chunk[..n]);
-            sent += n;
-        }
+        let digest = send_pseudo_random(&mut conn, total);
         conn.shutdown(std::net::Shutdown::Write).unwrap();
-        (digest.finish(), start)
+        (digest, start)
     });
     let (sent_digest, start) = sender.join().unwrap();
     let (got_digest, got) = receiver.join().unwrap();
     (sent_digest, got_digest, got, start.elapsed().as_secs_f64())
+}
+
+/// Writes `total` pseudo-random bytes (xorshift) to `conn`; returns their digest.
+pub fn send_pseudo_random(conn: &mut impl std::io::Write, total: usize) -> u64 {
+    let mut digest = Digest::new();
+    let mut chunk = vec![0u8; 256 * 1024];
+    let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut sent = 0;
+    while sent < total {
+        for word in chunk.chunks_exact_mut(8) {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            word.copy_from_slice(&state.to_le_bytes());
+        }
+        let n = chunk.len().min(total - sent);
+        conn.write_all(&chunk[..n]).expect("send within 30 s");
+        digest.update(&chunk[..n]);
+        sent += n;
+    }
+    digest.finish()
+}
+
+/// Reads `conn` to its end; returns (digest, bytes).
+pub fn receive_all(conn: &mut impl std::io::Read) -> (u64, usize) {
+    let mut digest = Digest::new();
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut got = 0;
+    loop {
+        let n = conn.read(&mut buf).expect("receive within 30 s");
+        if n == 0 {
+            break;
+        }
+        digest.update(&buf[..n]);
+        got += n;
+    }
+    (digest.finish(), got)
 }

@@ -156,28 +156,11 @@ impl Egress {
     /// Takes `frame` if it is a UDP or ICMP echo datagram for an address beyond the network
     /// (true: taken, sent or counted); anything else is left to the gateway's stack.
     pub fn take(&mut self, frame: &[u8]) -> bool {
-        let Ok(packet) = SlicedPacket::from_ethernet(frame) else {
+        let Some(routed) = Routed::parse(frame, self.gateway_mac) else {
             return false;
         };
-        let Some(LinkSlice::Ethernet2(ethernet)) = &packet.link else {
-            return false;
-        };
-        if ethernet.destination() != self.gateway_mac {
-            return false;
-        }
-        let (src, dst, header) = match &packet.net {
-            Some(NetSlice::Ipv4(ip)) => (
-                IpAddr::from(ip.header().source_addr()),
-                IpAddr::from(ip.header().destination_addr()),
-                ip.header().slice(),
-            ),
-            Some(NetSlice::Ipv6(ip)) => (
-                IpAddr::from(ip.header().source_addr()),
-                IpAddr::from(ip.header().destination_addr()),
-                ip.header().slice(),
-            ),
-            _ => return false,
-        };
+        let (src, dst, ip_start) = (routed.src, routed.dst, routed.ip_start);
+        let (packet, container_mac) = (routed.packet, routed.container_mac);
         if !is_outside(&self.local, dst) {
             return false;
         }
@@ -204,10 +187,8 @@ impl Egress {
             self.counters.blocked.fetch_add(1, Relaxed);
             return true;
         }
-        // Where the IP header starts in the frame (after Ethernet and any VLAN tags).
-        let ip_start = header.as_ptr() as usize - frame.as_ptr() as usize;
         let quote = &frame[ip_start..frame.len().min(ip_start + QUOTE)];
-        self.send(key, ethernet.source(), payload, quote);
+        self.send(key, container_mac, payload, quote);
         true
     }
 
@@ -320,12 +301,7 @@ impl Egress {
         key: FlowKey,
     ) -> Option<etherparse::PacketBuilderStep<etherparse::IpHeaders>> {
         let mac = self.flows.get(&key)?.container_mac;
-        let link = PacketBuilder::ethernet2(self.gateway_mac, mac);
-        Some(match (key.outside.ip(), key.inside.ip()) {
-            (IpAddr::V4(from), IpAddr::V4(to)) => link.ipv4(from.octets(), to.octets(), 64),
-            (IpAddr::V6(from), IpAddr::V6(to)) => link.ipv6(from.octets(), to.octets(), 64),
-            _ => return None,
-        })
+        reply_builder(self.gateway_mac, mac, key.outside.ip(), key.inside.ip())
     }
 
     fn build_answer(&self, key: FlowKey, data: &[u8]) -> Option<Vec<u8>> {
@@ -361,23 +337,109 @@ impl Egress {
     fn build_refused(&self, key: FlowKey) -> Option<Vec<u8>> {
         let quote = self.flows.get(&key)?.quote.clone();
         let ip = self.builder(key)?;
-        let mut frame = Vec::with_capacity(quote.len() + 64);
-        match key.inside {
-            SocketAddr::V4(_) => ip
-                .icmpv4(Icmpv4Type::DestinationUnreachable(
-                    icmpv4::DestUnreachableHeader::Port,
-                ))
-                .write(&mut frame, &quote)
-                .ok()?,
-            SocketAddr::V6(_) => ip
-                .icmpv6(Icmpv6Type::DestinationUnreachable(
-                    icmpv6::DestUnreachableCode::Port,
-                ))
-                .write(&mut frame, &quote)
-                .ok()?,
-        }
-        Some(frame)
+        unreachable(ip, key.inside.is_ipv4(), Unreachable::Port, &quote)
     }
+}
+
+/// A frame a container sent to the gateway's MAC, parsed as far as IP.
+pub struct Routed<'a> {
+    /// The frame, sliced.
+    pub packet: SlicedPacket<'a>,
+    /// Who sent it.
+    pub container_mac: [u8; 6],
+    /// Its IP source.
+    pub src: IpAddr,
+    /// Its IP destination.
+    pub dst: IpAddr,
+    /// Where its IP header starts in the frame (after Ethernet and any VLAN tags).
+    pub ip_start: usize,
+}
+
+impl<'a> Routed<'a> {
+    /// `frame` if it is IP for `gateway_mac`.
+    pub fn parse(frame: &'a [u8], gateway_mac: [u8; 6]) -> Option<Routed<'a>> {
+        let packet = SlicedPacket::from_ethernet(frame).ok()?;
+        let Some(LinkSlice::Ethernet2(ethernet)) = &packet.link else {
+            return None;
+        };
+        if ethernet.destination() != gateway_mac {
+            return None;
+        }
+        let container_mac = ethernet.source();
+        let (src, dst, header) = match &packet.net {
+            Some(NetSlice::Ipv4(ip)) => (
+                IpAddr::from(ip.header().source_addr()),
+                IpAddr::from(ip.header().destination_addr()),
+                ip.header().slice(),
+            ),
+            Some(NetSlice::Ipv6(ip)) => (
+                IpAddr::from(ip.header().source_addr()),
+                IpAddr::from(ip.header().destination_addr()),
+                ip.header().slice(),
+            ),
+            _ => return None,
+        };
+        let ip_start = header.as_ptr() as usize - frame.as_ptr() as usize;
+        Some(Routed {
+            packet,
+            container_mac,
+            src,
+            dst,
+            ip_start,
+        })
+    }
+}
+
+/// What an ICMP destination unreachable says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unreachable {
+    /// The port is closed.
+    Port,
+    /// The host cannot be reached.
+    Host,
+}
+
+/// ICMP (v4 or v6) destination unreachable on `ip`, quoting `quote` (the offending packet).
+pub fn unreachable(
+    ip: etherparse::PacketBuilderStep<etherparse::IpHeaders>,
+    ipv4: bool,
+    why: Unreachable,
+    quote: &[u8],
+) -> Option<Vec<u8>> {
+    let mut frame = Vec::with_capacity(quote.len() + 64);
+    if ipv4 {
+        let header = match why {
+            Unreachable::Port => icmpv4::DestUnreachableHeader::Port,
+            Unreachable::Host => icmpv4::DestUnreachableHeader::Host,
+        };
+        ip.icmpv4(Icmpv4Type::DestinationUnreachable(header))
+            .write(&mut frame, quote)
+            .ok()?;
+    } else {
+        let code = match why {
+            Unreachable::Port => icmpv6::DestUnreachableCode::Port,
+            Unreachable::Host => icmpv6::DestUnreachableCode::Address,
+        };
+        ip.icmpv6(Icmpv6Type::DestinationUnreachable(code))
+            .write(&mut frame, quote)
+            .ok()?;
+    }
+    Some(frame)
+}
+
+/// A packet from `from` (an outside address) to a container, from the gateway's MAC.
+pub fn reply_builder(
+    gateway_mac: [u8; 6],
+    container_mac: [u8; 6],
+    from: IpAddr,
+    to: IpAddr,
+) -> Option<etherparse::PacketBuilderStep<etherparse::IpHeaders>> {
+    let link = PacketBuilder::ethernet2(gateway_mac, container_mac);
+    Some(match (from, to) {
+        (IpAddr::V4(from), IpAddr::V4(to)) => link.ipv4(from.octets(), to.octets(), 64),
+        (IpAddr::V6(from), IpAddr::V6(to)) => link.ipv6(from.octets(), to.octets(), 64),
+        _ => return None,
+    })
 }
 
 /// Whether `ip` lies beyond a network of `local` subnets: not in one of them, and a unicast

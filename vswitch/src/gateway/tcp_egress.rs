@@ -12,10 +12,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
 
-use etherparse::{
-    icmpv4, icmpv6, Icmpv4Type, Icmpv6Type, LinkSlice, NetSlice, PacketBuilder, SlicedPacket,
-    TransportSlice,
-};
+use etherparse::TransportSlice;
 use ipnet::IpNet;
 use smoltcp::iface::{Config, Interface, SocketHandle, SocketSet};
 use smoltcp::socket::tcp;
@@ -25,7 +22,7 @@ use tokio::net::TcpStream;
 use tokio::sync::{mpsc, Semaphore};
 
 use super::device::FrameQueues;
-use super::egress::{is_outside, EgressCounters};
+use super::egress::{is_outside, reply_builder, unreachable, EgressCounters, Routed, Unreachable};
 
 /// Connections open or being opened at once on one network.
 pub const MAX_FLOWS: usize = 512;
@@ -160,28 +157,11 @@ impl TcpEgress {
 
     /// Takes `frame` if it is TCP for an address beyond the network (true: taken).
     pub fn take(&mut self, frame: &[u8]) -> bool {
-        let Ok(packet) = SlicedPacket::from_ethernet(frame) else {
+        let Some(routed) = Routed::parse(frame, self.gateway_mac) else {
             return false;
         };
-        let Some(LinkSlice::Ethernet2(ethernet)) = &packet.link else {
-            return false;
-        };
-        if ethernet.destination() != self.gateway_mac {
-            return false;
-        }
-        let (src, dst, header) = match &packet.net {
-            Some(NetSlice::Ipv4(ip)) => (
-                IpAddr::from(ip.header().source_addr()),
-                IpAddr::from(ip.header().destination_addr()),
-                ip.header().slice(),
-            ),
-            Some(NetSlice::Ipv6(ip)) => (
-                IpAddr::from(ip.header().source_addr()),
-                IpAddr::from(ip.header().destination_addr()),
-                ip.header().slice(),
-            ),
-            _ => return false,
-        };
+        let (src, dst, ip_start) = (routed.src, routed.dst, routed.ip_start);
+        let (packet, container_mac) = (routed.packet, routed.container_mac);
         let Some(TransportSlice::Tcp(tcp)) = &packet.transport else {
             return false;
         };
@@ -197,9 +177,8 @@ impl TcpEgress {
             self.counters.blocked.fetch_add(1, Relaxed);
             return true;
         }
-        let ip_start = header.as_ptr() as usize - frame.as_ptr() as usize;
         let ip_packet = &frame[ip_start..];
-        self.macs.insert(src, ethernet.source());
+        self.macs.insert(src, container_mac);
         if self.by_key.contains_key(&key) {
             if !self.queues.push_rx(ip_packet.to_vec()) {
                 self.counters.dropped.fetch_add(1, Relaxed);
@@ -524,12 +503,7 @@ impl TcpEgress {
 
     fn link(&self, key: FlowKey) -> Option<etherparse::PacketBuilderStep<etherparse::IpHeaders>> {
         let mac = *self.macs.get(&key.inside.ip())?;
-        let link = PacketBuilder::ethernet2(self.gateway_mac, mac);
-        Some(match (key.outside.ip(), key.inside.ip()) {
-            (IpAddr::V4(from), IpAddr::V4(to)) => link.ipv4(from.octets(), to.octets(), 64),
-            (IpAddr::V6(from), IpAddr::V6(to)) => link.ipv6(from.octets(), to.octets(), 64),
-            _ => return None,
-        })
+        reply_builder(self.gateway_mac, mac, key.outside.ip(), key.inside.ip())
     }
 
     /// A reset from the outside end of `key`: with `seq` if the segment it answers had an
@@ -553,23 +527,12 @@ impl TcpEgress {
 
     /// ICMP host unreachable from the outside address, quoting the SYN.
     fn unreachable(&self, key: FlowKey, syn: &[u8]) -> Option<Vec<u8>> {
-        let ip = self.link(key)?;
-        let mut frame = Vec::new();
-        match key.inside {
-            SocketAddr::V4(_) => ip
-                .icmpv4(Icmpv4Type::DestinationUnreachable(
-                    icmpv4::DestUnreachableHeader::Host,
-                ))
-                .write(&mut frame, syn)
-                .ok()?,
-            SocketAddr::V6(_) => ip
-                .icmpv6(Icmpv6Type::DestinationUnreachable(
-                    icmpv6::DestUnreachableCode::Address,
-                ))
-                .write(&mut frame, syn)
-                .ok()?,
-        }
-        Some(frame)
+        unreachable(
+            self.link(key)?,
+            key.inside.is_ipv4(),
+            Unreachable::Host,
+            syn,
+        )
     }
 }
 
@@ -630,6 +593,7 @@ async fn relay(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use etherparse::{NetSlice, PacketBuilder, SlicedPacket};
 
     const GATEWAY_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 1];
     const CONTAINER_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 2];
