@@ -93,3 +93,30 @@ fn containers_download_and_upload_over_tcp_and_hear_refusals_at_once() {
     let egress = &bed.inspect("web")["gateway"]["egress"];
     assert!(egress["flows"].as_u64().unwrap() >= 2, "{egress}");
 }
+
+#[test]
+fn a_default_deny_policy_blocks_the_way_out_and_counts_it() {
+    let (mut bed, _, outside) = bed_with_outside();
+    let ns = bed.network_with("guarded", "10.85.8.0/24", &["g"]);
+    let server = udp_echo_server(&outside);
+    assert_eq!(
+        udp_ask(&ns[0], ECHO_PORT, b"before"),
+        Ok(b"before".to_vec())
+    );
+    bed.ok(&["policy", "default", "guarded", "deny"]);
+    assert_eq!(
+        udp_ask(&ns[0], ECHO_PORT, b"after"),
+        Err(std::io::ErrorKind::WouldBlock)
+    );
+    assert!(!in_netns(
+        &ns[0],
+        &["ping", "-c", "1", "-W", "1", OUTSIDE_IP]
+    ));
+    let port = bed
+        .ports()
+        .into_iter()
+        .find(|p| p["netns"] == ns[0].as_str())
+        .unwrap();
+    assert!(port["drops"].as_u64().unwrap() >= 3, "{port}");
+    assert_eq!(server.join().unwrap(), 1);
+}
