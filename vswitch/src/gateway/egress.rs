@@ -153,14 +153,11 @@ impl Egress {
         }
     }
 
-    /// Takes `frame` if it is a UDP or ICMP echo datagram for an address beyond the network
+    /// Takes the frame if it is a UDP or ICMP echo datagram for an address beyond the network
     /// (true: taken, sent or counted); anything else is left to the gateway's stack.
-    pub fn take(&mut self, frame: &[u8]) -> bool {
-        let Some(routed) = Routed::parse(frame, self.gateway_mac) else {
-            return false;
-        };
+    pub fn take(&mut self, routed: &Routed) -> bool {
         let (src, dst, ip_start) = (routed.src, routed.dst, routed.ip_start);
-        let (packet, container_mac) = (routed.packet, routed.container_mac);
+        let (packet, container_mac, frame) = (&routed.packet, routed.container_mac, routed.frame);
         if !is_outside(&self.local, dst) {
             return false;
         }
@@ -343,6 +340,8 @@ impl Egress {
 
 /// A frame a container sent to the gateway's MAC, parsed as far as IP.
 pub struct Routed<'a> {
+    /// The frame.
+    pub frame: &'a [u8],
     /// The frame, sliced.
     pub packet: SlicedPacket<'a>,
     /// Who sent it.
@@ -381,6 +380,7 @@ impl<'a> Routed<'a> {
         };
         let ip_start = header.as_ptr() as usize - frame.as_ptr() as usize;
         Some(Routed {
+            frame,
             packet,
             container_mac,
             src,
@@ -528,6 +528,11 @@ mod tests {
         frame
     }
 
+    /// What the gateway does with a frame: parse it, and offer it to egress.
+    fn take(egress: &mut Egress, frame: &[u8]) -> bool {
+        Routed::parse(frame, GATEWAY_MAC).is_some_and(|r| egress.take(&r))
+    }
+
     fn egress(internal: bool) -> Egress {
         let local = vec!["10.9.0.0/24".parse().unwrap()];
         Egress::new(GATEWAY_MAC, 1500, local, internal, Arc::default())
@@ -555,9 +560,9 @@ mod tests {
     #[test]
     fn an_internal_network_counts_what_it_refuses_and_local_traffic_is_left_alone() {
         let mut sealed = egress(true);
-        assert!(sealed.take(&udp_frame([192, 0, 2, 1])));
+        assert!(take(&mut sealed, &udp_frame([192, 0, 2, 1])));
         assert!(
-            !sealed.take(&udp_frame([10, 9, 0, 1])),
+            !take(&mut sealed, &udp_frame([10, 9, 0, 1])),
             "the gateway's own DNS"
         );
         let stats = sealed.counters.snapshot();
@@ -565,7 +570,7 @@ mod tests {
         // Not for the gateway's MAC, or not a datagram: not egress's.
         let mut frame = udp_frame([192, 0, 2, 1]);
         frame[..6].copy_from_slice(&CONTAINER_MAC);
-        assert!(!sealed.take(&frame));
+        assert!(!take(&mut sealed, &frame));
         let mut tcp = Vec::new();
         PacketBuilder::ethernet2(CONTAINER_MAC, GATEWAY_MAC)
             .ipv4([10, 9, 0, 2], [192, 0, 2, 1], 64)
@@ -573,7 +578,10 @@ mod tests {
             .syn()
             .write(&mut tcp, &[])
             .unwrap();
-        assert!(!sealed.take(&tcp), "TCP is tcp_egress's");
-        assert!(!sealed.take(&[0u8; 10]), "garbage is the stack's to drop");
+        assert!(!take(&mut sealed, &tcp), "TCP is tcp_egress's");
+        assert!(
+            !take(&mut sealed, &[0u8; 10]),
+            "garbage is the stack's to drop"
+        );
     }
 }

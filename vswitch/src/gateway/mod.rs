@@ -491,8 +491,12 @@ impl Runner {
             return;
         }
         // With a host interface, the host's kernel routes what leaves the network.
-        if self.host.is_none() && (self.egress.take(frame) || self.tcp_egress.take(frame)) {
-            return;
+        if self.host.is_none() {
+            // Parsed once for both egress paths.
+            let routed = egress::Routed::parse(frame, self.config.mac.0);
+            if routed.is_some_and(|r| self.egress.take(&r) || self.tcp_egress.take(&r)) {
+                return;
+            }
         }
         let recipient = match &self.host {
             Some(_) => host::recipient(frame, &self.gateway_ips),

@@ -155,13 +155,10 @@ impl TcpEgress {
         }
     }
 
-    /// Takes `frame` if it is TCP for an address beyond the network (true: taken).
-    pub fn take(&mut self, frame: &[u8]) -> bool {
-        let Some(routed) = Routed::parse(frame, self.gateway_mac) else {
-            return false;
-        };
+    /// Takes the frame if it is TCP for an address beyond the network (true: taken).
+    pub fn take(&mut self, routed: &Routed) -> bool {
         let (src, dst, ip_start) = (routed.src, routed.dst, routed.ip_start);
-        let (packet, container_mac) = (routed.packet, routed.container_mac);
+        let (packet, container_mac, frame) = (&routed.packet, routed.container_mac, routed.frame);
         let Some(TransportSlice::Tcp(tcp)) = &packet.transport else {
             return false;
         };
@@ -274,10 +271,7 @@ impl TcpEgress {
         let Some(pending) = self.pending.remove(&id) else {
             return;
         };
-        let mut socket = tcp::Socket::new(
-            tcp::SocketBuffer::new(vec![0; RX_BUFFER]),
-            tcp::SocketBuffer::new(vec![0; TX_BUFFER]),
-        );
+        let mut socket = flow_socket();
         let listen = IpListenEndpoint {
             addr: Some(pending.key.outside.ip().into()),
             port: pending.key.outside.port(),
@@ -360,10 +354,7 @@ impl TcpEgress {
             return;
         }
         self.macs.insert(container.ip(), container_mac);
-        let mut socket = tcp::Socket::new(
-            tcp::SocketBuffer::new(vec![0; RX_BUFFER]),
-            tcp::SocketBuffer::new(vec![0; TX_BUFFER]),
-        );
+        let mut socket = flow_socket();
         let local = IpListenEndpoint {
             addr: Some(shown.ip().into()),
             port: shown.port(),
@@ -536,6 +527,14 @@ impl TcpEgress {
     }
 }
 
+/// A container-facing socket for a new flow.
+fn flow_socket() -> tcp::Socket<'static> {
+    tcp::Socket::new(
+        tcp::SocketBuffer::new(vec![0; RX_BUFFER]),
+        tcp::SocketBuffer::new(vec![0; TX_BUFFER]),
+    )
+}
+
 /// The sequence number of the SYN in IP packet `syn`.
 fn syn_sequence(syn: &[u8]) -> Option<u32> {
     match etherparse::SlicedPacket::from_ip(syn).ok()?.transport? {
@@ -598,6 +597,11 @@ mod tests {
     const GATEWAY_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 1];
     const CONTAINER_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 2];
 
+    /// What the gateway does with a frame: parse it, and offer it to TCP egress.
+    fn take(egress: &mut TcpEgress, frame: &[u8]) -> bool {
+        Routed::parse(frame, GATEWAY_MAC).is_some_and(|r| egress.take(&r))
+    }
+
     fn tcp_egress(internal: bool) -> TcpEgress {
         let gateway: IpAddr = "10.9.0.1".parse().unwrap();
         let local = vec!["10.9.0.0/24".parse().unwrap()];
@@ -621,7 +625,7 @@ mod tests {
             .ack(777)
             .write(&mut frame, b"data")
             .unwrap();
-        assert!(egress.take(&frame));
+        assert!(take(&mut egress, &frame));
         let out = egress.pump();
         assert_eq!(out.len(), 1);
         let reset = SlicedPacket::from_ethernet(&out[0]).unwrap();
@@ -652,7 +656,7 @@ mod tests {
             .syn()
             .write(&mut syn, &[])
             .unwrap();
-        assert!(egress.take(&syn));
+        assert!(take(&mut egress, &syn));
         assert!(egress.pump().is_empty());
         assert_eq!(egress.counters.snapshot().blocked, 1);
     }
