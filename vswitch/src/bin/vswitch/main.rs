@@ -104,7 +104,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    let mut cli = Cli::parse();
+    let cli = Cli::parse();
     // netlink-packet-route warns about every attribute newer than itself: not ours to fix.
     let default_level = match cli.command {
         Command::Daemon(_) => "info,netlink_packet_route=error",
@@ -121,21 +121,18 @@ fn main() -> ExitCode {
     }
     // Steps that enter user namespaces, which only a single-threaded process may: before the
     // runtime starts its threads.
-    match &mut cli.command {
-        Command::Enter(_) => {
-            let Command::Enter(args) = cli.command else {
-                unreachable!()
-            };
-            return run::enter(args);
-        }
+    let mut cli = match cli.command {
+        Command::Enter(args) => return run::enter(args),
         Command::HoldUserns => vswitch::rootless::hold(),
-        Command::Daemon(args) if !nix::unistd::geteuid().is_root() => {
+        command => Cli { command, ..cli },
+    };
+    if let Command::Daemon(args) = &mut cli.command {
+        if !nix::unistd::geteuid().is_root() {
             if let Err(e) = daemon::become_rootless(&mut cli.socket, args) {
                 eprintln!("Error: {e:#}");
                 return ExitCode::FAILURE;
             }
         }
-        _ => {}
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
