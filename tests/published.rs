@@ -8,7 +8,10 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::time::Duration;
 
-use common::{bed_with_outside, spawn_in_netns, tcp_connect, tcp_transfer, OUTSIDE_IP};
+use common::{
+    bed_with_outside, download_from, download_server_on, spawn_in_netns, tcp_connect, tcp_transfer,
+    udp_ask_to, udp_echo_server_on, OUTSIDE_IP,
+};
 
 /// The daemon's address on the link to the outside.
 const HOST_IP: &str = "10.251.0.1";
@@ -28,9 +31,11 @@ fn a_published_port_reaches_the_container_with_the_clients_own_address() {
         "10.251.0.1:18080:8080",
         "--publish",
         "10.251.0.1:5201:5201",
+        "--publish",
+        "10.251.0.1:18085:8081",
     ]);
     let published = &bed.inspect("pub")["endpoints"]["srv"]["published"];
-    assert_eq!(published.as_array().unwrap().len(), 2, "{published}");
+    assert_eq!(published.as_array().unwrap().len(), 3, "{published}");
 
     // The container's server sees the client as it is.
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
@@ -61,10 +66,13 @@ fn a_published_port_reaches_the_container_with_the_clients_own_address() {
     );
     assert_eq!(peer.ip().to_string(), OUTSIDE_IP);
 
-    // 100 MB from a client outside to the container, intact.
+    // 100 MB from a client outside to the container, and 100 MB back, intact.
     let total = 100 << 20;
     let (sent, received, bytes, _) = tcp_transfer(&outside, &ns, HOST_IP, total);
     assert_eq!((bytes, received), (total, sent));
+    let server = download_server_on(&ns, "0.0.0.0:8081".parse().unwrap(), total);
+    let got = download_from(&outside, "10.251.0.1:18085".parse().unwrap());
+    assert_eq!(got, (server.join().unwrap(), total));
 
     // Taken ports, ports in use and malformed specs are refused, and nothing changes.
     let other = bed.netns("other");
@@ -126,4 +134,50 @@ fn a_published_port_reaches_the_container_with_the_clients_own_address() {
         tcp_connect(&outside, HOST_IP, 18080),
         Err(std::io::ErrorKind::ConnectionRefused)
     );
+}
+
+#[test]
+fn a_published_udp_port_answers_with_the_clients_own_address() {
+    let (mut bed, daemon_ns, outside) = bed_with_outside();
+    bed.ok(&["network", "create", "dgram", "--subnet", "10.85.9.0/24"]);
+    let ns = bed.netns("echo");
+    bed.ok(&[
+        "connect",
+        "dgram",
+        &ns,
+        "--name",
+        "echo",
+        "-p",
+        "10.251.0.1:17007:7007/udp",
+        "-p",
+        "127.0.0.1:17008:7007/udp",
+        // The same port number for TCP is another port.
+        "-p",
+        "10.251.0.1:17007:7007/tcp",
+    ]);
+    let published = &bed.inspect("dgram")["endpoints"]["echo"]["published"];
+    assert_eq!(published[0]["protocol"], "udp", "{published}");
+
+    let server = udp_echo_server_on(&ns, "0.0.0.0:7007".parse().unwrap());
+    let (answer, client) = udp_ask_to(&outside, "10.251.0.1:17007".parse().unwrap(), b"ping")
+        .expect("the container answers");
+    assert_eq!(answer, b"ping");
+    let (answer, _) = udp_ask_to(&daemon_ns, "127.0.0.1:17008".parse().unwrap(), b"local")
+        .expect("the container answers a client on the daemon's loopback");
+    assert_eq!(answer, b"local");
+    let senders = server.join().unwrap();
+    assert_eq!(
+        senders.first(),
+        Some(&client),
+        "the container sees the client's own address and port"
+    );
+    assert_eq!(
+        senders.get(1).map(|s| s.ip().to_string()),
+        Some("10.85.9.1".to_string()),
+        "a loopback client is shown as the gateway"
+    );
+
+    // Disconnecting closes the port: nothing answers.
+    bed.ok(&["disconnect", "dgram", "echo"]);
+    assert!(udp_ask_to(&outside, "10.251.0.1:17007".parse().unwrap(), b"gone?").is_err());
 }

@@ -23,8 +23,9 @@ pub use {
     metrics::{free_port, promtool_check, scrape, series},
     netns::{has_link, in_netns, spawn_in_netns},
     outside::{
-        bed_with_outside, download, download_server, link_outside, tcp_connect, udp_ask,
-        udp_echo_server, ECHO_PORT, OUTSIDE_IP,
+        bed_with_outside, download, download_from, download_server, download_server_on,
+        link_outside, tcp_connect, udp_ask, udp_ask_to, udp_echo_server, udp_echo_server_on,
+        ECHO_PORT, OUTSIDE_IP,
     },
     pcap::{finish_capture, start_capture, tshark_fields},
     process::{cpu_ticks, eventually, rss_mib, run},

@@ -43,23 +43,33 @@ pub fn bed_with_outside() -> (Bed, String, String) {
     (bed, daemon_ns, outside)
 }
 
-/// A UDP echo server on `OUTSIDE_IP` in `netns`, answering until idle for 5 s; returns how many
-/// datagrams it answered.
+/// Answers UDP datagrams at `OUTSIDE_IP:ECHO_PORT` in `netns` until none comes for 5 s;
+/// returns how many it answered.
 pub fn udp_echo_server(netns: &str) -> std::thread::JoinHandle<usize> {
+    let addr: SocketAddr = format!("{OUTSIDE_IP}:{ECHO_PORT}").parse().unwrap();
+    let server = udp_echo_server_on(netns, addr);
+    std::thread::spawn(move || server.join().unwrap().len())
+}
+
+/// Answers UDP datagrams at `addr` in `netns` until none comes for 5 s; returns who sent each.
+pub fn udp_echo_server_on(
+    netns: &str,
+    addr: SocketAddr,
+) -> std::thread::JoinHandle<Vec<SocketAddr>> {
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
     let server = spawn_in_netns(netns, move || {
-        let socket = UdpSocket::bind((OUTSIDE_IP, ECHO_PORT)).unwrap();
+        let socket = UdpSocket::bind(addr).unwrap();
         socket
             .set_read_timeout(Some(Duration::from_secs(5)))
             .unwrap();
         ready_tx.send(()).unwrap();
         let mut buf = [0u8; 2048];
-        let mut answered = 0;
+        let mut senders = Vec::new();
         while let Ok((len, from)) = socket.recv_from(&mut buf) {
             socket.send_to(&buf[..len], from).unwrap();
-            answered += 1;
+            senders.push(from);
         }
-        answered
+        senders
     });
     ready_rx.recv_timeout(Duration::from_secs(5)).unwrap();
     server
@@ -72,9 +82,20 @@ pub fn udp_ask(
     port: u16,
     message: &'static [u8],
 ) -> Result<Vec<u8>, std::io::ErrorKind> {
+    let to = format!("{OUTSIDE_IP}:{port}").parse().unwrap();
+    udp_ask_to(netns, to, message).map(|(answer, _)| answer)
+}
+
+/// Sends `message` over UDP from `netns` to `to`; the answer and the address it was sent
+/// from, or the error the kernel reports (WouldBlock: no answer within 2 s, three times).
+pub fn udp_ask_to(
+    netns: &str,
+    to: SocketAddr,
+    message: &'static [u8],
+) -> Result<(Vec<u8>, SocketAddr), std::io::ErrorKind> {
     spawn_in_netns(netns, move || {
         let socket = UdpSocket::bind("0.0.0.0:0").unwrap();
-        socket.connect((OUTSIDE_IP, port)).unwrap();
+        socket.connect(to).unwrap();
         socket
             .set_read_timeout(Some(Duration::from_secs(2)))
             .unwrap();
@@ -86,7 +107,7 @@ pub fn udp_ask(
                 continue;
             }
             match socket.recv(&mut buf) {
-                Ok(len) => return Ok(buf[..len].to_vec()),
+                Ok(len) => return Ok((buf[..len].to_vec(), socket.local_addr().unwrap())),
                 Err(e) => last = e.kind(),
             }
             if last == std::io::ErrorKind::ConnectionRefused {
@@ -102,9 +123,20 @@ pub fn udp_ask(
 /// Serves `total` pseudo-random bytes to the first client at `OUTSIDE_IP:port` in `netns`,
 /// then closes; returns the digest of what it sent.
 pub fn download_server(netns: &str, port: u16, total: usize) -> std::thread::JoinHandle<u64> {
+    let addr = SocketAddr::new(OUTSIDE_IP.parse().unwrap(), port);
+    download_server_on(netns, addr, total)
+}
+
+/// Serves `total` pseudo-random bytes to the first client at `addr` in `netns`, then closes;
+/// returns the digest of what it sent.
+pub fn download_server_on(
+    netns: &str,
+    addr: SocketAddr,
+    total: usize,
+) -> std::thread::JoinHandle<u64> {
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
     let server = spawn_in_netns(netns, move || {
-        let listener = TcpListener::bind((OUTSIDE_IP, port)).unwrap();
+        let listener = TcpListener::bind(addr).unwrap();
         ready_tx.send(()).unwrap();
         let (mut conn, _) = listener.accept().unwrap();
         conn.set_write_timeout(Some(Duration::from_secs(30)))
@@ -117,8 +149,12 @@ pub fn download_server(netns: &str, port: u16, total: usize) -> std::thread::Joi
 
 /// Downloads from `OUTSIDE_IP:port` in `netns` until the server closes; (digest, bytes).
 pub fn download(netns: &str, port: u16) -> (u64, usize) {
+    download_from(netns, SocketAddr::new(OUTSIDE_IP.parse().unwrap(), port))
+}
+
+/// Downloads from `addr` in `netns` until the server closes; (digest, bytes).
+pub fn download_from(netns: &str, addr: SocketAddr) -> (u64, usize) {
     spawn_in_netns(netns, move || {
-        let addr = SocketAddr::new(OUTSIDE_IP.parse().unwrap(), port);
         let mut conn = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).unwrap();
         conn.set_read_timeout(Some(Duration::from_secs(30)))
             .unwrap();

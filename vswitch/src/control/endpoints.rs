@@ -87,12 +87,15 @@ impl Control {
             security: port_security(record, &endpoint, unix_now()),
             rate_limit: endpoint.rate_limit,
         };
-        let inbound = net.gateway.gateway.inbound.clone();
+        let handoff = super::publish::Handoff {
+            tcp: net.gateway.gateway.inbound.clone(),
+            udp: net.gateway.gateway.datagrams.clone(),
+        };
         let mut port = self
             .open_port(&endpoint.netns, endpoint.netns_inode, config, port_config)
             .await?;
         endpoint.netns_inode = port.ns.identity().ino;
-        match super::publish::listen(&endpoint, &inbound).await {
+        match super::publish::listen(&endpoint, &handoff).await {
             Ok(publishers) => port.publishers = publishers,
             Err(e) => {
                 self.dataplane.remove_port(port.port).await?;

@@ -5,7 +5,9 @@
 //! (allowed to the groups in `net.ipv4.ping_group_range`). A closed UDP port, which the host
 //! learns as ECONNREFUSED, reaches the container as ICMP port unreachable. Flows end after
 //! `IDLE` without traffic and are bounded per network and per container; what is refused or
-//! cannot be sent is counted.
+//! cannot be sent is counted. Published UDP ports come in the other way: a datagram on the
+//! host port opens a flow from the client's own address to the container, whose answers leave
+//! through the listening socket to that client.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -90,16 +92,21 @@ struct FlowKey {
 
 struct Flow {
     socket: Arc<UdpSocket>,
+    /// A published port's client: the flow shares the port's socket and sends to it.
+    client: Option<SocketAddr>,
     container_mac: [u8; 6],
     last_used: Instant,
     /// The start of the last datagram sent, to quote in an ICMP error.
     quote: Vec<u8>,
-    reader: tokio::task::JoinHandle<()>,
+    /// Reads the flow's own socket (none for a published port's client).
+    reader: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Drop for Flow {
     fn drop(&mut self) {
-        self.reader.abort();
+        if let Some(reader) = &self.reader {
+            reader.abort();
+        }
     }
 }
 
@@ -113,6 +120,39 @@ enum AnswerKind {
     Data(Vec<u8>),
     /// The outside port is closed.
     Refused,
+    /// A datagram to a published port, from `client`, read on `socket`.
+    Inbound {
+        socket: Arc<UdpSocket>,
+        client: SocketAddr,
+        container_mac: [u8; 6],
+        data: Vec<u8>,
+    },
+}
+
+impl Answer {
+    /// A datagram a published UDP port received on `socket` from `client`, for the container
+    /// at `container`.
+    pub fn inbound(
+        socket: Arc<UdpSocket>,
+        client: SocketAddr,
+        container: SocketAddr,
+        container_mac: [u8; 6],
+        data: Vec<u8>,
+    ) -> Answer {
+        let key = FlowKey {
+            protocol: Protocol::Udp,
+            inside: container,
+            // Shown as the client until the gateway knows better (`Egress::answer`).
+            outside: client,
+        };
+        let kind = AnswerKind::Inbound {
+            socket,
+            client,
+            container_mac,
+            data,
+        };
+        Answer { key, kind }
+    }
 }
 
 /// A network's datagram egress.
@@ -120,6 +160,9 @@ pub struct Egress {
     gateway_mac: [u8; 6],
     mtu: usize,
     local: Vec<IpNet>,
+    /// The gateway's addresses, which clients of published ports on the host's loopback are
+    /// shown as.
+    gateways: Vec<IpAddr>,
     internal: bool,
     flows: HashMap<FlowKey, Flow>,
     answers_tx: mpsc::Sender<Answer>,
@@ -131,11 +174,13 @@ pub struct Egress {
 }
 
 impl Egress {
-    /// Egress for a network of `local` subnets; `internal`: none at all, only counted.
+    /// Egress for a network of `local` subnets whose gateway holds `gateways`; `internal`:
+    /// none at all, only counted.
     pub fn new(
         gateway_mac: [u8; 6],
         mtu: u32,
         local: Vec<IpNet>,
+        gateways: Vec<IpAddr>,
         internal: bool,
         counters: Arc<EgressCounters>,
     ) -> Egress {
@@ -144,6 +189,7 @@ impl Egress {
             gateway_mac,
             mtu: mtu as usize,
             local,
+            gateways,
             internal,
             flows: HashMap::new(),
             answers_tx,
@@ -158,9 +204,6 @@ impl Egress {
     pub fn take(&mut self, routed: &Routed) -> bool {
         let (src, dst, ip_start) = (routed.src, routed.dst, routed.ip_start);
         let (packet, container_mac, frame) = (&routed.packet, routed.container_mac, routed.frame);
-        if !is_outside(&self.local, dst) {
-            return false;
-        }
         let (key, payload) = match &packet.transport {
             Some(TransportSlice::Udp(udp)) => (
                 FlowKey {
@@ -180,6 +223,10 @@ impl Egress {
             },
             _ => return false,
         };
+        // Answers to a published port's client on the host's loopback go to the gateway.
+        if !is_outside(&self.local, dst) && !self.flows.contains_key(&key) {
+            return false;
+        }
         if self.internal {
             self.counters.blocked.fetch_add(1, Relaxed);
             return true;
@@ -210,11 +257,19 @@ impl Egress {
         flow.quote.extend_from_slice(quote);
         // Straight to the socket, not through tokio's readiness (a fresh socket is not yet
         // known to be writable there); a full socket buffer drops the datagram, as a link would.
-        let sent = nix::sys::socket::send(
-            flow.socket.as_raw_fd(),
-            payload,
-            nix::sys::socket::MsgFlags::MSG_DONTWAIT,
-        )
+        let sent = match flow.client {
+            Some(client) => nix::sys::socket::sendto(
+                flow.socket.as_raw_fd(),
+                payload,
+                &nix::sys::socket::SockaddrStorage::from(client),
+                nix::sys::socket::MsgFlags::MSG_DONTWAIT,
+            ),
+            None => nix::sys::socket::send(
+                flow.socket.as_raw_fd(),
+                payload,
+                nix::sys::socket::MsgFlags::MSG_DONTWAIT,
+            ),
+        }
         .map_err(std::io::Error::from);
         match sent {
             Ok(_) => {
@@ -234,15 +289,25 @@ impl Egress {
         }
     }
 
-    /// A socket for a new flow, and the task that reads its answers; None past the limits or
-    /// when the host allows no such socket.
-    fn open(&mut self, key: FlowKey, container_mac: [u8; 6]) -> Option<Flow> {
+    /// The sender published UDP ports hand their datagrams to.
+    pub fn sender(&self) -> mpsc::Sender<Answer> {
+        self.answers_tx.clone()
+    }
+
+    /// Whether one more flow of the container at `inside` stays within the limits.
+    fn has_room(&self, inside: IpAddr) -> bool {
         let from_address = self
             .flows
             .keys()
-            .filter(|k| k.inside.ip() == key.inside.ip())
+            .filter(|k| k.inside.ip() == inside)
             .count();
-        if self.flows.len() >= MAX_FLOWS || from_address >= MAX_FLOWS_PER_ADDRESS {
+        self.flows.len() < MAX_FLOWS && from_address < MAX_FLOWS_PER_ADDRESS
+    }
+
+    /// A socket for a new flow, and the task that reads its answers; None past the limits or
+    /// when the host allows no such socket.
+    fn open(&mut self, key: FlowKey, container_mac: [u8; 6]) -> Option<Flow> {
+        if !self.has_room(key.inside.ip()) {
             return None;
         }
         let socket = match flow_socket(key) {
@@ -259,21 +324,81 @@ impl Egress {
         let reader = tokio::spawn(read_answers(key, socket.clone(), self.answers_tx.clone()));
         Some(Flow {
             socket,
+            client: None,
             container_mac,
             last_used: Instant::now(),
             quote: Vec::new(),
-            reader,
+            reader: Some(reader),
         })
+    }
+
+    /// The flow a published port's client opens (or keeps using), and its key; None on an
+    /// `--internal` network or past the limits.
+    fn open_inbound(
+        &mut self,
+        key: FlowKey,
+        socket: Arc<UdpSocket>,
+        client: SocketAddr,
+        container_mac: [u8; 6],
+    ) -> Option<FlowKey> {
+        // A client on the host's loopback is shown as the gateway (the container would drop
+        // packets from a loopback address).
+        let shown = if client.ip().is_loopback() {
+            let gateway = self
+                .gateways
+                .iter()
+                .find(|ip| ip.is_ipv4() == key.inside.is_ipv4())?;
+            SocketAddr::new(*gateway, client.port())
+        } else {
+            client
+        };
+        let key = FlowKey {
+            outside: shown,
+            ..key
+        };
+        if self.internal {
+            self.counters.blocked.fetch_add(1, Relaxed);
+            return None;
+        }
+        if !self.flows.contains_key(&key) {
+            if !self.has_room(key.inside.ip()) {
+                self.counters.dropped.fetch_add(1, Relaxed);
+                return None;
+            }
+            self.counters.flows.fetch_add(1, Relaxed);
+            let flow = Flow {
+                socket,
+                client: Some(client),
+                container_mac,
+                last_used: Instant::now(),
+                quote: Vec::new(),
+                reader: None,
+            };
+            self.flows.insert(key, flow);
+        }
+        Some(key)
     }
 
     /// The frame carrying `answer` to its container, if its flow is still open and it fits.
     pub fn answer(&mut self, answer: Answer) -> Option<Vec<u8>> {
-        let flow = self.flows.get_mut(&answer.key)?;
+        let (key, kind) = match answer.kind {
+            AnswerKind::Inbound {
+                socket,
+                client,
+                container_mac,
+                data,
+            } => (
+                self.open_inbound(answer.key, socket, client, container_mac)?,
+                AnswerKind::Data(data),
+            ),
+            kind => (answer.key, kind),
+        };
+        let flow = self.flows.get_mut(&key)?;
         flow.last_used = Instant::now();
-        let key = answer.key;
-        let built = match answer.kind {
+        let built = match kind {
             AnswerKind::Data(data) => self.build_answer(key, &data),
             AnswerKind::Refused => self.build_refused(key),
+            AnswerKind::Inbound { .. } => None,
         };
         match built {
             Some(frame) if frame.len() <= self.mtu + 14 => {
@@ -535,7 +660,8 @@ mod tests {
 
     fn egress(internal: bool) -> Egress {
         let local = vec!["10.9.0.0/24".parse().unwrap()];
-        Egress::new(GATEWAY_MAC, 1500, local, internal, Arc::default())
+        let gateways = vec!["10.9.0.1".parse().unwrap()];
+        Egress::new(GATEWAY_MAC, 1500, local, gateways, internal, Arc::default())
     }
 
     #[test]

@@ -156,8 +156,10 @@ pub struct Gateway {
     task: tokio::task::JoinHandle<()>,
     /// Its counters.
     pub counters: Arc<GatewayCounters>,
-    /// Where published ports hand in their clients.
+    /// Where published TCP ports hand in their clients.
     pub inbound: mpsc::Sender<tcp_egress::Event>,
+    /// Where published UDP ports hand in their datagrams.
+    pub datagrams: mpsc::Sender<egress::Answer>,
 }
 
 impl Drop for Gateway {
@@ -222,9 +224,11 @@ pub fn spawn(
         config.mac.0,
         config.mtu,
         config.subnets.iter().map(|s| s.subnet).collect(),
+        config.subnets.iter().map(|s| s.gateway).collect(),
         config.internal,
         counters.egress.clone(),
     );
+    let datagrams = egress.sender();
     let tcp_egress = tcp_egress::TcpEgress::new(
         config.mac.0,
         config.mtu,
@@ -265,6 +269,7 @@ pub fn spawn(
         task: tokio::spawn(runner.run()),
         counters,
         inbound,
+        datagrams,
     })
 }
 

@@ -330,6 +330,10 @@ impl TcpEgress {
         container: SocketAddr,
         container_mac: [u8; 6],
     ) {
+        if self.internal {
+            self.counters.blocked.fetch_add(1, Relaxed);
+            return;
+        }
         if self.pending.len() + self.flows.len() >= MAX_FLOWS {
             self.counters.dropped.fetch_add(1, Relaxed);
             return;

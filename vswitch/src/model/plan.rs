@@ -2,7 +2,7 @@
 //! and interface names, each refused with a sentence naming the problem before anything
 //! changes.
 
-use super::publish::{parse_publish, PortMapping, PortProtocol, MAX_PUBLISHED};
+use super::publish::{parse_publish, PortMapping, MAX_PUBLISHED};
 use std::collections::{BTreeMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
 
@@ -394,11 +394,6 @@ fn plan_published(specs: &[String], state: &State) -> Result<Vec<PortMapping>, M
     let mut mappings: Vec<PortMapping> = Vec::new();
     for spec in specs {
         for mapping in parse_publish(spec).map_err(invalid)? {
-            if mapping.protocol == PortProtocol::Udp {
-                return Err(invalid(format!(
-                    "--publish {spec:?}: UDP ports cannot be published yet, only TCP"
-                )));
-            }
             if mappings.iter().any(|m| m.clashes_with(&mapping)) {
                 return Err(invalid(format!(
                     "--publish {spec:?}: host port {} is asked for twice",
