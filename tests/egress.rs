@@ -61,6 +61,17 @@ fn an_internal_network_reaches_nothing_outside_and_counts_it() {
     assert!(egress["blocked"].as_u64().unwrap() >= 4, "{egress}");
     assert_eq!(egress["sent"], 0, "{egress}");
     assert_eq!(server.join().unwrap(), 0);
+    // Nor does anything come in: publishing is refused, and nothing changes.
+    let other = bed.netns("s2");
+    let error = bed.fails(&["connect", "sealed", &other, "-p", "18090:80"]);
+    assert!(error.contains("--internal"), "{error}");
+    assert_eq!(
+        bed.inspect("sealed")["endpoints"]
+            .as_object()
+            .unwrap()
+            .len(),
+        1
+    );
 }
 
 #[test]

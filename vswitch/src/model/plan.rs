@@ -385,12 +385,22 @@ pub fn plan_endpoint(
         port_security: req.port_security.unwrap_or(true),
         labels: parse_labels(&req.labels)?,
         rate_limit: check_rate_limit(req.rate_limit)?,
-        published: plan_published(&req.publish, state)?,
+        published: plan_published(&req.publish, network, state)?,
     })
 }
 
 /// The mappings `specs` ask for, none taking a host port another endpoint's mapping holds.
-fn plan_published(specs: &[String], state: &State) -> Result<Vec<PortMapping>, ModelError> {
+fn plan_published(
+    specs: &[String],
+    network: &NetworkRecord,
+    state: &State,
+) -> Result<Vec<PortMapping>, ModelError> {
+    if network.internal && !specs.is_empty() {
+        return Err(invalid(format!(
+            "cannot publish ports on network {}: it is --internal (nothing reaches it from beyond)",
+            network.name
+        )));
+    }
     let mut mappings: Vec<PortMapping> = Vec::new();
     for spec in specs {
         for mapping in parse_publish(spec).map_err(invalid)? {
