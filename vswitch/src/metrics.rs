@@ -156,7 +156,7 @@ fn describe() {
         Unit::Count,
         "Packets a staged rule would have decided."
     );
-    for (name, help) in GATEWAY_COUNTERS {
+    for (name, help) in GATEWAY_COUNTERS.into_iter().chain(EGRESS_COUNTERS) {
         describe_counter!(name, Unit::Count, help);
     }
     describe_counter!(
@@ -272,6 +272,37 @@ const GATEWAY_COUNTERS: [(&str, &str); 10] = [
     ),
 ];
 
+const EGRESS_COUNTERS: [(&str, &str); 7] = [
+    (
+        "vswitch_gateway_egress_sent_total",
+        "Datagrams (and reads of TCP streams) carried out of the network.",
+    ),
+    (
+        "vswitch_gateway_egress_received_total",
+        "Answers (and reads of TCP streams) carried back into the network.",
+    ),
+    (
+        "vswitch_gateway_egress_flows_total",
+        "Egress and published-port flows opened (UDP, ICMP echo, TCP).",
+    ),
+    (
+        "vswitch_gateway_egress_blocked_total",
+        "Packets to outside addresses refused: the network is --internal.",
+    ),
+    (
+        "vswitch_gateway_egress_dropped_total",
+        "Egress packets dropped or connections refused or unreachable outside.",
+    ),
+    (
+        "vswitch_gateway_egress_limited_total",
+        "Flows not opened: the network or the container holds as many as it may.",
+    ),
+    (
+        "vswitch_gateway_egress_expired_total",
+        "Flows closed for being idle.",
+    ),
+];
+
 fn publish_gateway(name: &str, g: &GatewayStats) {
     let labels = [("network", name.to_string())];
     let values = [
@@ -287,6 +318,13 @@ fn publish_gateway(name: &str, g: &GatewayStats) {
         g.frames_dropped,
     ];
     for ((metric, _), value) in GATEWAY_COUNTERS.iter().zip(values) {
+        counter!(*metric, &labels).absolute(value);
+    }
+    let e = &g.egress;
+    let values = [
+        e.sent, e.received, e.flows, e.blocked, e.dropped, e.limited, e.expired,
+    ];
+    for ((metric, _), value) in EGRESS_COUNTERS.iter().zip(values) {
         counter!(*metric, &labels).absolute(value);
     }
 }

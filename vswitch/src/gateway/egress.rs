@@ -43,6 +43,8 @@ pub struct EgressCounters {
     pub(super) flows: AtomicU64,
     pub(super) blocked: AtomicU64,
     pub(super) dropped: AtomicU64,
+    pub(super) limited: AtomicU64,
+    pub(super) expired: AtomicU64,
 }
 
 /// A snapshot of them, as `network inspect` shows it.
@@ -56,9 +58,15 @@ pub struct EgressStats {
     pub flows: u64,
     /// Packets to outside addresses refused: the network is `--internal`.
     pub blocked: u64,
-    /// Packets dropped or connections refused: flow limits reached, no socket allowed (ping
-    /// sockets), an outside end refused or unreachable, a send or an answer that did not fit.
+    /// Packets dropped or connections refused: no socket allowed (ping sockets), an outside
+    /// end refused or unreachable, a send or an answer that did not fit.
     pub dropped: u64,
+    /// Flows not opened: the network or the container holds as many as it may.
+    #[serde(default)]
+    pub limited: u64,
+    /// Flows closed for being idle.
+    #[serde(default)]
+    pub expired: u64,
 }
 
 impl EgressCounters {
@@ -70,6 +78,8 @@ impl EgressCounters {
             flows: self.flows.load(Relaxed),
             blocked: self.blocked.load(Relaxed),
             dropped: self.dropped.load(Relaxed),
+            limited: self.limited.load(Relaxed),
+            expired: self.expired.load(Relaxed),
         }
     }
 }
@@ -242,10 +252,7 @@ impl Egress {
                 Some(flow) => {
                     self.flows.insert(key, flow);
                 }
-                None => {
-                    self.counters.dropped.fetch_add(1, Relaxed);
-                    return;
-                }
+                None => return,
             }
         }
         let Some(flow) = self.flows.get_mut(&key) else {
@@ -304,10 +311,11 @@ impl Egress {
         self.flows.len() < MAX_FLOWS && from_address < MAX_FLOWS_PER_ADDRESS
     }
 
-    /// A socket for a new flow, and the task that reads its answers; None past the limits or
-    /// when the host allows no such socket.
+    /// A socket for a new flow, and the task that reads its answers; None (counted) past the
+    /// limits or when the host allows no such socket.
     fn open(&mut self, key: FlowKey, container_mac: [u8; 6]) -> Option<Flow> {
         if !self.has_room(key.inside.ip()) {
+            self.counters.limited.fetch_add(1, Relaxed);
             return None;
         }
         let socket = match flow_socket(key) {
@@ -317,6 +325,7 @@ impl Egress {
                     self.warned_ping = true;
                     warn!(error = %e, "ping to outside addresses needs ping sockets: add this daemon's group to the sysctl net.ipv4.ping_group_range");
                 }
+                self.counters.dropped.fetch_add(1, Relaxed);
                 return None;
             }
         };
@@ -362,7 +371,7 @@ impl Egress {
         }
         if !self.flows.contains_key(&key) {
             if !self.has_room(key.inside.ip()) {
-                self.counters.dropped.fetch_add(1, Relaxed);
+                self.counters.limited.fetch_add(1, Relaxed);
                 return None;
             }
             self.counters.flows.fetch_add(1, Relaxed);
@@ -414,8 +423,11 @@ impl Egress {
 
     /// Closes flows idle for `IDLE`.
     pub fn expire(&mut self, now: Instant) {
+        let before = self.flows.len();
         self.flows
             .retain(|_, flow| now.duration_since(flow.last_used) < IDLE);
+        let expired = (before - self.flows.len()) as u64;
+        self.counters.expired.fetch_add(expired, Relaxed);
     }
 
     fn builder(
@@ -681,6 +693,39 @@ mod tests {
         ] {
             assert_eq!(is_outside(&local, ip.parse().unwrap()), outside, "{ip}");
         }
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_published_ports_client_gets_a_flow_that_ends_when_idle() {
+        let mut egress = egress(false);
+        let socket = Arc::new(UdpSocket::bind("127.0.0.1:0").await.unwrap());
+        let client: SocketAddr = "10.251.0.2:5555".parse().unwrap();
+        let container: SocketAddr = "10.9.0.2:7007".parse().unwrap();
+        let inbound = |data: &[u8]| {
+            Answer::inbound(
+                socket.clone(),
+                client,
+                container,
+                CONTAINER_MAC,
+                data.to_vec(),
+            )
+        };
+        let frame = egress
+            .answer(inbound(b"one"))
+            .expect("a frame to the container");
+        let packet = SlicedPacket::from_ethernet(&frame).unwrap();
+        let Some(TransportSlice::Udp(udp)) = &packet.transport else {
+            panic!("UDP expected");
+        };
+        assert_eq!((udp.source_port(), udp.destination_port()), (5555, 7007));
+        assert_eq!(udp.payload(), b"one");
+        assert!(egress.answer(inbound(b"two")).is_some());
+        assert_eq!(egress.counters.snapshot().flows, 1, "one client, one flow");
+        egress.expire(Instant::now() + IDLE / 2);
+        assert_eq!(egress.flows.len(), 1);
+        egress.expire(Instant::now() + IDLE);
+        assert!(egress.flows.is_empty());
+        assert_eq!(egress.counters.snapshot().expired, 1);
     }
 
     #[test]

@@ -379,6 +379,7 @@ impl Runner {
         loop {
             if std::time::Instant::now() >= next_expiry {
                 self.egress.expire(std::time::Instant::now());
+                self.tcp_egress.expire(std::time::Instant::now());
                 next_expiry = std::time::Instant::now() + EGRESS_EXPIRY_INTERVAL;
             }
             self.poll_stack().await;

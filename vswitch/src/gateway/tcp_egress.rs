@@ -4,13 +4,14 @@
 //! The outside connection is made first while the container's SYN waits, so a refused
 //! connection reaches the container as a reset and an unreachable host as ICMP host
 //! unreachable, as if the switch were not there. Half-closes pass both ways. A flow holds at
-//! most its socket buffers and `CREDIT` bytes on their way in; flows per network are bounded.
+//! most its socket buffers and `CREDIT` bytes on their way in; flows per network and per
+//! container are bounded, and idle ones reset after RFC 5382's timeouts for NATs.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use etherparse::TransportSlice;
 use ipnet::IpNet;
@@ -26,6 +27,12 @@ use super::egress::{is_outside, reply_builder, unreachable, EgressCounters, Rout
 
 /// Connections open or being opened at once on one network.
 pub const MAX_FLOWS: usize = 512;
+/// Connections open or being opened at once by (or to) one container address.
+pub const MAX_FLOWS_PER_ADDRESS: usize = 128;
+/// An established connection idle this long is reset (RFC 5382 REQ-5: no less than 2 h 4 min).
+pub const IDLE: Duration = Duration::from_secs(2 * 3600 + 4 * 60);
+/// A connection opening or closing, idle this long, is reset (RFC 5382's transitory 4 min).
+pub const TRANSITORY_IDLE: Duration = Duration::from_secs(4 * 60);
 /// How long the outside connection may take before the container hears "unreachable".
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 /// Bytes read from the outside at a time.
@@ -76,6 +83,8 @@ struct Flow {
     sent_of_front: usize,
     outside_eof: bool,
     fin_sent: bool,
+    /// When a segment or outside data last came.
+    last_active: Instant,
     credit: Arc<Semaphore>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -176,7 +185,10 @@ impl TcpEgress {
         }
         let ip_packet = &frame[ip_start..];
         self.macs.insert(src, container_mac);
-        if self.by_key.contains_key(&key) {
+        if let Some(id) = self.by_key.get(&key) {
+            if let Some(flow) = self.flows.get_mut(id) {
+                flow.last_active = Instant::now();
+            }
             if !self.queues.push_rx(ip_packet.to_vec()) {
                 self.counters.dropped.fetch_add(1, Relaxed);
             }
@@ -202,10 +214,24 @@ impl TcpEgress {
         true
     }
 
+    /// Whether one more connection of the container at `inside` stays within the limits;
+    /// counted if not.
+    fn has_room(&self, inside: IpAddr) -> bool {
+        let keys = || {
+            let pending = self.pending.values().map(|p| &p.key);
+            pending.chain(self.flows.values().map(|f| &f.key))
+        };
+        let room = keys().count() < MAX_FLOWS
+            && keys().filter(|k| k.inside.ip() == inside).count() < MAX_FLOWS_PER_ADDRESS;
+        if !room {
+            self.counters.limited.fetch_add(1, Relaxed);
+        }
+        room
+    }
+
     /// Starts the outside connection of a new flow; the SYN waits for it.
     fn open(&mut self, key: FlowKey, syn: Vec<u8>) {
-        if self.pending.len() + self.flows.len() >= MAX_FLOWS {
-            self.counters.dropped.fetch_add(1, Relaxed);
+        if !self.has_room(key.inside.ip()) {
             return;
         }
         let id = self.next_id;
@@ -249,6 +275,7 @@ impl TcpEgress {
             }
             Event::Data(id, data) => {
                 if let Some(flow) = self.flows.get_mut(&id) {
+                    flow.last_active = Instant::now();
                     self.counters.received.fetch_add(1, Relaxed);
                     flow.from_outside.push_back(data);
                 }
@@ -309,6 +336,7 @@ impl TcpEgress {
                 sent_of_front: 0,
                 outside_eof: false,
                 fin_sent: false,
+                last_active: Instant::now(),
                 credit,
                 task,
             },
@@ -334,8 +362,7 @@ impl TcpEgress {
             self.counters.blocked.fetch_add(1, Relaxed);
             return;
         }
-        if self.pending.len() + self.flows.len() >= MAX_FLOWS {
-            self.counters.dropped.fetch_add(1, Relaxed);
+        if !self.has_room(container.ip()) {
             return;
         }
         let shown = if client.ip().is_loopback() {
@@ -452,6 +479,22 @@ impl TcpEgress {
         }
         self.poll();
         std::mem::take(&mut self.out)
+    }
+
+    /// Resets connections idle past their timeout (`IDLE` established, else
+    /// `TRANSITORY_IDLE`); `pump` then sends the resets and forgets them.
+    pub fn expire(&mut self, now: Instant) {
+        for flow in self.flows.values_mut() {
+            let socket = self.sockets.get_mut::<tcp::Socket>(flow.handle);
+            let limit = match socket.state() {
+                tcp::State::Established => IDLE,
+                _ => TRANSITORY_IDLE,
+            };
+            if now.saturating_duration_since(flow.last_active) >= limit {
+                socket.abort();
+                self.counters.expired.fetch_add(1, Relaxed);
+            }
+        }
     }
 
     /// When the stack next needs polling.
@@ -648,6 +691,63 @@ mod tests {
             777,
             "RFC 793: a reset takes the segment's ACK"
         );
+    }
+
+    fn syn(from: [u8; 4], port: u16) -> Vec<u8> {
+        let mut syn = Vec::new();
+        PacketBuilder::ethernet2(CONTAINER_MAC, GATEWAY_MAC)
+            .ipv4(from, [192, 0, 2, 1], 64)
+            .tcp(port, 80, 1, 1000)
+            .syn()
+            .write(&mut syn, &[])
+            .unwrap();
+        syn
+    }
+
+    // The connects run in tasks that this test never yields to, so none is attempted.
+    #[tokio::test(flavor = "current_thread")]
+    async fn one_container_holds_at_most_its_share_of_connections_and_the_excess_is_counted() {
+        let mut egress = tcp_egress(false);
+        for port in 0..=MAX_FLOWS_PER_ADDRESS as u16 {
+            assert!(take(&mut egress, &syn([10, 9, 0, 2], 40000 + port)));
+        }
+        assert_eq!(egress.pending.len(), MAX_FLOWS_PER_ADDRESS);
+        assert_eq!(egress.counters.snapshot().limited, 1);
+        // Another container still may.
+        assert!(take(&mut egress, &syn([10, 9, 0, 3], 40000)));
+        assert_eq!(egress.pending.len(), MAX_FLOWS_PER_ADDRESS + 1);
+        assert_eq!(egress.counters.snapshot().limited, 1);
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn an_idle_connection_is_reset_toward_the_container_and_forgotten() {
+        let mut egress = tcp_egress(false);
+        // A published port's client (a loopback pair stands in for the outside connection).
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let stream = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        stream.set_nonblocking(true).unwrap();
+        egress.handle(Event::Inbound {
+            stream: TcpStream::from_std(stream).unwrap(),
+            client: "10.251.0.2:5555".parse().unwrap(),
+            container: "10.9.0.2:80".parse().unwrap(),
+            container_mac: CONTAINER_MAC,
+        });
+        let opening = egress.pump();
+        assert_eq!(opening.len(), 1, "the SYN to the container");
+        egress.expire(Instant::now() + TRANSITORY_IDLE / 2);
+        assert!(egress.pump().is_empty(), "not idle long enough");
+        egress.expire(Instant::now() + TRANSITORY_IDLE);
+        let out = egress.pump();
+        assert_eq!(out.len(), 1);
+        let Some(TransportSlice::Tcp(tcp)) =
+            SlicedPacket::from_ethernet(&out[0]).unwrap().transport
+        else {
+            panic!("TCP expected");
+        };
+        assert!(tcp.rst());
+        assert_eq!((tcp.source_port(), tcp.destination_port()), (5555, 80));
+        assert!(egress.flows.is_empty() && egress.by_key.is_empty());
+        assert_eq!(egress.counters.snapshot().expired, 1);
     }
 
     #[test]
