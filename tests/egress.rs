@@ -8,8 +8,9 @@ mod common;
 use std::time::Duration;
 
 use common::{
-    bed_with_outside, download, download_server, in_netns, tcp_connect, tcp_transfer, udp_ask,
-    udp_echo_server, ECHO_PORT, OUTSIDE_IP,
+    bed_with_outside, download, download_from, download_server, download_server_on, in_netns,
+    tcp_connect, tcp_transfer, udp_ask, udp_ask_to, udp_echo_server, udp_echo_server_on, ECHO_PORT,
+    OUTSIDE_IP,
 };
 
 #[test]
@@ -130,4 +131,46 @@ fn a_default_deny_policy_blocks_the_way_out_and_counts_it() {
         .unwrap();
     assert!(port["drops"].as_u64().unwrap() >= 3, "{port}");
     assert_eq!(server.join().unwrap(), 1);
+}
+
+#[test]
+fn the_daemons_loopback_is_reachable_at_the_gateway_only_with_host_loopback() {
+    let (mut bed, daemon_ns, _) = bed_with_outside();
+    let error = bed.fails(&["network", "create", "x", "--host-loopback", "--internal"]);
+    assert!(error.contains("contradict"), "{error}");
+    bed.ok(&[
+        "network",
+        "create",
+        "lo",
+        "--subnet",
+        "10.85.10.0/24",
+        "--host-loopback",
+    ]);
+    assert_eq!(bed.inspect("lo")["host_loopback"], true);
+    let open = bed.netns("open");
+    bed.ok(&["connect", "lo", &open, "--name", "open"]);
+    let closed = bed.network_with("nolo", "10.85.11.0/24", &["closed"]);
+
+    // TCP and UDP to the gateway's address reach servers on the daemon's 127.0.0.1.
+    let total = 1 << 20;
+    let server = download_server_on(&daemon_ns, "127.0.0.1:8090".parse().unwrap(), total);
+    let got = download_from(&open, "10.85.10.1:8090".parse().unwrap());
+    assert_eq!(got, (server.join().unwrap(), total));
+    let echo = udp_echo_server_on(&daemon_ns, "127.0.0.1:7008".parse().unwrap());
+    let (answer, _) = udp_ask_to(&open, "10.85.10.1:7008".parse().unwrap(), b"lo?").unwrap();
+    assert_eq!(answer, b"lo?");
+    // DNS stays the gateway's own.
+    let dig = ["dig", "+time=2", "+tries=1", "@10.85.10.1", "open"];
+    assert!(in_netns(&open, &dig));
+    assert_eq!(echo.join().unwrap().len(), 1);
+
+    // Without the flag the gateway refuses, and nothing reaches the loopback.
+    let server = download_server_on(&daemon_ns, "127.0.0.1:8091".parse().unwrap(), total);
+    assert_eq!(
+        tcp_connect(&closed[0], "10.85.11.1", 8091),
+        Err(std::io::ErrorKind::ConnectionRefused)
+    );
+    // (Let the server go: one connection from the daemon's namespace.)
+    download_from(&daemon_ns, "127.0.0.1:8091".parse().unwrap());
+    server.join().unwrap();
 }

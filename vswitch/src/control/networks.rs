@@ -265,6 +265,7 @@ fn gateway_config(network: &NetworkRecord) -> GatewayConfig {
         upstreams,
         dhcp,
         internal: network.internal,
+        host_loopback: network.host_loopback,
     }
 }
 

@@ -10,7 +10,7 @@
 //! through the listening socket to that client.
 
 use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
@@ -25,6 +25,8 @@ use serde::{Deserialize, Serialize};
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use tracing::{debug, warn};
+
+use super::DNS_PORT;
 
 /// A flow unused this long is closed.
 pub const IDLE: Duration = Duration::from_secs(60);
@@ -165,14 +167,42 @@ impl Answer {
     }
 }
 
+/// Which destinations lie beyond a network, and where sockets reach them.
+#[derive(Debug, Clone)]
+pub struct Beyond {
+    /// The network's subnets: nothing in them is beyond.
+    pub local: Vec<IpNet>,
+    /// The gateway's addresses.
+    pub gateways: Vec<IpAddr>,
+    /// The gateway's addresses lead to the daemon's loopback (except DNS, the gateway's own).
+    pub host_loopback: bool,
+}
+
+impl Beyond {
+    /// Where a socket reaches `dst`, as a container addressed it: `dst` itself if it lies
+    /// beyond the network; the daemon's loopback for a gateway address under `host_loopback`;
+    /// None if it stays in the network.
+    pub fn target(&self, dst: SocketAddr) -> Option<SocketAddr> {
+        if is_outside(&self.local, dst.ip()) {
+            return Some(dst);
+        }
+        let to_loopback =
+            self.host_loopback && dst.port() != DNS_PORT && self.gateways.contains(&dst.ip());
+        let loopback = match dst {
+            SocketAddr::V4(_) => IpAddr::V4(Ipv4Addr::LOCALHOST),
+            SocketAddr::V6(_) => IpAddr::V6(Ipv6Addr::LOCALHOST),
+        };
+        to_loopback.then_some(SocketAddr::new(loopback, dst.port()))
+    }
+}
+
 /// A network's datagram egress.
 pub struct Egress {
     gateway_mac: [u8; 6],
     mtu: usize,
-    local: Vec<IpNet>,
-    /// The gateway's addresses, which clients of published ports on the host's loopback are
-    /// shown as.
-    gateways: Vec<IpAddr>,
+    /// What is beyond the network; its gateway addresses are what clients of published ports
+    /// on the host's loopback are shown as.
+    beyond: Beyond,
     internal: bool,
     flows: HashMap<FlowKey, Flow>,
     answers_tx: mpsc::Sender<Answer>,
@@ -184,13 +214,11 @@ pub struct Egress {
 }
 
 impl Egress {
-    /// Egress for a network of `local` subnets whose gateway holds `gateways`; `internal`:
-    /// none at all, only counted.
+    /// Egress to what is `beyond` the network; `internal`: none at all, only counted.
     pub fn new(
         gateway_mac: [u8; 6],
         mtu: u32,
-        local: Vec<IpNet>,
-        gateways: Vec<IpAddr>,
+        beyond: Beyond,
         internal: bool,
         counters: Arc<EgressCounters>,
     ) -> Egress {
@@ -198,8 +226,7 @@ impl Egress {
         Egress {
             gateway_mac,
             mtu: mtu as usize,
-            local,
-            gateways,
+            beyond,
             internal,
             flows: HashMap::new(),
             answers_tx,
@@ -233,8 +260,13 @@ impl Egress {
             },
             _ => return false,
         };
+        // Pings to the gateway are its own to answer.
+        let target = match key.protocol {
+            Protocol::Echo if !is_outside(&self.beyond.local, dst) => None,
+            _ => self.beyond.target(key.outside),
+        };
         // Answers to a published port's client on the host's loopback go to the gateway.
-        if !is_outside(&self.local, dst) && !self.flows.contains_key(&key) {
+        if target.is_none() && !self.flows.contains_key(&key) {
             return false;
         }
         if self.internal {
@@ -242,13 +274,22 @@ impl Egress {
             return true;
         }
         let quote = &frame[ip_start..frame.len().min(ip_start + QUOTE)];
-        self.send(key, container_mac, payload, quote);
+        self.send(key, target, container_mac, payload, quote);
         true
     }
 
-    fn send(&mut self, key: FlowKey, container_mac: [u8; 6], payload: &[u8], quote: &[u8]) {
+    /// Sends `payload` on `key`'s flow, opened to `target` if new.
+    fn send(
+        &mut self,
+        key: FlowKey,
+        target: Option<SocketAddr>,
+        container_mac: [u8; 6],
+        payload: &[u8],
+        quote: &[u8],
+    ) {
         if !self.flows.contains_key(&key) {
-            match self.open(key, container_mac) {
+            let Some(target) = target else { return };
+            match self.open(key, target, container_mac) {
                 Some(flow) => {
                     self.flows.insert(key, flow);
                 }
@@ -311,14 +352,14 @@ impl Egress {
         self.flows.len() < MAX_FLOWS && from_address < MAX_FLOWS_PER_ADDRESS
     }
 
-    /// A socket for a new flow, and the task that reads its answers; None (counted) past the
-    /// limits or when the host allows no such socket.
-    fn open(&mut self, key: FlowKey, container_mac: [u8; 6]) -> Option<Flow> {
+    /// A socket for a new flow, connected to `target`, and the task that reads its answers;
+    /// None (counted) past the limits or when the host allows no such socket.
+    fn open(&mut self, key: FlowKey, target: SocketAddr, container_mac: [u8; 6]) -> Option<Flow> {
         if !self.has_room(key.inside.ip()) {
             self.counters.limited.fetch_add(1, Relaxed);
             return None;
         }
-        let socket = match flow_socket(key) {
+        let socket = match flow_socket(key.protocol, target) {
             Ok(socket) => Arc::new(socket),
             Err(e) => {
                 if key.protocol == Protocol::Echo && !self.warned_ping {
@@ -354,6 +395,7 @@ impl Egress {
         // packets from a loopback address).
         let shown = if client.ip().is_loopback() {
             let gateway = self
+                .beyond
                 .gateways
                 .iter()
                 .find(|ip| ip.is_ipv4() == key.inside.is_ipv4())?;
@@ -604,15 +646,15 @@ fn echo_key(src: IpAddr, dst: IpAddr, id: u16) -> FlowKey {
     }
 }
 
-/// A non-blocking socket of the daemon's namespace connected to the flow's outside end: UDP,
-/// or an unprivileged ICMP echo (ping) socket.
-fn flow_socket(key: FlowKey) -> std::io::Result<UdpSocket> {
+/// A non-blocking socket of the daemon's namespace connected to `target`: UDP, or an
+/// unprivileged ICMP echo (ping) socket.
+fn flow_socket(protocol: Protocol, target: SocketAddr) -> std::io::Result<UdpSocket> {
     use nix::sys::socket::{socket, AddressFamily, SockFlag, SockProtocol, SockType};
-    let family = match key.outside {
+    let family = match target {
         SocketAddr::V4(_) => AddressFamily::Inet,
         SocketAddr::V6(_) => AddressFamily::Inet6,
     };
-    let protocol = match (key.protocol, key.outside) {
+    let protocol = match (protocol, target) {
         (Protocol::Udp, _) => SockProtocol::Udp,
         (Protocol::Echo, SocketAddr::V4(_)) => SockProtocol::Icmp,
         (Protocol::Echo, SocketAddr::V6(_)) => SockProtocol::IcmpV6,
@@ -626,7 +668,7 @@ fn flow_socket(key: FlowKey) -> std::io::Result<UdpSocket> {
     // SAFETY: the descriptor was just made and is owned by nothing else; a datagram socket of
     // any protocol takes std's UDP socket calls (connect, send, recv).
     let std_socket = unsafe { std::net::UdpSocket::from_raw_fd(fd.into_raw_fd()) };
-    std_socket.connect(key.outside)?;
+    std_socket.connect(target)?;
     UdpSocket::from_std(std_socket)
 }
 
@@ -671,9 +713,40 @@ mod tests {
     }
 
     fn egress(internal: bool) -> Egress {
-        let local = vec!["10.9.0.0/24".parse().unwrap()];
-        let gateways = vec!["10.9.0.1".parse().unwrap()];
-        Egress::new(GATEWAY_MAC, 1500, local, gateways, internal, Arc::default())
+        Egress::new(GATEWAY_MAC, 1500, beyond(false), internal, Arc::default())
+    }
+
+    fn beyond(host_loopback: bool) -> Beyond {
+        Beyond {
+            local: vec!["10.9.0.0/24".parse().unwrap(), "fd09::/64".parse().unwrap()],
+            gateways: vec!["10.9.0.1".parse().unwrap(), "fd09::1".parse().unwrap()],
+            host_loopback,
+        }
+    }
+
+    #[test]
+    fn the_gateways_address_leads_to_the_hosts_loopback_only_when_asked_and_never_for_dns() {
+        let target = |b: &Beyond, to: &str| b.target(to.parse().unwrap()).map(|t| t.to_string());
+        let (open, closed) = (beyond(true), beyond(false));
+        assert_eq!(
+            target(&open, "10.9.0.1:8080").as_deref(),
+            Some("127.0.0.1:8080")
+        );
+        assert_eq!(
+            target(&open, "[fd09::1]:8080").as_deref(),
+            Some("[::1]:8080")
+        );
+        assert_eq!(
+            target(&open, "10.9.0.1:53"),
+            None,
+            "DNS is the gateway's own"
+        );
+        assert_eq!(target(&open, "10.9.0.7:8080"), None, "a container");
+        assert_eq!(target(&closed, "10.9.0.1:8080"), None);
+        assert_eq!(
+            target(&closed, "192.0.2.1:80").as_deref(),
+            Some("192.0.2.1:80")
+        );
     }
 
     #[test]

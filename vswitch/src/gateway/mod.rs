@@ -38,7 +38,7 @@ use directory::Directory;
 use vswitch_core::frame::MacAddr;
 
 /// DNS port.
-const DNS_PORT: u16 = 53;
+pub const DNS_PORT: u16 = 53;
 /// Concurrent TCP DNS connections.
 const TCP_DNS_SOCKETS: usize = 4;
 /// Forwarded queries in flight; more are answered SERVFAIL at once.
@@ -73,6 +73,8 @@ pub struct GatewayConfig {
     pub dhcp: Option<dhcp::ServerConfig>,
     /// No egress: datagrams for outside addresses are counted and dropped.
     pub internal: bool,
+    /// The gateway's address leads to the daemon's loopback.
+    pub host_loopback: bool,
 }
 
 /// A lease decision the gateway asks of the control plane.
@@ -220,11 +222,15 @@ pub fn spawn(
         })
         .collect();
     let (done_tx, done_rx) = mpsc::channel(MAX_FORWARDS);
+    let beyond = egress::Beyond {
+        local: config.subnets.iter().map(|s| s.subnet).collect(),
+        gateways: config.subnets.iter().map(|s| s.gateway).collect(),
+        host_loopback: config.host_loopback,
+    };
     let egress = egress::Egress::new(
         config.mac.0,
         config.mtu,
-        config.subnets.iter().map(|s| s.subnet).collect(),
-        config.subnets.iter().map(|s| s.gateway).collect(),
+        beyond.clone(),
         config.internal,
         counters.egress.clone(),
     );
@@ -237,7 +243,7 @@ pub fn spawn(
             .iter()
             .map(|s| (s.gateway, s.subnet.prefix_len()))
             .collect::<Vec<_>>(),
-        config.subnets.iter().map(|s| s.subnet).collect(),
+        beyond,
         config.internal,
         counters.egress.clone(),
     );

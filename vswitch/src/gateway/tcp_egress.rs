@@ -14,7 +14,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use etherparse::TransportSlice;
-use ipnet::IpNet;
 use smoltcp::iface::{Config, Interface, SocketHandle, SocketSet};
 use smoltcp::socket::tcp;
 use smoltcp::wire::{HardwareAddress, IpCidr, IpListenEndpoint};
@@ -23,7 +22,7 @@ use tokio::net::TcpStream;
 use tokio::sync::{mpsc, Semaphore};
 
 use super::device::FrameQueues;
-use super::egress::{is_outside, reply_builder, unreachable, EgressCounters, Routed, Unreachable};
+use super::egress::{reply_builder, unreachable, Beyond, EgressCounters, Routed, Unreachable};
 
 /// Connections open or being opened at once on one network.
 pub const MAX_FLOWS: usize = 512;
@@ -104,7 +103,7 @@ impl Drop for Pending {
 /// A network's TCP egress.
 pub struct TcpEgress {
     gateway_mac: [u8; 6],
-    local: Vec<IpNet>,
+    beyond: Beyond,
     internal: bool,
     queues: FrameQueues,
     iface: Interface,
@@ -129,7 +128,7 @@ impl TcpEgress {
         gateway_mac: [u8; 6],
         mtu: u32,
         gateways: &[(IpAddr, u8)],
-        local: Vec<IpNet>,
+        beyond: Beyond,
         internal: bool,
         counters: Arc<EgressCounters>,
     ) -> TcpEgress {
@@ -147,7 +146,7 @@ impl TcpEgress {
         let (events_tx, events) = mpsc::channel(1024);
         TcpEgress {
             gateway_mac,
-            local,
+            beyond,
             internal,
             queues,
             iface,
@@ -176,7 +175,8 @@ impl TcpEgress {
             outside: SocketAddr::new(dst, tcp.destination_port()),
         };
         // Flows of published ports may come from the gateway's own address (loopback clients).
-        if !is_outside(&self.local, dst) && !self.by_key.contains_key(&key) {
+        let target = self.beyond.target(key.outside);
+        if target.is_none() && !self.by_key.contains_key(&key) {
             return false;
         }
         if self.internal {
@@ -198,8 +198,8 @@ impl TcpEgress {
             // The SYN again: its first copy waits for the outside connection.
             return true;
         }
-        if tcp.syn() && !tcp.ack() {
-            self.open(key, ip_packet.to_vec());
+        if let (true, false, Some(target)) = (tcp.syn(), tcp.ack(), target) {
+            self.open(key, target, ip_packet.to_vec());
         } else if !tcp.rst() {
             // Not a connection this gateway knows (e.g. from before a restart): reset it.
             let seq_len = tcp.payload().len() as u32 + u32::from(tcp.syn()) + u32::from(tcp.fin());
@@ -229,8 +229,8 @@ impl TcpEgress {
         room
     }
 
-    /// Starts the outside connection of a new flow; the SYN waits for it.
-    fn open(&mut self, key: FlowKey, syn: Vec<u8>) {
+    /// Starts the outside connection of a new flow, to `target`; the SYN waits for it.
+    fn open(&mut self, key: FlowKey, target: SocketAddr, syn: Vec<u8>) {
         if !self.has_room(key.inside.ip()) {
             return;
         }
@@ -238,8 +238,7 @@ impl TcpEgress {
         self.next_id += 1;
         let events = self.events_tx.clone();
         let task = tokio::spawn(async move {
-            let connected =
-                tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(key.outside)).await;
+            let connected = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(target)).await;
             let event = match connected {
                 Ok(Ok(stream)) => Event::Connected(id, stream),
                 Ok(Err(e)) => Event::Failed(id, e.kind()),
@@ -651,12 +650,16 @@ mod tests {
 
     fn tcp_egress(internal: bool) -> TcpEgress {
         let gateway: IpAddr = "10.9.0.1".parse().unwrap();
-        let local = vec!["10.9.0.0/24".parse().unwrap()];
+        let beyond = Beyond {
+            local: vec!["10.9.0.0/24".parse().unwrap()],
+            gateways: vec![gateway],
+            host_loopback: false,
+        };
         TcpEgress::new(
             GATEWAY_MAC,
             1500,
             &[(gateway, 24)],
-            local,
+            beyond,
             internal,
             Arc::default(),
         )

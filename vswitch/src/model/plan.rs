@@ -208,6 +208,16 @@ pub fn plan_network(
         .iter()
         .map(|text| parse_dns_server(text))
         .collect::<Result<_, _>>()?;
+    if req.host_loopback && req.internal {
+        return Err(invalid(
+            "--host-loopback and --internal contradict: an internal network reaches nothing beyond it",
+        ));
+    }
+    if req.host_loopback && req.host_iface.is_some() {
+        return Err(invalid(
+            "--host-loopback and --host-iface contradict: with a host interface, the host's kernel routes what leaves the network",
+        ));
+    }
     if let Some(ifname) = &req.host_iface {
         check_ifname(ifname)?;
         if let Some(other) = networks
@@ -240,6 +250,7 @@ pub fn plan_network(
         dns,
         host_iface: req.host_iface.clone(),
         internal: req.internal,
+        host_loopback: req.host_loopback,
         leases: Vec::new(),
         policy: match &req.policy {
             Some(policy) => {

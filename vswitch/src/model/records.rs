@@ -51,6 +51,9 @@ pub struct NetworkRecord {
     /// the gateway only.
     #[serde(default)]
     pub internal: bool,
+    /// The gateway's address leads to the daemon's loopback (slirp4netns and pasta's mapping).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub host_loopback: bool,
     /// DHCP leases, live or expired (an expired lease goes back to its client if still free).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub leases: Vec<LeaseRecord>,
@@ -311,6 +314,11 @@ pub struct NetworkCreate {
     #[serde(default)]
     #[arg(long)]
     pub internal: bool,
+    /// Let containers reach the daemon's loopback (127.0.0.1, ::1) at the gateway's address,
+    /// as slirp4netns and pasta do; DNS on port 53 stays the gateway's own.
+    #[serde(default)]
+    #[arg(long)]
+    pub host_loopback: bool,
     /// The network's policy [default: allow everything]. On the command line only its default
     /// action: what traffic no rule matches gets, allow (Docker's default) or deny (Docker's
     /// icc=false).
