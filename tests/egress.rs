@@ -131,6 +131,39 @@ fn a_default_deny_policy_blocks_the_way_out_and_counts_it() {
         .unwrap();
     assert!(port["drops"].as_u64().unwrap() >= 3, "{port}");
     assert_eq!(server.join().unwrap(), 1);
+    // A rule over outside addresses lets through what it names, and only that.
+    bed.ok(&[
+        "policy",
+        "add",
+        "guarded",
+        "echo-out",
+        "--action",
+        "allow",
+        "--from",
+        "*",
+        "--peer",
+        "10.251.0.0/24",
+        "--proto",
+        "udp",
+        "--port",
+        "7007",
+    ]);
+    let server = udp_echo_server(&outside);
+    assert_eq!(udp_ask(&ns[0], ECHO_PORT, b"again"), Ok(b"again".to_vec()));
+    assert!(!in_netns(
+        &ns[0],
+        &["ping", "-c", "1", "-W", "1", OUTSIDE_IP]
+    ));
+    let trace = bed.ok(&[
+        "trace", "guarded", "--from", &ns[0], "--dst", OUTSIDE_IP, "--proto", "udp", "--dport",
+        "7007",
+    ]);
+    assert!(trace.contains("allowed by rule echo-out"), "{trace}");
+    assert!(
+        trace.contains("a UDP socket of the daemon's namespace, to 10.251.0.2:7007"),
+        "{trace}"
+    );
+    assert_eq!(server.join().unwrap(), 1);
 }
 
 #[test]

@@ -11,7 +11,10 @@ use vswitch_core::switch::{Trace, WouldLearn};
 use vswitch_core::trace::{build_frame, describe_frame, Proto};
 
 use super::{Control, ControlError, Inner, Network};
-use crate::model::{gateway_mac, is_target, EndpointRecord, ModelError, TraceRequest};
+use crate::gateway::DNS_PORT;
+use crate::model::{
+    gateway_mac, is_target, EndpointRecord, ModelError, NetworkRecord, TraceRequest,
+};
 
 /// One step of a trace.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -235,6 +238,10 @@ fn report(inner: &Inner, net: &Network, probe: &Probe, port: PortId, trace: Trac
         (None, false) => ("forwarded", format!("forwarded to {}", egress.join(", "))),
     };
     steps.push(step("output", output));
+    let to_gateway = trace.egress.iter().any(|e| e.port == net.gateway.port);
+    if let (None, true) = (&trace.drop, to_gateway) {
+        steps.extend(describe_beyond(&net.record, probe).map(|d| step("gateway", d)));
+    }
     TraceReport {
         steps,
         verdict: verdict.into(),
@@ -243,6 +250,49 @@ fn report(inner: &Inner, net: &Network, probe: &Probe, port: PortId, trace: Trac
         drop_reason: trace.drop.as_ref().map(|r| r.name().to_string()),
         policy_rule: trace.policy.as_ref().map(|why| why.rule.to_string()),
     }
+}
+
+/// The trace step of the gateway, for a packet it carries beyond the network: how it leaves
+/// (none for what the gateway answers itself).
+fn describe_beyond(record: &NetworkRecord, probe: &Probe) -> Option<String> {
+    let dst = probe.dst_ip;
+    let is_gateway = record.subnets.iter().any(|s| s.gateway == dst);
+    let on_network = record.subnets.iter().any(|s| s.subnet.contains(&dst));
+    let port = match probe.proto {
+        Proto::Tcp(port) | Proto::Udp(port) => Some(port),
+        Proto::Icmp => None,
+    };
+    let to_loopback = is_gateway && record.host_loopback && port.is_some_and(|p| p != DNS_PORT);
+    if on_network && !to_loopback {
+        return None;
+    }
+    if let Some(iface) = &record.host_iface {
+        return Some(format!(
+            "handed to host interface {iface}: the host's kernel routes it"
+        ));
+    }
+    if record.internal {
+        return Some(
+            "refused: the network is --internal (counted in gateway.egress.blocked)".into(),
+        );
+    }
+    let target = match (to_loopback, port, dst) {
+        (true, Some(port), IpAddr::V4(_)) => format!("127.0.0.1:{port} (--host-loopback)"),
+        (true, Some(port), IpAddr::V6(_)) => format!("[::1]:{port} (--host-loopback)"),
+        (_, Some(port), _) => std::net::SocketAddr::new(dst, port).to_string(),
+        (_, None, _) => dst.to_string(),
+    };
+    Some(match probe.proto {
+        Proto::Tcp(_) => format!(
+            "egress: the gateway answers the connection as {dst} and opens one from a TCP socket of the daemon's namespace, to {target}"
+        ),
+        Proto::Udp(_) => format!(
+            "egress: the gateway sends the datagram from a UDP socket of the daemon's namespace, to {target}"
+        ),
+        Proto::Icmp => format!(
+            "egress: the gateway pings {target} from a ping socket of the daemon's namespace (net.ipv4.ping_group_range)"
+        ),
+    })
 }
 
 /// Who is behind a port of `net`: an endpoint, the gateway or a trunk.
