@@ -10,7 +10,9 @@ Each topology: a "host" namespace where the switch (vswitch's daemon, slirp4netn
 and opens its ordinary sockets, an "outside" namespace joined to it by a veth pair with the
 iperf3 server on 10.251.0.2, and a container namespace. All are namespaces this script creates
 and removes, also on failure; traffic is bounded by iperf3's -t and ping's -c. Workloads: TCP 1
-and 4 streams container -> outside (iperf3 -c), outside -> container (-R), ping RTT.
+and 4 streams container -> outside (iperf3 -c), outside -> container (-R), ping RTT; and a
+published port (the host's 10.251.0.1:15201 forwarded to the container's iperf3 on 5201) with a
+client in the outside namespace, 1 stream each way.
 """
 
 import argparse
@@ -19,6 +21,7 @@ import os
 import statistics
 import subprocess
 import sys
+import socket
 import tempfile
 import time
 
@@ -26,6 +29,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import e2e  # noqa: E402  (namespaces, processes)
 
 OUTSIDE = "10.251.0.2"
+HOST = "10.251.0.1"
+PUBLISHED = 15201
 
 
 class Egress(e2e.Topology):
@@ -72,7 +77,7 @@ class Vswitch(Egress):
                 raise RuntimeError("vswitch daemon did not start")
             time.sleep(0.05)
         self.cli("network", "create", "bench", "--subnet", "10.77.0.0/24")
-        self.cli("connect", "bench", self.container)
+        self.cli("connect", "bench", self.container, "-p", f"{HOST}:{PUBLISHED}:5201")
 
     def cli(self, *args, check=True):
         return e2e.sh(self.binary, "--socket", self.socket, *args, check=check, capture=True)
@@ -86,11 +91,22 @@ class Slirp(Egress):
         # `ip netns exec` becomes the command: its PID names the container's namespace.
         holder = self.spawn("ip", "netns", "exec", self.container, "sleep", "3600")
         time.sleep(0.2)
+        api = os.path.join(tempfile.mkdtemp(prefix="vswitch-bench-slirp-"), "api.sock")
         slirp = self.spawn("ip", "netns", "exec", self.host, "slirp4netns", "--configure", "--mtu=65520",
-                           "--disable-host-loopback", str(holder.pid), "tap0")
+                           "--disable-host-loopback", "--api-socket", api, str(holder.pid), "tap0")
         self.switch_pid = slirp.pid
         e2e.wait_for_link(self.container, "tap0")
         time.sleep(0.5)
+        # The published port, as rootless Podman asks slirp4netns's port driver for it.
+        request = {"execute": "add_hostfwd", "arguments": {
+            "proto": "tcp", "host_addr": HOST, "host_port": PUBLISHED, "guest_port": 5201}}
+        with socket.socket(socket.AF_UNIX) as conn:
+            conn.connect(api)
+            conn.sendall(json.dumps(request).encode())
+            conn.shutdown(socket.SHUT_WR)
+            answer = conn.recv(4096).decode()
+        if "error" in answer:
+            raise RuntimeError(f"slirp4netns add_hostfwd: {answer}")
 
 
 class Pasta(Egress):
@@ -102,7 +118,7 @@ class Pasta(Egress):
         super().__init__("pasta")
         path = f"/run/netns/{self.container}"
         pasta = self.spawn("ip", "netns", "exec", self.host, "pasta", "--runas", "0:0", "--no-map-gw",
-                           "--config-net", "-f", "-i", "veg0",
+                           "--config-net", "-f", "-i", "veg0", "-t", f"{HOST}/{PUBLISHED}:5201",
                            "--netns", path)
         self.switch_pid = pasta.pid
         time.sleep(1.0)
@@ -113,6 +129,16 @@ def iperf(topology, seconds, streams, reverse):
     if reverse:
         args.append("-R")
     out = e2e.ns_exec(topology.container, *args, capture=True)
+    result = json.loads(out.stdout)
+    return result["end"]["sum_received"]["bits_per_second"] / 1e9
+
+
+def iperf_published(topology, seconds, reverse):
+    """A client in the outside namespace to the published port; -R: the container sends."""
+    args = ["iperf3", "-c", HOST, "-p", str(PUBLISHED), "-t", str(seconds), "-J"]
+    if reverse:
+        args.append("-R")
+    out = e2e.ns_exec(topology.outside, *args, capture=True)
     result = json.loads(out.stdout)
     return result["end"]["sum_received"]["bits_per_second"] / 1e9
 
@@ -129,6 +155,8 @@ WORKLOADS = [
     ("TCP 4 streams out (Gbit/s)", lambda t, s: iperf(t, s, 4, False)),
     ("TCP 1 stream in (Gbit/s)", lambda t, s: iperf(t, s, 1, True)),
     ("ping RTT p50 (µs)", lambda t, s: ping_p50(t)),
+    ("published TCP in (Gbit/s)", lambda t, s: iperf_published(t, s, False)),
+    ("published TCP out (Gbit/s)", lambda t, s: iperf_published(t, s, True)),
 ]
 
 
@@ -150,13 +178,14 @@ def main():
             try:
                 topology = make()
                 server = topology.spawn("ip", "netns", "exec", topology.outside, "iperf3", "-s", "-B", OUTSIDE)
+                inside = topology.spawn("ip", "netns", "exec", topology.container, "iperf3", "-s", "-p", "5201")
                 time.sleep(0.3)
                 for workload, measure in WORKLOADS:
                     try:
                         results[name][workload].append(measure(topology, args.seconds))
                     except Exception as e:  # a stalled rival stays in the table, marked
                         print(f"  {workload} failed: {e}", flush=True)
-                del server
+                del server, inside
             finally:
                 if topology is not None:
                     topology.teardown()
