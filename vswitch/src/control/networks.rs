@@ -156,8 +156,10 @@ impl Control {
         let io = |what| move |error| ControlError::Io { what, error };
         let (ours, theirs) = std::os::unix::net::UnixDatagram::pair()
             .and_then(|(a, b)| {
-                a.set_nonblocking(true)?;
-                b.set_nonblocking(true)?;
+                for end in [&a, &b] {
+                    end.set_nonblocking(true)?;
+                    widen_send_buffer(end);
+                }
                 Ok((a, b))
             })
             .map_err(io("create the gateway socket"))?;
@@ -266,6 +268,19 @@ fn gateway_config(network: &NetworkRecord) -> GatewayConfig {
         dhcp,
         internal: network.internal,
         host_loopback: network.host_loopback,
+    }
+}
+
+/// Bytes of frames each end of a gateway socket may have queued: room for a TCP window of
+/// 64 KB segments (a datagram socket's default holds three).
+const GATEWAY_SOCKET_BUFFER: usize = 4 << 20;
+
+/// Lets `socket` queue `GATEWAY_SOCKET_BUFFER` bytes: beyond `net.core.wmem_max` where the
+/// daemon has the privilege, else as far as that allows.
+fn widen_send_buffer(socket: &std::os::unix::net::UnixDatagram) {
+    use nix::sys::socket::{setsockopt, sockopt};
+    if setsockopt(socket, sockopt::SndBufForce, &GATEWAY_SOCKET_BUFFER).is_err() {
+        let _ = setsockopt(socket, sockopt::SndBuf, &GATEWAY_SOCKET_BUFFER);
     }
 }
 

@@ -184,8 +184,9 @@ impl DataPlane {
     }
 
     /// Adds the port of a network's gateway, which lives inside this process: it exchanges
-    /// frames, one per datagram and without offload headers, over `socket` (non-blocking; its
-    /// peer is the gateway's end). The first worker reads it; every worker may write to it.
+    /// frames, one per datagram behind a virtio header (offloads kept, as a TAP with
+    /// IFF_VNET_HDR), over `socket` (non-blocking; its peer is the gateway's end). The first
+    /// worker reads it; every worker may write to it.
     pub async fn add_gateway_port(
         &self,
         socket: UnixDatagram,
@@ -196,7 +197,7 @@ impl DataPlane {
         self.add_queues(config, |index| PortIo {
             queue: PortQueue::Gateway(socket.clone()),
             read: index == 0,
-            vnet_hdr: false,
+            vnet_hdr: true,
             mtu,
             counters: PortCounters::default(),
         })

@@ -1,14 +1,21 @@
 //! The gateway's smoltcp device: frames the switch delivered wait in a bounded queue until the
 //! interface polls them; frames the interface emits are collected for the gateway to send.
 //! No I/O here: the gateway task moves frames between these queues and its socket.
+//!
+//! The TCP terminator's queues (`FrameQueues::offloaded`) carry bare IP packets of up to 64 KB
+//! both ways, as a TAP with TSO does: smoltcp leaves TCP checksums alone (the container's kernel
+//! leaves them for the receiver, and the gateway marks them for the receiver to fill in), and
+//! every packet it emits has room in front for the Ethernet and virtio headers.
 
 use std::collections::VecDeque;
 
-use smoltcp::phy::{self, DeviceCapabilities, Medium};
+use smoltcp::phy::{self, Checksum, DeviceCapabilities, Medium};
 use smoltcp::time::Instant;
 
 /// Frames waiting for the interface beyond this are dropped (the stack is far behind).
 pub const RX_QUEUE_LIMIT: usize = 1024;
+/// The largest IP packet: what offloaded queues carry.
+pub const MAX_IP_PACKET: usize = 65_535;
 
 /// Frame queues between the gateway task and its smoltcp interface.
 pub struct FrameQueues {
@@ -16,6 +23,10 @@ pub struct FrameQueues {
     tx: Vec<Vec<u8>>,
     mtu: usize,
     medium: Medium,
+    /// Bytes left free in front of each emitted packet.
+    headroom: usize,
+    /// TCP checksums are neither checked nor computed.
+    offloaded: bool,
 }
 
 impl FrameQueues {
@@ -26,14 +37,19 @@ impl FrameQueues {
             tx: Vec::new(),
             mtu,
             medium: Medium::Ethernet,
+            headroom: 0,
+            offloaded: false,
         }
     }
 
-    /// Queues of bare IP packets (no Ethernet header) of at most `mtu` bytes.
-    pub fn ip(mtu: usize) -> FrameQueues {
+    /// Queues of bare IP packets of up to 64 KB, TCP checksums left to the receiver, each
+    /// emitted packet behind `headroom` free bytes.
+    pub fn offloaded(headroom: usize) -> FrameQueues {
         FrameQueues {
             medium: Medium::Ip,
-            ..FrameQueues::new(mtu)
+            headroom,
+            offloaded: true,
+            ..FrameQueues::new(MAX_IP_PACKET)
         }
     }
 
@@ -55,8 +71,11 @@ impl FrameQueues {
 /// A received frame, handed to smoltcp.
 pub struct RxToken(Vec<u8>);
 
-/// Room for one frame to send.
-pub struct TxToken<'a>(&'a mut Vec<Vec<u8>>);
+/// Room for one frame to send, behind `headroom` bytes.
+pub struct TxToken<'a> {
+    tx: &'a mut Vec<Vec<u8>>,
+    headroom: usize,
+}
 
 impl phy::RxToken for RxToken {
     fn consume<R, F: FnOnce(&[u8]) -> R>(self, f: F) -> R {
@@ -66,9 +85,9 @@ impl phy::RxToken for RxToken {
 
 impl phy::TxToken for TxToken<'_> {
     fn consume<R, F: FnOnce(&mut [u8]) -> R>(self, len: usize, f: F) -> R {
-        let mut frame = vec![0; len];
-        let result = f(&mut frame);
-        self.0.push(frame);
+        let mut frame = vec![0; self.headroom + len];
+        let result = f(&mut frame[self.headroom..]);
+        self.tx.push(frame);
         result
     }
 }
@@ -79,11 +98,18 @@ impl phy::Device for FrameQueues {
 
     fn receive(&mut self, _now: Instant) -> Option<(RxToken, TxToken<'_>)> {
         let frame = self.rx.pop_front()?;
-        Some((RxToken(frame), TxToken(&mut self.tx)))
+        let tx = TxToken {
+            tx: &mut self.tx,
+            headroom: self.headroom,
+        };
+        Some((RxToken(frame), tx))
     }
 
     fn transmit(&mut self, _now: Instant) -> Option<TxToken<'_>> {
-        Some(TxToken(&mut self.tx))
+        Some(TxToken {
+            tx: &mut self.tx,
+            headroom: self.headroom,
+        })
     }
 
     fn capabilities(&self) -> DeviceCapabilities {
@@ -93,6 +119,9 @@ impl phy::Device for FrameQueues {
             Medium::Ethernet => self.mtu + vswitch_core::frame::ETH_HEADER_LEN,
             _ => self.mtu,
         };
+        if self.offloaded {
+            caps.checksum.tcp = Checksum::None;
+        }
         caps
     }
 }

@@ -4,7 +4,9 @@
 //! the control plane) and the embedded DNS server (`dns`, names from the `Directory`,
 //! everything else forwarded upstream from the daemon's own namespace). It sees only frames
 //! the switch delivers to it: those for its MAC, broadcasts and multicasts, never traffic
-//! between two containers.
+//! between two containers. Its port keeps offloads: every frame crosses it behind a virtio
+//! header, so a container's 64 KB TSO segment reaches the TCP terminator whole; whatever else
+//! comes offloaded is cut into wire frames (checksums filled in) before the rest looks at it.
 
 pub mod device;
 pub mod dhcp;
@@ -16,7 +18,9 @@ pub mod ndp;
 pub mod resolv;
 pub mod tcp_egress;
 
+use std::io::IoSlice;
 use std::net::{IpAddr, SocketAddr};
+use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -27,6 +31,7 @@ use smoltcp::iface::{Config, Interface, SocketHandle, SocketSet};
 use smoltcp::socket::{tcp, udp};
 use smoltcp::wire::{EthernetAddress, HardwareAddress, IpCidr, IpListenEndpoint};
 use tokio::io::unix::{AsyncFd, AsyncFdReadyGuard};
+use tokio::io::Interest;
 use tokio::net::UnixDatagram;
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, warn};
@@ -36,6 +41,7 @@ use crate::model::SubnetRecord;
 use device::FrameQueues;
 use directory::Directory;
 use vswitch_core::frame::MacAddr;
+use vswitch_core::offload::{Offload, Segmenter, VNET_HDR_LEN};
 
 /// DNS port.
 pub const DNS_PORT: u16 = 53;
@@ -270,6 +276,7 @@ pub fn spawn(
         forwards: 0,
         egress,
         tcp_egress,
+        segmenter: Segmenter::default(),
     };
     Ok(Gateway {
         task: tokio::spawn(runner.run()),
@@ -277,6 +284,25 @@ pub fn spawn(
         inbound,
         datagrams,
     })
+}
+
+/// Sends `frame` to the switch behind a virtio header that asks nothing of it.
+async fn send_plain(socket: &UnixDatagram, frame: &[u8]) -> std::io::Result<()> {
+    let header = Offload::default().emit();
+    loop {
+        socket.writable().await?;
+        let sent = socket.try_io(Interest::WRITABLE, || {
+            // One sendmsg is one datagram: header and frame arrive together.
+            let iov = [IoSlice::new(&header), IoSlice::new(frame)];
+            let flags = nix::sys::socket::MsgFlags::empty();
+            nix::sys::socket::sendmsg::<()>(socket.as_raw_fd(), &iov, &[], flags, None)
+                .map_err(std::io::Error::from)
+        });
+        match sent {
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+            sent => return sent.map(drop),
+        }
+    }
 }
 
 /// Whether `frame` is IPv4 sent to a group (broadcast or multicast MAC).
@@ -372,11 +398,14 @@ struct Runner {
     egress: egress::Egress,
     /// TCP to outside addresses.
     tcp_egress: tcp_egress::TcpEgress,
+    /// Cuts offloaded frames that are not the TCP terminator's into wire frames.
+    segmenter: Segmenter,
 }
 
 impl Runner {
     async fn run(mut self) {
-        let mut buf = vec![0u8; 65_536 + 64];
+        // A 64 KB IP packet behind Ethernet, VLAN and virtio headers.
+        let mut buf = vec![0u8; VNET_HDR_LEN + 65_536 + 64];
         if self.ipv6_prefix.is_some() {
             self.send_router_advert().await;
         }
@@ -405,7 +434,7 @@ impl Runner {
                     for _ in 0..FRAMES_PER_POLL {
                         match self.socket.try_recv(&mut buf) {
                             Ok(0) => return,
-                            Ok(len) => self.handle_frame(&buf[..len]).await,
+                            Ok(len) => self.handle_offloaded(&buf[..len]).await,
                             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
                             Err(e) => {
                                 debug!(network = %self.config.network, error = %e, "gateway port closed");
@@ -464,14 +493,48 @@ impl Runner {
         for frame in self.queues.take_tx() {
             self.send(&frame).await;
         }
+        // (These carry their virtio headers.)
         for frame in self.tcp_egress.pump() {
-            self.send(&frame).await;
+            if let Err(e) = self.socket.send(&frame).await {
+                debug!(network = %self.config.network, error = %e, "gateway frame not sent");
+            }
         }
     }
 
     async fn send(&self, frame: &[u8]) {
-        if let Err(e) = self.socket.send(frame).await {
+        if let Err(e) = send_plain(&self.socket, frame).await {
             debug!(network = %self.config.network, error = %e, "gateway frame not sent");
+        }
+    }
+
+    /// A datagram from the switch: a frame behind its virtio header. TCP for beyond the
+    /// network goes to the terminator as it is (a 64 KB segment stays one); any other frame
+    /// with offloads is cut into wire frames, checksums filled in, for the rest of the gateway.
+    async fn handle_offloaded(&mut self, datagram: &[u8]) {
+        let Some(frame) = datagram.get(VNET_HDR_LEN..) else {
+            self.counters.frames_dropped.fetch_add(1, Relaxed);
+            return;
+        };
+        let offload = Offload::parse(datagram);
+        if !offload.is_gso() && !offload.needs_csum() {
+            return self.handle_frame(frame).await;
+        }
+        if self.host.is_none() {
+            let routed = egress::Routed::parse(frame, self.config.mac.0);
+            if routed.is_some_and(|r| self.tcp_egress.take(&r)) {
+                return;
+            }
+        }
+        let frames: Vec<Vec<u8>> = match self.segmenter.wire_frames(&[frame], offload) {
+            Ok(frames) => frames.map(<[u8]>::to_vec).collect(),
+            Err(reason) => {
+                self.counters.frames_dropped.fetch_add(1, Relaxed);
+                debug!(network = %self.config.network, reason = reason.name(), "offloaded frame dropped");
+                return;
+            }
+        };
+        for frame in frames {
+            self.handle_frame(&frame).await;
         }
     }
 
@@ -571,7 +634,7 @@ impl Runner {
             debug!(network = %network, ?reply, mac = %MacAddr(request.chaddr), "DHCP reply");
             match dhcp::build_reply(&request, reply, &config) {
                 Ok(frame) => {
-                    if socket.send(&frame).await.is_ok() {
+                    if send_plain(&socket, &frame).await.is_ok() {
                         counters.dhcp_replies.fetch_add(1, Relaxed);
                     }
                 }

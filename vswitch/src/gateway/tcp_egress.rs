@@ -6,6 +6,13 @@
 //! unreachable, as if the switch were not there. Half-closes pass both ways. A flow holds at
 //! most its socket buffers and `CREDIT` bytes on their way in; flows per network and per
 //! container are bounded, and idle ones reset after RFC 5382's timeouts for NATs.
+//!
+//! Offloads are kept end to end: a container's 64 KB TSO segments reach the stack whole
+//! (`FrameQueues::offloaded`), and the stack sends 64 KB segments back, which leave as GSO
+//! frames cut to the container's own MSS by whoever must (the container's TAP, or the switch
+//! for a port without offloads). For that the stack is told the container's MSS is as large as
+//! an IP packet allows (`raise_mss` rewrites it in the container's SYN), and the real one
+//! becomes each frame's `gso_size`.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
@@ -21,7 +28,11 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, Semaphore};
 
-use super::device::FrameQueues;
+use tun_rs::{VirtioNetHdr, VIRTIO_NET_HDR_GSO_TCPV4, VIRTIO_NET_HDR_GSO_TCPV6};
+use vswitch_core::frame::ETH_HEADER_LEN;
+use vswitch_core::offload::{Offload, VNET_HDR_LEN};
+
+use super::device::{FrameQueues, MAX_IP_PACKET};
 use super::egress::{reply_builder, unreachable, Beyond, EgressCounters, Routed, Unreachable};
 
 /// Connections open or being opened at once on one network.
@@ -100,9 +111,18 @@ impl Drop for Pending {
     }
 }
 
+/// Room in front of each packet the stack emits: its frame's virtio and Ethernet headers.
+const HEADROOM: usize = VNET_HDR_LEN + ETH_HEADER_LEN;
+/// `flags`: the receiver fills in the transport checksum.
+const NEEDS_CSUM: u8 = 1;
+
 /// A network's TCP egress.
 pub struct TcpEgress {
     gateway_mac: [u8; 6],
+    /// The network's MTU: a container's MSS if its SYN named none.
+    mtu: usize,
+    /// Each connection's MSS as its container asked for it (the stack sees a larger one).
+    mss: HashMap<FlowKey, u16>,
     beyond: Beyond,
     internal: bool,
     queues: FrameQueues,
@@ -132,7 +152,7 @@ impl TcpEgress {
         internal: bool,
         counters: Arc<EgressCounters>,
     ) -> TcpEgress {
-        let mut queues = FrameQueues::ip(mtu as usize);
+        let mut queues = FrameQueues::offloaded(HEADROOM);
         let mut config = Config::new(HardwareAddress::Ip);
         config.random_seed = super::rand_seed();
         let mut iface = Interface::new(config, &mut queues, smoltcp::time::Instant::now());
@@ -146,6 +166,8 @@ impl TcpEgress {
         let (events_tx, events) = mpsc::channel(1024);
         TcpEgress {
             gateway_mac,
+            mtu: mtu as usize,
+            mss: HashMap::new(),
             beyond,
             internal,
             queues,
@@ -183,13 +205,19 @@ impl TcpEgress {
             self.counters.blocked.fetch_add(1, Relaxed);
             return true;
         }
-        let ip_packet = &frame[ip_start..];
+        let mut ip_packet = frame[ip_start..].to_vec();
+        if tcp.syn() {
+            let tcp_start = tcp.slice().as_ptr() as usize - frame[ip_start..].as_ptr() as usize;
+            if let Some(mss) = raise_mss(&mut ip_packet, tcp_start) {
+                self.mss.insert(key, mss);
+            }
+        }
         self.macs.insert(src, container_mac);
         if let Some(id) = self.by_key.get(&key) {
             if let Some(flow) = self.flows.get_mut(id) {
                 flow.last_active = Instant::now();
             }
-            if !self.queues.push_rx(ip_packet.to_vec()) {
+            if !self.queues.push_rx(ip_packet) {
                 self.counters.dropped.fetch_add(1, Relaxed);
             }
             return true;
@@ -199,7 +227,7 @@ impl TcpEgress {
             return true;
         }
         if let (true, false, Some(target)) = (tcp.syn(), tcp.ack(), target) {
-            self.open(key, target, ip_packet.to_vec());
+            self.open(key, target, ip_packet);
         } else if !tcp.rst() {
             // Not a connection this gateway knows (e.g. from before a restart): reset it.
             let seq_len = tcp.payload().len() as u32 + u32::from(tcp.syn()) + u32::from(tcp.fin());
@@ -209,7 +237,7 @@ impl TcpEgress {
                 tcp.ack(),
                 tcp.sequence_number().wrapping_add(seq_len),
             );
-            self.out.extend(frame);
+            self.out.extend(frame.map(plain));
         }
         true
     }
@@ -263,6 +291,7 @@ impl TcpEgress {
                 let Some(pending) = self.pending.remove(&id) else {
                     return;
                 };
+                self.mss.remove(&pending.key);
                 self.counters.dropped.fetch_add(1, Relaxed);
                 let frame = if kind == std::io::ErrorKind::ConnectionRefused {
                     syn_sequence(&pending.syn)
@@ -270,7 +299,7 @@ impl TcpEgress {
                 } else {
                     self.unreachable(pending.key, &pending.syn)
                 };
-                self.out.extend(frame);
+                self.out.extend(frame.map(plain));
             }
             Event::Data(id, data) => {
                 if let Some(flow) = self.flows.get_mut(&id) {
@@ -473,6 +502,7 @@ impl TcpEgress {
         for id in closed {
             if let Some(flow) = self.flows.remove(&id) {
                 self.by_key.remove(&flow.key);
+                self.mss.remove(&flow.key);
                 self.sockets.remove(flow.handle);
             }
         }
@@ -510,32 +540,71 @@ impl TcpEgress {
             &mut self.sockets,
         );
         for packet in self.queues.take_tx() {
-            if let Some(frame) = self.frame_for(&packet) {
+            if let Some(frame) = self.frame_for(packet) {
                 self.out.push(frame);
             }
         }
     }
 
-    /// `packet` in an Ethernet frame to the container it is addressed to.
-    fn frame_for(&self, packet: &[u8]) -> Option<Vec<u8>> {
-        let (dst, ethertype) = match packet.first()? >> 4 {
+    /// The frame, behind its virtio header, carrying the packet the stack emitted in `buf`
+    /// (after `HEADROOM` bytes) to the container it is addressed to. A TCP segment leaves its
+    /// checksum to the receiver, and one longer than the container's MSS is a GSO frame.
+    fn frame_for(&self, mut buf: Vec<u8>) -> Option<Vec<u8>> {
+        let packet = buf.get(HEADROOM..)?;
+        let (dst, src, ethertype, ip_len, protocol) = match packet.first()? >> 4 {
             4 => (
                 IpAddr::from(<[u8; 4]>::try_from(packet.get(16..20)?).ok()?),
+                IpAddr::from(<[u8; 4]>::try_from(packet.get(12..16)?).ok()?),
                 [0x08, 0x00],
+                usize::from(packet[0] & 0x0f) * 4,
+                packet.get(9).copied()?,
             ),
             6 => (
                 IpAddr::from(<[u8; 16]>::try_from(packet.get(24..40)?).ok()?),
+                IpAddr::from(<[u8; 16]>::try_from(packet.get(8..24)?).ok()?),
                 [0x86, 0xdd],
+                40,
+                packet.get(6).copied()?,
             ),
             _ => return None,
         };
+        let mut header = VirtioNetHdr::default();
+        if protocol == 6 {
+            let tcp = packet.get(ip_len..ip_len + 20)?;
+            let tcp_len = packet.len() - ip_len;
+            let tcp_header_len = usize::from(tcp[12] >> 4) * 4;
+            let key = FlowKey {
+                inside: SocketAddr::new(dst, u16::from_be_bytes([tcp[2], tcp[3]])),
+                outside: SocketAddr::new(src, u16::from_be_bytes([tcp[0], tcp[1]])),
+            };
+            let mss = self.mss.get(&key).map_or(
+                self.mtu.saturating_sub(ip_len + 20),
+                |mss| usize::from(*mss),
+            );
+            // The container's MSS counts no options; its segments carry as many as these do.
+            let gso_size = mss.saturating_sub(tcp_header_len - 20).max(1);
+            let sum = pseudo_header_sum(src, dst, tcp_len)?;
+            let at = HEADROOM + ip_len + 16;
+            buf.get_mut(at..at + 2)?.copy_from_slice(&sum.to_be_bytes());
+            header.flags = NEEDS_CSUM;
+            header.csum_start = u16::try_from(ETH_HEADER_LEN + ip_len).ok()?;
+            header.csum_offset = 16;
+            if tcp_len - tcp_header_len > gso_size {
+                header.gso_type = match dst {
+                    IpAddr::V4(_) => VIRTIO_NET_HDR_GSO_TCPV4,
+                    IpAddr::V6(_) => VIRTIO_NET_HDR_GSO_TCPV6,
+                };
+                header.hdr_len = u16::try_from(ETH_HEADER_LEN + ip_len + tcp_header_len).ok()?;
+                header.gso_size = u16::try_from(gso_size).ok()?;
+            }
+        }
         let mac = self.macs.get(&dst)?;
-        let mut frame = Vec::with_capacity(packet.len() + 14);
-        frame.extend_from_slice(mac);
-        frame.extend_from_slice(&self.gateway_mac);
-        frame.extend_from_slice(&ethertype);
-        frame.extend_from_slice(packet);
-        Some(frame)
+        buf[..VNET_HDR_LEN].copy_from_slice(&Offload(header).emit());
+        let ethernet = &mut buf[VNET_HDR_LEN..HEADROOM];
+        ethernet[..6].copy_from_slice(mac);
+        ethernet[6..12].copy_from_slice(&self.gateway_mac);
+        ethernet[12..].copy_from_slice(&ethertype);
+        Some(buf)
     }
 
     fn link(&self, key: FlowKey) -> Option<etherparse::PacketBuilderStep<etherparse::IpHeaders>> {
@@ -571,6 +640,64 @@ impl TcpEgress {
             syn,
         )
     }
+}
+
+/// `frame` behind a virtio header that asks nothing of the receiver.
+fn plain(frame: Vec<u8>) -> Vec<u8> {
+    let mut out = Vec::with_capacity(VNET_HDR_LEN + frame.len());
+    out.extend_from_slice(&Offload::default().emit());
+    out.extend_from_slice(&frame);
+    out
+}
+
+/// Raises the MSS option of the TCP SYN at `tcp_start` in IP packet `packet` to the most an
+/// IP packet holds; returns the MSS it had. (The stack checks no TCP checksum, so it is left.)
+fn raise_mss(packet: &mut [u8], tcp_start: usize) -> Option<u16> {
+    let header_len = usize::from(packet.get(tcp_start + 12)? >> 4) * 4;
+    let options = packet.get_mut(tcp_start + 20..tcp_start + header_len)?;
+    let ip_header = if tcp_start == 40 { 40 } else { 20 };
+    let most = u16::try_from(MAX_IP_PACKET - ip_header - 20).ok()?;
+    let mut at = 0;
+    while at < options.len() {
+        match options[at] {
+            0 => return None,
+            1 => at += 1,
+            2 => {
+                let value = options.get_mut(at + 2..at + 4)?;
+                let mss = u16::from_be_bytes([value[0], value[1]]);
+                value.copy_from_slice(&most.max(mss).to_be_bytes());
+                return Some(mss);
+            }
+            _ => at += usize::from(*options.get(at + 1)?).max(2),
+        }
+    }
+    None
+}
+
+/// The TCP pseudo-header sum for a segment of `tcp_len` bytes, folded, not complemented: what
+/// a checksum left to the receiver holds (Linux's CHECKSUM_PARTIAL).
+fn pseudo_header_sum(src: IpAddr, dst: IpAddr, tcp_len: usize) -> Option<u16> {
+    let mut sum: u32 = 6 + u32::try_from(tcp_len).ok()?;
+    let mut add = |bytes: &[u8]| {
+        for pair in bytes.chunks(2) {
+            sum += u32::from(u16::from_be_bytes([pair[0], pair[1]]));
+        }
+    };
+    match (src, dst) {
+        (IpAddr::V4(s), IpAddr::V4(d)) => {
+            add(&s.octets());
+            add(&d.octets());
+        }
+        (IpAddr::V6(s), IpAddr::V6(d)) => {
+            add(&s.octets());
+            add(&d.octets());
+        }
+        _ => return None,
+    }
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    Some(sum as u16)
 }
 
 /// A container-facing socket for a new flow.
@@ -678,7 +805,7 @@ mod tests {
         assert!(take(&mut egress, &frame));
         let out = egress.pump();
         assert_eq!(out.len(), 1);
-        let reset = SlicedPacket::from_ethernet(&out[0]).unwrap();
+        let reset = SlicedPacket::from_ethernet(&out[0][VNET_HDR_LEN..]).unwrap();
         let Some(NetSlice::Ipv4(ip)) = &reset.net else {
             panic!("IPv4 expected");
         };
@@ -743,7 +870,7 @@ mod tests {
         let out = egress.pump();
         assert_eq!(out.len(), 1);
         let Some(TransportSlice::Tcp(tcp)) =
-            SlicedPacket::from_ethernet(&out[0]).unwrap().transport
+            SlicedPacket::from_ethernet(&out[0][VNET_HDR_LEN..]).unwrap().transport
         else {
             panic!("TCP expected");
         };
