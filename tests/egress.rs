@@ -10,7 +10,7 @@ use std::time::Duration;
 use common::{
     bed_with_outside, download, download_from, download_server, download_server_on, in_netns,
     tcp_connect, tcp_transfer, udp_ask, udp_ask_to, udp_echo_server, udp_echo_server_on, ECHO_PORT,
-    OUTSIDE_IP,
+    OUTSIDE_IP, OUTSIDE_IP6,
 };
 
 #[test]
@@ -104,6 +104,16 @@ fn containers_download_and_upload_over_tcp_and_hear_refusals_at_once() {
     );
     let egress = &bed.inspect("web")["gateway"]["egress"];
     assert!(egress["flows"].as_u64().unwrap() >= 2, "{egress}");
+
+    // A container without offloads gets the terminator's 64 KB segments as wire frames.
+    let plain = bed.netns("plain");
+    bed.ok(&["connect", "web", &plain, "--no-offload"]);
+    let total = 20 << 20;
+    let server = download_server(&outside, 8081, total);
+    let got = download(&plain, 8081);
+    assert_eq!(got, (server.join().unwrap(), total));
+    let (sent, received, bytes, _) = tcp_transfer(&plain, &outside, OUTSIDE_IP, total);
+    assert_eq!((bytes, received), (total, sent));
 }
 
 #[test]
@@ -206,4 +216,45 @@ fn the_daemons_loopback_is_reachable_at_the_gateway_only_with_host_loopback() {
     // (Let the server go: one connection from the daemon's namespace.)
     download_from(&daemon_ns, "127.0.0.1:8091".parse().unwrap());
     server.join().unwrap();
+}
+
+#[test]
+fn containers_reach_outside_addresses_over_ipv6() {
+    let (mut bed, _, outside) = bed_with_outside();
+    bed.ok(&[
+        "network",
+        "create",
+        "six",
+        "--subnet",
+        "10.85.12.0/24",
+        "--subnet",
+        "fd85:12::/64",
+    ]);
+    let ns = bed.netns("c6");
+    bed.ok(&["connect", "six", &ns]);
+    let total = 20 << 20;
+    let server = download_server_on(
+        &outside,
+        format!("[{OUTSIDE_IP6}]:8082").parse().unwrap(),
+        total,
+    );
+    let got = download_from(&ns, format!("[{OUTSIDE_IP6}]:8082").parse().unwrap());
+    assert_eq!(got, (server.join().unwrap(), total));
+    let echo = udp_echo_server_on(&outside, format!("[{OUTSIDE_IP6}]:7009").parse().unwrap());
+    let (answer, _) = udp_ask_to(
+        &ns,
+        format!("[{OUTSIDE_IP6}]:7009").parse().unwrap(),
+        b"six",
+    )
+    .unwrap();
+    assert_eq!(answer, b"six");
+    assert!(in_netns(
+        &ns,
+        &["ping", "-6", "-c", "2", "-W", "2", OUTSIDE_IP6]
+    ));
+    assert_eq!(
+        tcp_connect(&ns, OUTSIDE_IP6, 8099),
+        Err(std::io::ErrorKind::ConnectionRefused)
+    );
+    assert_eq!(echo.join().unwrap().len(), 1);
 }

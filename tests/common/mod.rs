@@ -25,7 +25,7 @@ pub use {
     outside::{
         bed_with_outside, download, download_from, download_server, download_server_on,
         link_outside, tcp_connect, udp_ask, udp_ask_to, udp_echo_server, udp_echo_server_on,
-        ECHO_PORT, OUTSIDE_IP,
+        ECHO_PORT, OUTSIDE_IP, OUTSIDE_IP6,
     },
     pcap::{finish_capture, start_capture, tshark_fields},
     process::{cpu_ticks, eventually, rss_mib, run},

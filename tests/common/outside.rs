@@ -12,10 +12,13 @@ use super::traffic::{receive_all, send_pseudo_random};
 
 /// The outside namespace's address.
 pub const OUTSIDE_IP: &str = "10.251.0.2";
+/// Its IPv6 address.
+pub const OUTSIDE_IP6: &str = "fd51::2";
 /// Where `udp_echo_server` answers.
 pub const ECHO_PORT: u16 = 7007;
 
-/// Joins `daemon_ns` (10.251.0.1) and `outside` (`OUTSIDE_IP`) with a veth pair, and lets the
+/// Joins `daemon_ns` (10.251.0.1, fd51::1) and `outside` (`OUTSIDE_IP`, `OUTSIDE_IP6`) with a
+/// veth pair, and lets the
 /// daemon's namespace open ping sockets as distributions do (a new namespace allows none).
 pub fn link_outside(daemon_ns: &str, outside: &str) {
     let veth = [
@@ -23,11 +26,12 @@ pub fn link_outside(daemon_ns: &str, outside: &str) {
         outside,
     ];
     run("ip", &veth);
-    for (ns, dev, address) in [
-        (daemon_ns, "veg0", "10.251.0.1/24"),
-        (outside, "veg1", "10.251.0.2/24"),
+    for (ns, dev, v4, v6) in [
+        (daemon_ns, "veg0", "10.251.0.1/24", "fd51::1/64"),
+        (outside, "veg1", "10.251.0.2/24", "fd51::2/64"),
     ] {
-        run("ip", &["-n", ns, "addr", "add", address, "dev", dev]);
+        run("ip", &["-n", ns, "addr", "add", v4, "dev", dev]);
+        run("ip", &["-n", ns, "addr", "add", v6, "dev", dev, "nodad"]);
         run("ip", &["-n", ns, "link", "set", dev, "up"]);
     }
     let ping_groups = "echo 0 2147483647 > /proc/sys/net/ipv4/ping_group_range";
@@ -94,7 +98,11 @@ pub fn udp_ask_to(
     message: &'static [u8],
 ) -> Result<(Vec<u8>, SocketAddr), std::io::ErrorKind> {
     spawn_in_netns(netns, move || {
-        let socket = UdpSocket::bind("0.0.0.0:0").unwrap();
+        let any: SocketAddr = match to {
+            SocketAddr::V4(_) => "0.0.0.0:0".parse().unwrap(),
+            SocketAddr::V6(_) => "[::]:0".parse().unwrap(),
+        };
+        let socket = UdpSocket::bind(any).unwrap();
         socket.connect(to).unwrap();
         socket
             .set_read_timeout(Some(Duration::from_secs(2)))

@@ -577,10 +577,12 @@ impl TcpEgress {
                 inside: SocketAddr::new(dst, u16::from_be_bytes([tcp[2], tcp[3]])),
                 outside: SocketAddr::new(src, u16::from_be_bytes([tcp[0], tcp[1]])),
             };
-            let mss = self.mss.get(&key).map_or(
-                self.mtu.saturating_sub(ip_len + 20),
-                |mss| usize::from(*mss),
-            );
+            let mss = self
+                .mss
+                .get(&key)
+                .map_or(self.mtu.saturating_sub(ip_len + 20), |mss| {
+                    usize::from(*mss)
+                });
             // The container's MSS counts no options; its segments carry as many as these do.
             let gso_size = mss.saturating_sub(tcp_header_len - 20).max(1);
             let sum = pseudo_header_sum(src, dst, tcp_len)?;
@@ -869,8 +871,9 @@ mod tests {
         egress.expire(Instant::now() + TRANSITORY_IDLE);
         let out = egress.pump();
         assert_eq!(out.len(), 1);
-        let Some(TransportSlice::Tcp(tcp)) =
-            SlicedPacket::from_ethernet(&out[0][VNET_HDR_LEN..]).unwrap().transport
+        let Some(TransportSlice::Tcp(tcp)) = SlicedPacket::from_ethernet(&out[0][VNET_HDR_LEN..])
+            .unwrap()
+            .transport
         else {
             panic!("TCP expected");
         };
