@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -13,6 +14,7 @@ use vswitch_core::ids::NetworkId;
 use vswitch_core::switch::{PortConfig, PortMode};
 
 use super::{rules, unix_now, Control, ControlError, LiveGateway, Network};
+use crate::datapath::link::Link;
 use crate::gateway::{self, GatewayConfig, GatewayStats};
 use crate::model::{gateway_mac, leases, plan_network, DaemonInfo, NetworkCreate, NetworkRecord};
 
@@ -154,21 +156,11 @@ impl Control {
         id: NetworkId,
     ) -> Result<LiveGateway, ControlError> {
         let io = |what| move |error| ControlError::Io { what, error };
-        let (ours, theirs) = std::os::unix::net::UnixDatagram::pair()
-            .and_then(|(a, b)| {
-                for end in [&a, &b] {
-                    end.set_nonblocking(true)?;
-                    widen_send_buffer(end);
-                }
-                Ok((a, b))
-            })
-            .map_err(io("create the gateway socket"))?;
-        let socket = tokio::net::UnixDatagram::from_std(theirs)
-            .map_err(io("register the gateway socket"))?;
+        let link = Arc::new(Link::new().map_err(io("create the gateway link"))?);
         let port = self
             .dataplane
             .add_gateway_port(
-                ours,
+                link.clone(),
                 PortConfig {
                     mode: PortMode::Access(id),
                     mtu: network.mtu,
@@ -190,14 +182,8 @@ impl Control {
             None => None,
         };
         debug!(network = %network.name, upstreams = ?config.upstreams, "gateway started");
-        let gateway = gateway::spawn(
-            config,
-            socket,
-            host,
-            self.names.clone(),
-            self.leases.clone(),
-        )
-        .map_err(io("start the gateway"))?;
+        let gateway = gateway::spawn(config, link, host, self.names.clone(), self.leases.clone())
+            .map_err(io("start the gateway"))?;
         Ok(LiveGateway { port, gateway })
     }
 
@@ -268,19 +254,6 @@ fn gateway_config(network: &NetworkRecord) -> GatewayConfig {
         dhcp,
         internal: network.internal,
         host_loopback: network.host_loopback,
-    }
-}
-
-/// Bytes of frames each end of a gateway socket may have queued: room for a TCP window of
-/// 64 KB segments (a datagram socket's default holds three).
-const GATEWAY_SOCKET_BUFFER: usize = 4 << 20;
-
-/// Lets `socket` queue `GATEWAY_SOCKET_BUFFER` bytes: beyond `net.core.wmem_max` where the
-/// daemon has the privilege, else as far as that allows.
-fn widen_send_buffer(socket: &std::os::unix::net::UnixDatagram) {
-    use nix::sys::socket::{setsockopt, sockopt};
-    if setsockopt(socket, sockopt::SndBufForce, &GATEWAY_SOCKET_BUFFER).is_err() {
-        let _ = setsockopt(socket, sockopt::SndBuf, &GATEWAY_SOCKET_BUFFER);
     }
 }
 

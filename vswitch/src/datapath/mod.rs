@@ -7,11 +7,11 @@
 //! removing and counting ports wait for the workers.
 
 pub mod fanout;
+pub mod link;
 mod port;
 mod worker;
 
 use std::io;
-use std::os::unix::net::UnixDatagram;
 use std::sync::{mpsc, Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -184,18 +184,17 @@ impl DataPlane {
     }
 
     /// Adds the port of a network's gateway, which lives inside this process: it exchanges
-    /// frames, one per datagram behind a virtio header (offloads kept, as a TAP with
-    /// IFF_VNET_HDR), over `socket` (non-blocking; its peer is the gateway's end). The first
-    /// worker reads it; every worker may write to it.
+    /// frames behind virtio headers (offloads kept, as a TAP with IFF_VNET_HDR) over `link`,
+    /// whose other side is the gateway's. The first worker reads it; every worker may write to
+    /// it.
     pub async fn add_gateway_port(
         &self,
-        socket: UnixDatagram,
+        link: Arc<link::Link>,
         config: PortConfig,
     ) -> Result<PortId, DataPathError> {
         let mtu = config.mtu as usize;
-        let socket = Arc::new(socket);
         self.add_queues(config, |index| PortIo {
-            queue: PortQueue::Gateway(socket.clone()),
+            queue: PortQueue::Gateway(link.clone()),
             read: index == 0,
             vnet_hdr: true,
             mtu,

@@ -1,11 +1,12 @@
-//! A port as one worker sees it: the queue it reads and writes (a TAP queue, or the datagram
-//! socket of a gateway inside this process), its share of the counters, and how a frame is
+//! A port as one worker sees it: the queue it reads and writes (a TAP queue, or the in-memory
+//! link to a gateway inside this process), its share of the counters, and how a frame is
 //! written out: with its offload header, or cut into wire frames where the port takes none.
 
 use std::io::{self, IoSlice};
 use std::os::fd::AsRawFd;
-use std::os::unix::net::UnixDatagram;
 use std::sync::Arc;
+
+use super::link::Link;
 
 use vswitch_core::frame::ETH_HEADER_LEN;
 use vswitch_core::offload::{Offload, Segmenter, VNET_HDR_LEN};
@@ -42,45 +43,39 @@ impl PortCounters {
 pub(crate) enum PortQueue {
     /// One queue of a TAP device in a container's namespace.
     Tap(Arc<tun_rs::SyncDevice>),
-    /// A datagram socket whose other end is a port inside this process (a network's gateway):
-    /// one datagram per frame, never a virtio_net_hdr.
-    Gateway(Arc<UnixDatagram>),
+    /// The link to a port inside this process (a network's gateway).
+    Gateway(Arc<Link>),
 }
 
 impl PortQueue {
     pub fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
         match self {
             PortQueue::Tap(device) => device.recv(buf),
-            PortQueue::Gateway(socket) => socket.recv(buf),
+            PortQueue::Gateway(link) => link.recv(buf),
         }
     }
 
     fn send(&self, frame: &[u8]) -> io::Result<usize> {
         match self {
             PortQueue::Tap(device) => device.send(frame),
-            PortQueue::Gateway(socket) => socket.send(frame),
+            PortQueue::Gateway(link) => link.send(&[frame]),
         }
     }
 
     fn send_vectored(&self, iov: &[IoSlice<'_>]) -> io::Result<usize> {
         match self {
             PortQueue::Tap(device) => device.send_vectored(iov),
-            // One sendmsg is one datagram: the frame stays whole.
-            PortQueue::Gateway(socket) => nix::sys::socket::sendmsg::<()>(
-                socket.as_raw_fd(),
-                iov,
-                &[],
-                nix::sys::socket::MsgFlags::MSG_DONTWAIT,
-                None,
-            )
-            .map_err(io::Error::from),
+            PortQueue::Gateway(link) => {
+                let parts: Vec<&[u8]> = iov.iter().map(|part| &**part).collect();
+                link.send(&parts)
+            }
         }
     }
 
     pub fn as_raw_fd(&self) -> std::os::fd::RawFd {
         match self {
             PortQueue::Tap(device) => device.as_raw_fd(),
-            PortQueue::Gateway(socket) => socket.as_raw_fd(),
+            PortQueue::Gateway(link) => link.switch_fd(),
         }
     }
 }

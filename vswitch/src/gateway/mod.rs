@@ -18,9 +18,7 @@ pub mod ndp;
 pub mod resolv;
 pub mod tcp_egress;
 
-use std::io::IoSlice;
 use std::net::{IpAddr, SocketAddr};
-use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -31,11 +29,10 @@ use smoltcp::iface::{Config, Interface, SocketHandle, SocketSet};
 use smoltcp::socket::{tcp, udp};
 use smoltcp::wire::{EthernetAddress, HardwareAddress, IpCidr, IpListenEndpoint};
 use tokio::io::unix::{AsyncFd, AsyncFdReadyGuard};
-use tokio::io::Interest;
-use tokio::net::UnixDatagram;
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, warn};
 
+use crate::datapath::link::Link;
 use crate::model::leases::{Decision, LeaseQuery};
 use crate::model::SubnetRecord;
 use device::FrameQueues;
@@ -59,7 +56,7 @@ const EGRESS_EXPIRY_INTERVAL: Duration = Duration::from_secs(5);
 const UDP_DNS_MAX: usize = 512;
 /// Frames taken from the switch before the stack is polled: fewer than the UDP socket's 64
 /// slots, so smoltcp never drops a query for want of room (it would not count it). What waits
-/// beyond stays in the switch port's socket, where an overflow is counted (`tx_error`).
+/// beyond stays in the link from the switch, where an overflow is counted (`tx_error`).
 const FRAMES_PER_POLL: usize = 32;
 
 /// What a gateway serves.
@@ -176,11 +173,11 @@ impl Drop for Gateway {
     }
 }
 
-/// Starts the gateway on `socket`, whose peer is its switch port; `host` is the network's host
+/// Starts the gateway on `link`, whose other side is its switch port; `host` is the network's host
 /// interface, if it has one (a non-blocking TAP device without offloads).
 pub fn spawn(
     config: GatewayConfig,
-    socket: UnixDatagram,
+    link: Arc<Link>,
     host: Option<tun_rs::SyncDevice>,
     names: Arc<RwLock<Directory>>,
     leases: mpsc::Sender<LeaseCall>,
@@ -262,7 +259,7 @@ pub fn spawn(
             IpNet::V4(_) => None,
         }),
         config,
-        socket: Arc::new(socket),
+        link,
         names,
         leases,
         counters: counters.clone(),
@@ -287,22 +284,9 @@ pub fn spawn(
 }
 
 /// Sends `frame` to the switch behind a virtio header that asks nothing of it.
-async fn send_plain(socket: &UnixDatagram, frame: &[u8]) -> std::io::Result<()> {
-    let header = Offload::default().emit();
-    loop {
-        socket.writable().await?;
-        let sent = socket.try_io(Interest::WRITABLE, || {
-            // One sendmsg is one datagram: header and frame arrive together.
-            let iov = [IoSlice::new(&header), IoSlice::new(frame)];
-            let flags = nix::sys::socket::MsgFlags::empty();
-            nix::sys::socket::sendmsg::<()>(socket.as_raw_fd(), &iov, &[], flags, None)
-                .map_err(std::io::Error::from)
-        });
-        match sent {
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
-            sent => return sent.map(drop),
-        }
-    }
+async fn send_plain(link: &Link, frame: &[u8]) {
+    link.send_frame([&Offload::default().emit()[..], frame].concat())
+        .await;
 }
 
 /// Whether `frame` is IPv4 sent to a group (broadcast or multicast MAC).
@@ -382,7 +366,8 @@ struct Runner {
     /// The gateway addresses, which the host interface shares.
     gateway_ips: Vec<IpAddr>,
     ipv6_prefix: Option<Ipv6Net>,
-    socket: Arc<UnixDatagram>,
+    /// The link to its switch port.
+    link: Arc<Link>,
     names: Arc<RwLock<Directory>>,
     leases: mpsc::Sender<LeaseCall>,
     counters: Arc<GatewayCounters>,
@@ -426,21 +411,13 @@ impl Runner {
                 .min(self.tcp_egress.poll_delay().unwrap_or(RA_INTERVAL));
             let wake = (tokio::time::Instant::now() + stack_delay).min(next_ra);
             tokio::select! {
-                ready = self.socket.readable() => {
-                    if let Err(e) = ready {
-                        warn!(network = %self.config.network, error = %e, "gateway socket failed");
-                        return;
-                    }
-                    for _ in 0..FRAMES_PER_POLL {
-                        match self.socket.try_recv(&mut buf) {
-                            Ok(0) => return,
-                            Ok(len) => self.handle_offloaded(&buf[..len]).await,
-                            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
-                            Err(e) => {
-                                debug!(network = %self.config.network, error = %e, "gateway port closed");
-                                return;
-                            }
-                        }
+                frame = self.link.recv_frame() => {
+                    self.handle_offloaded(&frame).await;
+                    for _ in 1..FRAMES_PER_POLL {
+                        let Some(frame) = self.link.try_recv_frame() else {
+                            break;
+                        };
+                        self.handle_offloaded(&frame).await;
                     }
                 }
                 ready = host_readable(self.host.as_ref()) => {
@@ -495,16 +472,12 @@ impl Runner {
         }
         // (These carry their virtio headers.)
         for frame in self.tcp_egress.pump() {
-            if let Err(e) = self.socket.send(&frame).await {
-                debug!(network = %self.config.network, error = %e, "gateway frame not sent");
-            }
+            self.link.send_frame(frame).await;
         }
     }
 
     async fn send(&self, frame: &[u8]) {
-        if let Err(e) = send_plain(&self.socket, frame).await {
-            debug!(network = %self.config.network, error = %e, "gateway frame not sent");
-        }
+        send_plain(&self.link, frame).await;
     }
 
     /// A datagram from the switch: a frame behind its virtio header. TCP for beyond the
@@ -607,7 +580,7 @@ impl Runner {
             port: None,
         };
         let leases = self.leases.clone();
-        let socket = self.socket.clone();
+        let link = self.link.clone();
         let counters = self.counters.clone();
         let network = self.config.network.clone();
         tokio::spawn(async move {
@@ -634,9 +607,8 @@ impl Runner {
             debug!(network = %network, ?reply, mac = %MacAddr(request.chaddr), "DHCP reply");
             match dhcp::build_reply(&request, reply, &config) {
                 Ok(frame) => {
-                    if send_plain(&socket, &frame).await.is_ok() {
-                        counters.dhcp_replies.fetch_add(1, Relaxed);
-                    }
+                    send_plain(&link, &frame).await;
+                    counters.dhcp_replies.fetch_add(1, Relaxed);
                 }
                 Err(e) => warn!(network = %network, error = %e, "cannot build DHCP reply"),
             }
