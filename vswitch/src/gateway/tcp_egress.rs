@@ -20,6 +20,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use bytes::{Bytes, BytesMut};
 use etherparse::TransportSlice;
 use smoltcp::iface::{Config, Interface, SocketHandle, SocketSet};
 use smoltcp::socket::tcp;
@@ -72,7 +73,7 @@ pub enum Event {
     },
     Connected(u64, TcpStream),
     Failed(u64, std::io::ErrorKind),
-    Data(u64, Vec<u8>),
+    Data(u64, Bytes),
     Eof(u64),
     Reset(u64),
     Wrote(u64),
@@ -89,7 +90,7 @@ struct Flow {
     key: FlowKey,
     handle: SocketHandle,
     to_outside: Option<mpsc::Sender<Vec<u8>>>,
-    from_outside: VecDeque<Vec<u8>>,
+    from_outside: VecDeque<Bytes>,
     sent_of_front: usize,
     outside_eof: bool,
     fin_sent: bool,
@@ -734,14 +735,14 @@ async fn relay(
             let Ok(permit) = credit.clone().acquire_many_owned(CHUNK as u32).await else {
                 return;
             };
-            let mut buf = vec![0u8; CHUNK];
-            let event = match reader.read(&mut buf).await {
+            // (Read into spare capacity: nothing to zero first.)
+            let mut buf = BytesMut::with_capacity(CHUNK);
+            let event = match reader.read_buf(&mut buf).await {
                 Ok(0) => Event::Eof(id),
                 Ok(n) => {
-                    buf.truncate(n);
                     permit.forget();
                     credit.add_permits(CHUNK - n);
-                    Event::Data(id, buf)
+                    Event::Data(id, buf.freeze())
                 }
                 Err(_) => Event::Reset(id),
             };
