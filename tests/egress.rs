@@ -8,7 +8,7 @@ mod common;
 use std::time::Duration;
 
 use common::{
-    bed_with_outside, download, download_from, download_server, download_server_on, in_netns,
+    bed_with_outside, finish_capture, start_capture, tshark_fields, download, download_from, download_server, download_server_on, in_netns,
     tcp_connect, tcp_transfer, udp_ask, udp_ask_to, udp_echo_server, udp_echo_server_on, ECHO_PORT,
     OUTSIDE_IP, OUTSIDE_IP6,
 };
@@ -18,7 +18,21 @@ fn containers_reach_outside_addresses_over_udp_and_ping() {
     let (mut bed, _, outside) = bed_with_outside();
     let ns = bed.network_with("out", "10.85.4.0/24", &["c"]);
     let server = udp_echo_server(&outside);
+    // Egress shows in captures like any other traffic: the datagram and its answer.
+    let file = bed.dir.join("egress.pcapng");
+    let capture = start_capture(&bed, &file, &["--port", &ns[0], "-c", "2", "udp port 7007"]);
     assert_eq!(udp_ask(&ns[0], ECHO_PORT, b"hello"), Ok(b"hello".to_vec()));
+    finish_capture(capture);
+    let seen = tshark_fields(&file, &["ip.src", "ip.dst", "udp.payload"]);
+    let seen: Vec<&str> = seen.lines().collect();
+    assert_eq!(
+        seen,
+        [
+            "10.85.4.2\t10.251.0.2\t68656c6c6f",
+            "10.251.0.2\t10.85.4.2\t68656c6c6f"
+        ],
+        "{seen:?}"
+    );
     // A closed port is refused, as it would be without the switch in between.
     assert_eq!(
         udp_ask(&ns[0], ECHO_PORT + 2, b"anyone?"),
