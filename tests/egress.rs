@@ -8,9 +8,9 @@ mod common;
 use std::time::Duration;
 
 use common::{
-    bed_with_outside, finish_capture, start_capture, tshark_fields, download, download_from, download_server, download_server_on, in_netns,
-    tcp_connect, tcp_transfer, udp_ask, udp_ask_to, udp_echo_server, udp_echo_server_on, ECHO_PORT,
-    OUTSIDE_IP, OUTSIDE_IP6,
+    bed_with_outside, download, download_from, download_server, download_server_on, finish_capture,
+    in_netns, start_capture, tcp_connect, tcp_transfer, tshark_fields, udp_ask, udp_ask_to,
+    udp_echo_server, udp_echo_server_on, ECHO_PORT, OUTSIDE_IP, OUTSIDE_IP6,
 };
 
 #[test]
