@@ -18,8 +18,8 @@ use serde_json::Value;
 
 use common::{
     download, download_server, eventually, free_port, link_outside, run, scrape, series,
-    spawn_in_netns, tcp_connect, tcp_transfer, tshark_fields, udp_ask, udp_echo_server, ECHO_PORT,
-    OUTSIDE_IP,
+    spawn_in_netns, tcp_connect, tcp_transfer, tshark_fields, udp_ask, udp_ask_to, udp_echo_server,
+    udp_echo_server_on, ECHO_PORT, OUTSIDE_IP,
 };
 
 const TUN: &str = "/dev/net/tun";
@@ -504,4 +504,25 @@ fn a_rootless_container_reaches_the_outside_over_tcp_udp_and_ping() {
     .join()
     .unwrap();
     assert_eq!(server.join().unwrap().ip().to_string(), "10.231.72.1");
+
+    // A published UDP port, likewise.
+    user.run_in_background(&[
+        "run",
+        "app",
+        "--name",
+        "echo",
+        "-p",
+        "127.0.0.1:18091:7007/udp",
+        "--",
+        "busybox",
+        "sleep",
+        "600",
+    ]);
+    let (echo, _) = user.endpoint("app", "echo");
+    let server = udp_echo_server_on(&echo, "0.0.0.0:7007".parse().unwrap());
+    let (answer, _) =
+        udp_ask_to(&daemon_ns, "127.0.0.1:18091".parse().unwrap(), b"rootless").unwrap();
+    assert_eq!(answer, b"rootless");
+    let senders = server.join().unwrap();
+    assert_eq!(senders[0].ip().to_string(), "10.231.72.1");
 }
