@@ -115,6 +115,15 @@ fn logs_can_be_json_lines() {
     assert!(log.contains("\"message\":\"connected\""), "{log}");
 }
 
+#[test]
+fn logs_written_to_a_file_carry_no_colour_codes() {
+    let mut bed = Bed::start();
+    bed.network_with("plain", "10.81.1.0/24", &["a"]);
+    let log = bed.log();
+    assert!(log.contains("connected"), "{log}");
+    assert!(!log.contains('\x1b'), "{log:?}");
+}
+
 /// A tmux server of the test's own (its own socket), killed on drop.
 struct Tmux {
     socket: String,
@@ -219,6 +228,10 @@ fn capture_of_pings_reads_back_in_tcpdump_and_filters_like_tcpdump() {
     ));
     let stderr = finish_capture(child);
     assert!(stderr.contains("8 frames captured; 0 skipped"), "{stderr}");
+    assert!(
+        stderr.starts_with(&format!("capturing on port {a}, writing pcapng to ")),
+        "{stderr}"
+    );
     let lines = tcpdump_lines(&file, &[]);
     let requests = format!("IP {a_ip} > {b_ip}: ICMP echo request");
     let replies = format!("IP {b_ip} > {a_ip}: ICMP echo reply");

@@ -44,6 +44,8 @@ pub async fn run(client: &Client, args: CaptureArgs) -> anyhow::Result<()> {
     let mut interrupt = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
     let stream = client.start_capture(&request).await?;
     let id = stream.id;
+    // As tcpdump says "listening on ...": the capture runs from here.
+    eprintln!("{}", capturing_on(&request, args.write.as_deref()));
     // Asking the daemon to stop ends the stream with its statistics; a failure to ask changes
     // nothing the user can act on.
     let stop = || async {
@@ -77,6 +79,24 @@ pub async fn run(client: &Client, args: CaptureArgs) -> anyhow::Result<()> {
         summary.frames, summary.skipped
     );
     Ok(())
+}
+
+/// The line saying what is captured and where it goes.
+fn capturing_on(request: &CaptureRequest, write: Option<&Path>) -> String {
+    let what = match (&request.port, &request.network) {
+        (Some(port), _) => format!("port {port}"),
+        (None, Some(network)) => format!("network {network}"),
+        (None, None) => "nothing".to_string(),
+    };
+    let filter = request
+        .filter
+        .as_deref()
+        .map_or(String::new(), |f| format!(", filter \"{f}\""));
+    let to = match write {
+        Some(path) if path != Path::new("-") => path.display().to_string(),
+        _ => "standard output".to_string(),
+    };
+    format!("capturing on {what}{filter}, writing pcapng to {to}")
 }
 
 /// Counts frames and reads the skip counts from the pcapng stream going by.
