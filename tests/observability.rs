@@ -116,12 +116,32 @@ fn logs_can_be_json_lines() {
 }
 
 #[test]
-fn logs_written_to_a_file_carry_no_colour_codes() {
+fn logs_written_to_a_file_are_plain_text_without_rust_debug_formatting() {
     let mut bed = Bed::start();
-    bed.network_with("plain", "10.81.1.0/24", &["a"]);
+    let ns = bed.network_with("plain", "10.81.1.0/24", &["a"]);
+    bed.ok(&["limit", "plain", &ns[0], "--rate", "50M"]);
+    bed.ok(&["policy", "default", "plain", "deny"]);
+    let file = bed.dir.join("log.pcapng");
+    let capture = start_capture(&bed, &file, &["--network", "plain", "-c", "1"]);
+    // A frame for the capture to take (whether policy lets it through does not matter here).
+    let _ = in_netns(&ns[0], &["ping", "-c", "1", "-W", "1", "10.81.1.1"]);
+    finish_capture(capture);
     let log = bed.log();
-    assert!(log.contains("connected"), "{log}");
-    assert!(!log.contains('\x1b'), "{log:?}");
+    for event in [
+        "connected",
+        "rate limit changed",
+        "policy changed",
+        "capture started",
+    ] {
+        assert!(log.contains(event), "{event}: {log}");
+    }
+    assert!(!log.contains('\x1b'), "colour codes: {log:?}");
+    for line in log.lines().filter(|l| l.contains(" INFO ")) {
+        assert!(
+            !line.contains("Some(") && !line.contains("None") && !line.contains("=\""),
+            "Rust debug formatting: {line}"
+        );
+    }
 }
 
 /// A tmux server of the test's own (its own socket), killed on drop.

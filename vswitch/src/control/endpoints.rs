@@ -31,7 +31,7 @@ impl Control {
         // Its labels and addresses now count in the network's rules.
         self.apply_policy(&inner, network)?;
         let resolv_conf = write_resolv_conf(&inner, &endpoint.netns);
-        info!(network, endpoint = %endpoint.name, netns = %endpoint.netns, "connected");
+        info!(network = %network, endpoint = %endpoint.name, netns = %endpoint.netns, "connected");
         Ok(Connected {
             dns: inner.network(network)?.record.dns_servers(),
             endpoint,
@@ -51,7 +51,7 @@ impl Control {
         self.commit(&inner)?;
         self.apply_policy(&inner, network)?;
         write_resolv_conf(&inner, &endpoint.netns);
-        info!(network, endpoint = %name, "disconnected");
+        info!(network = %network, endpoint = %name, "disconnected");
         Ok(endpoint)
     }
 
@@ -136,7 +136,7 @@ impl Control {
         .expect("attach does not panic")?;
         let attached = started.elapsed();
         let port = self.dataplane.add_port(device, port_config).await?;
-        debug!(netns, ?attached, total = ?started.elapsed(), "port opened");
+        debug!(netns = %netns, ?attached, total = ?started.elapsed(), "port opened");
         Ok(LivePort {
             port,
             ns,
@@ -205,7 +205,7 @@ pub(super) fn write_resolv_conf(inner: &Inner, netns: &str) -> Option<String> {
     match resolv::update(&name, &servers) {
         Ok(text) => text,
         Err(e) => {
-            warn!(netns, error = %e, "cannot write resolv.conf");
+            warn!(netns = %netns, error = %e, "cannot write resolv.conf");
             None
         }
     }

@@ -92,7 +92,7 @@ impl Control {
         }
         let net = inner.network(network)?;
         self.dataplane.set_policy(net.id, engine)?;
-        info!(network, "policy changed");
+        info!(network = %network, "policy changed");
         Ok(self.policy_view(net))
     }
 
@@ -124,7 +124,18 @@ impl Control {
         if let Some(port) = inner.network(network)?.ports.get(&name) {
             self.dataplane.set_rate_limit(port.port, limit)?;
         }
-        info!(network, endpoint = %updated.name, ?limit, "rate limit changed");
+        let limit = match limit {
+            None => "unlimited".to_string(),
+            Some(l) => [
+                l.bits_per_sec.map(|b| format!("{b} bit/s")),
+                l.packets_per_sec.map(|p| format!("{p} packets/s")),
+            ]
+            .into_iter()
+            .flatten()
+            .collect::<Vec<_>>()
+            .join(", "),
+        };
+        info!(network = %network, endpoint = %updated.name, %limit, "rate limit changed");
         Ok(updated)
     }
 

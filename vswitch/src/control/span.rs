@@ -100,7 +100,12 @@ impl Control {
                 error,
             });
         }
-        info!(capture = id, port = ?req.port, network = ?req.network, "capture started");
+        let scope = match (&req.port, &req.network) {
+            (Some(port), _) => format!("port {port}"),
+            (None, Some(network)) => format!("network {network}"),
+            (None, None) => String::new(),
+        };
+        info!(capture = id, %scope, "capture started");
         Ok(CaptureStream { id, bytes })
     }
 
