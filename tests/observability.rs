@@ -95,6 +95,25 @@ fn metrics_pass_promtool_and_count_exactly_the_pings() {
     )
     .is_some());
     promtool_check(&after);
+    // The same order on every scrape: families by name, series by labels.
+    let families = |text: &str| -> Vec<String> {
+        text.lines()
+            .filter_map(|l| l.strip_prefix("# TYPE "))
+            .map(|l| l.split(' ').next().unwrap().to_string())
+            .collect()
+    };
+    let again = scrape(port);
+    assert_eq!(families(&after), families(&again));
+    let mut by_name = families(&again);
+    by_name.sort();
+    assert_eq!(families(&again), by_name);
+    let version = env!("CARGO_PKG_VERSION");
+    assert_eq!(
+        series(&again, "vswitch_build_info", &[("version", version)]),
+        Some(1.0)
+    );
+    assert!(series(&again, "process_resident_memory_bytes", &[]).unwrap() > 1e6);
+    assert!(series(&again, "process_open_fds", &[]).unwrap() >= 3.0);
 }
 
 #[test]

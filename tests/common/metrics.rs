@@ -35,7 +35,10 @@ pub fn scrape(port: u16) -> String {
 pub fn series(metrics: &str, name: &str, want: &[(&str, &str)]) -> Option<f64> {
     metrics.lines().find_map(|line| {
         let rest = line.strip_prefix(name)?;
-        let (labels, value) = rest.strip_prefix('{')?.split_once("} ")?;
+        let (labels, value) = match rest.strip_prefix('{') {
+            Some(labelled) => labelled.split_once("} ")?,
+            None => ("", rest.strip_prefix(' ')?),
+        };
         want.iter()
             .all(|(k, v)| labels.contains(&format!("{k}=\"{v}\"")))
             .then(|| value.trim().parse().unwrap())

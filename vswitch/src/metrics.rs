@@ -57,9 +57,81 @@ impl Metrics {
             }
         }
         counter!("vswitch_capture_skipped_frames_total").absolute(control.capture_skipped());
+        publish_process();
         self.handle.run_upkeep();
-        Ok(self.handle.render())
+        Ok(sorted(&self.handle.render()))
     }
+}
+
+/// The process metrics every Prometheus client library exports, from /proc/self.
+fn publish_process() {
+    if let Ok(stat) = std::fs::read_to_string("/proc/self/stat") {
+        // Fields after the command (which may hold spaces): utime and stime are the 12th and
+        // 13th, rss the 22nd.
+        let fields: Vec<&str> = stat
+            .rsplit_once(") ")
+            .map_or(Vec::new(), |(_, rest)| rest.split(' ').collect());
+        let number = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok());
+        let ticks = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+            .ok()
+            .flatten()
+            .map_or(100.0, |t| t as f64);
+        if let (Some(user), Some(system)) = (number(11), number(12)) {
+            counter!("process_cpu_seconds_total").absolute(((user + system) / ticks) as u64);
+        }
+        if let Some(pages) = number(21) {
+            let page = nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE)
+                .ok()
+                .flatten()
+                .map_or(4096.0, |p| p as f64);
+            gauge!("process_resident_memory_bytes").set(pages * page);
+        }
+    }
+    if let Ok(fds) = std::fs::read_dir("/proc/self/fd") {
+        gauge!("process_open_fds").set(fds.count() as f64);
+    }
+}
+
+/// The exporter's text with its families sorted by name, and each counter's and gauge's
+/// series by their labels: the same order on every scrape (the exporter's follows its hash
+/// maps), as diffs and eyes expect.
+fn sorted(text: &str) -> String {
+    let mut families: Vec<(String, Vec<&str>)> = Vec::new();
+    for block in text.split("\n\n").filter(|b| !b.trim().is_empty()) {
+        let mut lines: Vec<&str> = block.lines().collect();
+        let name = lines
+            .iter()
+            .find_map(|l| {
+                let l = l
+                    .strip_prefix("# HELP ")
+                    .or(l.strip_prefix("# TYPE "))
+                    .unwrap_or(l);
+                l.split([' ', '{']).next()
+            })
+            .unwrap_or_default()
+            .to_string();
+        let plain = lines.iter().any(|l| {
+            l.starts_with("# TYPE ") && (l.ends_with(" counter") || l.ends_with(" gauge"))
+        });
+        if plain {
+            let series = lines
+                .iter()
+                .position(|l| !l.starts_with('#'))
+                .unwrap_or(lines.len());
+            lines[series..].sort_unstable();
+        }
+        families.push((name, lines));
+    }
+    families.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut out = String::with_capacity(text.len());
+    for (_, lines) in families {
+        for line in lines {
+            out.push_str(line);
+            out.push('\n');
+        }
+        out.push('\n');
+    }
+    out
 }
 
 /// Serves `GET /metrics` on `addr` until the process ends.
@@ -120,6 +192,22 @@ const PORT_COUNTERS: [(&str, &str, Unit); 4] = [
 ];
 
 fn describe() {
+    describe_gauge!(
+        "vswitch_build_info",
+        "Always 1; the labels say which vswitch this is."
+    );
+    gauge!("vswitch_build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);
+    describe_counter!(
+        "process_cpu_seconds_total",
+        Unit::Seconds,
+        "CPU time the daemon used, user and system (whole seconds)."
+    );
+    describe_gauge!(
+        "process_resident_memory_bytes",
+        Unit::Bytes,
+        "The daemon's resident memory."
+    );
+    describe_gauge!("process_open_fds", "Open file descriptors of the daemon.");
     for (name, help, unit) in PORT_COUNTERS {
         describe_counter!(name, unit, help);
     }
