@@ -436,6 +436,17 @@ fn a_rootless_daemon_says_what_it_cannot_do_and_why() {
     let error = user.fails(&["run", "app", "--", "true"]);
     assert!(error.contains("chmod 0666 /dev/net/tun"), "{error}");
     assert!(user.endpoints("app").is_empty());
+
+    // Root's socket (0600 here): the user hears "permission denied", not "is it running?".
+    let root_socket = user.dir.join("root.sock");
+    let _listener = std::os::unix::net::UnixListener::bind(&root_socket).unwrap();
+    fs::set_permissions(&root_socket, fs::Permissions::from_mode(0o600)).unwrap();
+    let error = user.fails(&["--socket", root_socket.to_str().unwrap(), "network", "ls"]);
+    assert!(
+        error.contains("permission denied") && error.contains("owner root"),
+        "{error}"
+    );
+    assert!(!error.contains("running?"), "{error}");
 }
 
 /// A process of the user's own (not through vswitch).

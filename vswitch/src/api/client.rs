@@ -31,6 +31,13 @@ pub enum ClientError {
         socket: PathBuf,
         error: std::io::Error,
     },
+    /// The socket is there but not open to this user.
+    #[error("permission denied on the vswitch daemon's socket {} ({owner}): run as root or as a member of its group, or start a daemon of your own (`vswitch daemon`, rootless)", socket.display())]
+    Denied {
+        socket: PathBuf,
+        /// Who may use it: owner, group and mode.
+        owner: String,
+    },
     /// The connection failed mid-call.
     #[error("the vswitch daemon connection failed: {0}")]
     Http(hyper::Error),
@@ -270,9 +277,15 @@ impl Client {
         let stream =
             UnixStream::connect(&self.socket)
                 .await
-                .map_err(|error| ClientError::Unreachable {
-                    socket: self.socket.clone(),
-                    error,
+                .map_err(|error| match error.kind() {
+                    std::io::ErrorKind::PermissionDenied => ClientError::Denied {
+                        socket: self.socket.clone(),
+                        owner: describe_owner(&self.socket),
+                    },
+                    _ => ClientError::Unreachable {
+                        socket: self.socket.clone(),
+                        error,
+                    },
                 })?;
         let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
             .await
@@ -320,4 +333,24 @@ async fn check(
         status: status.as_u16(),
         message,
     })
+}
+
+/// "owner USER, group GROUP, mode 0660" of `path`, as far as it can be read.
+fn describe_owner(path: &std::path::Path) -> String {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(meta) = std::fs::metadata(path) else {
+        return "a directory on the way is closed to you".to_string();
+    };
+    let user = nix::unistd::User::from_uid(meta.uid().into())
+        .ok()
+        .flatten()
+        .map_or(meta.uid().to_string(), |u| u.name);
+    let group = nix::unistd::Group::from_gid(meta.gid().into())
+        .ok()
+        .flatten()
+        .map_or(meta.gid().to_string(), |g| g.name);
+    format!(
+        "owner {user}, group {group}, mode {:04o}",
+        meta.mode() & 0o7777
+    )
 }
