@@ -24,12 +24,31 @@ pub fn default_socket() -> PathBuf {
 }
 
 fn runtime_dir() -> PathBuf {
-    if nix::unistd::geteuid().is_root() {
+    let uid = nix::unistd::geteuid();
+    if uid.is_root() {
         return PathBuf::from("/run/vswitch");
     }
-    match std::env::var_os("XDG_RUNTIME_DIR") {
-        Some(dir) => PathBuf::from(dir).join("vswitch"),
-        None => std::env::temp_dir().join(format!("vswitch-{}", nix::unistd::geteuid())),
+    let session_dir = PathBuf::from(format!("/run/user/{uid}"));
+    let has_session_dir = session_dir.is_dir();
+    user_runtime_dir(
+        std::env::var_os("XDG_RUNTIME_DIR"),
+        has_session_dir.then_some(session_dir),
+        uid.as_raw(),
+    )
+}
+
+/// An unprivileged user's runtime directory: `$XDG_RUNTIME_DIR`, else the one logind makes
+/// for the user's sessions (`/run/user/UID`, which a shell from `su` or cron lacks the
+/// variable for), else a directory of the user's own under the temporary directory.
+fn user_runtime_dir(
+    xdg: Option<std::ffi::OsString>,
+    session_dir: Option<PathBuf>,
+    uid: u32,
+) -> PathBuf {
+    match (xdg, session_dir) {
+        (Some(dir), _) => PathBuf::from(dir).join("vswitch"),
+        (None, Some(dir)) => dir.join("vswitch"),
+        (None, None) => std::env::temp_dir().join(format!("vswitch-{uid}")),
     }
 }
 
@@ -207,4 +226,27 @@ pub async fn run(
     serve(control, listener, socket, stop_signal()).await?;
     info!("vswitch daemon stopped");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_user_without_xdg_runtime_dir_still_finds_the_session_directory() {
+        let xdg = Some(std::ffi::OsString::from("/run/user/1000"));
+        let session = Some(PathBuf::from("/run/user/1000"));
+        assert_eq!(
+            user_runtime_dir(xdg, None, 1000),
+            Path::new("/run/user/1000/vswitch")
+        );
+        assert_eq!(
+            user_runtime_dir(None, session, 1000),
+            Path::new("/run/user/1000/vswitch")
+        );
+        assert_eq!(
+            user_runtime_dir(None, None, 1000),
+            std::env::temp_dir().join("vswitch-1000")
+        );
+    }
 }
