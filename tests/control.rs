@@ -500,3 +500,32 @@ fn dual_stack_networks_give_both_addresses_and_routes() {
     ));
     assert!(ping(&b, "10.89.13.2", 2));
 }
+
+#[test]
+fn the_socket_is_shared_with_a_named_group_and_an_unknown_group_is_refused() {
+    use std::os::unix::fs::MetadataExt;
+    let bed = Bed::start_with(&[], &["--group", "nogroup"]);
+    let meta = std::fs::metadata(&bed.socket).unwrap();
+    let nogroup = run("getent", &["group", "nogroup"]);
+    let gid: u32 = nogroup.split(':').nth(2).unwrap().trim().parse().unwrap();
+    assert_eq!((meta.gid(), meta.mode() & 0o777), (gid, 0o660));
+    bed.ok(&["network", "ls"]);
+
+    let socket = bed.dir.join("other.sock");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_vswitch"))
+        .arg("--socket")
+        .arg(&socket)
+        .arg("daemon")
+        .arg("--state-dir")
+        .arg(bed.dir.join("other-state"))
+        .args(["--group", "no-such-group-vsw"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("--group no-such-group-vsw: no such group"),
+        "{stderr}"
+    );
+    assert!(!socket.exists());
+}

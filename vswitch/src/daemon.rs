@@ -195,16 +195,38 @@ async fn start_control(
     Ok(Control::start(store, config).await?)
 }
 
+/// The id of group `name`, which must exist.
+fn socket_group(name: &str) -> anyhow::Result<nix::unistd::Gid> {
+    match nix::unistd::Group::from_name(name) {
+        Ok(Some(group)) => Ok(group.gid),
+        Ok(None) => bail!("--group {name}: no such group"),
+        Err(e) => bail!("--group {name}: cannot look it up: {e}"),
+    }
+}
+
 /// Runs the daemon in the foreground until SIGINT or SIGTERM.
-/// With `metrics_addr`, also serves Prometheus metrics there.
+/// With `metrics_addr`, also serves Prometheus metrics there; with `group`, members of that
+/// group may use the socket too (Docker's `--group`).
 pub async fn run(
     socket: &Path,
     state_dir: &Path,
     config: DataPathConfig,
     metrics_addr: Option<std::net::SocketAddr>,
     reset_state: bool,
+    group: Option<&str>,
 ) -> anyhow::Result<()> {
+    let gid = group.map(socket_group).transpose()?;
     let listener = bind_socket(socket).await?;
+    if let Some(gid) = gid {
+        if let Err(e) = nix::unistd::chown(socket, None, Some(gid)) {
+            let _ = std::fs::remove_file(socket);
+            bail!(
+                "cannot give {} to group {}: {e}",
+                socket.display(),
+                group.unwrap_or_default()
+            );
+        }
+    }
     let control = match start_control(state_dir, config, reset_state).await {
         Ok(control) => control,
         Err(e) => {

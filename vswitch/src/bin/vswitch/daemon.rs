@@ -22,6 +22,10 @@ pub struct DaemonArgs {
     /// as state.json.reset-SECONDS in the state directory, not deleted.
     #[arg(long)]
     reset_state: bool,
+    /// Let members of this group use the control socket too (mode 0660 with this group;
+    /// Docker's `--group`) [default: root only].
+    #[arg(long, short = 'G')]
+    group: Option<String>,
     #[command(flatten)]
     switch: SwitchArgs,
 }
@@ -63,6 +67,9 @@ impl SwitchArgs {
 /// with the socket and state paths settled first: inside, it is uid 0 and the defaults for
 /// root would apply.
 pub fn become_rootless(socket: &mut Option<PathBuf>, args: &mut DaemonArgs) -> anyhow::Result<()> {
+    if let Some(group) = &args.group {
+        anyhow::bail!("--group {group}: a rootless daemon's socket is its user's alone");
+    }
     let socket = socket.get_or_insert_with(vswitch::daemon::default_socket);
     let state_dir = args
         .state_dir
@@ -91,6 +98,7 @@ pub async fn run(socket: &Path, args: DaemonArgs) -> anyhow::Result<()> {
         config,
         args.metrics_addr,
         args.reset_state,
+        args.group.as_deref(),
     )
     .await
 }
