@@ -358,13 +358,16 @@ fn web_reaches_db_on_5432_with_replies_and_db_cannot_open_connections_to_web() {
         "policy", "test", "wd", "--from", &web, "--to", &db, "--dport", "5432",
     ]);
     assert!(test.contains("rule: web-db"), "{test}");
-    let test = bed.ok(&[
+    // A packet that would be dropped: said, and the exit status says it too.
+    let out = bed.vswitch(&[
         "policy", "test", "wd", "--from", &db, "--to", &web, "--dport", "8080",
     ]);
+    let test = String::from_utf8_lossy(&out.stdout);
     assert!(
         test.contains("rule: default") && test.contains("dropped"),
         "{test}"
     );
+    assert_eq!(out.status.code(), Some(1));
     for server in servers {
         server.join().unwrap();
     }

@@ -172,7 +172,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Trace(args) => observe::trace(&client, args).await?,
         Command::Fdb(args) => observe::fdb(&client, args).await?,
         Command::Version(args) => observe::version(&client, args).await?,
-        Command::Policy(command) => rules::run(&client, command).await?,
+        Command::Policy(command) => return rules::run(&client, command).await,
         Command::Conntrack(args) => rules::conntrack(&client, args).await?,
     }
     Ok(ExitCode::SUCCESS)

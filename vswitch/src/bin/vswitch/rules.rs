@@ -2,6 +2,7 @@
 //! given packet, and the flows the policy tracks.
 
 use std::path::PathBuf;
+use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
@@ -49,7 +50,8 @@ pub enum PolicyCommand {
         /// Policy file.
         file: PathBuf,
     },
-    /// Evaluate a described packet and print the rule that decides it.
+    /// Evaluate a described packet and print the rule that decides it; exit status 1 when it
+    /// would be dropped.
     Test {
         /// Network name.
         network: String,
@@ -129,14 +131,15 @@ pub struct ConntrackArgs {
     format: FormatArg,
 }
 
-/// Runs a `policy` command; the changes print the policy as it is afterwards.
-pub async fn run(client: &Client, command: PolicyCommand) -> anyhow::Result<()> {
+/// Runs a `policy` command; the changes print the policy as it is afterwards. `policy test`
+/// exits 1 when the packet would be dropped, so a script can assert on it.
+pub async fn run(client: &Client, command: PolicyCommand) -> anyhow::Result<ExitCode> {
     let view = match command {
         PolicyCommand::Ls { network, format } => {
             let view = client.policy(&network).await?;
             if format.format == Format::Json {
                 print_json(&view);
-                return Ok(());
+                return Ok(ExitCode::SUCCESS);
             }
             view
         }
@@ -162,12 +165,16 @@ pub async fn run(client: &Client, command: PolicyCommand) -> anyhow::Result<()> 
                 println!("rule: {rule}");
             }
             println!("verdict: {}", report.verdict);
-            return Ok(());
+            let dropped = report.verdict == "dropped";
+            return Ok(if dropped { DROPPED } else { ExitCode::SUCCESS });
         }
     };
     print_policy(&view);
-    Ok(())
+    Ok(ExitCode::SUCCESS)
 }
+
+/// `policy test`'s exit status for a packet that would be dropped (0: it would pass).
+const DROPPED: ExitCode = ExitCode::FAILURE;
 
 /// The default, then the rules in order with their hits, then the default's hits.
 fn print_policy(view: &PolicyView) {
