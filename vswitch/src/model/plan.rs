@@ -338,7 +338,14 @@ pub fn plan_endpoint(
         });
     }
     check_names_free(network, &name, &req.aliases)?;
-    check_count("addresses", req.ips.len(), MAX_ADDRESSES)?;
+    let mut ips = req.ips.clone();
+    if let Some(ip6) = &req.ip6 {
+        if ip6.parse::<std::net::Ipv6Addr>().is_err() {
+            return Err(invalid(format!("--ip6 {ip6:?}: not an IPv6 address")));
+        }
+        ips.push(ip6.clone());
+    }
+    check_count("addresses", ips.len(), MAX_ADDRESSES)?;
     check_count("aliases", req.aliases.len(), MAX_ALIASES)?;
     check_count("labels", req.labels.len(), MAX_LABELS)?;
     let ifname = pick_ifname(req.ifname.as_deref(), "eth", &netns_text, state)?;
@@ -366,7 +373,7 @@ pub fn plan_endpoint(
         check_dns_name(alias)?;
     }
     let addresses = if req.dhcp {
-        if !req.ips.is_empty() {
+        if !ips.is_empty() {
             return Err(invalid(
                 "--ip and --dhcp exclude each other: a DHCP client gets its address from the gateway",
             ));
@@ -379,7 +386,7 @@ pub fn plan_endpoint(
         }
         Vec::new()
     } else {
-        plan_addresses(&req.ips, network)?
+        plan_addresses(&ips, network)?
     };
     Ok(EndpointRecord {
         name,

@@ -355,6 +355,10 @@ pub struct ConnectRequest {
     #[serde(default)]
     #[arg(long = "ip")]
     pub ips: Vec<String>,
+    /// IPv6 address to use (Docker's `--ip6`; `--ip` takes either family too).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[arg(long = "ip6")]
+    pub ip6: Option<String>,
     /// MAC address [default: stable, derived from network and endpoint name].
     #[serde(default)]
     #[arg(long)]

@@ -316,3 +316,34 @@ fn every_list_and_number_has_an_upper_bound() {
     assert!(connect(&|r| r.labels = many(65, &|i| format!("k{i}=v")))
         .starts_with("too many labels: 65 given, at most 64"));
 }
+
+#[test]
+fn ip6_names_the_ipv6_address_as_docker_does() {
+    let dual = plan_network(
+        &create("dual", &["10.90.0.0/24", "fd00:90::/64"]),
+        &BTreeMap::new(),
+    )
+    .unwrap();
+    let nets = with(&[dual]);
+    let req = ConnectRequest {
+        netns: "web".into(),
+        ips: vec!["10.90.0.7".into()],
+        ip6: Some("fd00:90::7".into()),
+        ..Default::default()
+    };
+    let web = plan_endpoint(&req, &"web".parse().unwrap(), &nets["dual"], &state(&nets)).unwrap();
+    let addresses: Vec<String> = web.addresses.iter().map(|a| a.addr().to_string()).collect();
+    assert_eq!(addresses, ["10.90.0.7", "fd00:90::7"]);
+    let req = ConnectRequest {
+        netns: "db".into(),
+        ip6: Some("10.90.0.8".into()),
+        ..Default::default()
+    };
+    let refused = err(plan_endpoint(
+        &req,
+        &"db".parse().unwrap(),
+        &nets["dual"],
+        &state(&nets),
+    ));
+    assert_eq!(refused, "--ip6 \"10.90.0.8\": not an IPv6 address");
+}
