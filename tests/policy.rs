@@ -293,6 +293,13 @@ fn default_allow_then_default_deny() {
         &[("network", "dd"), ("rule", "default")],
     );
     assert!(default_hits.unwrap_or(0.0) >= 3.0, "{metrics}");
+    // The default cannot be staged: it has no staged series.
+    let staged = series(
+        &metrics,
+        "vswitch_policy_rule_staged_hits_total",
+        &[("network", "dd"), ("rule", "default")],
+    );
+    assert_eq!(staged, None, "{metrics}");
     promtool_check(&metrics);
     bed.ok(&["policy", "default", "dd", "allow"]);
     assert!(ping(&web, "10.77.0.3", 1));

@@ -52,8 +52,11 @@ impl Metrics {
             for rule in rules {
                 let labels = [("network", network.clone()), ("rule", rule.name)];
                 counter!("vswitch_policy_rule_hits_total", &labels).absolute(rule.hits);
-                counter!("vswitch_policy_rule_staged_hits_total", &labels)
-                    .absolute(rule.staged_hits);
+                // The network default cannot be staged: no series for it.
+                if labels[1].1 != policy::rules::DEFAULT_RULE {
+                    counter!("vswitch_policy_rule_staged_hits_total", &labels)
+                        .absolute(rule.staged_hits);
+                }
             }
         }
         counter!("vswitch_capture_skipped_frames_total").absolute(control.capture_skipped());
