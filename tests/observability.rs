@@ -240,6 +240,30 @@ fn top_shows_ports_and_rates_during_a_transfer_and_quits_on_q() {
     );
 }
 
+#[test]
+fn top_piped_prints_plain_tables_of_one_network_and_ends_after_n() {
+    let mut bed = Bed::start();
+    let one = bed.network_with("topa", "10.82.1.0/24", &["a"]);
+    let other = bed.network_with("topb", "10.82.2.0/24", &["b"]);
+    // Piped (not a terminal): batch mode without asking.
+    let out = bed.ok(&["top", "--interval", "0.2", "-n", "2", "--network", "topa"]);
+    assert!(!out.contains('\x1b'), "escape codes: {out:?}");
+    assert_eq!(out.matches("PORT").count(), 2, "{out}");
+    assert!(out.contains(&one[0]) && !out.contains(&other[0]), "{out}");
+    // A reader that goes early ends it quietly, as `top -b | head` does.
+    let head = Command::new("bash")
+        .arg("-c")
+        .arg(format!(
+            "set -o pipefail; {} --socket {} top -b --interval 0.2 | head -1",
+            env!("CARGO_BIN_EXE_vswitch"),
+            bed.socket.display()
+        ))
+        .output()
+        .unwrap();
+    assert!(head.status.success());
+    assert!(String::from_utf8_lossy(&head.stdout).starts_with("PORT"));
+}
+
 fn tcpdump_lines(file: &std::path::Path, filter: &[&str]) -> Vec<String> {
     let out = Command::new("tcpdump")
         .args(["-nr", file.to_str().unwrap()])

@@ -9,6 +9,7 @@
 
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, HashMap};
+use std::io::IsTerminal;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
@@ -532,24 +533,96 @@ pub struct TopArgs {
     /// Seconds between refreshes.
     #[arg(long, default_value_t = 1.0)]
     interval: f64,
+    /// Print plain tables, one per refresh, instead of the live view (as `top -b`); implied
+    /// when standard output is not a terminal.
+    #[arg(short = 'b', long)]
+    batch: bool,
+    /// Stop after this many tables (batch mode) [default: until interrupted].
+    #[arg(short = 'n', long)]
+    iterations: Option<u64>,
+    /// Only the ports of this network.
+    #[arg(long)]
+    network: Option<String>,
 }
 
 /// Runs the live view until `q`: each refresh asks the daemon for its ports.
 pub async fn run_view(client: vswitch::api::client::Client, args: TopArgs) -> anyhow::Result<()> {
     let interval = Duration::from_secs_f64(args.interval.clamp(0.1, 3600.0));
     let runtime = tokio::runtime::Handle::current();
+    let batch = args.batch || !std::io::stdout().is_terminal();
+    let network = args.network;
     // The view blocks on the terminal; each refresh asks the daemon from that thread.
     tokio::task::spawn_blocking(move || {
-        run(interval, || {
+        let fetch = || {
             runtime.block_on(async {
                 let ports = tokio::time::timeout(Duration::from_secs(2), client.ports())
                     .await
                     .map_err(|_| anyhow::anyhow!("the daemon did not answer within 2 s"))??;
-                Ok(ports.into_iter().map(PortSample::from).collect())
+                Ok(ports
+                    .into_iter()
+                    .filter(|p| network.as_ref().is_none_or(|n| p.network == *n))
+                    .map(PortSample::from)
+                    .collect())
             })
-        })
+        };
+        if batch {
+            run_batch(interval, args.iterations, fetch)
+        } else {
+            run(interval, fetch)
+        }
     })
     .await?
+}
+
+/// Batch mode: a plain table of the rates per port every `interval`, `iterations` times (or
+/// until interrupted or the reader goes, as `top -b | head` does), ports in order.
+fn run_batch(
+    interval: Duration,
+    iterations: Option<u64>,
+    mut fetch: impl FnMut() -> anyhow::Result<Vec<PortSample>>,
+) -> anyhow::Result<()> {
+    use std::io::Write;
+    let interval = interval.max(MIN_INTERVAL);
+    let mut before = fetch()?;
+    let mut taken = Instant::now();
+    let mut printed = 0;
+    while iterations.is_none_or(|n| printed < n) {
+        std::thread::sleep(interval);
+        let now = fetch()?;
+        let elapsed = taken.elapsed();
+        taken = Instant::now();
+        let mut rows = rates(&before, &now, elapsed);
+        rows.sort_by_key(|r| r.port);
+        let rows: Vec<Vec<String>> = rows
+            .iter()
+            .map(|r| {
+                vec![
+                    r.port.to_string(),
+                    r.network.clone(),
+                    printable(&r.endpoint),
+                    human(r.rx_pps),
+                    human(r.rx_bps),
+                    human(r.tx_pps),
+                    human(r.tx_bps),
+                    human(r.drops_ps),
+                    reasons_text(&r.drops_by_reason),
+                ]
+            })
+            .collect();
+        let text = format!("{}\n", crate::output::table(&COLUMNS, &rows));
+        let mut out = std::io::stdout().lock();
+        if out
+            .write_all(text.as_bytes())
+            .and_then(|()| out.flush())
+            .is_err()
+        {
+            // The reader closed the pipe: done.
+            return Ok(());
+        }
+        printed += 1;
+        before = now;
+    }
+    Ok(())
 }
 
 impl From<vswitch::control::PortInfo> for PortSample {
