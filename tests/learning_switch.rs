@@ -303,3 +303,39 @@ fn ctrl_c_tears_down_what_up_made() {
     assert!(rest.iter().any(|l| l == "topology torn down"), "{rest:?}");
     assert!(!names.iter().any(up_ns), "namespaces left behind");
 }
+
+#[test]
+fn a_topology_address_outside_the_containers_networks_is_refused_and_nothing_is_left() {
+    let dir = std::env::temp_dir().join(format!("vswt{}badip", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let name = format!("vswt{}bi", std::process::id());
+    let config = format!(
+        "[[networks]]\nname = \"n\"\nsubnets = [\"10.89.31.0/24\"]\n\n\
+         [[containers]]\nname = \"{name}\"\nnetworks = [\"n\"]\nips = [\"10.89.32.10\"]\n"
+    );
+    std::fs::write(dir.join("topology.toml"), config).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_vswitch"))
+        .arg("--socket")
+        .arg(dir.join("sock"))
+        .arg("up")
+        .arg(dir.join("topology.toml"))
+        .arg("--once")
+        .output()
+        .unwrap();
+    let left = std::path::Path::new("/run/netns").join(&name).exists();
+    if left {
+        let _ = std::process::Command::new("ip")
+            .args(["netns", "del", &name])
+            .status();
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "container {name}: ips: 10.89.32.10 is in none of its networks' subnets (n 10.89.31.0/24)"
+        )),
+        "{stderr}"
+    );
+    assert!(!left, "the namespace was left behind");
+}

@@ -217,6 +217,7 @@ async fn build(topology: &Topology, control: &Control, made: &mut Vec<Made>) -> 
         println!("network {} {}", n.name, subnets.join(" "));
     }
     for c in &topology.containers {
+        check_ips(c, control).await?;
         tap::create_named(&c.name).await?;
         made.push(Made::Namespace(c.name.clone()));
         let ns = tap::Namespace::open(&tap::NetnsRef::Name(c.name.clone()))?;
@@ -295,6 +296,31 @@ fn run_in_namespace(netns: &str, command: &str) -> Result<bool> {
         .status()
         .with_context(|| format!("cannot run {command:?}"))?;
     Ok(status.success())
+}
+
+/// Every address a container asks for is an address in the subnet of one of its networks:
+/// none is silently dropped.
+async fn check_ips(c: &ContainerSpec, control: &Control) -> Result<()> {
+    let mut subnets = Vec::new();
+    for network in &c.networks {
+        for s in control.network(network).await?.subnets {
+            subnets.push((network, s.subnet));
+        }
+    }
+    for text in &c.ips {
+        let ip: std::net::IpAddr = text.parse().map_err(|_| {
+            anyhow::anyhow!("container {}: ips: {text:?} is not an IP address", c.name)
+        })?;
+        if !subnets.iter().any(|(_, net)| net.contains(&ip)) {
+            let have: Vec<String> = subnets.iter().map(|(n, s)| format!("{n} {s}")).collect();
+            anyhow::bail!(
+                "container {}: ips: {ip} is in none of its networks' subnets ({})",
+                c.name,
+                have.join(", ")
+            );
+        }
+    }
+    Ok(())
 }
 
 async fn teardown(control: &Control, made: Vec<Made>) {
