@@ -339,3 +339,37 @@ fn a_topology_address_outside_the_containers_networks_is_refused_and_nothing_is_
     );
     assert!(!left, "the namespace was left behind");
 }
+
+#[test]
+fn a_failing_topology_command_is_named_with_its_exit_status() {
+    let dir = std::env::temp_dir().join(format!("vswt{}badrun", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let name = format!("vswt{}br", std::process::id());
+    let config = format!(
+        "[[networks]]\nname = \"n\"\nsubnets = [\"10.89.33.0/24\"]\n\n\
+         [[containers]]\nname = \"{name}\"\nnetworks = [\"n\"]\nrun = [\"exit 3\"]\n"
+    );
+    std::fs::write(dir.join("topology.toml"), config).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_vswitch"))
+        .arg("--socket")
+        .arg(dir.join("sock"))
+        .arg("up")
+        .arg(dir.join("topology.toml"))
+        .arg("--once")
+        .output()
+        .unwrap();
+    let left = std::path::Path::new("/run/netns").join(&name).exists();
+    if left {
+        let _ = std::process::Command::new("ip")
+            .args(["netns", "del", &name])
+            .status();
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!("[{name}] \"exit 3\" failed (exit status: 3)")),
+        "{stderr}"
+    );
+    assert!(!left, "the namespace was left behind");
+}

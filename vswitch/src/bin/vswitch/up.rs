@@ -267,14 +267,16 @@ async fn run_commands(topology: &Topology) -> usize {
     for c in &topology.containers {
         for command in &c.run {
             println!("[{}] $ {command}", c.name);
-            let name = c.name.clone();
-            let command = command.clone();
-            let status = tokio::task::spawn_blocking(move || run_in_namespace(&name, &command))
+            let (name, text) = (c.name.clone(), command.clone());
+            let status = tokio::task::spawn_blocking(move || run_in_namespace(&name, &text))
                 .await
                 .expect("command runner does not panic");
             match status {
-                Ok(true) => {}
-                Ok(false) => failures += 1,
+                Ok(status) if status.success() => {}
+                Ok(status) => {
+                    eprintln!("[{}] {command:?} failed ({status})", c.name);
+                    failures += 1;
+                }
                 Err(e) => {
                     eprintln!("[{}] {e:#}", c.name);
                     failures += 1;
@@ -285,7 +287,7 @@ async fn run_commands(topology: &Topology) -> usize {
     failures
 }
 
-fn run_in_namespace(netns: &str, command: &str) -> Result<bool> {
+fn run_in_namespace(netns: &str, command: &str) -> Result<std::process::ExitStatus> {
     if !tap::NetnsRef::Name(netns.to_string()).path().exists() {
         anyhow::bail!("network namespace {netns} is gone");
     }
@@ -295,7 +297,7 @@ fn run_in_namespace(netns: &str, command: &str) -> Result<bool> {
         .args(["netns", "exec", netns, "sh", "-c", command])
         .status()
         .with_context(|| format!("cannot run {command:?}"))?;
-    Ok(status.success())
+    Ok(status)
 }
 
 /// Every address a container asks for is an address in the subnet of one of its networks:
