@@ -529,3 +529,37 @@ fn the_socket_is_shared_with_a_named_group_and_an_unknown_group_is_refused() {
     );
     assert!(!socket.exists());
 }
+
+#[test]
+fn networks_listed_quietly_inspected_and_removed_by_several_names_and_pruned() {
+    let mut bed = Bed::start();
+    for (name, subnet) in [
+        ("pa", "10.79.1.0/24"),
+        ("pb", "10.79.2.0/24"),
+        ("pc", "10.79.3.0/24"),
+    ] {
+        bed.ok(&["network", "create", name, "--subnet", subnet]);
+    }
+    bed.ok(&["network", "create", "used", "--subnet", "10.79.4.0/24"]);
+    let ns = bed.netns("u");
+    bed.ok(&["connect", "used", &ns]);
+    let names = bed.ok(&["network", "ls", "-q"]);
+    let mut names: Vec<&str> = names.lines().collect();
+    names.sort();
+    assert_eq!(names, ["pa", "pb", "pc", "used"]);
+
+    let views: serde_json::Value =
+        serde_json::from_str(&bed.ok(&["network", "inspect", "pa", "pb"])).unwrap();
+    assert_eq!(views[0]["name"], "pa");
+    assert_eq!(views[1]["name"], "pb");
+
+    // One name that fails does not keep the others; the exit status says something failed.
+    let error = bed.fails(&["network", "rm", "pa", "nosuch"]);
+    assert!(error.contains("nosuch"), "{error}");
+    assert!(!bed.ok(&["network", "ls", "-q"]).contains("pa"));
+    let error = bed.fails(&["network", "prune"]);
+    assert!(error.contains("--force"), "{error}");
+    let pruned = bed.ok(&["network", "prune", "--force"]);
+    assert!(pruned.contains("pb") && pruned.contains("pc"), "{pruned}");
+    assert_eq!(bed.ok(&["network", "ls", "-q"]).trim(), "used");
+}

@@ -22,19 +22,30 @@ pub enum NetworkCommand {
     /// List networks.
     #[command(alias = "list")]
     Ls {
+        /// Only the names, one per line.
+        #[arg(short, long)]
+        quiet: bool,
         #[command(flatten)]
         format: FormatArg,
     },
-    /// Show a network in full (JSON).
+    /// Show networks in full (JSON: the network for one name, an array for several).
     Inspect {
-        /// Network name.
-        name: String,
+        /// Network names.
+        #[arg(required = true)]
+        names: Vec<String>,
     },
-    /// Remove a network without endpoints.
+    /// Remove networks without endpoints; the others are still removed if one cannot be.
     #[command(alias = "remove")]
     Rm {
-        /// Network name.
-        name: String,
+        /// Network names.
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+    /// Remove every network without endpoints.
+    Prune {
+        /// Do not ask (needed when standard input is not a terminal).
+        #[arg(short, long)]
+        force: bool,
     },
 }
 
@@ -45,7 +56,12 @@ pub async fn run(client: &Client, command: NetworkCommand) -> anyhow::Result<()>
             let network = client.create_network(&request).await?;
             print_one(format.format, &network, |n| println!("{}", n.name));
         }
-        NetworkCommand::Ls { format } => {
+        NetworkCommand::Ls { quiet: true, .. } => {
+            for network in client.networks().await? {
+                println!("{}", network.name);
+            }
+        }
+        NetworkCommand::Ls { format, .. } => {
             let networks = client.networks().await?;
             let header = ["NAME", "SUBNETS", "GATEWAYS", "MTU", "VLAN", "ENDPOINTS"];
             print_listing(format.format, &networks, &header, |n| {
@@ -62,11 +78,69 @@ pub async fn run(client: &Client, command: NetworkCommand) -> anyhow::Result<()>
                 ]
             })
         }
-        NetworkCommand::Inspect { name } => print_json(&client.inspect_network(&name).await?),
-        NetworkCommand::Rm { name } => {
-            client.remove_network(&name).await?;
-            println!("{name}");
+        NetworkCommand::Inspect { names } if names.len() == 1 => {
+            print_json(&client.inspect_network(&names[0]).await?)
+        }
+        NetworkCommand::Inspect { names } => {
+            let mut found = Vec::new();
+            let mut failed = Vec::new();
+            for name in &names {
+                match client.inspect_network(name).await {
+                    Ok(view) => found.push(view),
+                    Err(e) => failed.push(e.to_string()),
+                }
+            }
+            print_json(&found);
+            if !failed.is_empty() {
+                anyhow::bail!("{}", failed.join("; "));
+            }
+        }
+        NetworkCommand::Rm { names } => remove(client, &names).await?,
+        NetworkCommand::Prune { force } => {
+            if !force && !confirm("Remove every network without endpoints?")? {
+                return Ok(());
+            }
+            let unused: Vec<String> = client
+                .networks()
+                .await?
+                .into_iter()
+                .filter(|n| n.endpoints.is_empty())
+                .map(|n| n.name)
+                .collect();
+            if !unused.is_empty() {
+                println!("Deleted Networks:");
+                remove(client, &unused).await?;
+            }
         }
     }
     Ok(())
+}
+
+/// Removes each of `names`, printing each removed one; fails at the end, in one line naming
+/// each, if any could not be.
+async fn remove(client: &Client, names: &[String]) -> anyhow::Result<()> {
+    let mut failed = Vec::new();
+    for name in names {
+        match client.remove_network(name).await {
+            Ok(()) => println!("{name}"),
+            Err(e) => failed.push(e.to_string()),
+        }
+    }
+    if !failed.is_empty() {
+        anyhow::bail!("{}", failed.join("; "));
+    }
+    Ok(())
+}
+
+/// Asks `question` on the terminal; refuses without one (scripts say `--force`).
+fn confirm(question: &str) -> anyhow::Result<bool> {
+    use std::io::{BufRead, IsTerminal, Write};
+    if !std::io::stdin().is_terminal() {
+        anyhow::bail!("standard input is not a terminal to ask on: add --force");
+    }
+    print!("{question} [y/N] ");
+    std::io::stdout().flush()?;
+    let mut answer = String::new();
+    std::io::stdin().lock().read_line(&mut answer)?;
+    Ok(matches!(answer.trim(), "y" | "Y" | "yes"))
 }
