@@ -563,3 +563,46 @@ fn networks_listed_quietly_inspected_and_removed_by_several_names_and_pruned() {
     assert!(pruned.contains("pb") && pruned.contains("pc"), "{pruned}");
     assert_eq!(bed.ok(&["network", "ls", "-q"]).trim(), "used");
 }
+
+#[test]
+fn the_install_step_puts_man_pages_and_completions_where_the_system_looks() {
+    let stage = std::env::temp_dir().join(format!("vswt{}stage", std::process::id()));
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../configs/install.sh");
+    let out = std::process::Command::new(script)
+        .env("BIN", env!("CARGO_BIN_EXE_vswitch"))
+        .env("DESTDIR", &stage)
+        .env("PREFIX", "/usr")
+        .output()
+        .unwrap();
+    let usr = stage.join("usr");
+    let man = std::process::Command::new("man")
+        .arg("-l")
+        .arg(usr.join("share/man/man1/vswitch-network-create.1"))
+        .env("MANPAGER", "cat")
+        .output();
+    let bash = std::fs::read_to_string(usr.join("share/bash-completion/completions/vswitch"));
+    let files = [
+        "bin/vswitch",
+        "share/man/man1/vswitch.1",
+        "share/zsh/site-functions/_vswitch",
+        "share/fish/vendor_completions.d/vswitch.fish",
+    ]
+    .map(|f| usr.join(f).exists());
+    let _ = std::fs::remove_dir_all(&stage);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(files, [true; 4]);
+    let bash = bash.unwrap();
+    assert!(
+        bash.contains("complete -F _vswitch") && bash.contains("prune"),
+        "{bash}"
+    );
+    // The page renders, if man is there to render it.
+    if let Ok(man) = man {
+        let text = String::from_utf8_lossy(&man.stdout);
+        assert!(text.contains("--subnet"), "{text}");
+    }
+}

@@ -102,6 +102,18 @@ enum Command {
     Up(up::UpArgs),
     /// Show the versions of this client and of the daemon, and whether it runs rootless.
     Version(observe::VersionArgs),
+    /// Print a shell completion script, e.g. `vswitch completions bash >
+    /// /usr/share/bash-completion/completions/vswitch` (configs/install.sh does this).
+    Completions {
+        /// bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
+    /// Write the man pages (vswitch.1, and vswitch-network-create.1 and so on for every
+    /// subcommand) into a directory.
+    Man {
+        /// Where to write them, e.g. /usr/local/share/man/man1.
+        dir: PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
@@ -126,6 +138,26 @@ fn main() -> ExitCode {
     // runtime starts its threads.
     let mut cli = match cli.command {
         Command::Enter(args) => return run::enter(args),
+        Command::Completions { shell } => {
+            let mut command = <Cli as clap::CommandFactory>::command();
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut command, "vswitch", &mut script);
+            // A reader that stops early (`| head`) is no error.
+            let _ = std::io::Write::write_all(&mut std::io::stdout(), &script);
+            return ExitCode::SUCCESS;
+        }
+        Command::Man { dir } => {
+            let command = <Cli as clap::CommandFactory>::command();
+            return match std::fs::create_dir_all(&dir)
+                .and_then(|()| clap_mangen::generate_to(command, &dir))
+            {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("Error: cannot write man pages to {}: {e}", dir.display());
+                    ExitCode::FAILURE
+                }
+            };
+        }
         Command::HoldUserns => vswitch::rootless::hold(),
         command => Cli { command, ..cli },
     };
@@ -161,7 +193,12 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Network(command) => network::run(&client, command).await?,
         Command::Connect(args) => endpoint::connect(&client, args).await?,
         Command::Run(args) => return run::run(&client, args).await,
-        Command::Enter(_) | Command::HoldUserns => unreachable!("run before the runtime starts"),
+        Command::Enter(_)
+        | Command::HoldUserns
+        | Command::Completions { .. }
+        | Command::Man { .. } => {
+            unreachable!("run before the runtime starts")
+        }
         Command::Disconnect(args) => endpoint::disconnect(&client, args).await?,
         Command::Limit(args) => endpoint::limit(&client, args).await?,
         Command::Trunk(command) => trunk::run(&client, command).await?,
