@@ -375,6 +375,14 @@ fn web_reaches_db_on_5432_with_replies_and_db_cannot_open_connections_to_web() {
         "{test}"
     );
     assert_eq!(out.status.code(), Some(1));
+    let out = bed.vswitch(&[
+        "policy", "test", "wd", "--from", &db, "--to", &web, "--dport", "8080", "--format", "json",
+    ]);
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (&report["verdict"], &report["policy_rule"]),
+        (&Value::from("dropped"), &Value::from("default"))
+    );
     for server in servers {
         server.join().unwrap();
     }

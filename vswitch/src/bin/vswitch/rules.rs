@@ -57,6 +57,8 @@ pub enum PolicyCommand {
         network: String,
         #[command(flatten)]
         request: TraceRequest,
+        #[command(flatten)]
+        format: FormatArg,
     },
 }
 
@@ -158,13 +160,21 @@ pub async fn run(client: &Client, command: PolicyCommand) -> anyhow::Result<Exit
                 .with_context(|| format!("invalid policy {}", file.display()))?;
             client.set_policy(&network, &new).await?
         }
-        PolicyCommand::Test { network, request } => {
+        PolicyCommand::Test {
+            network,
+            request,
+            format,
+        } => {
             let report = client.trace(&network, &request).await?;
-            println!("{}", report.policy);
-            if let Some(rule) = &report.policy_rule {
-                println!("rule: {rule}");
+            if format.format == Format::Json {
+                print_json(&report);
+            } else {
+                println!("{}", report.policy);
+                if let Some(rule) = &report.policy_rule {
+                    println!("rule: {rule}");
+                }
+                println!("verdict: {}", report.verdict);
             }
-            println!("verdict: {}", report.verdict);
             let dropped = report.verdict == "dropped";
             return Ok(if dropped { DROPPED } else { ExitCode::SUCCESS });
         }
