@@ -606,3 +606,25 @@ fn the_install_step_puts_man_pages_and_completions_where_the_system_looks() {
         assert!(text.contains("--subnet"), "{text}");
     }
 }
+
+#[test]
+fn endpoints_are_listed_with_their_addresses_and_inspected_by_name_or_namespace() {
+    let mut bed = Bed::start();
+    let ns = bed.network_with("eps", "10.79.5.0/24", &["a", "b"]);
+    let table = bed.ok(&["endpoint", "ls", "eps"]);
+    assert!(table.starts_with("NAME"), "{table}");
+    for (netns, ip) in [(&ns[0], "10.79.5.2/24"), (&ns[1], "10.79.5.3/24")] {
+        assert!(
+            table
+                .lines()
+                .any(|l| l.contains(netns.as_str()) && l.contains(ip)),
+            "{table}"
+        );
+    }
+    assert_eq!(bed.ok(&["endpoint", "ls", "eps", "-q"]).lines().count(), 2);
+    let one: serde_json::Value =
+        serde_json::from_str(&bed.ok(&["endpoint", "inspect", "eps", &ns[1]])).unwrap();
+    assert_eq!(one["addresses"][0], "10.79.5.3/24");
+    let error = bed.fails(&["endpoint", "inspect", "eps", "nobody"]);
+    assert!(error.contains("nobody"), "{error}");
+}

@@ -116,6 +116,21 @@ impl Client {
         self.call(CONNECT, &[network], Some(req)).await
     }
 
+    /// A network's endpoints.
+    pub async fn endpoints(&self, network: &str) -> Result<Vec<EndpointRecord>, ClientError> {
+        self.call(LIST_ENDPOINTS, &[network], NO_BODY).await
+    }
+
+    /// One endpoint, by name or namespace.
+    pub async fn endpoint(
+        &self,
+        network: &str,
+        target: &str,
+    ) -> Result<EndpointRecord, ClientError> {
+        self.call(INSPECT_ENDPOINT, &[network, target], NO_BODY)
+            .await
+    }
+
     /// Disconnects an endpoint, by name or namespace.
     pub async fn disconnect(
         &self,

@@ -89,7 +89,9 @@ routes! {
     CREATE_NETWORK: Post "/v1/networks", "create a network (`NetworkCreate`)";
     INSPECT_NETWORK: Get "/v1/networks/{name}", "inspect a network, with its gateway's counters";
     REMOVE_NETWORK: Delete "/v1/networks/{name}", "remove a network";
+    LIST_ENDPOINTS: Get "/v1/networks/{name}/endpoints", "a network's endpoints, with their addresses";
     CONNECT: Post "/v1/networks/{name}/endpoints", "connect a namespace (`ConnectRequest`)";
+    INSPECT_ENDPOINT: Get "/v1/networks/{name}/endpoints/{target}", "one endpoint, by name or namespace";
     DISCONNECT: Delete "/v1/networks/{name}/endpoints/{target}", "disconnect an endpoint, by name or namespace";
     SET_RATE_LIMIT: Put "/v1/networks/{name}/endpoints/{target}/rate-limit", "set a port's limit (`RateLimit`; `{}` lifts it)";
     FDB: Get "/v1/networks/{name}/fdb", "MAC table of a network";

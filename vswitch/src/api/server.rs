@@ -40,7 +40,9 @@ pub fn router(control: Arc<Control>) -> Router {
     let routes = serve(routes, CREATE_NETWORK, create_network);
     let routes = serve(routes, INSPECT_NETWORK, inspect_network);
     let routes = serve(routes, REMOVE_NETWORK, remove_network);
+    let routes = serve(routes, LIST_ENDPOINTS, list_endpoints);
     let routes = serve(routes, CONNECT, connect);
+    let routes = serve(routes, INSPECT_ENDPOINT, inspect_endpoint);
     let routes = serve(routes, DISCONNECT, disconnect);
     let routes = serve(routes, SET_RATE_LIMIT, set_rate_limit);
     let routes = serve(routes, FDB, fdb);
@@ -140,6 +142,20 @@ async fn connect(
         StatusCode::CREATED,
         Json(c.connect(&name, body(req)?).await?),
     ))
+}
+
+async fn list_endpoints(
+    State(c): State<Arc<Control>>,
+    Path(name): Path<String>,
+) -> Reply<Vec<EndpointRecord>> {
+    Ok(Json(c.endpoints(&name).await?))
+}
+
+async fn inspect_endpoint(
+    State(c): State<Arc<Control>>,
+    Path((name, target)): Path<(String, String)>,
+) -> Reply<EndpointRecord> {
+    Ok(Json(c.endpoint(&name, &target).await?))
 }
 
 async fn disconnect(

@@ -13,6 +13,30 @@ use crate::gateway::resolv;
 use crate::model::{plan_endpoint, ConnectRequest, Connected, EndpointRecord, NetworkRecord};
 
 impl Control {
+    /// A network's endpoints, by name.
+    pub async fn endpoints(&self, network: &str) -> Result<Vec<EndpointRecord>, ControlError> {
+        let inner = self.inner.lock().await;
+        Ok(inner
+            .network(network)?
+            .record
+            .endpoints
+            .values()
+            .cloned()
+            .collect())
+    }
+
+    /// One endpoint, by name or namespace.
+    pub async fn endpoint(
+        &self,
+        network: &str,
+        target: &str,
+    ) -> Result<EndpointRecord, ControlError> {
+        let inner = self.inner.lock().await;
+        let record = &inner.network(network)?.record;
+        let name = record.endpoint_name(target)?;
+        Ok(record.endpoints[&name].clone())
+    }
+
     /// Attaches a namespace to a network.
     pub async fn connect(
         &self,

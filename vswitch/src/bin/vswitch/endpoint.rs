@@ -1,12 +1,87 @@
-//! `vswitch connect`, `disconnect` and `limit`: attaching containers to networks, and their
-//! ports' rate limits.
+//! `vswitch connect`, `disconnect`, `limit` and `endpoint`: attaching containers to networks,
+//! their ports' rate limits, and what is attached.
 
-use clap::Args;
+use clap::{Args, Subcommand};
 
 use vswitch::api::client::Client;
 use vswitch::model::ConnectRequest;
 
-use crate::output::{print_one, FormatArg};
+use crate::output::{print_json, print_listing, print_one, FormatArg};
+
+/// `vswitch endpoint ...`.
+#[derive(Debug, Subcommand)]
+pub enum EndpointCommand {
+    /// List a network's endpoints with their interfaces, addresses and published ports.
+    #[command(alias = "list")]
+    Ls {
+        /// Network name.
+        network: String,
+        /// Only the names, one per line.
+        #[arg(short, long)]
+        quiet: bool,
+        #[command(flatten)]
+        format: FormatArg,
+    },
+    /// Show one endpoint in full (JSON), by name or namespace.
+    Inspect {
+        /// Network name.
+        network: String,
+        /// Endpoint name or namespace.
+        target: String,
+    },
+}
+
+/// Runs an `endpoint` command.
+pub async fn endpoint(client: &Client, command: EndpointCommand) -> anyhow::Result<()> {
+    match command {
+        EndpointCommand::Ls {
+            network,
+            quiet: true,
+            ..
+        } => {
+            for endpoint in client.endpoints(&network).await? {
+                println!("{}", endpoint.name);
+            }
+        }
+        EndpointCommand::Ls {
+            network, format, ..
+        } => {
+            let endpoints = client.endpoints(&network).await?;
+            let header = [
+                "NAME",
+                "NAMESPACE",
+                "INTERFACE",
+                "MAC",
+                "ADDRESSES",
+                "PUBLISHED",
+            ];
+            print_listing(format.format, &endpoints, &header, |e| {
+                let addresses: Vec<String> = e.addresses.iter().map(|a| a.to_string()).collect();
+                let published: Vec<String> = e.published.iter().map(|p| p.to_string()).collect();
+                let or_dash = |list: Vec<String>| match list.is_empty() {
+                    true => "-".to_string(),
+                    false => list.join(","),
+                };
+                vec![
+                    e.name.clone(),
+                    e.netns.clone(),
+                    e.ifname.clone(),
+                    e.mac.to_string(),
+                    if e.dhcp {
+                        "dhcp".to_string()
+                    } else {
+                        or_dash(addresses)
+                    },
+                    or_dash(published),
+                ]
+            })
+        }
+        EndpointCommand::Inspect { network, target } => {
+            print_json(&client.endpoint(&network, &target).await?)
+        }
+    }
+    Ok(())
+}
 
 /// `vswitch connect NETWORK NETNS [flags]`.
 #[derive(Debug, Args)]

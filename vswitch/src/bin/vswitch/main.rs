@@ -68,6 +68,9 @@ enum Command {
     /// The process holding a rootless daemon's user namespace (not for direct use).
     #[command(name = "__hold-userns", hide = true)]
     HoldUserns,
+    /// List and inspect a network's endpoints (attached containers).
+    #[command(subcommand)]
+    Endpoint(endpoint::EndpointCommand),
     /// Detach a container from a network, by namespace or endpoint name.
     Disconnect(endpoint::DisconnectArgs),
     /// Manage trunk ports (one interface carrying several networks as 802.1Q VLANs).
@@ -199,6 +202,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         | Command::Man { .. } => {
             unreachable!("run before the runtime starts")
         }
+        Command::Endpoint(command) => endpoint::endpoint(&client, command).await?,
         Command::Disconnect(args) => endpoint::disconnect(&client, args).await?,
         Command::Limit(args) => endpoint::limit(&client, args).await?,
         Command::Trunk(command) => trunk::run(&client, command).await?,
