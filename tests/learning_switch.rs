@@ -304,14 +304,16 @@ fn ctrl_c_tears_down_what_up_made() {
     assert!(!names.iter().any(up_ns), "namespaces left behind");
 }
 
-#[test]
-fn a_topology_address_outside_the_containers_networks_is_refused_and_nothing_is_left() {
-    let dir = std::env::temp_dir().join(format!("vswt{}badip", std::process::id()));
+/// Runs `vswitch up --once` on a topology of network `n` (`subnet`) and one container (`tag`
+/// makes its name unique) with the given extra line; returns the container's name, the run's
+/// status and stderr, and whether its namespace was left behind (removed either way).
+fn up_once_failing(tag: &str, subnet: &str, container_line: &str) -> (String, bool, String, bool) {
+    let dir = std::env::temp_dir().join(format!("vswt{}{tag}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let name = format!("vswt{}bi", std::process::id());
+    let name = format!("vswt{}{tag}", std::process::id());
     let config = format!(
-        "[[networks]]\nname = \"n\"\nsubnets = [\"10.89.31.0/24\"]\n\n\
-         [[containers]]\nname = \"{name}\"\nnetworks = [\"n\"]\nips = [\"10.89.32.10\"]\n"
+        "[[networks]]\nname = \"n\"\nsubnets = [\"{subnet}\"]\n\n\
+         [[containers]]\nname = \"{name}\"\nnetworks = [\"n\"]\n{container_line}\n"
     );
     std::fs::write(dir.join("topology.toml"), config).unwrap();
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_vswitch"))
@@ -329,8 +331,15 @@ fn a_topology_address_outside_the_containers_networks_is_refused_and_nothing_is_
             .status();
     }
     let _ = std::fs::remove_dir_all(&dir);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "{stderr}");
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    (name, out.status.success(), stderr, left)
+}
+
+#[test]
+fn a_topology_address_outside_the_containers_networks_is_refused_and_nothing_is_left() {
+    let (name, ok, stderr, left) =
+        up_once_failing("bi", "10.89.31.0/24", "ips = [\"10.89.32.10\"]");
+    assert!(!ok, "{stderr}");
     assert!(
         stderr.contains(&format!(
             "container {name}: ips: 10.89.32.10 is in none of its networks' subnets (n 10.89.31.0/24)"
@@ -342,31 +351,8 @@ fn a_topology_address_outside_the_containers_networks_is_refused_and_nothing_is_
 
 #[test]
 fn a_failing_topology_command_is_named_with_its_exit_status() {
-    let dir = std::env::temp_dir().join(format!("vswt{}badrun", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let name = format!("vswt{}br", std::process::id());
-    let config = format!(
-        "[[networks]]\nname = \"n\"\nsubnets = [\"10.89.33.0/24\"]\n\n\
-         [[containers]]\nname = \"{name}\"\nnetworks = [\"n\"]\nrun = [\"exit 3\"]\n"
-    );
-    std::fs::write(dir.join("topology.toml"), config).unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_vswitch"))
-        .arg("--socket")
-        .arg(dir.join("sock"))
-        .arg("up")
-        .arg(dir.join("topology.toml"))
-        .arg("--once")
-        .output()
-        .unwrap();
-    let left = std::path::Path::new("/run/netns").join(&name).exists();
-    if left {
-        let _ = std::process::Command::new("ip")
-            .args(["netns", "del", &name])
-            .status();
-    }
-    let _ = std::fs::remove_dir_all(&dir);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "{stderr}");
+    let (name, ok, stderr, left) = up_once_failing("br", "10.89.33.0/24", "run = [\"exit 3\"]");
+    assert!(!ok, "{stderr}");
     assert!(
         stderr.contains(&format!("[{name}] \"exit 3\" failed (exit status: 3)")),
         "{stderr}"
