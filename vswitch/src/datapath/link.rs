@@ -8,7 +8,7 @@
 //! gateway waits for room.
 
 use std::collections::VecDeque;
-use std::io;
+use std::io::{self, IoSlice};
 use std::os::fd::{AsFd, AsRawFd, RawFd};
 use std::sync::Mutex;
 
@@ -103,8 +103,11 @@ impl Link {
     }
 
     /// Hands the port a frame made of `parts`; WouldBlock if its queue is full.
-    pub(crate) fn send(&self, parts: &[&[u8]]) -> io::Result<usize> {
-        let frame = parts.concat();
+    pub(crate) fn send(&self, parts: &[IoSlice<'_>]) -> io::Result<usize> {
+        let mut frame = Vec::with_capacity(parts.iter().map(|p| p.len()).sum());
+        for part in parts {
+            frame.extend_from_slice(part);
+        }
         let len = frame.len();
         match lock(&self.to_port).push(frame) {
             Ok(_) => {
@@ -181,13 +184,14 @@ mod tests {
         assert_eq!(&buf[..3], b"two");
         assert!(link.recv(&mut buf).is_err());
 
-        link.send(&[b"he", b"llo"]).unwrap();
+        link.send(&[IoSlice::new(b"he"), IoSlice::new(b"llo")])
+            .unwrap();
         assert_eq!(link.recv_frame().await, b"hello");
         // A full queue refuses the worker's frame rather than block it.
         let big = vec![0u8; QUEUE_BYTES / 2];
-        link.send(&[&big]).unwrap();
-        link.send(&[&big]).unwrap();
-        assert!(link.send(&[b"more"]).is_err());
+        link.send(&[IoSlice::new(&big)]).unwrap();
+        link.send(&[IoSlice::new(&big)]).unwrap();
+        assert!(link.send(&[IoSlice::new(b"more")]).is_err());
     }
 
     #[tokio::test]

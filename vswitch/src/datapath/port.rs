@@ -58,17 +58,14 @@ impl PortQueue {
     fn send(&self, frame: &[u8]) -> io::Result<usize> {
         match self {
             PortQueue::Tap(device) => device.send(frame),
-            PortQueue::Gateway(link) => link.send(&[frame]),
+            PortQueue::Gateway(link) => link.send(&[IoSlice::new(frame)]),
         }
     }
 
     fn send_vectored(&self, iov: &[IoSlice<'_>]) -> io::Result<usize> {
         match self {
             PortQueue::Tap(device) => device.send_vectored(iov),
-            PortQueue::Gateway(link) => {
-                let parts: Vec<&[u8]> = iov.iter().map(|part| &**part).collect();
-                link.send(&parts)
-            }
+            PortQueue::Gateway(link) => link.send(iov),
         }
     }
 

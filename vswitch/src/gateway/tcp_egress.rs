@@ -29,12 +29,13 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, Semaphore};
 
-use tun_rs::{VirtioNetHdr, VIRTIO_NET_HDR_GSO_TCPV4, VIRTIO_NET_HDR_GSO_TCPV6};
+use tun_rs::VirtioNetHdr;
 use vswitch_core::frame::ETH_HEADER_LEN;
 use vswitch_core::offload::{Offload, VNET_HDR_LEN};
 
-use super::device::{FrameQueues, MAX_IP_PACKET};
-use super::egress::{reply_builder, unreachable, Beyond, EgressCounters, Routed, Unreachable};
+use super::device::FrameQueues;
+use super::outside::{reply_builder, unreachable, Beyond, EgressCounters, Routed, Unreachable};
+use super::segments::{self, plain, raise_mss};
 
 /// Connections open or being opened at once on one network.
 pub const MAX_FLOWS: usize = 512;
@@ -114,8 +115,6 @@ impl Drop for Pending {
 
 /// Room in front of each packet the stack emits: its frame's virtio and Ethernet headers.
 const HEADROOM: usize = VNET_HDR_LEN + ETH_HEADER_LEN;
-/// `flags`: the receiver fills in the transport checksum.
-const NEEDS_CSUM: u8 = 1;
 
 /// A network's TCP egress.
 pub struct TcpEgress {
@@ -569,11 +568,8 @@ impl TcpEgress {
             ),
             _ => return None,
         };
-        let mut header = VirtioNetHdr::default();
-        if protocol == 6 {
+        let header = if protocol == 6 {
             let tcp = packet.get(ip_len..ip_len + 20)?;
-            let tcp_len = packet.len() - ip_len;
-            let tcp_header_len = usize::from(tcp[12] >> 4) * 4;
             let key = FlowKey {
                 inside: SocketAddr::new(dst, u16::from_be_bytes([tcp[2], tcp[3]])),
                 outside: SocketAddr::new(src, u16::from_be_bytes([tcp[0], tcp[1]])),
@@ -584,23 +580,10 @@ impl TcpEgress {
                 .map_or(self.mtu.saturating_sub(ip_len + 20), |mss| {
                     usize::from(*mss)
                 });
-            // The container's MSS counts no options; its segments carry as many as these do.
-            let gso_size = mss.saturating_sub(tcp_header_len - 20).max(1);
-            let sum = pseudo_header_sum(src, dst, tcp_len)?;
-            let at = HEADROOM + ip_len + 16;
-            buf.get_mut(at..at + 2)?.copy_from_slice(&sum.to_be_bytes());
-            header.flags = NEEDS_CSUM;
-            header.csum_start = u16::try_from(ETH_HEADER_LEN + ip_len).ok()?;
-            header.csum_offset = 16;
-            if tcp_len - tcp_header_len > gso_size {
-                header.gso_type = match dst {
-                    IpAddr::V4(_) => VIRTIO_NET_HDR_GSO_TCPV4,
-                    IpAddr::V6(_) => VIRTIO_NET_HDR_GSO_TCPV6,
-                };
-                header.hdr_len = u16::try_from(ETH_HEADER_LEN + ip_len + tcp_header_len).ok()?;
-                header.gso_size = u16::try_from(gso_size).ok()?;
-            }
-        }
+            segments::offload(buf.get_mut(HEADROOM..)?, ip_len, src, dst, mss)?
+        } else {
+            VirtioNetHdr::default()
+        };
         let mac = self.macs.get(&dst)?;
         buf[..VNET_HDR_LEN].copy_from_slice(&Offload(header).emit());
         let ethernet = &mut buf[VNET_HDR_LEN..HEADROOM];
@@ -643,64 +626,6 @@ impl TcpEgress {
             syn,
         )
     }
-}
-
-/// `frame` behind a virtio header that asks nothing of the receiver.
-fn plain(frame: Vec<u8>) -> Vec<u8> {
-    let mut out = Vec::with_capacity(VNET_HDR_LEN + frame.len());
-    out.extend_from_slice(&Offload::default().emit());
-    out.extend_from_slice(&frame);
-    out
-}
-
-/// Raises the MSS option of the TCP SYN at `tcp_start` in IP packet `packet` to the most an
-/// IP packet holds; returns the MSS it had. (The stack checks no TCP checksum, so it is left.)
-fn raise_mss(packet: &mut [u8], tcp_start: usize) -> Option<u16> {
-    let header_len = usize::from(packet.get(tcp_start + 12)? >> 4) * 4;
-    let options = packet.get_mut(tcp_start + 20..tcp_start + header_len)?;
-    let ip_header = if tcp_start == 40 { 40 } else { 20 };
-    let most = u16::try_from(MAX_IP_PACKET - ip_header - 20).ok()?;
-    let mut at = 0;
-    while at < options.len() {
-        match options[at] {
-            0 => return None,
-            1 => at += 1,
-            2 => {
-                let value = options.get_mut(at + 2..at + 4)?;
-                let mss = u16::from_be_bytes([value[0], value[1]]);
-                value.copy_from_slice(&most.max(mss).to_be_bytes());
-                return Some(mss);
-            }
-            _ => at += usize::from(*options.get(at + 1)?).max(2),
-        }
-    }
-    None
-}
-
-/// The TCP pseudo-header sum for a segment of `tcp_len` bytes, folded, not complemented: what
-/// a checksum left to the receiver holds (Linux's CHECKSUM_PARTIAL).
-fn pseudo_header_sum(src: IpAddr, dst: IpAddr, tcp_len: usize) -> Option<u16> {
-    let mut sum: u32 = 6 + u32::try_from(tcp_len).ok()?;
-    let mut add = |bytes: &[u8]| {
-        for pair in bytes.chunks(2) {
-            sum += u32::from(u16::from_be_bytes([pair[0], pair[1]]));
-        }
-    };
-    match (src, dst) {
-        (IpAddr::V4(s), IpAddr::V4(d)) => {
-            add(&s.octets());
-            add(&d.octets());
-        }
-        (IpAddr::V6(s), IpAddr::V6(d)) => {
-            add(&s.octets());
-            add(&d.octets());
-        }
-        _ => return None,
-    }
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    Some(sum as u16)
 }
 
 /// A container-facing socket for a new flow.
@@ -766,136 +691,4 @@ async fn relay(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use etherparse::{NetSlice, PacketBuilder, SlicedPacket};
-
-    const GATEWAY_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 1];
-    const CONTAINER_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 2];
-
-    /// What the gateway does with a frame: parse it, and offer it to TCP egress.
-    fn take(egress: &mut TcpEgress, frame: &[u8]) -> bool {
-        Routed::parse(frame, GATEWAY_MAC).is_some_and(|r| egress.take(&r))
-    }
-
-    fn tcp_egress(internal: bool) -> TcpEgress {
-        let gateway: IpAddr = "10.9.0.1".parse().unwrap();
-        let beyond = Beyond {
-            local: vec!["10.9.0.0/24".parse().unwrap()],
-            gateways: vec![gateway],
-            host_loopback: false,
-        };
-        TcpEgress::new(
-            GATEWAY_MAC,
-            1500,
-            &[(gateway, 24)],
-            beyond,
-            internal,
-            Arc::default(),
-        )
-    }
-
-    #[test]
-    fn a_segment_of_no_known_connection_is_reset_from_the_address_it_was_sent_to() {
-        let mut egress = tcp_egress(false);
-        let mut frame = Vec::new();
-        PacketBuilder::ethernet2(CONTAINER_MAC, GATEWAY_MAC)
-            .ipv4([10, 9, 0, 2], [192, 0, 2, 1], 64)
-            .tcp(40000, 80, 1000, 1000)
-            .ack(777)
-            .write(&mut frame, b"data")
-            .unwrap();
-        assert!(take(&mut egress, &frame));
-        let out = egress.pump();
-        assert_eq!(out.len(), 1);
-        let reset = SlicedPacket::from_ethernet(&out[0][VNET_HDR_LEN..]).unwrap();
-        let Some(NetSlice::Ipv4(ip)) = &reset.net else {
-            panic!("IPv4 expected");
-        };
-        assert_eq!(ip.header().source_addr().octets(), [192, 0, 2, 1]);
-        assert_eq!(ip.header().destination_addr().octets(), [10, 9, 0, 2]);
-        let Some(TransportSlice::Tcp(tcp)) = &reset.transport else {
-            panic!("TCP expected");
-        };
-        assert!(tcp.rst());
-        assert_eq!((tcp.source_port(), tcp.destination_port()), (80, 40000));
-        assert_eq!(
-            tcp.sequence_number(),
-            777,
-            "RFC 793: a reset takes the segment's ACK"
-        );
-    }
-
-    fn syn(from: [u8; 4], port: u16) -> Vec<u8> {
-        let mut syn = Vec::new();
-        PacketBuilder::ethernet2(CONTAINER_MAC, GATEWAY_MAC)
-            .ipv4(from, [192, 0, 2, 1], 64)
-            .tcp(port, 80, 1, 1000)
-            .syn()
-            .write(&mut syn, &[])
-            .unwrap();
-        syn
-    }
-
-    // The connects run in tasks that this test never yields to, so none is attempted.
-    #[tokio::test(flavor = "current_thread")]
-    async fn one_container_holds_at_most_its_share_of_connections_and_the_excess_is_counted() {
-        let mut egress = tcp_egress(false);
-        for port in 0..=MAX_FLOWS_PER_ADDRESS as u16 {
-            assert!(take(&mut egress, &syn([10, 9, 0, 2], 40000 + port)));
-        }
-        assert_eq!(egress.pending.len(), MAX_FLOWS_PER_ADDRESS);
-        assert_eq!(egress.counters.snapshot().limited, 1);
-        // Another container still may.
-        assert!(take(&mut egress, &syn([10, 9, 0, 3], 40000)));
-        assert_eq!(egress.pending.len(), MAX_FLOWS_PER_ADDRESS + 1);
-        assert_eq!(egress.counters.snapshot().limited, 1);
-    }
-
-    #[tokio::test(flavor = "current_thread")]
-    async fn an_idle_connection_is_reset_toward_the_container_and_forgotten() {
-        let mut egress = tcp_egress(false);
-        // A published port's client (a loopback pair stands in for the outside connection).
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let stream = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
-        stream.set_nonblocking(true).unwrap();
-        egress.handle(Event::Inbound {
-            stream: TcpStream::from_std(stream).unwrap(),
-            client: "10.251.0.2:5555".parse().unwrap(),
-            container: "10.9.0.2:80".parse().unwrap(),
-            container_mac: CONTAINER_MAC,
-        });
-        let opening = egress.pump();
-        assert_eq!(opening.len(), 1, "the SYN to the container");
-        egress.expire(Instant::now() + TRANSITORY_IDLE / 2);
-        assert!(egress.pump().is_empty(), "not idle long enough");
-        egress.expire(Instant::now() + TRANSITORY_IDLE);
-        let out = egress.pump();
-        assert_eq!(out.len(), 1);
-        let Some(TransportSlice::Tcp(tcp)) = SlicedPacket::from_ethernet(&out[0][VNET_HDR_LEN..])
-            .unwrap()
-            .transport
-        else {
-            panic!("TCP expected");
-        };
-        assert!(tcp.rst());
-        assert_eq!((tcp.source_port(), tcp.destination_port()), (5555, 80));
-        assert!(egress.flows.is_empty() && egress.by_key.is_empty());
-        assert_eq!(egress.counters.snapshot().expired, 1);
-    }
-
-    #[test]
-    fn an_internal_network_refuses_connections_and_counts_them() {
-        let mut egress = tcp_egress(true);
-        let mut syn = Vec::new();
-        PacketBuilder::ethernet2(CONTAINER_MAC, GATEWAY_MAC)
-            .ipv4([10, 9, 0, 2], [192, 0, 2, 1], 64)
-            .tcp(40000, 80, 1, 1000)
-            .syn()
-            .write(&mut syn, &[])
-            .unwrap();
-        assert!(take(&mut egress, &syn));
-        assert!(egress.pump().is_empty());
-        assert_eq!(egress.counters.snapshot().blocked, 1);
-    }
-}
+mod tests;
