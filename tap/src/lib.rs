@@ -39,6 +39,9 @@ pub struct TapConfig {
     /// Let the kernel configure IPv6 from router advertisements (SLAAC address, default
     /// route). Off for interfaces whose addresses and routes are given here.
     pub ipv6_autoconf: bool,
+    /// Create the device only (MAC, MTU, offloads, queues), down and without addresses,
+    /// routes or sysctls: a runtime (Docker) moves it into the container and configures it.
+    pub handover: bool,
 }
 
 /// An open TAP device living in some namespace: one fd per queue. Dropping it (every queue)
@@ -58,6 +61,13 @@ impl std::fmt::Debug for Tap {
 }
 
 impl Tap {
+    /// A duplicate of the first queue's fd: asks the device its name (`current_name`), and
+    /// keeps the device alive while held.
+    pub fn duplicate_fd(&self) -> std::io::Result<std::os::fd::OwnedFd> {
+        use std::os::fd::AsFd;
+        self.queues[0].as_fd().try_clone_to_owned()
+    }
+
     /// The first queue, in non-blocking mode.
     pub fn device(&self) -> &tun_rs::SyncDevice {
         &self.queues[0]
@@ -83,6 +93,29 @@ impl Tap {
     pub fn ifname(&self) -> &str {
         &self.ifname
     }
+}
+
+/// TUNGETIFF: `_IOR('T', 210, unsigned int)`, answering with the device's `ifreq`.
+const TUNGETIFF: libc::c_ulong = 0x8004_54d2;
+
+/// The interface's name now, asked of an fd of the device (TUNGETIFF): a runtime that moved it
+/// may have renamed it (Docker's `eth0`). Fails once the device is gone.
+pub fn current_name(fd: std::os::fd::BorrowedFd<'_>) -> std::io::Result<String> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: an all-zero ifreq is a valid value of this plain C struct.
+    let mut request: libc::ifreq = unsafe { std::mem::zeroed() };
+    // SAFETY: TUNGETIFF writes at most one ifreq into the one we own, on an fd we borrow.
+    let done = unsafe { libc::ioctl(fd.as_raw_fd(), TUNGETIFF, &mut request) };
+    if done < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let name: Vec<u8> = request
+        .ifr_name
+        .iter()
+        .take_while(|&&c| c != 0)
+        .map(|&c| c as u8)
+        .collect();
+    Ok(String::from_utf8_lossy(&name).into_owned())
 }
 
 /// Creates and configures a TAP device inside `ns` and returns it, non-blocking.

@@ -126,6 +126,21 @@ async fn configure(
             netns: netns.to_string(),
             source: std::io::Error::other("device vanished right after creation"),
         })?;
+    if config.handover {
+        handle
+            .link()
+            .set(
+                LinkUnspec::new_with_index(index)
+                    .address(config.mac.to_vec())
+                    .mtu(config.mtu)
+                    .append_extra_attribute(LinkAttribute::TxQueueLen(TX_QUEUE_LEN))
+                    .build(),
+            )
+            .execute()
+            .await
+            .map_err(step_err("set MAC and MTU"))?;
+        return Ok(queues);
+    }
     // Per-namespace sysctls, resolved in this thread's namespace; absent without IPv6.
     let mut knobs = Vec::new();
     if config.disable_ipv6 {

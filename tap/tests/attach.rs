@@ -45,6 +45,7 @@ fn tap_is_created_configured_and_removed_inside_the_namespace() {
         queues: 2,
         disable_ipv6: false,
         ipv6_autoconf: false,
+        handover: false,
     };
     let tap = attach(&ns, &config).unwrap();
     assert_eq!(tap.queue_count(), 2);

@@ -204,17 +204,29 @@ fn socket_group(name: &str) -> anyhow::Result<nix::unistd::Gid> {
     }
 }
 
+/// What a daemon serves beside its control socket.
+#[derive(Debug, Default)]
+pub struct DaemonOptions {
+    /// Serve Prometheus metrics there.
+    pub metrics_addr: Option<std::net::SocketAddr>,
+    /// Start with no networks (the saved state set aside).
+    pub reset_state: bool,
+    /// Members of this group may use the socket too (Docker's `--group`).
+    pub group: Option<String>,
+    /// Serve Docker's remote network driver on this socket.
+    pub docker_plugin: Option<PathBuf>,
+    /// Docker's API, asked for the names of its networks and containers.
+    pub docker_host: String,
+}
+
 /// Runs the daemon in the foreground until SIGINT or SIGTERM.
-/// With `metrics_addr`, also serves Prometheus metrics there; with `group`, members of that
-/// group may use the socket too (Docker's `--group`).
 pub async fn run(
     socket: &Path,
     state_dir: &Path,
     config: DataPathConfig,
-    metrics_addr: Option<std::net::SocketAddr>,
-    reset_state: bool,
-    group: Option<&str>,
+    options: DaemonOptions,
 ) -> anyhow::Result<()> {
+    let group = options.group.as_deref();
     let gid = group.map(socket_group).transpose()?;
     let listener = bind_socket(socket).await?;
     if let Some(gid) = gid {
@@ -227,14 +239,14 @@ pub async fn run(
             );
         }
     }
-    let control = match start_control(state_dir, config, reset_state).await {
+    let control = match start_control(state_dir, config, options.reset_state).await {
         Ok(control) => control,
         Err(e) => {
             let _ = std::fs::remove_file(socket);
             return Err(e);
         }
     };
-    if let Some(addr) = metrics_addr {
+    if let Some(addr) = options.metrics_addr {
         let metrics = Arc::new(crate::metrics::Metrics::install()?);
         let server = crate::metrics::serve(addr, control.clone(), metrics);
         tokio::spawn(async move {
@@ -244,10 +256,40 @@ pub async fn run(
         });
         info!(%addr, "serving metrics");
     }
+    let plugin = match &options.docker_plugin {
+        Some(path) => Some(serve_docker_plugin(path, &control, &options.docker_host).await?),
+        None => None,
+    };
     info!(socket = %socket.display(), state = %state_dir.display(), "vswitch daemon ready");
-    serve(control, listener, socket, stop_signal()).await?;
+    let served = serve(control, listener, socket, stop_signal()).await;
+    if let Some((path, task)) = plugin {
+        task.abort();
+        let _ = std::fs::remove_file(path);
+    }
+    served?;
     info!("vswitch daemon stopped");
     Ok(())
+}
+
+/// Serves Docker's remote network driver on `path` (Docker finds it by that file's name).
+async fn serve_docker_plugin(
+    path: &Path,
+    control: &Arc<Control>,
+    docker_host: &str,
+) -> anyhow::Result<(PathBuf, tokio::task::JoinHandle<()>)> {
+    let listener = bind_socket(path).await?;
+    let driver = Arc::new(crate::adapters::docker::Driver::new(
+        control.clone(),
+        docker_host,
+    ));
+    let router = crate::adapters::docker::router(driver);
+    let task = tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, router).await {
+            tracing::error!(error = %e, "docker driver stopped");
+        }
+    });
+    info!(socket = %path.display(), docker = %docker_host, "serving Docker's network driver");
+    Ok((path.to_path_buf(), task))
 }
 
 #[cfg(test)]

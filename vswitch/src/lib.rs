@@ -5,6 +5,7 @@
 //! `model` records them, and serves them over the `api` from the `daemon`, with `metrics` for
 //! Prometheus. The `vswitch` binary (src/bin/vswitch) is the daemon's CLI.
 
+pub mod adapters;
 pub mod api;
 pub mod capture;
 pub mod control;

@@ -43,11 +43,21 @@ impl Control {
         network: &str,
         req: ConnectRequest,
     ) -> Result<Connected, ControlError> {
+        self.connect_as(network, req, Creation::InNamespace).await
+    }
+
+    /// Attaches a namespace to a network, its TAP device made as `creation` says.
+    pub(crate) async fn connect_as(
+        &self,
+        network: &str,
+        req: ConnectRequest,
+        creation: Creation,
+    ) -> Result<Connected, ControlError> {
         let mut inner = self.inner.lock().await;
         let netns: tap::NetnsRef = req.netns.parse()?;
         let record = &inner.network(network)?.record;
         let endpoint = plan_endpoint(&req, &netns, record, &inner.state())?;
-        let endpoint = self.attach(&mut inner, network, endpoint).await?;
+        let endpoint = self.attach(&mut inner, network, endpoint, creation).await?;
         if let Err(e) = self.commit(&inner) {
             self.detach(&mut inner, network, &endpoint.name).await?;
             return Err(e);
@@ -85,6 +95,7 @@ impl Control {
         inner: &mut Inner,
         network: &str,
         mut endpoint: EndpointRecord,
+        creation: Creation,
     ) -> Result<EndpointRecord, ControlError> {
         let net = inner.network(network)?;
         let record = &net.record;
@@ -104,6 +115,7 @@ impl Control {
             queues: self.dataplane.workers(),
             disable_ipv6: !record.subnets.iter().any(|s| s.subnet.addr().is_ipv6()),
             ipv6_autoconf: endpoint.dhcp,
+            handover: creation == Creation::Handover,
         };
         let port_config = PortConfig {
             mode: PortMode::Access(net.id),
@@ -147,14 +159,29 @@ impl Control {
         let reference: tap::NetnsRef = netns.parse()?;
         let started = std::time::Instant::now();
         // Entering a namespace and waiting on netlink blocks: keep it off the async workers.
-        let (ns, device) = tokio::task::spawn_blocking(move || {
-            let ns = tap::Namespace::open(&reference)?;
-            if expected_inode != 0 && ns.identity().ino != expected_inode {
-                return Err(ControlError::NamespaceChanged(ns.describe().to_string()));
-            }
-            refuse_host_namespace(&ns)?;
+        let (ns, device, tap_fd) = tokio::task::spawn_blocking(move || {
+            let ns = if config.handover {
+                // Made beside the daemon for the runtime to move; the container's namespace
+                // may not exist yet (Docker makes it after `Join`), so the port stands in the
+                // daemon's until the runtime is done (`settle_endpoint`).
+                tap::Namespace::open(&own_namespace())?
+            } else {
+                let ns = tap::Namespace::open(&reference)?;
+                if expected_inode != 0 && ns.identity().ino != expected_inode {
+                    return Err(ControlError::NamespaceChanged(ns.describe().to_string()));
+                }
+                refuse_host_namespace(&ns)?;
+                ns
+            };
             let device = tap::attach(&ns, &config)?;
-            Ok::<_, ControlError>((ns, device))
+            let tap_fd = device
+                .duplicate_fd()
+                .map_err(|source| tap::Error::CreateTap {
+                    ifname: config.ifname.clone(),
+                    netns: ns.describe().to_string(),
+                    source,
+                })?;
+            Ok::<_, ControlError>((ns, device, tap_fd))
         })
         .await
         .expect("attach does not panic")?;
@@ -164,6 +191,7 @@ impl Control {
         Ok(LivePort {
             port,
             ns,
+            tap_fd,
             publishers: Default::default(),
         })
     }
@@ -195,10 +223,24 @@ impl Control {
     }
 }
 
+/// How an endpoint's TAP device comes to its namespace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Creation {
+    /// Made and configured inside the namespace (connect, run, restore).
+    InNamespace,
+    /// Made bare beside the daemon; the runtime moves and configures it (Docker's `Join`).
+    Handover,
+}
+
+/// The daemon's own network namespace.
+fn own_namespace() -> tap::NetnsRef {
+    tap::NetnsRef::Path("/proc/self/ns/net".into())
+}
+
 /// Refuses the daemon's own network namespace and the initial one: a deployment's host (a TAP,
 /// an address and a default route there would reroute the host), never a container.
 fn refuse_host_namespace(ns: &tap::Namespace) -> Result<(), ControlError> {
-    let own = tap::NetnsRef::Path("/proc/self/ns/net".into()).identity();
+    let own = own_namespace().identity();
     let initial = tap::NetnsRef::Pid(1).identity();
     let which = if own == Some(ns.identity()) {
         "the vswitch daemon's own network namespace"

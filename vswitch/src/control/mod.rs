@@ -16,6 +16,7 @@ mod networks;
 mod observe;
 mod publish;
 mod rules;
+mod runtimes;
 mod span;
 mod trace;
 mod trunks;
@@ -37,6 +38,7 @@ use crate::gateway::{Gateway, LeaseCall};
 use crate::model::store::StateStore;
 use crate::model::{MirrorRecord, ModelError, NetworkRecord, State, TrunkRecord};
 
+pub(crate) use endpoints::Creation;
 pub use error::ControlError;
 pub use networks::NetworkView;
 pub use observe::{FdbInfo, PortInfo};
@@ -49,6 +51,9 @@ pub use watch::NAMESPACE_CHECK_INTERVAL;
 struct LivePort {
     port: PortId,
     ns: tap::Namespace,
+    /// A duplicate fd of its TAP device: asks the interface's name now (a runtime may have
+    /// renamed it).
+    tap_fd: std::os::fd::OwnedFd,
     /// Listeners of its published ports.
     publishers: publish::Publishers,
 }
@@ -174,7 +179,10 @@ impl Control {
             let network = self.start_network(record).await?;
             inner.networks.insert(name.clone(), network);
             for (_, endpoint) in endpoints {
-                match self.attach(&mut inner, &name, endpoint.clone()).await {
+                match self
+                    .attach(&mut inner, &name, endpoint.clone(), Creation::InNamespace)
+                    .await
+                {
                     Ok(_) => {
                         info!(network = %name, endpoint = %endpoint.name, "endpoint restored")
                     }

@@ -142,7 +142,7 @@ impl Control {
     }
 
     /// Stops a network's gateway and removes it from the switch (it has no other ports).
-    async fn stop_network(&self, network: Network) -> Result<(), ControlError> {
+    pub(super) async fn stop_network(&self, network: Network) -> Result<(), ControlError> {
         drop(network.gateway.gateway);
         self.dataplane.remove_port(network.gateway.port).await?;
         self.dataplane.remove_network(network.id)?;
@@ -209,6 +209,7 @@ impl Control {
             queues: 1,
             disable_ipv6: !network.subnets.iter().any(|s| s.gateway.is_ipv6()),
             ipv6_autoconf: false,
+            handover: false,
         };
         let own = tap::NetnsRef::Pid(std::process::id());
         let tap = tokio::task::spawn_blocking(move || {

@@ -80,6 +80,7 @@ impl Control {
             // A trunk carries whatever its peer runs over the VLANs.
             disable_ipv6: false,
             ipv6_autoconf: false,
+            handover: false,
         };
         let port_config = PortConfig {
             mode: PortMode::Trunk { vlans, native },

@@ -142,6 +142,7 @@ mod tests {
             labels: Default::default(),
             rate_limit: None,
             published: Vec::new(),
+            docker_endpoint: None,
         }
     }
 

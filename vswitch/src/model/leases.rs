@@ -371,6 +371,7 @@ mod tests {
                 labels: Default::default(),
                 rate_limit: None,
                 published: Vec::new(),
+                docker_endpoint: None,
             },
         );
         assert_eq!(offer_then_ack(&mut net, 1, 100), ip("10.9.0.3"));

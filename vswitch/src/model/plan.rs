@@ -264,6 +264,7 @@ pub fn plan_network(
             Some(0) => return Err(invalid("max_flows must be at least 1")),
             n => n,
         },
+        docker_id: req.docker_id.clone(),
     })
 }
 
@@ -312,6 +313,34 @@ fn check_ifname(ifname: &str) -> Result<(), ModelError> {
 
 /// Turns a connect request into an endpoint record on `network`, refusing anything invalid or
 /// clashing. `state` is everything else, to pick a free interface name.
+/// The endpoint `current` of `network` under a new name and aliases (a runtime's, learnt after
+/// it attached): checked as `connect` checks them, the endpoint's own old names not in the way.
+pub fn plan_endpoint_names(
+    network: &NetworkRecord,
+    current: &str,
+    name: &str,
+    aliases: &[String],
+) -> Result<EndpointRecord, ModelError> {
+    let mut others = network.clone();
+    let mut endpoint =
+        others
+            .endpoints
+            .remove(current)
+            .ok_or_else(|| ModelError::UnknownEndpoint {
+                target: current.to_string(),
+                network: network.name.clone(),
+            })?;
+    check_name("endpoint", name)?;
+    check_count("aliases", aliases.len(), MAX_ALIASES)?;
+    for alias in aliases {
+        check_dns_name(alias)?;
+    }
+    check_names_free(&others, name, aliases)?;
+    endpoint.name = name.to_string();
+    endpoint.aliases = aliases.to_vec();
+    Ok(endpoint)
+}
+
 pub fn plan_endpoint(
     req: &ConnectRequest,
     netns: &tap::NetnsRef,
@@ -404,6 +433,7 @@ pub fn plan_endpoint(
         labels: parse_labels(&req.labels)?,
         rate_limit: check_rate_limit(req.rate_limit)?,
         published: plan_published(&req.publish, network, state)?,
+        docker_endpoint: req.docker_endpoint.clone(),
     })
 }
 

@@ -67,6 +67,10 @@ pub struct NetworkRecord {
     /// Flows tracked at most [default: `policy::conntrack::DEFAULT_CAPACITY`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_flows: Option<usize>,
+    /// The ID Docker knows the network by, when Docker made it (`docker network create -d
+    /// vswitch`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub docker_id: Option<String>,
 }
 
 impl NetworkRecord {
@@ -177,6 +181,9 @@ pub struct EndpointRecord {
     /// Host ports forwarded to it.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub published: Vec<super::publish::PortMapping>,
+    /// The endpoint ID Docker knows it by, when Docker attached it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub docker_endpoint: Option<String>,
 }
 
 fn yes() -> bool {
@@ -334,6 +341,10 @@ pub struct NetworkCreate {
     #[serde(default)]
     #[arg(long)]
     pub max_flows: Option<usize>,
+    /// Docker's ID of the network, when its driver asks (not a flag).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[arg(skip)]
+    pub docker_id: Option<String>,
 }
 
 /// A policy that only sets the default action, from `allow` or `deny`.
@@ -413,6 +424,10 @@ pub struct ConnectRequest {
     #[serde(default)]
     #[arg(skip)]
     pub rate_limit: Option<RateLimit>,
+    /// Docker's ID of the endpoint, when its driver asks (not a flag).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[arg(skip)]
+    pub docker_endpoint: Option<String>,
 }
 
 /// A port mirror (SPAN): copies of an endpoint's or a network's frames go to another endpoint.

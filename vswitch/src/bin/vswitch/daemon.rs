@@ -26,6 +26,15 @@ pub struct DaemonArgs {
     /// Docker's `--group`) [default: root only].
     #[arg(long, short = 'G')]
     group: Option<String>,
+    /// Serve Docker's remote network driver (`docker network create -d vswitch`) on this
+    /// socket; Docker names the driver after the file.
+    #[arg(long, value_name = "PATH", num_args = 0..=1,
+          default_missing_value = vswitch::adapters::docker::DEFAULT_PLUGIN_SOCKET)]
+    docker_plugin: Option<PathBuf>,
+    /// Docker's API socket, asked for the names of its networks and containers (its driver
+    /// protocol carries only IDs).
+    #[arg(long, env = "DOCKER_HOST", default_value = vswitch::adapters::docker::engine::DEFAULT_DOCKER_HOST)]
+    docker_host: String,
     #[command(flatten)]
     switch: SwitchArgs,
 }
@@ -92,13 +101,12 @@ pub async fn run(socket: &Path, args: DaemonArgs) -> anyhow::Result<()> {
         .state_dir
         .unwrap_or_else(vswitch::daemon::default_state_dir);
     let config = args.switch.datapath_config();
-    vswitch::daemon::run(
-        socket,
-        &state_dir,
-        config,
-        args.metrics_addr,
-        args.reset_state,
-        args.group.as_deref(),
-    )
-    .await
+    let options = vswitch::daemon::DaemonOptions {
+        metrics_addr: args.metrics_addr,
+        reset_state: args.reset_state,
+        group: args.group,
+        docker_plugin: args.docker_plugin,
+        docker_host: args.docker_host,
+    };
+    vswitch::daemon::run(socket, &state_dir, config, options).await
 }
