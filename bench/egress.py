@@ -21,6 +21,7 @@ import os
 import statistics
 import subprocess
 import sys
+import shutil
 import socket
 import tempfile
 import time
@@ -39,6 +40,7 @@ class Egress(e2e.Topology):
     def __init__(self, name):
         super().__init__(name)
         self.procs = []
+        self.dirs = []
         self.host = self.netns("host")
         self.outside = self.netns("out")
         e2e.sh("ip", "link", "add", "veg0", "netns", self.host, "type", "veth", "peer", "name", "veg1",
@@ -56,16 +58,23 @@ class Egress(e2e.Topology):
         self.procs.append(proc)
         return proc
 
+    def tempdir(self, prefix):
+        path = tempfile.mkdtemp(prefix=prefix)
+        self.dirs.append(path)
+        return path
+
     def teardown(self):
         for proc in reversed(self.procs):
             e2e.kill_pid(proc.pid)
+        for path in self.dirs:
+            shutil.rmtree(path, ignore_errors=True)
         super().teardown()
 
 
 class Vswitch(Egress):
     def __init__(self, binary):
         super().__init__("vs")
-        self.dir = tempfile.mkdtemp(prefix="vswitch-bench-egress-")
+        self.dir = self.tempdir("vswitch-bench-egress-")
         self.socket = os.path.join(self.dir, "sock")
         self.binary = binary
         daemon = self.spawn("ip", "netns", "exec", self.host, binary, "--socket", self.socket, "daemon",
@@ -91,7 +100,7 @@ class Slirp(Egress):
         # `ip netns exec` becomes the command: its PID names the container's namespace.
         holder = self.spawn("ip", "netns", "exec", self.container, "sleep", "3600")
         time.sleep(0.2)
-        api = os.path.join(tempfile.mkdtemp(prefix="vswitch-bench-slirp-"), "api.sock")
+        api = os.path.join(self.tempdir("vswitch-bench-slirp-"), "api.sock")
         slirp = self.spawn("ip", "netns", "exec", self.host, "slirp4netns", "--configure", "--mtu=65520",
                            "--disable-host-loopback", "--api-socket", api, str(holder.pid), "tap0")
         self.switch_pid = slirp.pid

@@ -47,6 +47,16 @@ impl Bed {
         (bed, ns)
     }
 
+    /// `start_in_own_netns` with extra `vswitch daemon` arguments.
+    pub fn start_in_own_netns_with(daemon: &[String]) -> (Bed, String) {
+        let mut bed = Bed::prepare();
+        let ns = bed.netns("daemon");
+        bed.daemon_netns = Some(ns.clone());
+        bed.daemon_args = daemon.to_vec();
+        bed.start_daemon();
+        (bed, ns)
+    }
+
     /// Starts a daemon with extra `vswitch daemon` arguments (and global ones before it).
     pub fn start_with(global: &[&str], daemon: &[&str]) -> Bed {
         let mut bed = Bed::prepare();

@@ -7,6 +7,7 @@
 
 mod af_packet;
 mod bed;
+mod docker;
 mod metrics;
 mod netns;
 mod outside;
@@ -20,6 +21,7 @@ mod traffic;
 pub use {
     af_packet::{arp_over_raw_socket, capture_sources, mac_bytes, send_frames},
     bed::{host_of, Bed},
+    docker::{Dockerd, IMAGE},
     metrics::{free_port, promtool_check, scrape, series},
     netns::{has_link, in_netns, spawn_in_netns},
     outside::{
