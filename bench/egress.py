@@ -18,11 +18,11 @@ client in the outside namespace, 1 stream each way.
 import argparse
 import json
 import os
+import shutil
+import socket
 import statistics
 import subprocess
 import sys
-import shutil
-import socket
 import tempfile
 import time
 
