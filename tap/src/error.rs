@@ -5,6 +5,9 @@ use std::io;
 /// Why a namespace or TAP device could not be set up.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    /// A kept device's fd could not be taken back (gone, or not a TAP device).
+    #[error("cannot adopt a kept TAP device ({source})")]
+    Adopt { source: io::Error },
     /// The namespace reference is not of a form we accept.
     #[error("invalid network namespace {0:?}: give an `ip netns` name, a path such as /proc/PID/ns/net, or pid:PID")]
     InvalidNetns(String),

@@ -6,12 +6,15 @@
 mod error;
 mod netlink;
 mod netns;
+mod queue;
 
 use std::net::IpAddr;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, IntoRawFd, OwnedFd};
 
 use ipnet::IpNet;
 
 pub use error::Error;
+pub use queue::Queue;
 pub use netns::{create_named, delete_named, in_user_namespace, Namespace, NetnsRef, NsIdentity};
 
 /// What the container-side interface should look like.
@@ -44,10 +47,11 @@ pub struct TapConfig {
     pub handover: bool,
 }
 
-/// An open TAP device living in some namespace: one fd per queue. Dropping it (every queue)
-/// deletes the device.
+/// An open TAP device living in some namespace: one fd per queue. Dropping it (every queue,
+/// and every duplicate handed to a keeper) deletes the device.
 pub struct Tap {
-    queues: Vec<tun_rs::SyncDevice>,
+    queues: Vec<Queue>,
+    vnet_hdr: bool,
     ifname: String,
 }
 
@@ -56,26 +60,47 @@ impl std::fmt::Debug for Tap {
         f.debug_struct("Tap")
             .field("ifname", &self.ifname)
             .field("queues", &self.queues.len())
+            .field("vnet_hdr", &self.vnet_hdr)
             .finish_non_exhaustive()
     }
 }
 
 impl Tap {
-    /// A duplicate of the first queue's fd: asks the device its name (`current_name`), and
-    /// keeps the device alive while held.
-    pub fn duplicate_fd(&self) -> std::io::Result<std::os::fd::OwnedFd> {
-        use std::os::fd::AsFd;
-        self.queues[0].as_fd().try_clone_to_owned()
+    /// Adopts the queues of a device made before (kept across a daemon restart): asks the
+    /// device its name and whether its frames carry virtio headers.
+    pub fn adopt(fds: Vec<OwnedFd>) -> Result<Tap, Error> {
+        let adopt_err = |source| Error::Adopt { source };
+        let first = fds
+            .first()
+            .ok_or_else(|| adopt_err(std::io::Error::other("no queues")))?;
+        let (ifname, flags) = interface_of(first.as_fd()).map_err(adopt_err)?;
+        let queues = fds
+            .into_iter()
+            .map(Queue::from_fd)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(adopt_err)?;
+        Ok(Tap {
+            queues,
+            vnet_hdr: flags & libc::IFF_VNET_HDR as libc::c_short != 0,
+            ifname,
+        })
     }
 
-    /// The first queue, in non-blocking mode.
-    pub fn device(&self) -> &tun_rs::SyncDevice {
-        &self.queues[0]
+    /// A duplicate of every queue's fd: held elsewhere (a keeper), they keep the device and
+    /// its queues attached when this process ends.
+    pub fn duplicate_fds(&self) -> std::io::Result<Vec<OwnedFd>> {
+        self.queues.iter().map(Queue::duplicate).collect()
+    }
+
+    /// A duplicate of the first queue's fd: asks the device its name (`current_name`), and
+    /// keeps the device alive while held.
+    pub fn duplicate_fd(&self) -> std::io::Result<OwnedFd> {
+        self.queues[0].duplicate()
     }
 
     /// Every queue, in non-blocking mode, for the data path's workers; the kernel spreads the
     /// container's flows over them, each flow on one queue.
-    pub fn into_queues(self) -> Vec<tun_rs::SyncDevice> {
+    pub fn into_queues(self) -> Vec<Queue> {
         self.queues
     }
 
@@ -86,7 +111,7 @@ impl Tap {
 
     /// Whether every frame read or written carries a virtio_net_hdr (offloads on).
     pub fn vnet_hdr(&self) -> bool {
-        self.queues[0].tcp_gso()
+        self.vnet_hdr
     }
 
     /// Interface name inside its namespace.
@@ -100,8 +125,12 @@ const TUNGETIFF: libc::c_ulong = 0x8004_54d2;
 
 /// The interface's name now, asked of an fd of the device (TUNGETIFF): a runtime that moved it
 /// may have renamed it (Docker's `eth0`). Fails once the device is gone.
-pub fn current_name(fd: std::os::fd::BorrowedFd<'_>) -> std::io::Result<String> {
-    use std::os::fd::AsRawFd;
+pub fn current_name(fd: BorrowedFd<'_>) -> std::io::Result<String> {
+    Ok(interface_of(fd)?.0)
+}
+
+/// The device's name and flags (TUNGETIFF). Fails (EBADFD) once the device is gone.
+fn interface_of(fd: BorrowedFd<'_>) -> std::io::Result<(String, libc::c_short)> {
     // SAFETY: an all-zero ifreq is a valid value of this plain C struct.
     let mut request: libc::ifreq = unsafe { std::mem::zeroed() };
     // SAFETY: TUNGETIFF writes at most one ifreq into the one we own, on an fd we borrow.
@@ -115,23 +144,30 @@ pub fn current_name(fd: std::os::fd::BorrowedFd<'_>) -> std::io::Result<String> 
         .take_while(|&&c| c != 0)
         .map(|&c| c as u8)
         .collect();
-    Ok(String::from_utf8_lossy(&name).into_owned())
+    // SAFETY: TUNGETIFF filled the flags member of the union.
+    let flags = unsafe { request.ifr_ifru.ifru_flags };
+    Ok((String::from_utf8_lossy(&name).into_owned(), flags))
 }
 
 /// Creates and configures a TAP device inside `ns` and returns it, non-blocking.
 pub fn attach(ns: &Namespace, config: &TapConfig) -> Result<Tap, Error> {
-    let queues = ns.run(|| netlink::create_and_configure(ns.describe(), config))??;
-    for queue in &queues {
-        queue
-            .set_nonblocking(true)
-            .map_err(|source| Error::CreateTap {
-                ifname: config.ifname.clone(),
-                netns: ns.describe().to_string(),
-                source,
-            })?;
-    }
+    let devices = ns.run(|| netlink::create_and_configure(ns.describe(), config))??;
+    let vnet_hdr = devices[0].tcp_gso();
+    let queues = devices
+        .into_iter()
+        .map(|device| {
+            // SAFETY: into_raw_fd gives up the device's open fd, which we now own alone.
+            Queue::from_fd(unsafe { OwnedFd::from_raw_fd(device.into_raw_fd()) })
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|source| Error::CreateTap {
+            ifname: config.ifname.clone(),
+            netns: ns.describe().to_string(),
+            source,
+        })?;
     Ok(Tap {
         queues,
+        vnet_hdr,
         ifname: config.ifname.clone(),
     })
 }

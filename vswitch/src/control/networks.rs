@@ -194,7 +194,7 @@ impl Control {
         network: &NetworkRecord,
         ifname: &str,
         mac: MacAddr,
-    ) -> Result<tun_rs::SyncDevice, ControlError> {
+    ) -> Result<tap::Queue, ControlError> {
         let config = tap::TapConfig {
             ifname: ifname.to_string(),
             mac: mac.0,

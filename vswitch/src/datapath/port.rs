@@ -42,7 +42,7 @@ impl PortCounters {
 #[derive(Clone)]
 pub(crate) enum PortQueue {
     /// One queue of a TAP device in a container's namespace.
-    Tap(Arc<tun_rs::SyncDevice>),
+    Tap(Arc<tap::Queue>),
     /// The link to a port inside this process (a network's gateway).
     Gateway(Arc<Link>),
 }

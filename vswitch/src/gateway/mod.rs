@@ -182,7 +182,7 @@ impl Drop for Gateway {
 pub fn spawn(
     config: GatewayConfig,
     link: Arc<Link>,
-    host: Option<tun_rs::SyncDevice>,
+    host: Option<tap::Queue>,
     names: Arc<RwLock<Directory>>,
     leases: mpsc::Sender<LeaseCall>,
 ) -> std::io::Result<Gateway> {
@@ -300,8 +300,8 @@ fn is_ipv4_broadcast(frame: &[u8]) -> bool {
 
 /// Waits until the host interface has frames; never, without one.
 async fn host_readable(
-    host: Option<&AsyncFd<tun_rs::SyncDevice>>,
-) -> std::io::Result<AsyncFdReadyGuard<'_, tun_rs::SyncDevice>> {
+    host: Option<&AsyncFd<tap::Queue>>,
+) -> std::io::Result<AsyncFdReadyGuard<'_, tap::Queue>> {
     match host {
         Some(host) => host.readable().await,
         None => std::future::pending().await,
@@ -318,7 +318,7 @@ fn rand_seed() -> u64 {
 struct Runner {
     config: GatewayConfig,
     /// The host interface: frames not for the gateway's own services go there.
-    host: Option<AsyncFd<tun_rs::SyncDevice>>,
+    host: Option<AsyncFd<tap::Queue>>,
     /// The gateway addresses, which the host interface shares.
     gateway_ips: Vec<IpAddr>,
     ipv6_prefix: Option<Ipv6Net>,
