@@ -11,8 +11,8 @@ use std::io::{Read, Write};
 use std::time::Duration;
 
 use common::{
-    eventually, finish_capture, spawn_in_netns, start_capture, tcp_transfer, tshark_fields, Bed,
-    Dockerd, IMAGE,
+    eventually, finish_capture, ping_received, spawn_in_netns, start_capture, tcp_transfer,
+    tshark_fields, Bed, Dockerd, IMAGE,
 };
 
 /// One dockerd at a time: each takes a good part of this machine's two cores to start.
@@ -21,7 +21,7 @@ static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 /// A vswitch daemon serving the driver to a dockerd beside it, in a namespace of the test's.
 fn docker_bed(tag: &str) -> (Bed, Dockerd, String) {
     let mut docker = Dockerd::prepare(&format!("{}{tag}", std::process::id()));
-    let (bed, ns) = Bed::start_in_own_netns_with(&docker.daemon_args());
+    let (bed, ns) = Bed::start_beside_runtime(&docker.daemon_args());
     docker.start(&ns);
     (bed, docker, ns)
 }
@@ -263,4 +263,50 @@ fn docker_network_options_are_checked_by_vswitch() {
         serde_json::from_str(&bed.ok(&["network", "inspect", "quiet"])).unwrap();
     assert_eq!(net["internal"], true, "{net}");
     assert_eq!(net["policy"]["default"], "deny", "{net}");
+}
+
+#[test]
+fn docker_containers_do_not_notice_a_vswitch_restart() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let (mut bed, docker, _) = docker_bed("c");
+    docker_network(&bed, &docker, "app", &["--subnet", "10.231.203.0/24"]);
+    for name in ["web", "db"] {
+        docker.ok(&[
+            "run",
+            "-d",
+            "--network",
+            "app",
+            "--name",
+            name,
+            IMAGE,
+            "sleep",
+            "600",
+        ]);
+        vswitch_endpoint(&bed, "app", name);
+    }
+    // 100 echoes at 20/s from web to db; vswitch is killed and started again 1.5 s in.
+    let pings = std::process::Command::new("/usr/bin/docker")
+        .arg("--host")
+        .arg(format!("unix://{}", docker.socket.display()))
+        .args([
+            "exec", "web", "ping", "-c", "100", "-i", "0.05", "-W", "1", "db",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    let killed = std::time::Instant::now();
+    bed.kill_daemon();
+    bed.start_daemon();
+    let gap = killed.elapsed();
+    let lost = 100 - ping_received(pings);
+    let allowed = (gap.as_secs_f64() * 20.0).ceil() as u32 + 2;
+    eprintln!("restart gap {gap:?}: {lost} of 100 echoes between Docker containers lost (at most {allowed})");
+    assert!(lost <= allowed, "{lost} echoes lost over a {gap:?} gap");
+    // Still the same containers to vswitch, by name; still reachable through Docker's names.
+    vswitch_endpoint(&bed, "app", "web");
+    let (pinged, out) = docker.sh("db", "ping -c 1 -W 2 web");
+    assert!(pinged, "{out}");
+    assert!(bed.log().contains("adopted=true"), "{}", bed.log());
 }

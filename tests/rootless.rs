@@ -271,6 +271,8 @@ impl Drop for Rootless {
         for netns in &self.namespaces {
             let _ = Command::new("ip").args(["netns", "del", netns]).status();
         }
+        // The daemon's TAP keeper ends by itself once its containers are gone.
+        common::end_keeper(&self.home().join("state/vswitch"));
         let _ = fs::set_permissions(TUN, fs::Permissions::from_mode(self.tun_mode));
         // The holder may take a moment to be gone; userdel refuses while it is there.
         eventually(Duration::from_secs(5), || {

@@ -4,6 +4,7 @@
 //! device. This crate knows nothing of switching.
 
 mod error;
+pub mod keeper;
 mod netlink;
 mod netns;
 mod queue;
@@ -14,8 +15,8 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, IntoRawFd, OwnedFd};
 use ipnet::IpNet;
 
 pub use error::Error;
-pub use queue::Queue;
 pub use netns::{create_named, delete_named, in_user_namespace, Namespace, NetnsRef, NsIdentity};
+pub use queue::Queue;
 
 /// What the container-side interface should look like.
 #[derive(Debug, Clone, PartialEq, Eq)]

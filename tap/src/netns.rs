@@ -148,6 +148,15 @@ impl Namespace {
         self.identity
     }
 
+    /// What this namespace's life hangs on, for the TAP keeper: its reference's file.
+    pub fn life(&self) -> crate::keeper::Life {
+        crate::keeper::Life {
+            path: self.reference.path(),
+            dev: self.identity.dev,
+            ino: self.identity.ino,
+        }
+    }
+
     /// Whether the reference still points at this namespace (the container is still there).
     pub fn is_alive(&self) -> bool {
         self.reference.identity() == Some(self.identity)

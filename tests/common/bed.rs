@@ -21,6 +21,8 @@ pub struct Bed {
     daemon: Option<Child>,
     /// The namespace the daemon runs in, when not the test's own.
     daemon_netns: Option<String>,
+    /// Enter `daemon_netns` with nsenter (host's mount namespace), not `ip netns exec`.
+    nsenter: bool,
     /// Extra arguments for `vswitch daemon`.
     daemon_args: Vec<String>,
     /// Global arguments for the daemon's command line (before `daemon`).
@@ -47,11 +49,15 @@ impl Bed {
         (bed, ns)
     }
 
-    /// `start_in_own_netns` with extra `vswitch daemon` arguments.
-    pub fn start_in_own_netns_with(daemon: &[String]) -> (Bed, String) {
+    /// `start_in_own_netns` with extra `vswitch daemon` arguments, entering the namespace
+    /// with nsenter: the daemon then shares the host's mount namespace, as it does beside a
+    /// container runtime (`ip netns exec` would give it a mount namespace of its own, in which
+    /// Docker's later namespace mounts may never show).
+    pub fn start_beside_runtime(daemon: &[String]) -> (Bed, String) {
         let mut bed = Bed::prepare();
         let ns = bed.netns("daemon");
         bed.daemon_netns = Some(ns.clone());
+        bed.nsenter = true;
         bed.daemon_args = daemon.to_vec();
         bed.start_daemon();
         (bed, ns)
@@ -77,6 +83,7 @@ impl Bed {
             dir,
             daemon: None,
             daemon_netns: None,
+            nsenter: false,
             daemon_args: Vec::new(),
             global_args: Vec::new(),
             namespaces: Vec::new(),
@@ -93,6 +100,13 @@ impl Bed {
             .open(self.dir.join("daemon.log"))
             .unwrap();
         let mut command = match &self.daemon_netns {
+            // nsenter execs the daemon too.
+            Some(ns) if self.nsenter => {
+                let mut c = Command::new("nsenter");
+                c.arg(format!("--net=/run/netns/{ns}"))
+                    .arg(env!("CARGO_BIN_EXE_vswitch"));
+                c
+            }
             // `ip netns exec` execs the daemon: the child's PID is the daemon's.
             Some(ns) => {
                 let mut c = Command::new("ip");
@@ -319,10 +333,36 @@ impl Drop for Bed {
             // The daemon writes a resolv.conf for named namespaces; it is gone with the daemon.
             let _ = fs::remove_dir_all(format!("/etc/netns/{ns}"));
         }
+        end_keeper(&self.dir.join("state"));
         if std::thread::panicking() {
             eprintln!("--- daemon log ---\n{}", self.log());
         }
         let _ = fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Waits for the TAP keeper the test's daemon started (its containers gone, it ends within
+/// seconds by itself), and ends it by its PID if it does not.
+pub fn end_keeper(state_dir: &std::path::Path) {
+    let Ok(text) = fs::read_to_string(state_dir.join("taps.pid")) else {
+        return;
+    };
+    let Ok(pid) = text.trim().parse::<i32>() else {
+        return;
+    };
+    let pid = nix::unistd::Pid::from_raw(pid);
+    let running = || {
+        // A zombie (not yet reaped by init) counts as ended.
+        fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| !stat.contains(") Z "))
+            && fs::read_to_string(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|c| c.contains("__keep-taps"))
+    };
+    let deadline = Instant::now() + Duration::from_secs(6);
+    while running() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    if running() {
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
     }
 }
 

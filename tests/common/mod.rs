@@ -20,7 +20,7 @@ mod traffic;
 #[allow(unused_imports)]
 pub use {
     af_packet::{arp_over_raw_socket, capture_sources, mac_bytes, send_frames},
-    bed::{host_of, Bed},
+    bed::{end_keeper, host_of, Bed},
     docker::{Dockerd, IMAGE},
     metrics::{free_port, promtool_check, scrape, series},
     netns::{has_link, in_netns, spawn_in_netns},
@@ -31,5 +31,8 @@ pub use {
     },
     pcap::{finish_capture, start_capture, tshark_fields},
     process::{cpu_ticks, eventually, rss_mib, run},
-    traffic::{ping, ping_rtt_ms, receive_all, send_pseudo_random, tcp_transfer, Digest},
+    traffic::{
+        paced_stream, ping, ping_received, ping_rtt_ms, ping_series, receive_all,
+        send_pseudo_random, tcp_transfer, Digest,
+    },
 };

@@ -160,3 +160,90 @@ pub fn receive_all(conn: &mut impl std::io::Read) -> (u64, usize) {
     }
     (digest.finish(), got)
 }
+
+/// A TCP stream kept going for a while: `chunks` pseudo-random pieces of 64 KiB, one every
+/// `every`, from `from` to `to_ip:port` (listening in `to`), so that it spans whatever the test
+/// does meanwhile. Joins to (sender digest, receiver digest, bytes received).
+pub fn paced_stream(
+    from: &str,
+    to: &str,
+    to_ip: &str,
+    port: u16,
+    chunks: usize,
+    every: Duration,
+) -> std::thread::JoinHandle<(u64, u64, usize)> {
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let receiver = spawn_in_netns(to, move || {
+        let listener = TcpListener::bind(("::", port)).unwrap();
+        ready_tx.send(()).unwrap();
+        let (mut conn, _) = listener.accept().unwrap();
+        conn.set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        receive_all(&mut conn)
+    });
+    ready_rx.recv_timeout(Duration::from_secs(10)).unwrap();
+    let addr = std::net::SocketAddr::new(to_ip.parse().unwrap(), port);
+    let sender = spawn_in_netns(from, move || {
+        let mut conn = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).unwrap();
+        conn.set_write_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        let mut digest = Digest::new();
+        let mut piece = vec![0u8; 64 * 1024];
+        let mut state: u64 = 0x2545_f491_4f6c_dd1d;
+        for _ in 0..chunks {
+            for word in piece.chunks_exact_mut(8) {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                word.copy_from_slice(&state.to_le_bytes());
+            }
+            std::io::Write::write_all(&mut conn, &piece).expect("the stream carries on");
+            digest.update(&piece);
+            std::thread::sleep(every);
+        }
+        conn.shutdown(std::net::Shutdown::Write).unwrap();
+        digest.finish()
+    });
+    std::thread::spawn(move || {
+        let sent = sender.join().unwrap();
+        let (got, bytes) = receiver.join().unwrap();
+        (sent, got, bytes)
+    })
+}
+
+/// Echoes received out of `count` by `ping -c COUNT -i INTERVAL` from `from` to `to`, run to
+/// its end (each echo waits 1 s at most).
+pub fn ping_series(from: &str, to: &str, count: u32, interval: &str) -> std::process::Child {
+    Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            from,
+            "ping",
+            "-c",
+            &count.to_string(),
+            "-i",
+            interval,
+        ])
+        .args(["-W", "1", to])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+/// How many echoes a finished `ping` (of `ping_series`) got back.
+pub fn ping_received(child: std::process::Child) -> u32 {
+    let out = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let stats = text
+        .lines()
+        .find(|l| l.contains("packets transmitted"))
+        .unwrap_or_else(|| panic!("no summary in {text}"));
+    stats
+        .split(", ")
+        .nth(1)
+        .and_then(|s| s.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no count in {stats}"))
+}

@@ -192,7 +192,49 @@ async fn start_control(
             tracing::warn!(kept = %aside.display(), "state reset: starting with no networks");
         }
     }
-    Ok(Control::start(store, config).await?)
+    let keeper = open_keeper(state_dir);
+    Ok(Control::start(store, config, keeper).await?)
+}
+
+/// The hidden subcommand a TAP keeper process runs as: `vswitch __keep-taps FD`.
+pub const KEEPER_ARG: &str = "__keep-taps";
+/// The keeper's socket, in the state directory: the devices belong with the state.
+const KEEPER_SOCKET: &str = "taps.sock";
+/// The keeper's PID, beside its socket (for operators and tests, which end what they start).
+pub const KEEPER_PID_FILE: &str = "taps.pid";
+
+/// Connects to the keeper of this state directory's devices, starting one (this binary with
+/// `KEEPER_ARG`) if none runs. Without one the daemon still works; its containers' interfaces
+/// just do not outlive it.
+fn open_keeper(state_dir: &Path) -> Option<tap::keeper::Keeper> {
+    let start = |listener: std::os::fd::OwnedFd| {
+        use std::os::fd::AsRawFd;
+        use std::process::Stdio;
+        // The child inherits the listening socket: no close-on-exec for it.
+        nix::fcntl::fcntl(
+            &listener,
+            nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::empty()),
+        )?;
+        let keeper = std::process::Command::new(std::env::current_exe()?)
+            .arg(KEEPER_ARG)
+            .arg(listener.as_raw_fd().to_string())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .current_dir("/")
+            .spawn()?;
+        std::fs::write(
+            state_dir.join(KEEPER_PID_FILE),
+            format!("{}\n", keeper.id()),
+        )
+    };
+    match tap::keeper::Keeper::open(&state_dir.join(KEEPER_SOCKET), start) {
+        Ok(keeper) => Some(keeper),
+        Err(e) => {
+            tracing::warn!(error = %e, "containers' interfaces will not outlive this daemon");
+            None
+        }
+    }
 }
 
 /// The id of group `name`, which must exist.

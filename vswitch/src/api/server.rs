@@ -320,7 +320,9 @@ mod tests {
             workers: 1,
             ..DataPathConfig::default()
         };
-        let control = Control::start(StateStore::new(&dir), config).await.unwrap();
+        let control = Control::start(StateStore::new(&dir), config, None)
+            .await
+            .unwrap();
         let app = router(control);
         for route in super::super::ROUTES {
             let params: Vec<&str> = route.path.matches('{').map(|_| "0").collect();

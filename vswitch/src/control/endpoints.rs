@@ -3,12 +3,13 @@
 
 use std::net::IpAddr;
 
-use tracing::{debug, info, warn};
+use tracing::{info, warn};
 
 use vswitch_core::switch::{PortConfig, PortMode};
 
 use super::addresses::port_security;
-use super::{unix_now, Control, ControlError, Inner, LivePort};
+use super::ports::{endpoint_key, Creation};
+use super::{unix_now, Control, ControlError, Inner};
 use crate::gateway::resolv;
 use crate::model::{plan_endpoint, ConnectRequest, Connected, EndpointRecord, NetworkRecord};
 
@@ -115,7 +116,7 @@ impl Control {
             queues: self.dataplane.workers(),
             disable_ipv6: !record.subnets.iter().any(|s| s.subnet.addr().is_ipv6()),
             ipv6_autoconf: endpoint.dhcp,
-            handover: creation == Creation::Handover,
+            handover: matches!(creation, Creation::Handover),
         };
         let port_config = PortConfig {
             mode: PortMode::Access(net.id),
@@ -127,14 +128,26 @@ impl Control {
             tcp: net.gateway.gateway.inbound.clone(),
             udp: net.gateway.gateway.datagrams.clone(),
         };
+        let handover = matches!(creation, Creation::Handover);
+        let key = endpoint_key(network, &endpoint.name);
         let mut port = self
-            .open_port(&endpoint.netns, endpoint.netns_inode, config, port_config)
+            .open_port(
+                &endpoint.netns,
+                endpoint.netns_inode,
+                config,
+                port_config,
+                key,
+                creation,
+            )
             .await?;
-        endpoint.netns_inode = port.ns.identity().ino;
+        if !handover {
+            // Handed over, it stands in the daemon's namespace until settled in the runtime's.
+            endpoint.netns_inode = port.ns.identity().ino;
+        }
         match super::publish::listen(&endpoint, &handoff).await {
             Ok(publishers) => port.publishers = publishers,
             Err(e) => {
-                self.dataplane.remove_port(port.port).await?;
+                self.close_port(port).await?;
                 return Err(e);
             }
         }
@@ -144,56 +157,6 @@ impl Control {
             .endpoints
             .insert(endpoint.name.clone(), endpoint.clone());
         Ok(endpoint)
-    }
-
-    /// Creates a TAP device in `netns` and hands it to the data path as a port. A non-zero
-    /// `expected_inode` (from the saved record) must match: after a restart, `pid:PID` may
-    /// name some other process's namespace.
-    pub(super) async fn open_port(
-        &self,
-        netns: &str,
-        expected_inode: u64,
-        config: tap::TapConfig,
-        port_config: PortConfig,
-    ) -> Result<LivePort, ControlError> {
-        let reference: tap::NetnsRef = netns.parse()?;
-        let started = std::time::Instant::now();
-        // Entering a namespace and waiting on netlink blocks: keep it off the async workers.
-        let (ns, device, tap_fd) = tokio::task::spawn_blocking(move || {
-            let ns = if config.handover {
-                // Made beside the daemon for the runtime to move; the container's namespace
-                // may not exist yet (Docker makes it after `Join`), so the port stands in the
-                // daemon's until the runtime is done (`settle_endpoint`).
-                tap::Namespace::open(&own_namespace())?
-            } else {
-                let ns = tap::Namespace::open(&reference)?;
-                if expected_inode != 0 && ns.identity().ino != expected_inode {
-                    return Err(ControlError::NamespaceChanged(ns.describe().to_string()));
-                }
-                refuse_host_namespace(&ns)?;
-                ns
-            };
-            let device = tap::attach(&ns, &config)?;
-            let tap_fd = device
-                .duplicate_fd()
-                .map_err(|source| tap::Error::CreateTap {
-                    ifname: config.ifname.clone(),
-                    netns: ns.describe().to_string(),
-                    source,
-                })?;
-            Ok::<_, ControlError>((ns, device, tap_fd))
-        })
-        .await
-        .expect("attach does not panic")?;
-        let attached = started.elapsed();
-        let port = self.dataplane.add_port(device, port_config).await?;
-        debug!(netns = %netns, ?attached, total = ?started.elapsed(), "port opened");
-        Ok(LivePort {
-            port,
-            ns,
-            tap_fd,
-            publishers: Default::default(),
-        })
     }
 
     /// Removes an endpoint's port (the kernel deletes its TAP) and its record, with what its
@@ -216,43 +179,11 @@ impl Control {
             net.record.leases.retain(|l| l.mac != record.mac);
         }
         if let Some(port) = port {
-            // Removing the port closes the TAP fd: the kernel deletes the device.
-            self.dataplane.remove_port(port.port).await?;
+            // Closing the port (and the keeper's copy) deletes the device.
+            self.close_port(port).await?;
         }
         Ok(record)
     }
-}
-
-/// How an endpoint's TAP device comes to its namespace.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Creation {
-    /// Made and configured inside the namespace (connect, run, restore).
-    InNamespace,
-    /// Made bare beside the daemon; the runtime moves and configures it (Docker's `Join`).
-    Handover,
-}
-
-/// The daemon's own network namespace.
-fn own_namespace() -> tap::NetnsRef {
-    tap::NetnsRef::Path("/proc/self/ns/net".into())
-}
-
-/// Refuses the daemon's own network namespace and the initial one: a deployment's host (a TAP,
-/// an address and a default route there would reroute the host), never a container.
-fn refuse_host_namespace(ns: &tap::Namespace) -> Result<(), ControlError> {
-    let own = own_namespace().identity();
-    let initial = tap::NetnsRef::Pid(1).identity();
-    let which = if own == Some(ns.identity()) {
-        "the vswitch daemon's own network namespace"
-    } else if initial == Some(ns.identity()) {
-        "the initial network namespace (the host's)"
-    } else {
-        return Ok(());
-    };
-    Err(ControlError::HostNamespace {
-        netns: ns.describe().to_string(),
-        which,
-    })
 }
 
 /// Points the resolv.conf of an `ip netns` namespace at the gateways of the networks it is on

@@ -14,6 +14,7 @@ pub mod error;
 mod leases;
 mod networks;
 mod observe;
+mod ports;
 mod publish;
 mod rules;
 mod runtimes;
@@ -38,10 +39,10 @@ use crate::gateway::{Gateway, LeaseCall};
 use crate::model::store::StateStore;
 use crate::model::{MirrorRecord, ModelError, NetworkRecord, State, TrunkRecord};
 
-pub(crate) use endpoints::Creation;
 pub use error::ControlError;
 pub use networks::NetworkView;
 pub use observe::{FdbInfo, PortInfo};
+pub(crate) use ports::Creation;
 pub use rules::{PolicyChange, PolicyView};
 pub use span::CaptureStream;
 pub use trace::{TraceReport, TraceStep};
@@ -54,6 +55,8 @@ struct LivePort {
     /// A duplicate fd of its TAP device: asks the interface's name now (a runtime may have
     /// renamed it).
     tap_fd: std::os::fd::OwnedFd,
+    /// What the TAP keeper holds its device under.
+    key: String,
     /// Listeners of its published ports.
     publishers: publish::Publishers,
 }
@@ -139,6 +142,9 @@ pub struct Control {
     captures: std::sync::Mutex<HashMap<u64, Arc<AtomicBool>>>,
     /// Drop counts at the last drop summary.
     drops_logged: std::sync::Mutex<DropCounters>,
+    /// Holds a copy of every port's device, so they outlive this daemon (none: they die with
+    /// it, as `vswitch up` wants).
+    keeper: Option<Arc<tap::keeper::Keeper>>,
 }
 
 /// Seconds since the Unix epoch.
@@ -150,13 +156,22 @@ fn unix_now() -> u64 {
 
 impl Control {
     /// Starts the data path and restores saved networks; endpoints whose namespace still exists
-    /// are attached again, the others are forgotten.
+    /// are attached again (their devices adopted from `keeper` when it kept them, so the
+    /// containers notice nothing), the others are forgotten.
     pub async fn start(
         mut store: StateStore,
         config: DataPathConfig,
+        keeper: Option<tap::keeper::Keeper>,
     ) -> Result<Arc<Control>, ControlError> {
         store.lock()?;
         let saved = store.load()?;
+        let kept = match &keeper {
+            Some(keeper) => keeper.list().unwrap_or_else(|e| {
+                warn!(error = %e, "the TAP keeper's devices cannot be adopted: making them anew");
+                Default::default()
+            }),
+            None => Default::default(),
+        };
         let (leases, lease_calls) = mpsc::channel(256);
         let control = Arc::new(Control {
             inner: Mutex::new(Inner::default()),
@@ -166,25 +181,29 @@ impl Control {
             leases,
             captures: Default::default(),
             drops_logged: Default::default(),
+            keeper: keeper.map(Arc::new),
         });
         tokio::spawn(leases::serve(Arc::downgrade(&control), lease_calls));
-        control.restore(saved).await?;
+        control.restore(saved, kept).await?;
         Ok(control)
     }
 
-    async fn restore(&self, saved: State) -> Result<(), ControlError> {
+    async fn restore(&self, saved: State, mut kept: ports::Kept) -> Result<(), ControlError> {
         let mut inner = self.inner.lock().await;
         for (name, mut record) in saved.networks {
             let endpoints = std::mem::take(&mut record.endpoints);
             let network = self.start_network(record).await?;
             inner.networks.insert(name.clone(), network);
             for (_, endpoint) in endpoints {
+                let kept = kept.remove(&ports::endpoint_key(&name, &endpoint.name));
+                let adopted = kept.is_some();
+                let creation = Creation::Adopt(kept);
                 match self
-                    .attach(&mut inner, &name, endpoint.clone(), Creation::InNamespace)
+                    .attach(&mut inner, &name, endpoint.clone(), creation)
                     .await
                 {
                     Ok(_) => {
-                        info!(network = %name, endpoint = %endpoint.name, "endpoint restored")
+                        info!(network = %name, endpoint = %endpoint.name, adopted, "endpoint restored")
                     }
                     Err(e) => {
                         warn!(network = %name, endpoint = %endpoint.name, error = %e, "endpoint not restored")
@@ -196,10 +215,16 @@ impl Control {
             }
         }
         for (name, trunk) in saved.trunks {
-            match self.attach_trunk(&mut inner, trunk).await {
+            let creation = Creation::Adopt(kept.remove(&ports::trunk_key(&name)));
+            match self.attach_trunk(&mut inner, trunk, creation).await {
                 Ok(_) => info!(trunk = %name, "trunk restored"),
                 Err(e) => warn!(trunk = %name, error = %e, "trunk not restored"),
             }
+        }
+        // Kept for endpoints the state does not have (a connect the crash cut short): the
+        // devices go.
+        for key in kept.keys() {
+            self.forget(key);
         }
         inner.mirrors = saved.mirrors;
         for netns in crate::gateway::resolv::remove_orphans() {

@@ -2,7 +2,7 @@
 //! finding networks and endpoints by the runtime's IDs, and taking the names the runtime
 //! gives them once it has attached them (Docker tells its driver no names).
 
-use tracing::{info, warn};
+use tracing::info;
 
 use super::{Control, ControlError, Inner};
 use crate::model::{plan_endpoint_names, EndpointRecord};
@@ -43,19 +43,20 @@ impl Control {
                 endpoint.ifname = ifname;
             }
         }
+        // Until the runtime has made it (Docker mounts it a moment after listing the
+        // container), this fails and the adapter asks again.
         let reference: tap::NetnsRef = endpoint.netns.parse()?;
-        let settled = tokio::task::spawn_blocking(move || tap::Namespace::open(&reference))
+        let ns = tokio::task::spawn_blocking(move || tap::Namespace::open(&reference))
             .await
-            .expect("opening a namespace does not panic");
+            .expect("opening a namespace does not panic")?;
+        endpoint.netns_inode = ns.identity().ino;
         let net = inner.network_mut(network)?;
         if let Some(mut port) = net.ports.remove(current) {
-            match settled {
-                Ok(ns) => {
-                    endpoint.netns_inode = ns.identity().ino;
-                    port.ns = ns;
-                }
-                Err(e) => warn!(endpoint = %current, error = %e, "runtime's namespace not found"),
-            }
+            port.ns = ns;
+            self.rekey(
+                &mut port,
+                super::ports::endpoint_key(network, &endpoint.name),
+            );
             net.ports.insert(endpoint.name.clone(), port);
         }
         net.record.endpoints.remove(current);

@@ -5,6 +5,7 @@ use tracing::info;
 
 use vswitch_core::switch::{PortConfig, PortMode};
 
+use super::ports::{trunk_key, Creation};
 use super::{Control, ControlError, Inner, Trunk};
 use crate::model::{is_target, plan_trunk, TrunkCreate, TrunkRecord};
 
@@ -14,7 +15,9 @@ impl Control {
         let mut inner = self.inner.lock().await;
         let netns: tap::NetnsRef = req.netns.parse()?;
         let trunk = plan_trunk(&req, &netns, &inner.state())?;
-        let trunk = self.attach_trunk(&mut inner, trunk).await?;
+        let trunk = self
+            .attach_trunk(&mut inner, trunk, Creation::InNamespace)
+            .await?;
         if let Err(e) = self.commit(&inner) {
             self.detach_trunk(&mut inner, &trunk.name).await?;
             return Err(e);
@@ -49,6 +52,7 @@ impl Control {
         &self,
         inner: &mut Inner,
         mut trunk: TrunkRecord,
+        creation: Creation,
     ) -> Result<TrunkRecord, ControlError> {
         let mut vlans = Vec::new();
         let mut mtu = 0;
@@ -90,7 +94,14 @@ impl Control {
             rate_limit: None,
         };
         let port = self
-            .open_port(&trunk.netns, trunk.netns_inode, config, port_config)
+            .open_port(
+                &trunk.netns,
+                trunk.netns_inode,
+                config,
+                port_config,
+                trunk_key(&trunk.name),
+                creation,
+            )
             .await?;
         trunk.netns_inode = port.ns.identity().ino;
         inner.trunks.insert(
@@ -113,7 +124,7 @@ impl Control {
             .trunks
             .remove(name)
             .ok_or_else(|| ControlError::UnknownTrunk(name.to_string()))?;
-        self.dataplane.remove_port(trunk.port.port).await?;
+        self.close_port(trunk.port).await?;
         Ok(trunk.record)
     }
 }

@@ -171,8 +171,7 @@ impl DataPlane {
     ) -> Result<PortId, DataPathError> {
         let vnet_hdr = tap.vnet_hdr();
         let mtu = config.mtu as usize;
-        let queues: Vec<Arc<tap::Queue>> =
-            tap.into_queues().into_iter().map(Arc::new).collect();
+        let queues: Vec<Arc<tap::Queue>> = tap.into_queues().into_iter().map(Arc::new).collect();
         self.add_queues(config, |index| PortIo {
             queue: PortQueue::Tap(queues[index % queues.len()].clone()),
             read: index < queues.len(),

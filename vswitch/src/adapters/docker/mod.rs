@@ -328,62 +328,51 @@ impl Driver {
         })
     }
 
-    /// Gives the endpoint its container's name and aliases once Docker lists it, and records
-    /// the name Docker gave its interface.
+    /// Gives the endpoint its container's name and aliases once Docker lists it, and settles
+    /// it in the container's namespace once Docker has made that (the runtime's hook mounts it
+    /// a moment after the container is listed). Without answers from Docker, the endpoint keeps
+    /// its ID as its name and is settled all the same.
     async fn name_endpoint(&self, docker_network: String, endpoint_id: String) {
         let deadline = tokio::time::Instant::now() + NAMING_PATIENCE;
+        let mut docker_answers = true;
+        let mut last_error = None;
         while tokio::time::Instant::now() < deadline {
             tokio::time::sleep(NAMING_INTERVAL).await;
-            let names = match self
-                .engine
-                .container_of(&docker_network, &endpoint_id)
-                .await
-            {
-                Ok(Some(names)) => names,
-                Ok(None) => continue,
-                Err(e) => {
-                    warn!(endpoint = %short(&endpoint_id), error = %e, "cannot ask Docker the container's name");
-                    self.settle_unnamed(&endpoint_id, deadline).await;
-                    return;
-                }
-            };
             let Some((network, current)) = self.control.endpoint_of_docker(&endpoint_id).await
             else {
                 return;
             };
-            if let Err(e) = self
+            let names = if docker_answers {
+                match self.engine.container_of(&docker_network, &endpoint_id).await {
+                    Ok(Some(names)) => Some(names),
+                    Ok(None) => continue,
+                    Err(e) => {
+                        warn!(endpoint = %current, error = %e, "cannot ask Docker the container's name");
+                        docker_answers = false;
+                        None
+                    }
+                }
+            } else {
+                None
+            };
+            let (name, aliases) = match names {
+                Some(names) => (names.name, names.aliases),
+                None => match self.control.endpoint(&network, &current).await {
+                    Ok(record) => (current.clone(), record.aliases),
+                    Err(_) => return,
+                },
+            };
+            match self
                 .control
-                .settle_endpoint(&network, &current, &names.name, &names.aliases)
+                .settle_endpoint(&network, &current, &name, &aliases)
                 .await
             {
-                warn!(endpoint = %current, docker_name = %names.name, error = %e, "endpoint keeps Docker's ID as its name");
+                Ok(_) => return,
+                Err(e) => last_error = Some(e),
             }
-            return;
         }
-    }
-
-    /// Without names from Docker: the endpoint keeps its ID as its name, and is settled in its
-    /// container's namespace once that exists.
-    async fn settle_unnamed(&self, endpoint_id: &str, deadline: tokio::time::Instant) {
-        while tokio::time::Instant::now() < deadline {
-            let Some((network, current)) = self.control.endpoint_of_docker(endpoint_id).await
-            else {
-                return;
-            };
-            let Ok(record) = self.control.endpoint(&network, &current).await else {
-                return;
-            };
-            if std::path::Path::new(&record.netns).exists() {
-                let settled = self
-                    .control
-                    .settle_endpoint(&network, &current, &current, &record.aliases)
-                    .await;
-                if let Err(e) = settled {
-                    warn!(endpoint = %current, error = %e, "cannot settle endpoint");
-                }
-                return;
-            }
-            tokio::time::sleep(NAMING_INTERVAL).await;
+        if let Some(e) = last_error {
+            warn!(endpoint = %short(&endpoint_id), error = %e, "endpoint not settled in its container");
         }
     }
 

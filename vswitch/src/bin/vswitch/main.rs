@@ -65,6 +65,12 @@ enum Command {
     /// The first step of `run`'s command (not for direct use).
     #[command(name = "__enter", hide = true)]
     Enter(run::EnterArgs),
+    /// The process keeping a daemon's TAP devices across its restarts (not for direct use).
+    #[command(name = "__keep-taps", hide = true)]
+    KeepTaps {
+        /// The listening socket it inherited.
+        fd: i32,
+    },
     /// The process holding a rootless daemon's user namespace (not for direct use).
     #[command(name = "__hold-userns", hide = true)]
     HoldUserns,
@@ -141,6 +147,15 @@ fn main() -> ExitCode {
     // runtime starts its threads.
     let mut cli = match cli.command {
         Command::Enter(args) => return run::enter(args),
+        Command::KeepTaps { fd } => {
+            // SAFETY: the daemon that started this process handed it this listening socket.
+            let listener =
+                unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+            return match tap::keeper::serve(listener) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(_) => ExitCode::FAILURE,
+            };
+        }
         Command::Completions { shell } => {
             let mut command = <Cli as clap::CommandFactory>::command();
             let mut script = Vec::new();
@@ -198,6 +213,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Run(args) => return run::run(&client, args).await,
         Command::Enter(_)
         | Command::HoldUserns
+        | Command::KeepTaps { .. }
         | Command::Completions { .. }
         | Command::Man { .. } => {
             unreachable!("run before the runtime starts")

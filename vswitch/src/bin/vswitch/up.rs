@@ -136,7 +136,8 @@ async fn up(path: &Path, socket: &Path, config: DataPathConfig, once: bool) -> R
     // The topology lives as long as this process: its state is not kept across runs.
     let state_dir = std::env::temp_dir().join(format!("vswitch-up-{}", std::process::id()));
     let listener = vswitch::daemon::bind_socket(socket).await?;
-    let control = Control::start(StateStore::new(&state_dir), config).await?;
+    // No keeper: what `up` made goes when it ends.
+    let control = Control::start(StateStore::new(&state_dir), config, None).await?;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn({
         let control = control.clone();
