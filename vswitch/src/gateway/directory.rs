@@ -143,6 +143,7 @@ mod tests {
             rate_limit: None,
             published: Vec::new(),
             docker_endpoint: None,
+            cni_container: None,
         }
     }
 

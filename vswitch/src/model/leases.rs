@@ -372,6 +372,7 @@ mod tests {
                 rate_limit: None,
                 published: Vec::new(),
                 docker_endpoint: None,
+                cni_container: None,
             },
         );
         assert_eq!(offer_then_ack(&mut net, 1, 100), ip("10.9.0.3"));

@@ -434,6 +434,7 @@ pub fn plan_endpoint(
         rate_limit: check_rate_limit(req.rate_limit)?,
         published: plan_published(&req.publish, network, state)?,
         docker_endpoint: req.docker_endpoint.clone(),
+        cni_container: req.cni_container.clone(),
     })
 }
 

@@ -184,6 +184,9 @@ pub struct EndpointRecord {
     /// The endpoint ID Docker knows it by, when Docker attached it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub docker_endpoint: Option<String>,
+    /// The container ID a CNI runtime (Podman) attached it for (`CNI_CONTAINERID`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cni_container: Option<String>,
 }
 
 fn yes() -> bool {
@@ -428,6 +431,10 @@ pub struct ConnectRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[arg(skip)]
     pub docker_endpoint: Option<String>,
+    /// The CNI container ID, when the CNI plugin asks (not a flag).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[arg(skip)]
+    pub cni_container: Option<String>,
 }
 
 /// A port mirror (SPAN): copies of an endpoint's or a network's frames go to another endpoint.

@@ -343,7 +343,11 @@ impl Driver {
                 return;
             };
             let names = if docker_answers {
-                match self.engine.container_of(&docker_network, &endpoint_id).await {
+                match self
+                    .engine
+                    .container_of(&docker_network, &endpoint_id)
+                    .await
+                {
                     Ok(Some(names)) => Some(names),
                     Ok(None) => continue,
                     Err(e) => {
