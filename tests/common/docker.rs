@@ -11,8 +11,7 @@ use std::time::Duration;
 
 use super::process::eventually;
 
-/// The image every container runs.
-pub const IMAGE: &str = "vswitch-test-busybox";
+pub use super::images::IMAGE;
 
 /// One dockerd and the driver name its vswitch daemon serves.
 pub struct Dockerd {
@@ -88,30 +87,9 @@ impl Dockerd {
         self.import_busybox();
     }
 
-    /// Builds a rootfs of the static busybox with every applet linked, and imports it.
+    /// Imports the busybox image (`images::busybox_tar`).
     fn import_busybox(&self) {
-        let rootfs = self.dir.join("rootfs");
-        fs::create_dir_all(rootfs.join("bin")).unwrap();
-        fs::create_dir_all(rootfs.join("etc")).unwrap();
-        fs::create_dir_all(rootfs.join("tmp")).unwrap();
-        fs::copy("/bin/busybox", rootfs.join("bin/busybox")).unwrap();
-        let applets = Command::new("/bin/busybox").arg("--list").output().unwrap();
-        for applet in String::from_utf8_lossy(&applets.stdout).lines() {
-            if applet != "busybox" {
-                let _ = std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(applet));
-            }
-        }
-        let tar = self.dir.join("rootfs.tar");
-        super::process::run(
-            "tar",
-            &[
-                "-C",
-                rootfs.to_str().unwrap(),
-                "-cf",
-                tar.to_str().unwrap(),
-                ".",
-            ],
-        );
+        let tar = super::images::busybox_tar(&self.dir);
         self.ok(&["import", tar.to_str().unwrap(), IMAGE]);
     }
 

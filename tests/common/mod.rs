@@ -8,10 +8,12 @@
 mod af_packet;
 mod bed;
 mod docker;
+mod images;
 mod metrics;
 mod netns;
 mod outside;
 mod pcap;
+mod podman;
 mod process;
 mod traffic;
 
@@ -30,6 +32,7 @@ pub use {
         ECHO_PORT, OUTSIDE_IP, OUTSIDE_IP6,
     },
     pcap::{finish_capture, start_capture, tshark_fields},
+    podman::Podman,
     process::{cpu_ticks, eventually, rss_mib, run},
     traffic::{
         paced_stream, ping, ping_received, ping_rtt_ms, ping_series, receive_all,

@@ -1,0 +1,125 @@
+//! Root Podman of the test's own, on the CNI backend with `vswitch-cni`: its own
+//! containers.conf (CNI config and plugin directories, temporary directory, the ulimits this
+//! machine needs) and storage (vfs under the test's directory), and the busybox image imported
+//! from a rootfs. On drop its containers are removed (the plugin's DEL runs) and its
+//! directories go, with the CNI cache directory if it made it.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+pub use super::images::IMAGE;
+
+/// One Podman configuration and its CNI networks.
+pub struct Podman {
+    pub dir: PathBuf,
+    /// /var/lib/cni (libcni's cache) did not exist before: ours to remove.
+    made_cni_cache: bool,
+}
+
+impl Podman {
+    /// Writes the configuration and imports the image.
+    pub fn start(tag: &str) -> Podman {
+        let dir = PathBuf::from(format!("/tmp/vswp{tag}"));
+        let _ = fs::remove_dir_all(&dir);
+        for sub in ["net.d", "cni-bin", "tmp"] {
+            fs::create_dir_all(dir.join(sub)).unwrap();
+        }
+        fs::copy(
+            env!("CARGO_BIN_EXE_vswitch-cni"),
+            dir.join("cni-bin/vswitch-cni"),
+        )
+        .unwrap();
+        let d = dir.display();
+        fs::write(
+            dir.join("containers.conf"),
+            format!(
+                "[containers]\ndefault_ulimits = [\"nofile=20000:20000\", \"nproc=32768:32768\"]\n\
+                 [network]\nnetwork_backend = \"cni\"\ncni_plugin_dirs = [\"{d}/cni-bin\"]\n\
+                 network_config_dir = \"{d}/net.d\"\n\
+                 [engine]\nevents_logger = \"file\"\ncgroup_manager = \"cgroupfs\"\ntmp_dir = \"{d}/tmp\"\n"
+            ),
+        )
+        .unwrap();
+        fs::write(
+            dir.join("storage.conf"),
+            format!("[storage]\ndriver = \"vfs\"\ngraphroot = \"{d}/root\"\nrunroot = \"{d}/runroot\"\n"),
+        )
+        .unwrap();
+        let podman = Podman {
+            made_cni_cache: !Path::new("/var/lib/cni").exists(),
+            dir,
+        };
+        let tar = super::images::busybox_tar(&podman.dir);
+        podman.ok(&["import", tar.to_str().unwrap(), IMAGE]);
+        podman
+    }
+
+    /// Declares CNI network `name` on vswitch network `name`, served by the daemon at `socket`.
+    pub fn network(&self, name: &str, socket: &Path) {
+        let conflist = serde_json::json!({
+            "cniVersion": "1.0.0",
+            "name": name,
+            "plugins": [{
+                "type": "vswitch-cni",
+                "network": name,
+                "socket": socket,
+                "capabilities": {"aliases": true},
+            }],
+        });
+        fs::write(
+            self.dir.join(format!("net.d/{name}.conflist")),
+            conflist.to_string(),
+        )
+        .unwrap();
+    }
+
+    /// Runs podman with this configuration.
+    pub fn podman(&self, args: &[&str]) -> Output {
+        Command::new("podman")
+            .env("CONTAINERS_CONF", self.dir.join("containers.conf"))
+            .env("CONTAINERS_STORAGE_CONF", self.dir.join("storage.conf"))
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("podman runs")
+    }
+
+    /// `podman ARGS`, expecting success: its standard output.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.podman(args);
+        assert!(
+            out.status.success(),
+            "podman {args:?}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// `podman exec CONTAINER sh -c SCRIPT`: whether it succeeded, and its output.
+    pub fn sh(&self, container: &str, script: &str) -> (bool, String) {
+        let out = self.podman(&["exec", container, "sh", "-c", script]);
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.success(), text)
+    }
+}
+
+impl Drop for Podman {
+    fn drop(&mut self) {
+        let _ = self.podman(&["rm", "--all", "--force", "--time", "0"]);
+        let _ = Command::new("umount")
+            .args(["-R", "-l"])
+            .arg(&self.dir)
+            .stderr(Stdio::null())
+            .status();
+        let _ = fs::remove_dir_all(&self.dir);
+        if self.made_cni_cache {
+            let _ = fs::remove_dir_all("/var/lib/cni");
+        }
+    }
+}
