@@ -111,6 +111,11 @@ impl Rootless {
 
     /// `vswitch ARGS` as the user, with an environment of its own.
     fn command(&self, args: &[&str]) -> Command {
+        self.as_user(&self.binary(), args)
+    }
+
+    /// `PROGRAM ARGS` as the user, with an environment of its own.
+    fn as_user(&self, program: &Path, args: &[&str]) -> Command {
         let mut command = Command::new("setpriv");
         let id = self.uid.to_string();
         command
@@ -133,7 +138,7 @@ impl Rootless {
                 "XDG_STATE_HOME={}",
                 self.home().join("state").display()
             ))
-            .arg(self.binary())
+            .arg(program)
             .args(args)
             .current_dir(self.home());
         command
@@ -270,6 +275,20 @@ impl Drop for Rootless {
         }
         for netns in &self.namespaces {
             let _ = Command::new("ip").args(["netns", "del", netns]).status();
+        }
+        // Rootless Podman's own processes (its pause process, its rootless netns's slirp4netns),
+        // started by the Podman this test ran, once its containers are removed.
+        if self.home().join(".config/containers").exists() {
+            let podman = Path::new("/usr/bin/podman");
+            let _ = self
+                .as_user(podman, &["rm", "--all", "--force", "--time", "0"])
+                .output();
+            for file in ["rootless-netns/rootless-netns-slirp4netns.pid", "pause.pid"] {
+                let pid = fs::read_to_string(self.home().join("run/libpod/tmp").join(file));
+                if let Some(pid) = pid.ok().and_then(|p| p.trim().parse::<i32>().ok()) {
+                    let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+                }
+            }
         }
         // The daemon's TAP keeper ends by itself once its containers are gone.
         common::end_keeper(&self.home().join("state/vswitch"));
@@ -538,4 +557,109 @@ fn a_rootless_container_reaches_the_outside_over_tcp_udp_and_ping() {
     assert_eq!(answer, b"rootless");
     let senders = server.join().unwrap();
     assert_eq!(senders[0].ip().to_string(), "10.231.72.1");
+}
+
+/// Rootless Podman (CNI backend) with `vswitch-cni`: the plugin runs inside Podman's own user
+/// and mount namespaces, where the daemon cannot reach the container's namespace; it makes the
+/// device there and hands it to the rootless daemon over the handover socket.
+#[test]
+fn rootless_podman_attaches_through_the_cni_plugin_handing_the_device_over() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let user = Rootless::start();
+    user.ok(&["network", "create", "pods", "--subnet", "10.231.226.0/24"]);
+    let home = user.home();
+    let config = home.join(".config/containers");
+    fs::create_dir_all(&config).unwrap();
+    fs::create_dir_all(home.join("cni-bin")).unwrap();
+    fs::create_dir_all(home.join("net.d")).unwrap();
+    fs::copy(
+        env!("CARGO_BIN_EXE_vswitch-cni"),
+        home.join("cni-bin/vswitch-cni"),
+    )
+    .unwrap();
+    let h = home.display();
+    fs::write(
+        config.join("containers.conf"),
+        format!(
+            "[containers]\ndefault_ulimits = [\"nofile=20000:20000\", \"nproc=32768:32768\"]\n\
+             [network]\nnetwork_backend = \"cni\"\ncni_plugin_dirs = [\"{h}/cni-bin\"]\n\
+             network_config_dir = \"{h}/net.d\"\n\
+             [engine]\nevents_logger = \"file\"\ncgroup_manager = \"cgroupfs\"\n"
+        ),
+    )
+    .unwrap();
+    // vfs, and chown errors ignored: without /etc/subuid ranges the user has one uid to map.
+    fs::write(
+        config.join("storage.conf"),
+        format!(
+            "[storage]\ndriver = \"vfs\"\ngraphroot = \"{h}/storage\"\nrunroot = \"{h}/runroot\"\n\
+             [storage.options]\nignore_chown_errors = \"true\"\n"
+        ),
+    )
+    .unwrap();
+    let conflist = serde_json::json!({
+        "cniVersion": "1.0.0",
+        "name": "pods",
+        "plugins": [{
+            "type": "vswitch-cni",
+            "network": "pods",
+            "socket": home.join("run/vswitch/vswitch.sock"),
+            "capabilities": {"aliases": true},
+        }],
+    });
+    fs::write(home.join("net.d/pods.conflist"), conflist.to_string()).unwrap();
+    let tar = common::busybox_tar(&home);
+    run("chown", &["-R", &user.user, home.to_str().unwrap()]);
+    let podman = |args: &[&str]| {
+        let out = user
+            .as_user(Path::new("/usr/bin/podman"), args)
+            .output()
+            .unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.success(), text)
+    };
+    let (imported, out) = podman(&["import", tar.to_str().unwrap(), common::IMAGE]);
+    assert!(imported, "{out}");
+
+    for (name, extra) in [("web", &[][..]), ("db", &["--ip", "10.231.226.50"][..])] {
+        let mut args = vec![
+            "run",
+            "-d",
+            "--network",
+            "pods",
+            "--name",
+            name,
+            "--cap-add",
+            "NET_RAW",
+        ];
+        args.extend_from_slice(extra);
+        args.extend([common::IMAGE, "sleep", "600"]);
+        let (started, out) = podman(&args);
+        assert!(started, "podman run {name}: {out}\n{}", user.log());
+    }
+    let (inspected, out) = podman(&[
+        "inspect",
+        "db",
+        "--format",
+        "{{.NetworkSettings.Networks.pods.IPAddress}}",
+    ]);
+    assert!(inspected && out.trim() == "10.231.226.50", "{out}");
+    let listed = user.ok(&["endpoint", "ls", "pods", "-q"]);
+    let mut names: Vec<&str> = listed.lines().collect();
+    names.sort();
+    assert_eq!(names, ["db", "web"]);
+    let (pinged, out) = podman(&["exec", "web", "ping", "-c", "2", "-W", "2", "db"]);
+    assert!(
+        pinged && out.contains("10.231.226.50"),
+        "web -> db by name: {out}"
+    );
+
+    // Removed, they leave nothing in the daemon.
+    let (removed, out) = podman(&["rm", "--force", "--time", "0", "web", "db"]);
+    assert!(removed, "{out}");
+    assert_eq!(user.ok(&["endpoint", "ls", "pods", "-q"]).trim(), "");
 }

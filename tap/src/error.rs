@@ -23,6 +23,9 @@ pub enum Error {
     /// A thread to work inside the namespace could not be started.
     #[error("cannot start a thread for network namespace {netns} ({source})")]
     Thread { netns: String, source: io::Error },
+    /// The interface to configure is not in the namespace.
+    #[error("no interface {ifname} in network namespace {netns}")]
+    NoInterface { ifname: String, netns: String },
     /// The interface name is already taken inside the namespace.
     #[error("interface {ifname} already exists in network namespace {netns}")]
     InterfaceExists { ifname: String, netns: String },

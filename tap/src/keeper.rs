@@ -20,21 +20,16 @@
 //! answered `OK`; `LIST` is answered with one `KEY key` + fds per device, then `END`.
 
 use std::collections::BTreeMap;
-use std::io::{self, IoSlice, IoSliceMut};
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use nix::sys::socket::{
-    accept4, bind, connect, listen, recvmsg, sendmsg, socket, AddressFamily, Backlog,
-    ControlMessage, ControlMessageOwned, MsgFlags, SockFlag, SockType, UnixAddr,
-};
+use nix::sys::socket::{accept4, bind, connect, listen, Backlog, SockFlag, UnixAddr};
 
-/// Queues one message may carry (the data path has at most 64 workers, one queue each).
-const MAX_FDS: usize = 64;
-/// Longest message: a key is an endpoint's network and name.
-const MAX_MESSAGE: usize = 4096;
+use crate::fdpass::{receive, send};
+
 /// How often a keeper without a daemon looks for devices whose namespace went away.
 const SWEEP_INTERVAL: Duration = Duration::from_secs(2);
 
@@ -72,16 +67,29 @@ impl Life {
     }
 
     fn decode(text: &str) -> Option<Life> {
-        let mut lines = text.lines();
+        let mut lines = text.split('\n');
         let path = PathBuf::from(lines.next()?);
         let dev = lines.next()?.parse().ok()?;
         let ino = lines.next()?.parse().ok()?;
         Some(Life { path, dev, ino })
     }
 
+    /// A device whose namespace the daemon cannot see (a rootless runtime's): kept until the
+    /// daemon lets go of it.
+    pub fn until_released() -> Life {
+        Life {
+            path: PathBuf::new(),
+            dev: 0,
+            ino: 0,
+        }
+    }
+
     /// Whether the path still names the namespace.
     pub fn holds(&self) -> bool {
         use std::os::unix::fs::MetadataExt;
+        if self.path.as_os_str().is_empty() {
+            return true;
+        }
         std::fs::metadata(&self.path).is_ok_and(|m| m.dev() == self.dev && m.ino() == self.ino)
     }
 }
@@ -325,57 +333,7 @@ fn serve_request(client: BorrowedFd<'_>, kept: &mut BTreeMap<String, Held>) -> b
 }
 
 fn seqpacket() -> Result<OwnedFd, KeeperError> {
-    Ok(socket(
-        AddressFamily::Unix,
-        SockType::SeqPacket,
-        SockFlag::SOCK_CLOEXEC,
-        None,
-    )?)
-}
-
-fn send(conn: BorrowedFd<'_>, text: &str, fds: &[BorrowedFd<'_>]) -> io::Result<()> {
-    let raw: Vec<RawFd> = fds.iter().map(AsRawFd::as_raw_fd).collect();
-    let rights = [ControlMessage::ScmRights(&raw)];
-    let control: &[ControlMessage<'_>] = if raw.is_empty() { &[] } else { &rights };
-    sendmsg::<UnixAddr>(
-        conn.as_raw_fd(),
-        &[IoSlice::new(text.as_bytes())],
-        control,
-        MsgFlags::MSG_NOSIGNAL,
-        None,
-    )?;
-    Ok(())
-}
-
-/// One message and the fds it carried; None when the peer has closed.
-fn receive(conn: BorrowedFd<'_>) -> io::Result<Option<(String, Vec<OwnedFd>)>> {
-    let mut buf = vec![0u8; MAX_MESSAGE];
-    let mut space = nix::cmsg_space!([RawFd; MAX_FDS]);
-    let mut iov = [IoSliceMut::new(&mut buf)];
-    let message = recvmsg::<UnixAddr>(
-        conn.as_raw_fd(),
-        &mut iov,
-        Some(&mut space),
-        MsgFlags::MSG_CMSG_CLOEXEC,
-    )?;
-    let mut fds = Vec::new();
-    for cmsg in message.cmsgs()? {
-        if let ControlMessageOwned::ScmRights(raw) = cmsg {
-            // SAFETY: the kernel installed these fds in this process for us alone.
-            fds.extend(
-                raw.into_iter()
-                    .map(|fd| unsafe { OwnedFd::from_raw_fd(fd) }),
-            );
-        }
-    }
-    let len = message.bytes;
-    if len == 0 && fds.is_empty() {
-        return Ok(None);
-    }
-    Ok(Some((
-        String::from_utf8_lossy(&buf[..len]).into_owned(),
-        fds,
-    )))
+    Ok(crate::fdpass::seqpacket()?)
 }
 
 #[cfg(test)]

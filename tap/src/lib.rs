@@ -4,6 +4,7 @@
 //! device. This crate knows nothing of switching.
 
 mod error;
+pub mod fdpass;
 pub mod keeper;
 mod netlink;
 mod netns;
@@ -171,6 +172,12 @@ pub fn attach(ns: &Namespace, config: &TapConfig) -> Result<Tap, Error> {
         vnet_hdr,
         ifname: config.ifname.clone(),
     })
+}
+
+/// Configures a TAP device made bare in `ns` (`TapConfig::handover`) as `config` says, once its
+/// addresses are known: for a plugin that made it and handed its fds over first.
+pub fn configure(ns: &Namespace, config: &TapConfig) -> Result<(), Error> {
+    ns.run(|| netlink::configure_existing(ns.describe(), config))?
 }
 
 /// Brings the loopback interface of `ns` up, as a container runtime does.

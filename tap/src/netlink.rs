@@ -141,6 +141,27 @@ async fn configure(
             .map_err(step_err("set MAC and MTU"))?;
         return Ok(queues);
     }
+    configure_link(handle, netns, index, config).await?;
+    Ok(queues)
+}
+
+/// Configures the existing link `index` as `config` says: IPv6 sysctls, MAC, MTU, queue
+/// length, up, addresses and default routes.
+async fn configure_link(
+    handle: &Handle,
+    netns: &str,
+    index: u32,
+    config: &TapConfig,
+) -> Result<(), Error> {
+    let ifname = &config.ifname;
+    let step_err = |step: &'static str| {
+        move |source| Error::Configure {
+            step,
+            ifname: ifname.clone(),
+            netns: netns.to_string(),
+            source: Box::new(source),
+        }
+    };
     // Per-namespace sysctls, resolved in this thread's namespace; absent without IPv6.
     let mut knobs = Vec::new();
     if config.disable_ipv6 {
@@ -203,7 +224,27 @@ async fn configure(
             Err(e) => return Err(step_err("add default route")(e)),
         }
     }
-    Ok(queues)
+    Ok(())
+}
+
+/// Configures the existing interface `config.ifname` (made bare, then handed over). Must run
+/// inside the target namespace.
+pub(crate) fn configure_existing(netns: &str, config: &TapConfig) -> Result<(), Error> {
+    with_netlink(netns, |handle| async move {
+        let index = link_index(&handle, &config.ifname)
+            .await
+            .map_err(|source| Error::Configure {
+                step: "look up the link",
+                ifname: config.ifname.clone(),
+                netns: netns.to_string(),
+                source: Box::new(source),
+            })?
+            .ok_or_else(|| Error::NoInterface {
+                ifname: config.ifname.clone(),
+                netns: netns.to_string(),
+            })?;
+        configure_link(&handle, netns, index, config).await
+    })
 }
 
 /// Brings `lo` up. Must run inside the target namespace.

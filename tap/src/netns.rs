@@ -133,6 +133,28 @@ impl Namespace {
         Ok(ns)
     }
 
+    /// This process's own network namespace, opened without entering it (an unprivileged
+    /// daemon may not enter even its own, which its user namespace does not own).
+    pub fn own() -> Result<Namespace, Error> {
+        let reference = NetnsRef::Pid(std::process::id());
+        let description = reference.to_string();
+        let open_err = |source| Error::OpenNamespace {
+            netns: description.clone(),
+            source,
+        };
+        let file = File::open(reference.path()).map_err(open_err)?;
+        let meta = file.metadata().map_err(open_err)?;
+        Ok(Namespace {
+            identity: NsIdentity {
+                dev: meta.dev(),
+                ino: meta.ino(),
+            },
+            file,
+            reference,
+            description,
+        })
+    }
+
     /// How the user named it.
     pub fn reference(&self) -> &NetnsRef {
         &self.reference

@@ -298,12 +298,26 @@ pub async fn run(
         });
         info!(%addr, "serving metrics");
     }
+    // Connects that bring their device (rootless runtimes' plugins), beside the socket.
+    let handover = crate::api::handover::socket_path(socket);
+    let listener_fd = crate::api::handover::bind(&handover)
+        .with_context(|| format!("cannot listen on {}", handover.display()))?;
+    if let Some(gid) = gid {
+        nix::unistd::chown(&handover, None, Some(gid))
+            .with_context(|| format!("cannot give {} to its group", handover.display()))?;
+    }
+    crate::api::handover::serve(
+        listener_fd,
+        control.clone(),
+        tokio::runtime::Handle::current(),
+    );
     let plugin = match &options.docker_plugin {
         Some(path) => Some(serve_docker_plugin(path, &control, &options.docker_host).await?),
         None => None,
     };
     info!(socket = %socket.display(), state = %state_dir.display(), "vswitch daemon ready");
     let served = serve(control, listener, socket, stop_signal()).await;
+    let _ = std::fs::remove_file(&handover);
     if let Some((path, task)) = plugin {
         task.abort();
         let _ = std::fs::remove_file(path);

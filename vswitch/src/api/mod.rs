@@ -5,6 +5,7 @@
 //! The request and response bodies are the model's records and the control plane's views.
 
 pub mod client;
+pub mod handover;
 pub mod server;
 
 use serde::{Deserialize, Serialize};

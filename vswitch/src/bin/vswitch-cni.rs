@@ -14,6 +14,9 @@ use serde_json::Value;
 
 use vswitch::adapters::cni::{self, code, CniError, Env, NetConf};
 use vswitch::api::client::{Client, ClientError};
+use vswitch::api::handover::{self, HandoverError};
+use vswitch::model::{ConnectRequest, EndpointRecord, NetworkRecord};
+use vswitch_core::frame::MacAddr;
 
 fn main() -> ExitCode {
     let mut version = String::new();
@@ -104,12 +107,71 @@ async fn add(client: &Client, env: &Env, conf: &NetConf) -> Result<Value, CniErr
     let network = client
         .inspect_network(conf.network())
         .await
-        .map_err(|e| daemon_error(e, code::INVALID_CONFIG))?;
-    let connected = client
-        .connect(conf.network(), &request)
-        .await
-        .map_err(|e| daemon_error(e, code::DAEMON))?;
-    Ok(cni::result(conf, &connected.endpoint, &network.network))
+        .map_err(|e| daemon_error(e, code::INVALID_CONFIG))?
+        .network;
+    // Inside a user namespace (a rootless runtime's), the daemon cannot reach the container's
+    // namespace: make the device here and hand it over.
+    let endpoint = if tap::in_user_namespace() {
+        hand_over(client, conf, &request, &network).await?
+    } else {
+        client
+            .connect(conf.network(), &request)
+            .await
+            .map_err(|e| daemon_error(e, code::DAEMON))?
+            .endpoint
+    };
+    Ok(cni::result(conf, &endpoint, &network))
+}
+
+/// Makes the device bare in the container's namespace, hands its fd to the daemon with the
+/// request, and configures it as the daemon planned it (undoing the connect if that fails).
+async fn hand_over(
+    client: &Client,
+    conf: &NetConf,
+    request: &ConnectRequest,
+    network: &NetworkRecord,
+) -> Result<EndpointRecord, CniError> {
+    use std::os::fd::AsFd;
+    let failed =
+        |what: &str, e: &dyn std::fmt::Display| CniError::new(code::DAEMON, format!("{what}: {e}"));
+    let unknown = |e: tap::Error| CniError::new(code::UNKNOWN_CONTAINER, e.to_string());
+    let reference: tap::NetnsRef = request.netns.parse().map_err(unknown)?;
+    let ns = tap::Namespace::open(&reference).map_err(unknown)?;
+    let ifname = request.ifname.clone().unwrap_or_else(|| "eth0".into());
+    let bare = tap::TapConfig {
+        ifname: ifname.clone(),
+        mac: MacAddr::local_from_seed(request.netns.as_bytes()).0,
+        mtu: network.mtu,
+        addresses: Vec::new(),
+        gateways: Vec::new(),
+        offload: request.offload.unwrap_or(true),
+        queues: 1,
+        disable_ipv6: false,
+        ipv6_autoconf: false,
+        handover: true,
+    };
+    let device = tap::attach(&ns, &bare).map_err(|e| failed("cannot make the interface", &e))?;
+    let fds = device
+        .duplicate_fds()
+        .map_err(|e| failed("cannot hand the interface over", &e))?;
+    let borrowed: Vec<_> = fds.iter().map(|fd| fd.as_fd()).collect();
+    let connected = handover::hand_over(client.socket(), conf.network(), request, &borrowed)
+        .map_err(|e| match e {
+            HandoverError::Unreachable { .. } => CniError::new(code::TRY_AGAIN, e.to_string()),
+            other => CniError::new(code::DAEMON, other.to_string()),
+        })?;
+    // The daemon holds the device now.
+    drop((fds, device));
+    let endpoint = connected.endpoint;
+    let config = tap::TapConfig {
+        ifname,
+        ..network.tap_config(&endpoint)
+    };
+    if let Err(e) = tap::configure(&ns, &config) {
+        let _ = client.disconnect(conf.network(), &endpoint.name).await;
+        return Err(failed("cannot configure the interface", &e));
+    }
+    Ok(endpoint)
 }
 
 /// Removes the container's endpoint; nothing to remove (network, endpoint or daemon state

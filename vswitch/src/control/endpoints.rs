@@ -102,21 +102,9 @@ impl Control {
         let record = &net.record;
         let mtu = endpoint.mtu.unwrap_or(record.mtu);
         let config = tap::TapConfig {
-            ifname: endpoint.ifname.clone(),
-            mac: endpoint.mac.0,
-            mtu,
-            addresses: endpoint.addresses.clone(),
-            // A DHCP client learns its routes from DHCP and router advertisements.
-            gateways: if endpoint.dhcp {
-                Vec::new()
-            } else {
-                default_gateways(record)
-            },
-            offload: endpoint.offload,
             queues: self.dataplane.workers(),
-            disable_ipv6: !record.subnets.iter().any(|s| s.subnet.addr().is_ipv6()),
-            ipv6_autoconf: endpoint.dhcp,
             handover: matches!(creation, Creation::Handover),
+            ..record.tap_config(&endpoint)
         };
         let port_config = PortConfig {
             mode: PortMode::Access(net.id),
@@ -128,7 +116,8 @@ impl Control {
             tcp: net.gateway.gateway.inbound.clone(),
             udp: net.gateway.gateway.datagrams.clone(),
         };
-        let handover = matches!(creation, Creation::Handover);
+        let stands_in = creation.stands_in();
+        endpoint.foreign_namespace = matches!(creation, Creation::Given(_));
         let key = endpoint_key(network, &endpoint.name);
         let mut port = self
             .open_port(
@@ -140,8 +129,9 @@ impl Control {
                 creation,
             )
             .await?;
-        if !handover {
-            // Handed over, it stands in the daemon's namespace until settled in the runtime's.
+        if !stands_in {
+            // Otherwise it stands in the daemon's namespace: until settled in the runtime's
+            // (Docker), or for good (a namespace out of reach).
             endpoint.netns_inode = port.ns.identity().ino;
         }
         match super::publish::listen(&endpoint, &handoff).await {
@@ -206,11 +196,4 @@ pub(super) fn write_resolv_conf(inner: &Inner, netns: &str) -> Option<String> {
             None
         }
     }
-}
-
-/// The default route next hops of a network: the gateway of its first subnet of each family.
-fn default_gateways(network: &NetworkRecord) -> Vec<IpAddr> {
-    let v4 = network.subnets.iter().find(|s| s.gateway.is_ipv4());
-    let v6 = network.subnets.iter().find(|s| s.gateway.is_ipv6());
-    v4.into_iter().chain(v6).map(|s| s.gateway).collect()
 }

@@ -197,7 +197,15 @@ impl Control {
             for (_, endpoint) in endpoints {
                 let kept = kept.remove(&ports::endpoint_key(&name, &endpoint.name));
                 let adopted = kept.is_some();
-                let creation = Creation::Adopt(kept);
+                let creation = match kept {
+                    // Out of the daemon's reach: adopted from the keeper, or lost.
+                    Some(fds) if endpoint.foreign_namespace => Creation::Given(fds),
+                    None if endpoint.foreign_namespace => {
+                        warn!(network = %name, endpoint = %endpoint.name, "endpoint not restored: its device was not kept and its namespace is out of reach");
+                        continue;
+                    }
+                    kept => Creation::Adopt(kept),
+                };
                 match self
                     .attach(&mut inner, &name, endpoint.clone(), creation)
                     .await

@@ -23,6 +23,17 @@ pub(crate) enum Creation {
     /// The kept queues of the device a previous daemon made, if the keeper had them; made
     /// anew inside the namespace otherwise (restore).
     Adopt(Option<Vec<OwnedFd>>),
+    /// The queues of a device a runtime's plugin made in a namespace the daemon cannot reach
+    /// (rootless Podman), handed over on the handover socket; or kept for such an endpoint.
+    Given(Vec<OwnedFd>),
+}
+
+impl Creation {
+    /// Whether the port stands in the daemon's own namespace (the container's is not, or not
+    /// yet, within reach).
+    pub(super) fn stands_in(&self) -> bool {
+        matches!(self, Creation::Handover | Creation::Given(_))
+    }
 }
 
 /// The keeper's key for an endpoint's device.
@@ -57,7 +68,10 @@ impl Control {
         let keeper = self.keeper.clone();
         // Entering a namespace and waiting on netlink blocks: keep it off the async workers.
         let (ns, device, tap_fd) = tokio::task::spawn_blocking(move || {
-            let ns = if config.handover {
+            let ns = if matches!(creation, Creation::Given(_)) {
+                // The container's namespace is out of reach: the port stands in the daemon's.
+                tap::Namespace::own()?
+            } else if config.handover {
                 // Made beside the daemon for the runtime to move; the container's namespace
                 // may not exist yet (Docker makes it after `Join`), so the port stands in the
                 // daemon's until the runtime is done (`settle_endpoint`).
@@ -70,6 +84,16 @@ impl Control {
                 refuse_host_namespace(&ns)?;
                 ns
             };
+            if let Creation::Given(fds) = creation {
+                let device = tap::Tap::adopt(fds)?;
+                if let Some(keeper) = &keeper {
+                    keep(keeper, &key, &tap::keeper::Life::until_released(), &device);
+                }
+                let tap_fd = device
+                    .duplicate_fd()
+                    .map_err(|source| tap::Error::Adopt { source })?;
+                return Ok::<_, ControlError>((ns, device, (tap_fd, key)));
+            }
             let adopted = match creation {
                 Creation::Adopt(Some(fds)) => match tap::Tap::adopt(fds) {
                     Ok(device) => Some(device),

@@ -144,6 +144,7 @@ mod tests {
             published: Vec::new(),
             docker_endpoint: None,
             cni_container: None,
+            foreign_namespace: false,
         }
     }
 

@@ -373,6 +373,7 @@ mod tests {
                 published: Vec::new(),
                 docker_endpoint: None,
                 cni_container: None,
+                foreign_namespace: false,
             },
         );
         assert_eq!(offer_then_ack(&mut net, 1, 100), ip("10.9.0.3"));

@@ -435,6 +435,7 @@ pub fn plan_endpoint(
         published: plan_published(&req.publish, network, state)?,
         docker_endpoint: req.docker_endpoint.clone(),
         cni_container: req.cni_container.clone(),
+        foreign_namespace: false,
     })
 }
 

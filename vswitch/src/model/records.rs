@@ -74,6 +74,35 @@ pub struct NetworkRecord {
 }
 
 impl NetworkRecord {
+    /// The interface `endpoint` gets on this network: its name, MAC, MTU and addresses, default
+    /// routes through the gateway (none for a DHCP client, which learns them), IPv6 off on an
+    /// IPv4-only network. One queue, made and configured inside the namespace.
+    pub fn tap_config(&self, endpoint: &EndpointRecord) -> tap::TapConfig {
+        tap::TapConfig {
+            ifname: endpoint.ifname.clone(),
+            mac: endpoint.mac.0,
+            mtu: endpoint.mtu.unwrap_or(self.mtu),
+            addresses: endpoint.addresses.clone(),
+            gateways: if endpoint.dhcp {
+                Vec::new()
+            } else {
+                self.default_gateways()
+            },
+            offload: endpoint.offload,
+            queues: 1,
+            disable_ipv6: !self.subnets.iter().any(|s| s.subnet.addr().is_ipv6()),
+            ipv6_autoconf: endpoint.dhcp,
+            handover: false,
+        }
+    }
+
+    /// The default route next hops: the gateway of the first subnet of each family.
+    pub fn default_gateways(&self) -> Vec<IpAddr> {
+        let v4 = self.subnets.iter().find(|s| s.gateway.is_ipv4());
+        let v6 = self.subnets.iter().find(|s| s.gateway.is_ipv6());
+        v4.into_iter().chain(v6).map(|s| s.gateway).collect()
+    }
+
     /// The DNS servers of the network's containers: its gateway addresses.
     pub fn dns_servers(&self) -> Vec<IpAddr> {
         self.subnets.iter().map(|s| s.gateway).collect()
@@ -187,6 +216,11 @@ pub struct EndpointRecord {
     /// The container ID a CNI runtime (Podman) attached it for (`CNI_CONTAINERID`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cni_container: Option<String>,
+    /// Its namespace is out of the daemon's reach (a rootless runtime's, in mount and user
+    /// namespaces of its own): the runtime's plugin made the device and handed it over, and
+    /// only the runtime's DEL (or GC) removes it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub foreign_namespace: bool,
 }
 
 fn yes() -> bool {
