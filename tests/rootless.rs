@@ -577,37 +577,10 @@ fn rootless_podman_attaches_through_the_cni_plugin_handing_the_device_over() {
         home.join("cni-bin/vswitch-cni"),
     )
     .unwrap();
-    let h = home.display();
-    fs::write(
-        config.join("containers.conf"),
-        format!(
-            "[containers]\ndefault_ulimits = [\"nofile=20000:20000\", \"nproc=32768:32768\"]\n\
-             [network]\nnetwork_backend = \"cni\"\ncni_plugin_dirs = [\"{h}/cni-bin\"]\n\
-             network_config_dir = \"{h}/net.d\"\n\
-             [engine]\nevents_logger = \"file\"\ncgroup_manager = \"cgroupfs\"\n"
-        ),
-    )
-    .unwrap();
-    // vfs, and chown errors ignored: without /etc/subuid ranges the user has one uid to map.
-    fs::write(
-        config.join("storage.conf"),
-        format!(
-            "[storage]\ndriver = \"vfs\"\ngraphroot = \"{h}/storage\"\nrunroot = \"{h}/runroot\"\n\
-             [storage.options]\nignore_chown_errors = \"true\"\n"
-        ),
-    )
-    .unwrap();
-    let conflist = serde_json::json!({
-        "cniVersion": "1.0.0",
-        "name": "pods",
-        "plugins": [{
-            "type": "vswitch-cni",
-            "network": "pods",
-            "socket": home.join("run/vswitch/vswitch.sock"),
-            "capabilities": {"aliases": true},
-        }],
-    });
-    fs::write(home.join("net.d/pods.conflist"), conflist.to_string()).unwrap();
+    let (containers, storage) = common::podman_config(&home, true);
+    fs::write(config.join("containers.conf"), containers).unwrap();
+    fs::write(config.join("storage.conf"), storage).unwrap();
+    common::write_conflist(&home, "pods", &home.join("run/vswitch/vswitch.sock"));
     let tar = common::busybox_tar(&home);
     run("chown", &["-R", &user.user, home.to_str().unwrap()]);
     let podman = |args: &[&str]| {

@@ -127,16 +127,7 @@ async fn configure(
             source: std::io::Error::other("device vanished right after creation"),
         })?;
     if config.handover {
-        handle
-            .link()
-            .set(
-                LinkUnspec::new_with_index(index)
-                    .address(config.mac.to_vec())
-                    .mtu(config.mtu)
-                    .append_extra_attribute(LinkAttribute::TxQueueLen(TX_QUEUE_LEN))
-                    .build(),
-            )
-            .execute()
+        set_link(handle, index, config, false)
             .await
             .map_err(step_err("set MAC and MTU"))?;
         return Ok(queues);
@@ -176,19 +167,7 @@ async fn configure_link(
             debug!(%knob, error = %e, "cannot set IPv6 sysctl");
         }
     }
-    handle
-        .link()
-        .set(
-            LinkUnspec::new_with_index(index)
-                .address(config.mac.to_vec())
-                .mtu(config.mtu)
-                // Over netlink, not tun's ioctl: the kernel refuses that ioctl to root of a
-                // user namespace (a rootless daemon), and allows this.
-                .append_extra_attribute(LinkAttribute::TxQueueLen(TX_QUEUE_LEN))
-                .up()
-                .build(),
-        )
-        .execute()
+    set_link(handle, index, config, true)
         .await
         .map_err(step_err("set MAC, MTU and up"))?;
     for address in &config.addresses {
@@ -245,6 +224,23 @@ pub(crate) fn configure_existing(netns: &str, config: &TapConfig) -> Result<(), 
             })?;
         configure_link(&handle, netns, index, config).await
     })
+}
+
+/// Sets the link's MAC, MTU and queue length, and brings it up if asked.
+async fn set_link(
+    handle: &Handle,
+    index: u32,
+    config: &TapConfig,
+    up: bool,
+) -> Result<(), rtnetlink::Error> {
+    let link = LinkUnspec::new_with_index(index)
+        .address(config.mac.to_vec())
+        .mtu(config.mtu)
+        // Over netlink, not tun's ioctl: the kernel refuses that ioctl to root of a user
+        // namespace (a rootless daemon), and allows this.
+        .append_extra_attribute(LinkAttribute::TxQueueLen(TX_QUEUE_LEN));
+    let link = if up { link.up() } else { link };
+    handle.link().set(link.build()).execute().await
 }
 
 /// Brings `lo` up. Must run inside the target namespace.

@@ -33,7 +33,7 @@ pub use {
         ECHO_PORT, OUTSIDE_IP, OUTSIDE_IP6,
     },
     pcap::{finish_capture, start_capture, tshark_fields},
-    podman::Podman,
+    podman::{podman_config, write_conflist, Podman},
     process::{cpu_ticks, eventually, rss_mib, run},
     traffic::{
         paced_stream, ping, ping_received, ping_rtt_ms, ping_series, receive_all,

@@ -10,6 +10,51 @@ use std::process::{Command, Output, Stdio};
 
 pub use super::images::IMAGE;
 
+/// containers.conf and storage.conf for a Podman whose CNI configuration, plugins (`cni-bin`)
+/// and storage (vfs) live under `base`. Rootless, chown errors are ignored: without
+/// /etc/subuid ranges the user has one uid to map.
+pub fn podman_config(base: &Path, rootless: bool) -> (String, String) {
+    let b = base.display();
+    let tmp = if rootless {
+        String::new()
+    } else {
+        format!("tmp_dir = \"{b}/tmp\"\n")
+    };
+    let containers = format!(
+        "[containers]\ndefault_ulimits = [\"nofile=20000:20000\", \"nproc=32768:32768\"]\n\
+         [network]\nnetwork_backend = \"cni\"\ncni_plugin_dirs = [\"{b}/cni-bin\"]\n\
+         network_config_dir = \"{b}/net.d\"\n\
+         [engine]\nevents_logger = \"file\"\ncgroup_manager = \"cgroupfs\"\n{tmp}"
+    );
+    let mut storage = format!(
+        "[storage]\ndriver = \"vfs\"\ngraphroot = \"{b}/storage\"\nrunroot = \"{b}/runroot\"\n"
+    );
+    if rootless {
+        storage.push_str("[storage.options]\nignore_chown_errors = \"true\"\n");
+    }
+    (containers, storage)
+}
+
+/// Writes `base/net.d/NAME.conflist`: CNI network `name` on vswitch network `name`, served by
+/// the daemon at `socket`.
+pub fn write_conflist(base: &Path, name: &str, socket: &Path) {
+    let conflist = serde_json::json!({
+        "cniVersion": "1.0.0",
+        "name": name,
+        "plugins": [{
+            "type": "vswitch-cni",
+            "network": name,
+            "socket": socket,
+            "capabilities": {"aliases": true},
+        }],
+    });
+    fs::write(
+        base.join(format!("net.d/{name}.conflist")),
+        conflist.to_string(),
+    )
+    .unwrap();
+}
+
 /// One Podman configuration and its CNI networks.
 pub struct Podman {
     pub dir: PathBuf,
@@ -30,22 +75,9 @@ impl Podman {
             dir.join("cni-bin/vswitch-cni"),
         )
         .unwrap();
-        let d = dir.display();
-        fs::write(
-            dir.join("containers.conf"),
-            format!(
-                "[containers]\ndefault_ulimits = [\"nofile=20000:20000\", \"nproc=32768:32768\"]\n\
-                 [network]\nnetwork_backend = \"cni\"\ncni_plugin_dirs = [\"{d}/cni-bin\"]\n\
-                 network_config_dir = \"{d}/net.d\"\n\
-                 [engine]\nevents_logger = \"file\"\ncgroup_manager = \"cgroupfs\"\ntmp_dir = \"{d}/tmp\"\n"
-            ),
-        )
-        .unwrap();
-        fs::write(
-            dir.join("storage.conf"),
-            format!("[storage]\ndriver = \"vfs\"\ngraphroot = \"{d}/root\"\nrunroot = \"{d}/runroot\"\n"),
-        )
-        .unwrap();
+        let (containers, storage) = podman_config(&dir, false);
+        fs::write(dir.join("containers.conf"), containers).unwrap();
+        fs::write(dir.join("storage.conf"), storage).unwrap();
         let podman = Podman {
             made_cni_cache: !Path::new("/var/lib/cni").exists(),
             dir,
@@ -57,21 +89,7 @@ impl Podman {
 
     /// Declares CNI network `name` on vswitch network `name`, served by the daemon at `socket`.
     pub fn network(&self, name: &str, socket: &Path) {
-        let conflist = serde_json::json!({
-            "cniVersion": "1.0.0",
-            "name": name,
-            "plugins": [{
-                "type": "vswitch-cni",
-                "network": name,
-                "socket": socket,
-                "capabilities": {"aliases": true},
-            }],
-        });
-        fs::write(
-            self.dir.join(format!("net.d/{name}.conflist")),
-            conflist.to_string(),
-        )
-        .unwrap();
+        write_conflist(&self.dir, name, socket);
     }
 
     /// Runs podman with this configuration.

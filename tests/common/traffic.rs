@@ -95,10 +95,16 @@ impl Digest {
     }
 }
 
-/// Sends `total` pseudo-random bytes over TCP from `from` to `to_ip:port` (listening in `to`);
-/// returns (sender digest, receiver digest, bytes received, seconds).
-pub fn tcp_transfer(from: &str, to: &str, to_ip: &str, total: usize) -> (u64, u64, usize, f64) {
-    let port = 5201;
+/// A TCP connection from `from` to `to_ip:port` (listening in `to`): `send` runs on the
+/// connected stream in `from` (its write side is shut afterwards); the receiver digests all
+/// that arrives. Joins to (what `send` returned, (receiver digest, bytes received)).
+fn tcp_between<T: Send + 'static>(
+    from: &str,
+    to: &str,
+    to_ip: &str,
+    port: u16,
+    send: impl FnOnce(&mut TcpStream) -> T + Send + 'static,
+) -> (T, (u64, usize)) {
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
     let receiver = spawn_in_netns(to, move || {
         let listener = TcpListener::bind(("::", port)).unwrap();
@@ -114,14 +120,22 @@ pub fn tcp_transfer(from: &str, to: &str, to_ip: &str, total: usize) -> (u64, u6
         let mut conn = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).unwrap();
         conn.set_write_timeout(Some(Duration::from_secs(30)))
             .unwrap();
-        let start = Instant::now();
-        let digest = send_pseudo_random(&mut conn, total);
+        let sent = send(&mut conn);
         conn.shutdown(std::net::Shutdown::Write).unwrap();
-        (digest, start)
+        sent
     });
-    let (sent_digest, start) = sender.join().unwrap();
-    let (got_digest, got) = receiver.join().unwrap();
-    (sent_digest, got_digest, got, start.elapsed().as_secs_f64())
+    let sent = sender.join().unwrap();
+    (sent, receiver.join().unwrap())
+}
+
+/// Sends `total` pseudo-random bytes over TCP from `from` to `to_ip:port` (listening in `to`);
+/// returns (sender digest, receiver digest, bytes received, seconds).
+pub fn tcp_transfer(from: &str, to: &str, to_ip: &str, total: usize) -> (u64, u64, usize, f64) {
+    let start = Instant::now();
+    let (sent, (got, bytes)) = tcp_between(from, to, to_ip, 5201, move |conn| {
+        send_pseudo_random(conn, total)
+    });
+    (sent, got, bytes, start.elapsed().as_secs_f64())
 }
 
 /// Writes `total` pseudo-random bytes (xorshift) to `conn`; returns their digest.
@@ -172,41 +186,25 @@ pub fn paced_stream(
     chunks: usize,
     every: Duration,
 ) -> std::thread::JoinHandle<(u64, u64, usize)> {
-    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-    let receiver = spawn_in_netns(to, move || {
-        let listener = TcpListener::bind(("::", port)).unwrap();
-        ready_tx.send(()).unwrap();
-        let (mut conn, _) = listener.accept().unwrap();
-        conn.set_read_timeout(Some(Duration::from_secs(30)))
-            .unwrap();
-        receive_all(&mut conn)
-    });
-    ready_rx.recv_timeout(Duration::from_secs(10)).unwrap();
-    let addr = std::net::SocketAddr::new(to_ip.parse().unwrap(), port);
-    let sender = spawn_in_netns(from, move || {
-        let mut conn = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).unwrap();
-        conn.set_write_timeout(Some(Duration::from_secs(30)))
-            .unwrap();
-        let mut digest = Digest::new();
-        let mut piece = vec![0u8; 64 * 1024];
-        let mut state: u64 = 0x2545_f491_4f6c_dd1d;
-        for _ in 0..chunks {
-            for word in piece.chunks_exact_mut(8) {
-                state ^= state << 13;
-                state ^= state >> 7;
-                state ^= state << 17;
-                word.copy_from_slice(&state.to_le_bytes());
-            }
-            std::io::Write::write_all(&mut conn, &piece).expect("the stream carries on");
-            digest.update(&piece);
-            std::thread::sleep(every);
-        }
-        conn.shutdown(std::net::Shutdown::Write).unwrap();
-        digest.finish()
-    });
+    let (from, to, to_ip) = (from.to_string(), to.to_string(), to_ip.to_string());
     std::thread::spawn(move || {
-        let sent = sender.join().unwrap();
-        let (got, bytes) = receiver.join().unwrap();
+        let (sent, (got, bytes)) = tcp_between(&from, &to, &to_ip, port, move |conn| {
+            let mut digest = Digest::new();
+            let mut piece = vec![0u8; 64 * 1024];
+            let mut state: u64 = 0x2545_f491_4f6c_dd1d;
+            for _ in 0..chunks {
+                for word in piece.chunks_exact_mut(8) {
+                    state ^= state << 13;
+                    state ^= state >> 7;
+                    state ^= state << 17;
+                    word.copy_from_slice(&state.to_le_bytes());
+                }
+                std::io::Write::write_all(conn, &piece).expect("the stream carries on");
+                digest.update(&piece);
+                std::thread::sleep(every);
+            }
+            digest.finish()
+        });
         (sent, got, bytes)
     })
 }
