@@ -107,11 +107,8 @@ fn a_killed_and_restarted_daemon_goes_unnoticed_by_its_containers() {
 #[test]
 fn devices_of_endpoints_gone_while_no_daemon_ran_are_not_kept_forever() {
     let mut bed = Bed::start();
-    bed.ok(&["network", "create", "app", "--subnet", "10.231.212.0/24"]);
-    let a = bed.netns("a");
-    let b = bed.netns("b");
-    bed.ok(&["connect", "app", &a]);
-    bed.ok(&["connect", "app", &b]);
+    let names = bed.network_with("app", "10.231.212.0/24", &["a", "b"]);
+    let (a, b) = (names[0].clone(), names[1].clone());
     bed.stop_daemon();
     // Stopped, the daemon left both interfaces up.
     assert!(has_link(&a, "eth0") && has_link(&b, "eth0"));
