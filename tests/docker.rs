@@ -263,6 +263,71 @@ fn docker_network_options_are_checked_by_vswitch() {
         serde_json::from_str(&bed.ok(&["network", "inspect", "quiet"])).unwrap();
     assert_eq!(net["internal"], true, "{net}");
     assert_eq!(net["policy"]["default"], "deny", "{net}");
+
+    // Policy selects Docker's containers by their names: web may reach db, nothing else.
+    for name in ["web", "db"] {
+        docker.ok(&[
+            "run",
+            "-d",
+            "--network",
+            "quiet",
+            "--name",
+            name,
+            IMAGE,
+            "sleep",
+            "600",
+        ]);
+        vswitch_endpoint(&bed, "quiet", name);
+    }
+    bed.ok(&[
+        "policy", "add", "quiet", "web-db", "--action", "allow", "--to", "name=db", "--peer",
+        "name=web",
+    ]);
+    let (pinged, out) = docker.sh("web", "ping -c 1 -W 2 db");
+    assert!(pinged, "web -> db, allowed by name: {out}");
+    let (pinged, out) = docker.sh("db", "ping -c 1 -W 1 web");
+    assert!(!pinged, "db -> web, denied: {out}");
+
+    // Dual stack: Docker's IPv6 pool and gateway, and its --ip-range, on a vswitch network.
+    docker_network(
+        &bed,
+        &docker,
+        "dual",
+        &[
+            "--ipv6",
+            "--subnet",
+            "fd00:231:205::/64",
+            "--subnet",
+            "10.231.205.0/24",
+            "--ip-range",
+            "10.231.205.128/25",
+        ],
+    );
+    for name in ["v6a", "v6b"] {
+        docker.ok(&[
+            "run",
+            "-d",
+            "--network",
+            "dual",
+            "--name",
+            name,
+            IMAGE,
+            "sleep",
+            "600",
+        ]);
+        vswitch_endpoint(&bed, "dual", name);
+    }
+    let a = vswitch_endpoint(&bed, "dual", "v6a");
+    let addresses = a["addresses"].to_string();
+    assert!(
+        addresses.contains("fd00:231:205::") && addresses.contains("10.231.205.128/24"),
+        "{a}"
+    );
+    let (pinged, out) = docker.sh("v6b", "ping -6 -c 1 -W 2 v6a && ip -6 route");
+    assert!(
+        pinged && out.contains("default via fd00:231:205::1"),
+        "v6b -> v6a over IPv6: {out}"
+    );
 }
 
 #[test]
