@@ -565,7 +565,7 @@ fn networks_listed_quietly_inspected_and_removed_by_several_names_and_pruned() {
 }
 
 #[test]
-fn the_install_step_puts_man_pages_and_completions_where_the_system_looks() {
+fn the_install_step_puts_binaries_units_man_pages_and_completions_where_the_system_looks() {
     let stage = std::env::temp_dir().join(format!("vswt{}stage", std::process::id()));
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../configs/install.sh");
     let out = std::process::Command::new(script)
@@ -581,8 +581,11 @@ fn the_install_step_puts_man_pages_and_completions_where_the_system_looks() {
         .env("MANPAGER", "cat")
         .output();
     let bash = std::fs::read_to_string(usr.join("share/bash-completion/completions/vswitch"));
+    let unit = std::fs::read_to_string(usr.join("lib/systemd/system/vswitch.service"));
     let files = [
         "bin/vswitch",
+        "lib/cni/vswitch-cni",
+        "lib/systemd/system/vswitch.socket",
         "share/man/man1/vswitch.1",
         "share/zsh/site-functions/_vswitch",
         "share/fish/vendor_completions.d/vswitch.fish",
@@ -594,7 +597,15 @@ fn the_install_step_puts_man_pages_and_completions_where_the_system_looks() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert_eq!(files, [true; 4]);
+    assert_eq!(files, [true; 6]);
+    // The unit runs the installed binary, says when it is ready, and spares the TAP keeper.
+    let unit = unit.unwrap();
+    assert!(
+        unit.contains("ExecStart=/usr/bin/vswitch daemon")
+            && unit.contains("Type=notify")
+            && unit.contains("KillMode=process"),
+        "{unit}"
+    );
     let bash = bash.unwrap();
     assert!(
         bash.contains("complete -F _vswitch") && bash.contains("prune"),

@@ -133,11 +133,12 @@ pub async fn bind_socket(path: &Path) -> anyhow::Result<UnixListener> {
     Ok(listener)
 }
 
-/// Serves the API and watches namespaces until `shutdown` completes, then removes the socket.
+/// Serves the API and watches namespaces until `shutdown` completes, then removes the socket
+/// (unless a service manager made it: `socket` is then None).
 pub async fn serve(
     control: Arc<Control>,
     listener: UnixListener,
-    socket: &Path,
+    socket: Option<&Path>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let watcher = {
@@ -166,7 +167,9 @@ pub async fn serve(
         .with_graceful_shutdown(shutdown)
         .await;
     watcher.abort();
-    let _ = std::fs::remove_file(socket);
+    if let Some(socket) = socket {
+        let _ = std::fs::remove_file(socket);
+    }
     result.context("control API failed")
 }
 
@@ -270,8 +273,17 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let group = options.group.as_deref();
     let gid = group.map(socket_group).transpose()?;
-    let listener = bind_socket(socket).await?;
-    if let Some(gid) = gid {
+    // A socket the service manager made (socket activation) is its to own and remove.
+    let (listener, owned_socket) = match crate::service::activated_listener() {
+        Some(listener) => {
+            info!("control socket passed by the service manager");
+            let listener =
+                UnixListener::from_std(listener).context("cannot use the activated socket")?;
+            (listener, None)
+        }
+        None => (bind_socket(socket).await?, Some(socket)),
+    };
+    if let (Some(gid), Some(socket)) = (gid, owned_socket) {
         if let Err(e) = nix::unistd::chown(socket, None, Some(gid)) {
             let _ = std::fs::remove_file(socket);
             bail!(
@@ -284,7 +296,9 @@ pub async fn run(
     let control = match start_control(state_dir, config, options.reset_state).await {
         Ok(control) => control,
         Err(e) => {
-            let _ = std::fs::remove_file(socket);
+            if let Some(socket) = owned_socket {
+                let _ = std::fs::remove_file(socket);
+            }
             return Err(e);
         }
     };
@@ -316,7 +330,9 @@ pub async fn run(
         None => None,
     };
     info!(socket = %socket.display(), state = %state_dir.display(), "vswitch daemon ready");
-    let served = serve(control, listener, socket, stop_signal()).await;
+    crate::service::notify_ready(&format!("serving {}", socket.display()));
+    let served = serve(control, listener, owned_socket, stop_signal()).await;
+    crate::service::notify_stopping();
     let _ = std::fs::remove_file(&handover);
     if let Some((path, task)) = plugin {
         task.abort();

@@ -15,3 +15,4 @@ pub mod gateway;
 pub mod metrics;
 pub mod model;
 pub mod rootless;
+pub mod service;

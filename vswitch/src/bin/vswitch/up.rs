@@ -143,7 +143,7 @@ async fn up(path: &Path, socket: &Path, config: DataPathConfig, once: bool) -> R
         let control = control.clone();
         let socket = socket.to_path_buf();
         async move {
-            vswitch::daemon::serve(control, listener, &socket, async {
+            vswitch::daemon::serve(control, listener, Some(&socket), async {
                 let _ = stopped.await;
             })
             .await
