@@ -533,12 +533,14 @@ fn the_socket_is_shared_with_a_named_group_and_an_unknown_group_is_refused() {
 #[test]
 fn networks_listed_quietly_inspected_and_removed_by_several_names_and_pruned() {
     let mut bed = Bed::start();
-    for (name, subnet) in [
-        ("pa", "10.79.1.0/24"),
-        ("pb", "10.79.2.0/24"),
-        ("pc", "10.79.3.0/24"),
+    for (name, subnet, label) in [
+        ("pa", "10.79.1.0/24", "tier=web"),
+        ("pb", "10.79.2.0/24", "tier=db"),
+        ("pc", "10.79.3.0/24", "team=a"),
     ] {
-        bed.ok(&["network", "create", name, "--subnet", subnet]);
+        bed.ok(&[
+            "network", "create", name, "--subnet", subnet, "--label", label,
+        ]);
     }
     bed.ok(&["network", "create", "used", "--subnet", "10.79.4.0/24"]);
     let ns = bed.netns("u");
@@ -547,6 +549,27 @@ fn networks_listed_quietly_inspected_and_removed_by_several_names_and_pruned() {
     let mut names: Vec<&str> = names.lines().collect();
     names.sort();
     assert_eq!(names, ["pa", "pb", "pc", "used"]);
+    // --filter: by label (with or without a value), by part of the name, as Docker's.
+    let filtered = |filters: &[&str]| {
+        let mut args = vec!["network", "ls", "-q"];
+        for f in filters {
+            args.extend(["--filter", f]);
+        }
+        let out = bed.ok(&args);
+        let mut names: Vec<String> = out.lines().map(String::from).collect();
+        names.sort();
+        names
+    };
+    assert_eq!(filtered(&["label=tier"]), ["pa", "pb"]);
+    assert_eq!(filtered(&["label=tier=db"]), ["pb"]);
+    assert_eq!(filtered(&["name=p", "label=team=a"]), ["pc"]);
+    assert_eq!(filtered(&["name=us"]), ["used"]);
+    let refused = bed.vswitch(&["network", "ls", "--filter", "colour=red"]);
+    let error = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        !refused.status.success() && error.contains("colour=red"),
+        "{error}"
+    );
 
     let views: serde_json::Value =
         serde_json::from_str(&bed.ok(&["network", "inspect", "pa", "pb"])).unwrap();

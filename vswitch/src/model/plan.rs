@@ -265,6 +265,10 @@ pub fn plan_network(
             n => n,
         },
         docker_id: req.docker_id.clone(),
+        labels: {
+            check_count("labels", req.labels.len(), MAX_LABELS)?;
+            parse_labels(&req.labels)?
+        },
     })
 }
 

@@ -71,9 +71,21 @@ pub struct NetworkRecord {
     /// vswitch`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub docker_id: Option<String>,
+    /// Labels, for the operator (`network ls --filter label=...`), as Docker's network labels.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
 }
 
 impl NetworkRecord {
+    /// Whether the network passes every `--filter` of `network ls` (Docker's semantics: the
+    /// same key given twice matches either, different keys must all match): `name=TEXT` (part
+    /// of the name), `label=KEY` or `label=KEY=VALUE`.
+    pub fn passes(&self, filters: &[NetworkFilter]) -> bool {
+        ["name", "label"].into_iter().all(|key| {
+            let mut wanted = filters.iter().filter(|f| f.key() == key).peekable();
+            wanted.peek().is_none() || wanted.any(|f| f.matches(self))
+        })
+    }
     /// The interface `endpoint` gets on this network: its name, MAC, MTU and addresses, default
     /// routes through the gateway (none for a DHCP client, which learns them), IPv6 off on an
     /// IPv4-only network. One queue, made and configured inside the namespace.
@@ -225,6 +237,52 @@ pub struct EndpointRecord {
 
 fn yes() -> bool {
     true
+}
+
+/// One `network ls --filter`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NetworkFilter {
+    /// `name=TEXT`: the name contains TEXT.
+    Name(String),
+    /// `label=KEY` (any value) or `label=KEY=VALUE`.
+    Label(String, Option<String>),
+}
+
+impl NetworkFilter {
+    fn key(&self) -> &'static str {
+        match self {
+            NetworkFilter::Name(_) => "name",
+            NetworkFilter::Label(..) => "label",
+        }
+    }
+
+    fn matches(&self, network: &NetworkRecord) -> bool {
+        match self {
+            NetworkFilter::Name(text) => network.name.contains(text.as_str()),
+            NetworkFilter::Label(key, value) => match (network.labels.get(key), value) {
+                (Some(have), Some(want)) => have == want,
+                (Some(_), None) => true,
+                (None, _) => false,
+            },
+        }
+    }
+}
+
+impl std::str::FromStr for NetworkFilter {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<NetworkFilter, String> {
+        match text.split_once('=') {
+            Some(("name", value)) => Ok(NetworkFilter::Name(value.to_string())),
+            Some(("label", label)) => Ok(match label.split_once('=') {
+                Some((k, v)) => NetworkFilter::Label(k.to_string(), Some(v.to_string())),
+                None => NetworkFilter::Label(label.to_string(), None),
+            }),
+            _ => Err(format!(
+                "invalid filter {text:?}: expected name=TEXT, label=KEY or label=KEY=VALUE"
+            )),
+        }
+    }
 }
 
 /// What the daemon says of itself (`GET /v1/info`, `vswitch version`).
@@ -382,6 +440,10 @@ pub struct NetworkCreate {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[arg(skip)]
     pub docker_id: Option<String>,
+    /// Label, key=value (repeatable), as Docker's `network create --label`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[arg(long = "label")]
+    pub labels: Vec<String>,
 }
 
 /// A policy that only sets the default action, from `allow` or `deny`.

@@ -347,3 +347,42 @@ fn ip6_names_the_ipv6_address_as_docker_does() {
     ));
     assert_eq!(refused, "--ip6 \"10.90.0.8\": not an IPv6 address");
 }
+
+#[test]
+fn network_filters_match_as_dockers_do() {
+    let create = |name: &str, labels: &[&str]| {
+        plan_network(
+            &NetworkCreate {
+                name: name.into(),
+                subnets: vec!["10.9.0.0/24".into()],
+                labels: labels.iter().map(|l| l.to_string()).collect(),
+                ..Default::default()
+            },
+            &Default::default(),
+        )
+        .unwrap()
+    };
+    let front = create("shop-front", &["tier=web", "team=a"]);
+    let back = create("shop-back", &["tier=db"]);
+    let filters = |texts: &[&str]| -> Vec<NetworkFilter> {
+        texts.iter().map(|t| t.parse().unwrap()).collect()
+    };
+    assert!(front.passes(&[]));
+    assert!(front.passes(&filters(&["name=front"])) && !back.passes(&filters(&["name=front"])));
+    // The same key twice: either; different keys: all.
+    let either = filters(&["label=tier=web", "label=tier=db"]);
+    assert!(front.passes(&either) && back.passes(&either));
+    let both = filters(&["name=shop", "label=team"]);
+    assert!(front.passes(&both) && !back.passes(&both));
+    assert!("colour=red".parse::<NetworkFilter>().is_err());
+    // Network labels are checked as endpoint labels are.
+    let bad = plan_network(
+        &NetworkCreate {
+            name: "x".into(),
+            labels: vec!["novalue".into()],
+            ..Default::default()
+        },
+        &Default::default(),
+    );
+    assert!(bad.is_err());
+}

@@ -3,7 +3,7 @@
 use clap::Subcommand;
 
 use vswitch::api::client::Client;
-use vswitch::model::NetworkCreate;
+use vswitch::model::{NetworkCreate, NetworkFilter};
 
 use crate::output::{print_json, print_listing, print_one, FormatArg};
 
@@ -25,6 +25,10 @@ pub enum NetworkCommand {
         /// Only the names, one per line.
         #[arg(short, long)]
         quiet: bool,
+        /// Only networks matching name=TEXT, label=KEY or label=KEY=VALUE (repeatable: the
+        /// same key matches either, different keys all).
+        #[arg(short, long = "filter", value_name = "FILTER")]
+        filters: Vec<NetworkFilter>,
         #[command(flatten)]
         format: FormatArg,
     },
@@ -56,13 +60,22 @@ pub async fn run(client: &Client, command: NetworkCommand) -> anyhow::Result<()>
             let network = client.create_network(&request).await?;
             print_one(format.format, &network, |n| println!("{}", n.name));
         }
-        NetworkCommand::Ls { quiet: true, .. } => {
+        NetworkCommand::Ls {
+            quiet: true,
+            filters,
+            ..
+        } => {
             for network in client.networks().await? {
-                println!("{}", network.name);
+                if network.passes(&filters) {
+                    println!("{}", network.name);
+                }
             }
         }
-        NetworkCommand::Ls { format, .. } => {
-            let networks = client.networks().await?;
+        NetworkCommand::Ls {
+            format, filters, ..
+        } => {
+            let mut networks = client.networks().await?;
+            networks.retain(|n| n.passes(&filters));
             let header = ["NAME", "SUBNETS", "GATEWAYS", "MTU", "VLAN", "ENDPOINTS"];
             print_listing(format.format, &networks, &header, |n| {
                 let subnets: Vec<String> = n.subnets.iter().map(|s| s.subnet.to_string()).collect();
