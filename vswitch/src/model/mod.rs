@@ -8,12 +8,14 @@ pub mod error;
 pub mod ipam;
 pub mod leases;
 pub mod limits;
+mod names;
 mod plan;
 pub mod publish;
 mod records;
 pub mod store;
 
 pub use error::ModelError;
+pub use names::plan_endpoint_names;
 pub use plan::*;
 pub use records::*;
 

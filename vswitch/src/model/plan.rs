@@ -14,6 +14,7 @@ use vswitch_core::frame::MacAddr;
 use super::error::{invalid, ModelError};
 use super::ipam;
 use super::limits::*;
+use super::names::{check_dns_name, check_names_free};
 use super::records::*;
 
 /// Smallest MTU IPv4 allows.
@@ -317,34 +318,6 @@ fn check_ifname(ifname: &str) -> Result<(), ModelError> {
 
 /// Turns a connect request into an endpoint record on `network`, refusing anything invalid or
 /// clashing. `state` is everything else, to pick a free interface name.
-/// The endpoint `current` of `network` under a new name and aliases (a runtime's, learnt after
-/// it attached): checked as `connect` checks them, the endpoint's own old names not in the way.
-pub fn plan_endpoint_names(
-    network: &NetworkRecord,
-    current: &str,
-    name: &str,
-    aliases: &[String],
-) -> Result<EndpointRecord, ModelError> {
-    let mut others = network.clone();
-    let mut endpoint =
-        others
-            .endpoints
-            .remove(current)
-            .ok_or_else(|| ModelError::UnknownEndpoint {
-                target: current.to_string(),
-                network: network.name.clone(),
-            })?;
-    check_name("endpoint", name)?;
-    check_count("aliases", aliases.len(), MAX_ALIASES)?;
-    for alias in aliases {
-        check_dns_name(alias)?;
-    }
-    check_names_free(&others, name, aliases)?;
-    endpoint.name = name.to_string();
-    endpoint.aliases = aliases.to_vec();
-    Ok(endpoint)
-}
-
 pub fn plan_endpoint(
     req: &ConnectRequest,
     netns: &tap::NetnsRef,
@@ -483,42 +456,6 @@ fn plan_published(
     }
     check_count("published ports", mappings.len(), MAX_PUBLISHED)?;
     Ok(mappings)
-}
-
-/// The gateway's name, and every endpoint's name, are the network's: a new endpoint may not
-/// take them as its name or an alias, nor take another's alias as its name. (Aliases may be
-/// shared on purpose, as Docker's network aliases are.)
-fn check_names_free(
-    network: &NetworkRecord,
-    name: &str,
-    aliases: &[String],
-) -> Result<(), ModelError> {
-    // Who holds `wanted` already: the gateway, an endpoint by name, or (when it is to be a
-    // name) an endpoint by alias.
-    let holder = |wanted: &str, as_name: bool| -> Option<String> {
-        if wanted == GATEWAY_NAME {
-            return Some("the gateway".into());
-        }
-        network.endpoints.values().find_map(|e| {
-            if e.name == wanted {
-                Some(format!("endpoint {}", e.name))
-            } else if as_name && e.aliases.iter().any(|a| a == wanted) {
-                Some(format!("an alias of endpoint {}", e.name))
-            } else {
-                None
-            }
-        })
-    };
-    let wanted = std::iter::once((name, true)).chain(aliases.iter().map(|a| (a.as_str(), false)));
-    for (wanted, as_name) in wanted {
-        if let Some(holder) = holder(wanted, as_name) {
-            return Err(invalid(format!(
-                "name {wanted:?} is taken by {holder} on network {}",
-                network.name
-            )));
-        }
-    }
-    Ok(())
 }
 
 /// Refuses a policy with more rules than a network may have.
@@ -717,26 +654,6 @@ fn address_owner(network: &NetworkRecord, ip: IpAddr) -> Option<String> {
         .iter()
         .find(|l| IpAddr::V4(l.ip) == ip)
         .map(|l| format!("DHCP client {}", l.mac))
-}
-
-/// Checks a DNS alias: dot-separated labels of letters, digits and '-', at most 253 bytes.
-fn check_dns_name(name: &str) -> Result<(), ModelError> {
-    let ok = !name.is_empty()
-        && name.len() <= 253
-        && name.split('.').all(|label| {
-            !label.is_empty()
-                && label.len() <= 63
-                && label
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-        });
-    if ok {
-        Ok(())
-    } else {
-        Err(invalid(format!(
-            "invalid alias {name:?}: use dot-separated labels of letters, digits, '-' and '_'"
-        )))
-    }
 }
 
 fn plan_addresses(requested: &[String], network: &NetworkRecord) -> Result<Vec<IpNet>, ModelError> {
