@@ -15,7 +15,7 @@ mod records;
 pub mod store;
 
 pub use error::ModelError;
-pub use names::plan_endpoint_names;
+pub use names::{check_name, plan_endpoint_names};
 pub use plan::*;
 pub use records::*;
 

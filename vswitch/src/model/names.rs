@@ -1,11 +1,25 @@
-//! The names an endpoint may take on its network: its own name and aliases (DNS names the
-//! gateway answers), none taken by the gateway or another endpoint; and a runtime's names for
-//! an endpoint it attached (Docker's container name, learnt after the fact).
+//! Names: those of networks and endpoints (Docker's rule), and the ones an endpoint may take on
+//! its network: its own name and aliases (DNS names the gateway answers), none taken by the
+//! gateway or another endpoint; and a runtime's names for an endpoint it attached (Docker's
+//! container name, learnt after the fact).
 
 use super::error::{invalid, ModelError};
 use super::limits::{check_count, MAX_ALIASES};
-use super::plan::check_name;
 use super::records::{EndpointRecord, NetworkRecord, GATEWAY_NAME};
+
+/// Checks a name of a network or endpoint: Docker's rule, `[a-zA-Z0-9][a-zA-Z0-9_.-]*`.
+pub fn check_name(kind: &str, name: &str) -> Result<(), ModelError> {
+    let mut chars = name.chars();
+    let first_ok = chars.next().is_some_and(|c| c.is_ascii_alphanumeric());
+    if first_ok && name.len() <= 64 && chars.all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
+    {
+        Ok(())
+    } else {
+        Err(invalid(format!(
+            "invalid {kind} name {name:?}: use letters, digits, '_', '.' and '-', starting with a letter or digit (at most 64)"
+        )))
+    }
+}
 
 /// The endpoint `current` of `network` under a new name and aliases (a runtime's, learnt after
 /// it attached): checked as `connect` checks them, the endpoint's own old names not in the way.

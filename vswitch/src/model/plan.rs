@@ -14,7 +14,7 @@ use vswitch_core::frame::MacAddr;
 use super::error::{invalid, ModelError};
 use super::ipam;
 use super::limits::*;
-use super::names::{check_dns_name, check_names_free};
+use super::names::{check_dns_name, check_name, check_names_free};
 use super::records::*;
 
 /// Smallest MTU IPv4 allows.
@@ -27,20 +27,6 @@ const MAX_MTU: u32 = 65_520;
 const AUTO_SUBNET_POOL: &str = "10.89.0.0/16";
 /// Pool from which `--ipv6` networks without an IPv6 subnet get a /64.
 const AUTO_SUBNET_POOL_V6: &str = "fd00:89::/48";
-
-/// Checks a name of a network or endpoint: Docker's rule, `[a-zA-Z0-9][a-zA-Z0-9_.-]*`.
-pub fn check_name(kind: &str, name: &str) -> Result<(), ModelError> {
-    let mut chars = name.chars();
-    let first_ok = chars.next().is_some_and(|c| c.is_ascii_alphanumeric());
-    if first_ok && name.len() <= 64 && chars.all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
-    {
-        Ok(())
-    } else {
-        Err(invalid(format!(
-            "invalid {kind} name {name:?}: use letters, digits, '_', '.' and '-', starting with a letter or digit (at most 64)"
-        )))
-    }
-}
 
 fn parse_subnet(text: &str) -> Result<IpNet, ModelError> {
     let subnet: IpNet = text.parse().map_err(|_| {
