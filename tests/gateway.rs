@@ -248,12 +248,12 @@ fn one_port_cannot_exhaust_the_dhcp_pool() {
         from_host,
         "leases in others' names: {leases:?}"
     );
-    // Past its three clients (an offer and an ack each at most), the port's requests are
-    // refused and counted; the container's requests in other names are dropped and counted.
+    // Past its three clients, the port's requests are refused and counted; the container's
+    // requests in other names are dropped and counted. (What was answered is not bounded by
+    // six: a REQUEST that overtakes its DISCOVER on another TAP queue gets a NAK, which holds
+    // no address. The leases above are the bound that matters.)
     let g = gateway();
-    let handled = g["dhcp_requests"].as_u64().unwrap();
     let refused = g["dhcp_refused"].as_u64().unwrap();
-    assert!(handled - refused <= 6, "{g}");
     assert!(refused > 0, "{g}");
     assert!(g["dhcp_dropped"].as_u64().unwrap() > 0, "{g}");
 
