@@ -68,14 +68,11 @@ impl Control {
         let keeper = self.keeper.clone();
         // Entering a namespace and waiting on netlink blocks: keep it off the async workers.
         let (ns, device, tap_fd) = tokio::task::spawn_blocking(move || {
-            let ns = if matches!(creation, Creation::Given(_)) {
-                // The container's namespace is out of reach: the port stands in the daemon's.
+            let ns = if creation.stands_in() {
+                // The container's namespace is out of reach, or not there yet (Docker makes it
+                // after `Join`): the port stands in the daemon's until the runtime is done
+                // (`settle_endpoint`), or for good.
                 tap::Namespace::own()?
-            } else if config.handover {
-                // Made beside the daemon for the runtime to move; the container's namespace
-                // may not exist yet (Docker makes it after `Join`), so the port stands in the
-                // daemon's until the runtime is done (`settle_endpoint`).
-                tap::Namespace::open(&own_namespace())?
             } else {
                 let ns = tap::Namespace::open(&reference)?;
                 if expected_inode != 0 && ns.identity().ino != expected_inode {
@@ -84,36 +81,7 @@ impl Control {
                 refuse_host_namespace(&ns)?;
                 ns
             };
-            if let Creation::Given(fds) = creation {
-                let device = tap::Tap::adopt(fds)?;
-                if let Some(keeper) = &keeper {
-                    keep(keeper, &key, &tap::keeper::Life::until_released(), &device);
-                }
-                let tap_fd = device
-                    .duplicate_fd()
-                    .map_err(|source| tap::Error::Adopt { source })?;
-                return Ok::<_, ControlError>((ns, device, (tap_fd, key)));
-            }
-            let adopted = match creation {
-                Creation::Adopt(Some(fds)) => match tap::Tap::adopt(fds) {
-                    Ok(device) => Some(device),
-                    Err(e) => {
-                        debug!(key = %key, error = %e, "kept device not adopted; making it anew");
-                        None
-                    }
-                },
-                _ => None,
-            };
-            let device = match adopted {
-                Some(device) => device,
-                None => {
-                    let device = tap::attach(&ns, &config)?;
-                    if let Some(keeper) = &keeper {
-                        keep(keeper, &key, &ns.life(), &device);
-                    }
-                    device
-                }
-            };
+            let device = make_device(&ns, &config, creation, keeper.as_deref(), &key)?;
             let tap_fd = device
                 .duplicate_fd()
                 .map_err(|source| tap::Error::CreateTap {
@@ -171,6 +139,36 @@ impl Control {
             }
         }
     }
+}
+
+/// The device of a port in `ns`: the given or kept one adopted, else one made as `config`
+/// says; kept by `keeper` under `key` when made or given.
+fn make_device(
+    ns: &tap::Namespace,
+    config: &tap::TapConfig,
+    creation: Creation,
+    keeper: Option<&tap::keeper::Keeper>,
+    key: &str,
+) -> Result<tap::Tap, ControlError> {
+    match creation {
+        Creation::Given(fds) => {
+            let device = tap::Tap::adopt(fds)?;
+            if let Some(keeper) = keeper {
+                keep(keeper, key, &tap::keeper::Life::until_released(), &device);
+            }
+            return Ok(device);
+        }
+        Creation::Adopt(Some(fds)) => match tap::Tap::adopt(fds) {
+            Ok(device) => return Ok(device),
+            Err(e) => debug!(key = %key, error = %e, "kept device not adopted; making it anew"),
+        },
+        Creation::InNamespace | Creation::Handover | Creation::Adopt(None) => {}
+    }
+    let device = tap::attach(ns, config)?;
+    if let Some(keeper) = keeper {
+        keep(keeper, key, &ns.life(), &device);
+    }
+    Ok(device)
 }
 
 /// Gives the keeper a copy of `device`'s queues: without one, a daemon restart would delete
