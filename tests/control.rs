@@ -564,6 +564,14 @@ fn networks_listed_quietly_inspected_and_removed_by_several_names_and_pruned() {
     assert_eq!(filtered(&["label=tier=db"]), ["pb"]);
     assert_eq!(filtered(&["name=p", "label=team=a"]), ["pc"]);
     assert_eq!(filtered(&["name=us"]), ["used"]);
+    assert_eq!(filtered(&["driver=bridge", "label=tier=web"]), ["pa"]);
+    let table = bed.ok(&["network", "ls", "--filter", "name=pa"]);
+    assert!(
+        table.starts_with("NAME  DRIVER  SCOPE") && table.contains("bridge  local"),
+        "{table}"
+    );
+    let error = bed.fails(&["network", "create", "wide", "-d", "overlay"]);
+    assert!(error.contains("overlay"), "{error}");
     let refused = bed.vswitch(&["network", "ls", "--filter", "colour=red"]);
     let error = String::from_utf8_lossy(&refused.stderr);
     assert!(

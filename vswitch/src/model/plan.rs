@@ -106,6 +106,19 @@ pub fn plan_network(
     networks: &BTreeMap<String, NetworkRecord>,
 ) -> Result<NetworkRecord, ModelError> {
     check_name("network", &req.name)?;
+    match req.driver.as_deref() {
+        None | Some("bridge") => {}
+        Some("overlay") => {
+            return Err(invalid(
+                "driver overlay (a network across hosts) is not available yet; bridge is",
+            ))
+        }
+        Some(other) => {
+            return Err(invalid(format!(
+                "unknown driver {other:?}: vswitch networks are bridge (one host)"
+            )))
+        }
+    }
     if networks.contains_key(&req.name) {
         return Err(ModelError::NetworkExists(req.name.clone()));
     }

@@ -77,11 +77,16 @@ pub struct NetworkRecord {
 }
 
 impl NetworkRecord {
+    /// Its driver, as Docker names them: one host's network is a `bridge` (of `local` scope).
+    pub fn driver(&self) -> &'static str {
+        "bridge"
+    }
+
     /// Whether the network passes every `--filter` of `network ls` (Docker's semantics: the
     /// same key given twice matches either, different keys must all match): `name=TEXT` (part
-    /// of the name), `label=KEY` or `label=KEY=VALUE`.
+    /// of the name), `driver=NAME`, `label=KEY` or `label=KEY=VALUE`.
     pub fn passes(&self, filters: &[NetworkFilter]) -> bool {
-        ["name", "label"].into_iter().all(|key| {
+        ["name", "label", "driver"].into_iter().all(|key| {
             let mut wanted = filters.iter().filter(|f| f.key() == key).peekable();
             wanted.peek().is_none() || wanted.any(|f| f.matches(self))
         })
@@ -246,6 +251,8 @@ pub enum NetworkFilter {
     Name(String),
     /// `label=KEY` (any value) or `label=KEY=VALUE`.
     Label(String, Option<String>),
+    /// `driver=NAME`.
+    Driver(String),
 }
 
 impl NetworkFilter {
@@ -253,12 +260,14 @@ impl NetworkFilter {
         match self {
             NetworkFilter::Name(_) => "name",
             NetworkFilter::Label(..) => "label",
+            NetworkFilter::Driver(_) => "driver",
         }
     }
 
     fn matches(&self, network: &NetworkRecord) -> bool {
         match self {
             NetworkFilter::Name(text) => network.name.contains(text.as_str()),
+            NetworkFilter::Driver(driver) => network.driver() == driver,
             NetworkFilter::Label(key, value) => match (network.labels.get(key), value) {
                 (Some(have), Some(want)) => have == want,
                 (Some(_), None) => true,
@@ -274,12 +283,13 @@ impl std::str::FromStr for NetworkFilter {
     fn from_str(text: &str) -> Result<NetworkFilter, String> {
         match text.split_once('=') {
             Some(("name", value)) => Ok(NetworkFilter::Name(value.to_string())),
+            Some(("driver", value)) => Ok(NetworkFilter::Driver(value.to_string())),
             Some(("label", label)) => Ok(match label.split_once('=') {
                 Some((k, v)) => NetworkFilter::Label(k.to_string(), Some(v.to_string())),
                 None => NetworkFilter::Label(label.to_string(), None),
             }),
             _ => Err(format!(
-                "invalid filter {text:?}: expected name=TEXT, label=KEY or label=KEY=VALUE"
+                "invalid filter {text:?}: expected name=TEXT, driver=NAME, label=KEY or label=KEY=VALUE"
             )),
         }
     }
@@ -377,6 +387,11 @@ pub struct TrunkCreate {
 pub struct NetworkCreate {
     /// Network name.
     pub name: String,
+    /// Driver, as Docker's `-d`: `bridge`, one host's network (the only one so far; `overlay`
+    /// across hosts is to come) [default: bridge].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[arg(long, short = 'd')]
+    pub driver: Option<String>,
     /// Subnet in CIDR notation (repeat for dual stack) [default: a free /24 of 10.89.0.0/16].
     #[serde(default)]
     #[arg(long = "subnet")]

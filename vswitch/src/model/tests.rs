@@ -375,6 +375,9 @@ fn network_filters_match_as_dockers_do() {
     let both = filters(&["name=shop", "label=team"]);
     assert!(front.passes(&both) && !back.passes(&both));
     assert!("colour=red".parse::<NetworkFilter>().is_err());
+    assert!(
+        front.passes(&filters(&["driver=bridge"])) && !front.passes(&filters(&["driver=overlay"]))
+    );
     // Network labels are checked as endpoint labels are.
     let bad = plan_network(
         &NetworkCreate {
@@ -385,4 +388,21 @@ fn network_filters_match_as_dockers_do() {
         &Default::default(),
     );
     assert!(bad.is_err());
+}
+
+#[test]
+fn drivers_other_than_bridge_are_refused_by_name() {
+    let with = |driver: &str| {
+        plan_network(
+            &NetworkCreate {
+                name: "x".into(),
+                driver: Some(driver.into()),
+                ..Default::default()
+            },
+            &Default::default(),
+        )
+    };
+    assert!(with("bridge").is_ok());
+    assert!(with("overlay").unwrap_err().to_string().contains("overlay"));
+    assert!(with("macvlan").unwrap_err().to_string().contains("macvlan"));
 }

@@ -25,8 +25,8 @@ pub enum NetworkCommand {
         /// Only the names, one per line.
         #[arg(short, long)]
         quiet: bool,
-        /// Only networks matching name=TEXT, label=KEY or label=KEY=VALUE (repeatable: the
-        /// same key matches either, different keys all).
+        /// Only networks matching name=TEXT, driver=NAME, label=KEY or label=KEY=VALUE
+        /// (repeatable: the same key matches either, different keys all).
         #[arg(short, long = "filter", value_name = "FILTER")]
         filters: Vec<NetworkFilter>,
         #[command(flatten)]
@@ -76,13 +76,24 @@ pub async fn run(client: &Client, command: NetworkCommand) -> anyhow::Result<()>
         } => {
             let mut networks = client.networks().await?;
             networks.retain(|n| n.passes(&filters));
-            let header = ["NAME", "SUBNETS", "GATEWAYS", "MTU", "VLAN", "ENDPOINTS"];
+            let header = [
+                "NAME",
+                "DRIVER",
+                "SCOPE",
+                "SUBNETS",
+                "GATEWAYS",
+                "MTU",
+                "VLAN",
+                "ENDPOINTS",
+            ];
             print_listing(format.format, &networks, &header, |n| {
                 let subnets: Vec<String> = n.subnets.iter().map(|s| s.subnet.to_string()).collect();
                 let gateways: Vec<String> =
                     n.subnets.iter().map(|s| s.gateway.to_string()).collect();
                 vec![
                     n.name.clone(),
+                    n.driver().to_string(),
+                    "local".to_string(),
                     subnets.join(","),
                     gateways.join(","),
                     n.mtu.to_string(),
