@@ -80,17 +80,7 @@ fn docker_containers_on_a_vswitch_network() {
         &["--subnet", "10.231.200.0/24", "-o", "vswitch.mtu=1450"],
     );
 
-    docker.ok(&[
-        "run",
-        "-d",
-        "--network",
-        "app",
-        "--name",
-        "web",
-        IMAGE,
-        "sleep",
-        "600",
-    ]);
+    docker.run_sleeping("app", "web", &[]);
     docker.ok(&[
         "run",
         "-d",
@@ -187,17 +177,7 @@ fn docker_containers_on_a_vswitch_network() {
     docker.ok(&["network", "connect", "other", "web"]);
     let eth1 = vswitch_endpoint(&bed, "other", "web");
     assert_eq!(eth1["ifname"], "eth1", "{eth1}");
-    docker.ok(&[
-        "run",
-        "-d",
-        "--network",
-        "other",
-        "--name",
-        "probe",
-        IMAGE,
-        "sleep",
-        "600",
-    ]);
+    docker.run_sleeping("other", "probe", &[]);
     let (pinged, out) = docker.sh("probe", "ping -c 1 -W 2 web");
     assert!(pinged, "probe -> web on other: {out}");
     let (crossed, out) = docker.sh("probe", "ping -c 1 -W 1 10.231.200.50");
@@ -266,17 +246,7 @@ fn docker_network_options_are_checked_by_vswitch() {
 
     // Policy selects Docker's containers by their names: web may reach db, nothing else.
     for name in ["web", "db"] {
-        docker.ok(&[
-            "run",
-            "-d",
-            "--network",
-            "quiet",
-            "--name",
-            name,
-            IMAGE,
-            "sleep",
-            "600",
-        ]);
+        docker.run_sleeping("quiet", name, &[]);
         vswitch_endpoint(&bed, "quiet", name);
     }
     bed.ok(&[
@@ -304,17 +274,7 @@ fn docker_network_options_are_checked_by_vswitch() {
         ],
     );
     for name in ["v6a", "v6b"] {
-        docker.ok(&[
-            "run",
-            "-d",
-            "--network",
-            "dual",
-            "--name",
-            name,
-            IMAGE,
-            "sleep",
-            "600",
-        ]);
+        docker.run_sleeping("dual", name, &[]);
         vswitch_endpoint(&bed, "dual", name);
     }
     let a = vswitch_endpoint(&bed, "dual", "v6a");
@@ -345,17 +305,7 @@ fn docker_containers_do_not_notice_a_vswitch_restart() {
     let (mut bed, docker, _) = docker_bed("c");
     docker_network(&bed, &docker, "app", &["--subnet", "10.231.203.0/24"]);
     for name in ["web", "db"] {
-        docker.ok(&[
-            "run",
-            "-d",
-            "--network",
-            "app",
-            "--name",
-            name,
-            IMAGE,
-            "sleep",
-            "600",
-        ]);
+        docker.run_sleeping("app", name, &[]);
         vswitch_endpoint(&bed, "app", name);
     }
     // 100 echoes at 20/s from web to db; vswitch is killed and started again 1.5 s in.

@@ -16,32 +16,17 @@ fn podman_containers_on_a_vswitch_network() {
     let podman = Podman::start(&format!("{}a", std::process::id()));
     podman.network("pods", &bed.socket);
 
-    podman.ok(&[
-        "run",
-        "-d",
-        "--network",
+    podman.run_sleeping("pods", "web", &[]);
+    podman.run_sleeping(
         "pods",
-        "--name",
-        "web",
-        IMAGE,
-        "sleep",
-        "600",
-    ]);
-    podman.ok(&[
-        "run",
-        "-d",
-        "--network",
-        "pods",
-        "--name",
         "db",
-        "--ip",
-        "10.231.224.50",
-        "--mac-address",
-        "02:00:00:00:02:50",
-        IMAGE,
-        "sleep",
-        "600",
-    ]);
+        &[
+            "--ip",
+            "10.231.224.50",
+            "--mac-address",
+            "02:00:00:00:02:50",
+        ],
+    );
     let inspected = podman.ok(&[
         "inspect", "db", "--format",
         "{{.NetworkSettings.Networks.pods.IPAddress}} {{.NetworkSettings.Networks.pods.MacAddress}}",

@@ -116,6 +116,14 @@ impl Dockerd {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
+    /// `docker run -d --network NETWORK --name NAME EXTRA... IMAGE sleep 600`, expecting success.
+    pub fn run_sleeping(&self, network: &str, name: &str, extra: &[&str]) {
+        let mut args = vec!["run", "-d", "--network", network, "--name", name];
+        args.extend_from_slice(extra);
+        args.extend([IMAGE, "sleep", "600"]);
+        self.ok(&args);
+    }
+
     /// `docker exec CONTAINER sh -c SCRIPT`: its output, and whether it succeeded.
     pub fn sh(&self, container: &str, script: &str) -> (bool, String) {
         let out = self.docker(&["exec", container, "sh", "-c", script]);

@@ -115,6 +115,14 @@ impl Podman {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
+    /// `podman run -d --network NETWORK --name NAME EXTRA... IMAGE sleep 600`, expecting success.
+    pub fn run_sleeping(&self, network: &str, name: &str, extra: &[&str]) {
+        let mut args = vec!["run", "-d", "--network", network, "--name", name];
+        args.extend_from_slice(extra);
+        args.extend([IMAGE, "sleep", "600"]);
+        self.ok(&args);
+    }
+
     /// `podman exec CONTAINER sh -c SCRIPT`: whether it succeeded, and its output.
     pub fn sh(&self, container: &str, script: &str) -> (bool, String) {
         let out = self.podman(&["exec", container, "sh", "-c", script]);
