@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use common::{
     eventually, finish_capture, ping_received, spawn_in_netns, start_capture, tcp_transfer,
-    tshark_fields, Bed, Dockerd, IMAGE,
+    tshark_fields, Bed, ContainerCli, Dockerd, IMAGE,
 };
 
 /// One dockerd at a time: each takes a good part of this machine's two cores to start.

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use super::process::eventually;
 
+use super::images::ContainerCli;
 pub use super::images::IMAGE;
 
 /// One dockerd and the driver name its vswitch daemon serves.
@@ -104,40 +105,17 @@ impl Dockerd {
             .expect("docker CLI runs")
     }
 
-    /// `docker ARGS`, expecting success: its standard output.
-    pub fn ok(&self, args: &[&str]) -> String {
-        let out = self.docker(args);
-        assert!(
-            out.status.success(),
-            "docker {args:?}: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    /// `docker run -d --network NETWORK --name NAME EXTRA... IMAGE sleep 600`, expecting success.
-    pub fn run_sleeping(&self, network: &str, name: &str, extra: &[&str]) {
-        let mut args = vec!["run", "-d", "--network", network, "--name", name];
-        args.extend_from_slice(extra);
-        args.extend([IMAGE, "sleep", "600"]);
-        self.ok(&args);
-    }
-
-    /// `docker exec CONTAINER sh -c SCRIPT`: its output, and whether it succeeded.
-    pub fn sh(&self, container: &str, script: &str) -> (bool, String) {
-        let out = self.docker(&["exec", container, "sh", "-c", script]);
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        (out.status.success(), text)
-    }
-
     /// dockerd's log so far.
     pub fn log(&self) -> String {
         fs::read_to_string(self.dir.join("dockerd.log")).unwrap_or_default()
+    }
+}
+
+impl super::images::ContainerCli for Dockerd {
+    const CLI: &'static str = "docker";
+
+    fn command(&self, args: &[&str]) -> Output {
+        self.docker(args)
     }
 }
 

@@ -24,7 +24,7 @@ pub use {
     af_packet::{arp_over_raw_socket, capture_sources, mac_bytes, send_frames},
     bed::{end_keeper, host_of, Bed},
     docker::Dockerd,
-    images::{busybox_tar, IMAGE},
+    images::{busybox_tar, ContainerCli, IMAGE},
     metrics::{free_port, promtool_check, scrape, series},
     netns::{has_link, in_netns, spawn_in_netns},
     outside::{

@@ -8,6 +8,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
+use super::images::ContainerCli;
 pub use super::images::IMAGE;
 
 /// containers.conf and storage.conf for a Podman whose CNI configuration, plugins (`cni-bin`)
@@ -102,36 +103,13 @@ impl Podman {
             .output()
             .expect("podman runs")
     }
+}
 
-    /// `podman ARGS`, expecting success: its standard output.
-    pub fn ok(&self, args: &[&str]) -> String {
-        let out = self.podman(args);
-        assert!(
-            out.status.success(),
-            "podman {args:?}: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
+impl super::images::ContainerCli for Podman {
+    const CLI: &'static str = "podman";
 
-    /// `podman run -d --network NETWORK --name NAME EXTRA... IMAGE sleep 600`, expecting success.
-    pub fn run_sleeping(&self, network: &str, name: &str, extra: &[&str]) {
-        let mut args = vec!["run", "-d", "--network", network, "--name", name];
-        args.extend_from_slice(extra);
-        args.extend([IMAGE, "sleep", "600"]);
-        self.ok(&args);
-    }
-
-    /// `podman exec CONTAINER sh -c SCRIPT`: whether it succeeded, and its output.
-    pub fn sh(&self, container: &str, script: &str) -> (bool, String) {
-        let out = self.podman(&["exec", container, "sh", "-c", script]);
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        (out.status.success(), text)
+    fn command(&self, args: &[&str]) -> Output {
+        self.podman(args)
     }
 }
 
