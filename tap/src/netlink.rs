@@ -56,14 +56,7 @@ async fn configure(
     config: &TapConfig,
 ) -> Result<Vec<tun_rs::SyncDevice>, Error> {
     let ifname = &config.ifname;
-    let step_err = |step: &'static str| {
-        move |source| Error::Configure {
-            step,
-            ifname: ifname.clone(),
-            netns: netns.to_string(),
-            source: Box::new(source),
-        }
-    };
+    let step_err = |step| step_error(step, ifname, netns);
     if link_index(handle, ifname)
         .await
         .map_err(step_err("look up the link"))?
@@ -145,14 +138,7 @@ async fn configure_link(
     config: &TapConfig,
 ) -> Result<(), Error> {
     let ifname = &config.ifname;
-    let step_err = |step: &'static str| {
-        move |source| Error::Configure {
-            step,
-            ifname: ifname.clone(),
-            netns: netns.to_string(),
-            source: Box::new(source),
-        }
-    };
+    let step_err = |step| step_error(step, ifname, netns);
     // Per-namespace sysctls, resolved in this thread's namespace; absent without IPv6.
     let mut knobs = Vec::new();
     if config.disable_ipv6 {
@@ -212,12 +198,7 @@ pub(crate) fn configure_existing(netns: &str, config: &TapConfig) -> Result<(), 
     with_netlink(netns, |handle| async move {
         let index = link_index(&handle, &config.ifname)
             .await
-            .map_err(|source| Error::Configure {
-                step: "look up the link",
-                ifname: config.ifname.clone(),
-                netns: netns.to_string(),
-                source: Box::new(source),
-            })?
+            .map_err(step_error("look up the link", &config.ifname, netns))?
             .ok_or_else(|| Error::NoInterface {
                 ifname: config.ifname.clone(),
                 netns: netns.to_string(),
@@ -243,6 +224,20 @@ async fn set_link(
     handle.link().set(link.build()).execute().await
 }
 
+/// What makes a failed rtnetlink call of configuration `step` of `ifname` in `netns` an error.
+fn step_error<'a>(
+    step: &'static str,
+    ifname: &'a str,
+    netns: &'a str,
+) -> impl FnOnce(rtnetlink::Error) -> Error + 'a {
+    move |source| Error::Configure {
+        step,
+        ifname: ifname.to_string(),
+        netns: netns.to_string(),
+        source: Box::new(source),
+    }
+}
+
 /// Brings `lo` up. Must run inside the target namespace.
 pub(crate) fn loopback_up(netns: &str) -> Result<(), Error> {
     with_netlink(netns, |handle| async move {
@@ -251,12 +246,7 @@ pub(crate) fn loopback_up(netns: &str) -> Result<(), Error> {
             .set(LinkUnspec::new_with_name("lo").up().build())
             .execute()
             .await
-            .map_err(|source| Error::Configure {
-                step: "bring up",
-                ifname: "lo".into(),
-                netns: netns.to_string(),
-                source: Box::new(source),
-            })
+            .map_err(step_error("bring up", "lo", netns))
     })
 }
 
