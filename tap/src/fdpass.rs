@@ -5,9 +5,12 @@
 use std::io::{self, IoSlice, IoSliceMut};
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
+use std::path::Path;
+
 use nix::sys::socket::{
-    recvmsg, sendmsg, socket, AddressFamily, ControlMessage, ControlMessageOwned, MsgFlags,
-    SockFlag, SockType, UnixAddr,
+    accept4, bind, connect as connect_to, listen as listen_on, recvmsg, sendmsg, socket,
+    AddressFamily, Backlog, ControlMessage, ControlMessageOwned, MsgFlags, SockFlag, SockType,
+    UnixAddr,
 };
 
 /// Fds one message may carry (the data path has at most 64 workers, one queue each).
@@ -16,13 +19,35 @@ pub const MAX_FDS: usize = 64;
 pub const MAX_MESSAGE: usize = 64 * 1024;
 
 /// A new SOCK_SEQPACKET Unix socket.
-pub fn seqpacket() -> io::Result<OwnedFd> {
+fn seqpacket() -> io::Result<OwnedFd> {
     Ok(socket(
         AddressFamily::Unix,
         SockType::SeqPacket,
         SockFlag::SOCK_CLOEXEC,
         None,
     )?)
+}
+
+/// A SOCK_SEQPACKET socket listening at `path` (which must not exist).
+pub fn listen(path: &Path) -> io::Result<OwnedFd> {
+    let listener = seqpacket()?;
+    bind(listener.as_raw_fd(), &UnixAddr::new(path)?)?;
+    listen_on(&listener, Backlog::new(64).expect("a valid backlog"))?;
+    Ok(listener)
+}
+
+/// A SOCK_SEQPACKET connection to the socket at `path`.
+pub fn connect(path: &Path) -> io::Result<OwnedFd> {
+    let conn = seqpacket()?;
+    connect_to(conn.as_raw_fd(), &UnixAddr::new(path)?)?;
+    Ok(conn)
+}
+
+/// The next connection on `listener`.
+pub fn accept(listener: BorrowedFd<'_>) -> io::Result<OwnedFd> {
+    let fd = accept4(listener.as_raw_fd(), SockFlag::SOCK_CLOEXEC)?;
+    // SAFETY: accept4 returned a new fd that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
 /// Sends `text` with `fds`.

@@ -21,14 +21,12 @@
 
 use std::collections::BTreeMap;
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use nix::sys::socket::{accept4, bind, connect, listen, Backlog, SockFlag, UnixAddr};
-
-use crate::fdpass::{receive, send};
+use crate::fdpass::{self, receive, send};
 
 /// How often a keeper without a daemon looks for devices whose namespace went away.
 const SWEEP_INTERVAL: Duration = Duration::from_secs(2);
@@ -44,12 +42,6 @@ pub enum KeeperError {
     Io(#[from] io::Error),
     #[error("the TAP keeper answered {0:?}")]
     Protocol(String),
-}
-
-impl From<nix::Error> for KeeperError {
-    fn from(e: nix::Error) -> KeeperError {
-        KeeperError::Io(e.into())
-    }
 }
 
 /// What a kept device's life hangs on: the file naming its container's namespace still names
@@ -132,18 +124,17 @@ impl Keeper {
         path: &Path,
         start: &mut impl FnMut(OwnedFd) -> io::Result<()>,
     ) -> Result<Keeper, KeeperError> {
-        let addr = UnixAddr::new(path).map_err(|e| KeeperError::Connect {
-            path: path.to_path_buf(),
-            source: e.into(),
-        })?;
-        let conn = seqpacket()?;
-        match connect(conn.as_raw_fd(), &addr) {
-            Ok(()) => return Ok(Keeper::from_conn(conn)),
-            Err(nix::Error::ECONNREFUSED | nix::Error::ENOENT) => {}
-            Err(e) => {
+        match fdpass::connect(path) {
+            Ok(conn) => return Ok(Keeper::from_conn(conn)),
+            Err(e)
+                if matches!(
+                    e.raw_os_error(),
+                    Some(libc::ECONNREFUSED) | Some(libc::ENOENT)
+                ) => {}
+            Err(source) => {
                 return Err(KeeperError::Connect {
                     path: path.to_path_buf(),
-                    source: e.into(),
+                    source,
                 })
             }
         }
@@ -153,12 +144,8 @@ impl Keeper {
         };
         // Nobody listens: a socket left by a keeper that ended.
         let _ = std::fs::remove_file(path);
-        let listener = seqpacket()?;
-        bind(listener.as_raw_fd(), &addr).map_err(|e| start_err(e.into()))?;
-        listen(&listener, Backlog::new(16).expect("a valid backlog"))
-            .map_err(|e| start_err(e.into()))?;
-        let conn = seqpacket()?;
-        connect(conn.as_raw_fd(), &addr).map_err(|e| start_err(e.into()))?;
+        let listener = fdpass::listen(path).map_err(start_err)?;
+        let conn = fdpass::connect(path).map_err(start_err)?;
         start(listener).map_err(start_err)?;
         Ok(Keeper::from_conn(conn))
     }
@@ -256,9 +243,8 @@ pub fn serve(listener: OwnedFd) -> io::Result<()> {
             clients.remove(index);
         }
         if accepting {
-            if let Ok(fd) = accept4(listener.as_raw_fd(), SockFlag::SOCK_CLOEXEC) {
-                // SAFETY: accept4 returned a new fd that nothing else owns.
-                clients.push(unsafe { OwnedFd::from_raw_fd(fd) });
+            if let Ok(conn) = fdpass::accept(listener.as_fd()) {
+                clients.push(conn);
             }
         }
         if clients.is_empty() {
@@ -330,10 +316,6 @@ fn serve_request(client: BorrowedFd<'_>, kept: &mut BTreeMap<String, Held>) -> b
         _ => send(client, "ERR unknown request", &[]),
     };
     answered.is_ok()
-}
-
-fn seqpacket() -> Result<OwnedFd, KeeperError> {
-    Ok(crate::fdpass::seqpacket()?)
 }
 
 #[cfg(test)]

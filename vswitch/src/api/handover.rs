@@ -5,7 +5,7 @@
 //! (`vswitch.handover.sock`), with the connect request as JSON; the answer is the endpoint
 //! (`Connected`) or the daemon's refusal, and the plugin then configures the interface.
 
-use std::os::fd::{AsFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -37,13 +37,9 @@ pub fn socket_path(control: &Path) -> PathBuf {
 
 /// Binds the handover socket (mode 0660, as the control socket).
 pub fn bind(path: &Path) -> std::io::Result<OwnedFd> {
-    use nix::sys::socket::{bind, listen, Backlog, UnixAddr};
-    use std::os::fd::AsRawFd;
     use std::os::unix::fs::PermissionsExt;
     let _ = std::fs::remove_file(path);
-    let listener = tap::fdpass::seqpacket()?;
-    bind(listener.as_raw_fd(), &UnixAddr::new(path)?)?;
-    listen(&listener, Backlog::new(64).expect("a valid backlog"))?;
+    let listener = tap::fdpass::listen(path)?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))?;
     Ok(listener)
 }
@@ -54,14 +50,11 @@ pub fn serve(listener: OwnedFd, control: Arc<Control>, runtime: tokio::runtime::
     std::thread::Builder::new()
         .name("handover".into())
         .spawn(move || loop {
-            use std::os::fd::AsRawFd;
-            let conn = match nix::sys::socket::accept4(
-                listener.as_raw_fd(),
-                nix::sys::socket::SockFlag::SOCK_CLOEXEC,
-            ) {
-                // SAFETY: accept4 returned a new fd that nothing else owns.
-                Ok(fd) => unsafe { OwnedFd::from_raw_fd(fd) },
-                Err(nix::Error::EINTR | nix::Error::ECONNABORTED) => continue,
+            let conn = match tap::fdpass::accept(listener.as_fd()) {
+                Ok(conn) => conn,
+                Err(e) if matches!(e.raw_os_error(), Some(libc::EINTR | libc::ECONNABORTED)) => {
+                    continue
+                }
                 Err(e) => {
                     warn!(error = %e, "handover socket failed");
                     return;
@@ -115,16 +108,12 @@ pub fn hand_over(
     request: &ConnectRequest,
     fds: &[BorrowedFd<'_>],
 ) -> Result<Connected, HandoverError> {
-    use nix::sys::socket::{connect, UnixAddr};
-    use std::os::fd::AsRawFd;
     let path = socket_path(control_socket);
     let unreachable = |source: std::io::Error| HandoverError::Unreachable {
         path: path.clone(),
         source,
     };
-    let conn = tap::fdpass::seqpacket().map_err(unreachable)?;
-    let addr = UnixAddr::new(&path).map_err(|e| unreachable(e.into()))?;
-    connect(conn.as_raw_fd(), &addr).map_err(|e| unreachable(e.into()))?;
+    let conn = tap::fdpass::connect(&path).map_err(unreachable)?;
     let text = serde_json::to_string(&HandoverRequest {
         network: network.to_string(),
         request: request.clone(),
