@@ -24,6 +24,7 @@ fn access(sw: &mut Switch, net: NetworkId) -> PortId {
         mtu: 1500,
         security: None,
         rate_limit: None,
+        reach: Default::default(),
     })
     .unwrap()
 }
@@ -137,6 +138,7 @@ fn process(c: &mut Criterion) {
             mtu: 1500,
             security: None,
             rate_limit: None,
+            reach: Default::default(),
         })
         .unwrap();
     sw.process(

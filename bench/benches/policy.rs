@@ -144,6 +144,7 @@ fn switch(c: &mut Criterion) {
             mtu: 1500,
             security: None,
             rate_limit: None,
+            reach: Default::default(),
         };
         let client = sw.add_port(config.clone()).unwrap();
         let server = sw.add_port(config).unwrap();

@@ -49,6 +49,7 @@ fn switch() -> (Switch, PortId) {
         mtu: 9000,
         security: None,
         rate_limit: None,
+        reach: Default::default(),
     };
     let web = sw.add_port(config.clone()).unwrap();
     let db = sw.add_port(config).unwrap();

@@ -38,11 +38,18 @@ pub enum DropReason {
     Storm,
     /// An IP header too short or inconsistent to read, on a network whose policy must read it.
     MalformedIp,
+    /// Overlay split horizon: between two hosts' tunnels, or between a tunnel and a port only
+    /// this host's containers may use (its gateway).
+    SplitHorizon,
+    /// A VXLAN packet from the underlay too short or with flags RFC 7348 does not allow.
+    MalformedTunnel,
+    /// A VXLAN packet from an address or with a VNI that no overlay network here expects.
+    UnknownTunnel,
 }
 
 impl DropReason {
     /// Every reason's name, in counter order (`index`).
-    pub const NAMES: [&'static str; 14] = [
+    pub const NAMES: [&'static str; 17] = [
         "runt",
         "over_mtu",
         "multicast_source",
@@ -57,6 +64,9 @@ impl DropReason {
         "rate_limited",
         "storm",
         "malformed_ip",
+        "split_horizon",
+        "malformed_tunnel",
+        "unknown_tunnel",
     ];
 
     /// Number of reasons, for counter arrays.
@@ -84,6 +94,9 @@ impl DropReason {
             DropReason::RateLimited => 11,
             DropReason::Storm => 12,
             DropReason::MalformedIp => 13,
+            DropReason::SplitHorizon => 14,
+            DropReason::MalformedTunnel => 15,
+            DropReason::UnknownTunnel => 16,
         }
     }
 

@@ -14,7 +14,7 @@ use crate::reason::{DropCounters, DropReason};
 mod config;
 mod stats;
 
-pub use config::{ConfigError, PortConfig, PortMode, SwitchConfig};
+pub use config::{ConfigError, PortConfig, PortMode, Reach, SwitchConfig};
 pub use stats::{Events, FdbRow, NetworkStats, SwitchStats, Trace, WouldLearn};
 
 /// Where a frame leaves: a port, and the tag it must carry there.
@@ -26,16 +26,27 @@ pub struct Egress {
     pub vlan: Option<u16>,
 }
 
+/// A port of a network, with the tag it needs there and its place in an overlay.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Member {
+    /// Where and how frames of the network leave through it.
+    pub egress: Egress,
+    /// Which ports' frames may leave through it.
+    pub reach: Reach,
+}
+
 /// The core's decision for one frame. `ingress_tag_len` bytes after the MAC addresses are the
 /// ingress tag, to be removed before the egress tag (if any) is inserted.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action<'s> {
     /// Send to one port.
     Forward { to: Egress, ingress_tag_len: usize },
-    /// Send to every member of the network except `except` (the ingress port).
+    /// Send to every member of the network except `except` (the ingress port) and those a
+    /// frame from a port of kind `from` may not reach.
     Flood {
-        to: &'s [Egress],
+        to: &'s [Member],
         except: PortId,
+        from: Reach,
         ingress_tag_len: usize,
     },
     /// Drop, for this reason (already counted).
@@ -52,13 +63,18 @@ pub enum Action<'s> {
 impl Action<'_> {
     /// Output ports of this decision, in order.
     pub fn targets(&self) -> impl Iterator<Item = Egress> + '_ {
-        let (one, many, except) = match self {
-            Action::Forward { to, .. } => (Some(*to), &[][..], None),
-            Action::Flood { to, except, .. } => (None, *to, Some(*except)),
-            Action::Drop(_) | Action::Reject { .. } => (None, &[][..], None),
+        let (one, many, except, from) = match self {
+            Action::Forward { to, .. } => (Some(*to), &[][..], None, Reach::Any),
+            Action::Flood {
+                to, except, from, ..
+            } => (None, *to, Some(*except), *from),
+            Action::Drop(_) | Action::Reject { .. } => (None, &[][..], None, Reach::Any),
         };
-        one.into_iter()
-            .chain(many.iter().copied().filter(move |e| Some(e.port) != except))
+        one.into_iter().chain(
+            many.iter()
+                .filter(move |m| Some(m.egress.port) != except && from.may_reach(m.reach))
+                .map(|m| m.egress),
+        )
     }
 
     /// Bytes of the ingress tag to remove before the frame leaves (0 for a drop).
@@ -85,7 +101,7 @@ struct Port {
 #[derive(Debug)]
 struct Network {
     /// Every port carrying this network, with the tag it needs there.
-    members: Vec<Egress>,
+    members: Vec<Member>,
     events: Events,
     /// Rules and tracked flows; `None` lets everything through untracked.
     policy: Option<Engine>,
@@ -139,7 +155,7 @@ struct Classified {
 /// Where a frame goes, before it is tied to the switch's member lists.
 enum Decision {
     Forward(Egress, NetworkId),
-    Flood(NetworkId, PortId),
+    Flood(NetworkId, PortId, Reach),
 }
 
 impl Switch {
@@ -191,7 +207,10 @@ impl Switch {
         for net in config.mode.networks() {
             let vlan = config.mode.egress_vlan(net);
             if let Some(Some(n)) = self.networks.get_mut(net.0 as usize) {
-                n.members.push(Egress { port: id, vlan });
+                n.members.push(Member {
+                    egress: Egress { port: id, vlan },
+                    reach: config.reach,
+                });
             }
         }
         put(
@@ -214,7 +233,7 @@ impl Switch {
             .ok_or(ConfigError::UnknownPort(id))?;
         slot.take().ok_or(ConfigError::UnknownPort(id))?;
         for net in self.networks.iter_mut().flatten() {
-            net.members.retain(|e| e.port != id);
+            net.members.retain(|m| m.egress.port != id);
         }
         self.fdb.flush_port(id);
         Ok(())
@@ -353,7 +372,7 @@ impl Switch {
                     ingress_tag_len: tag_len,
                 }
             }
-            Decision::Flood(net, except) => {
+            Decision::Flood(net, except, from) => {
                 self.count(net, |e| e.flooded += 1);
                 let to = self.networks[net.0 as usize]
                     .as_ref()
@@ -361,6 +380,7 @@ impl Switch {
                 Action::Flood {
                     to,
                     except,
+                    from,
                     ingress_tag_len: tag_len,
                 }
             }
@@ -487,16 +507,17 @@ impl Switch {
         } else {
             self.lookup_unicast(now, network, header.dst)
         };
+        let from = port.config.reach;
         let decision = match dst_port {
-            None => Ok(Decision::Flood(network, in_port)),
+            None => Ok(Decision::Flood(network, in_port, from)),
             Some(out) if out == in_port => Err(DropReason::SameSegment),
-            Some(out) => {
-                let vlan = self
-                    .port(out)
-                    .ok()
-                    .and_then(|p| p.config.mode.egress_vlan(network));
-                Ok(Decision::Forward(Egress { port: out, vlan }, network))
-            }
+            Some(out) => match self.port(out) {
+                Ok(to) if !from.may_reach(to.config.reach) => Err(DropReason::SplitHorizon),
+                to => {
+                    let vlan = to.ok().and_then(|p| p.config.mode.egress_vlan(network));
+                    Ok(Decision::Forward(Egress { port: out, vlan }, network))
+                }
+            },
         };
         Ok(Classified {
             network,
@@ -548,12 +569,15 @@ impl Switch {
         trace.fdb_hit = classified.dst_port;
         match classified.decision {
             Ok(Decision::Forward(to, _)) => trace.egress.push(to),
-            Ok(Decision::Flood(net, except)) => {
+            Ok(Decision::Flood(net, except, from)) => {
                 trace.flooded = true;
                 if let Some(n) = self.networks.get(net.0 as usize).and_then(Option::as_ref) {
-                    trace
-                        .egress
-                        .extend(n.members.iter().filter(|e| e.port != except));
+                    trace.egress.extend(
+                        n.members
+                            .iter()
+                            .filter(|m| m.egress.port != except && from.may_reach(m.reach))
+                            .map(|m| m.egress),
+                    );
                 }
             }
             Err(reason) => trace.drop = Some(reason),

@@ -5,7 +5,7 @@ use std::net::IpAddr;
 
 use tracing::{info, warn};
 
-use vswitch_core::switch::{PortConfig, PortMode};
+use vswitch_core::switch::{PortConfig, PortMode, Reach};
 
 use super::addresses::port_security;
 use super::ports::{endpoint_key, Creation};
@@ -111,6 +111,7 @@ impl Control {
             mtu,
             security: port_security(record, &endpoint, unix_now()),
             rate_limit: endpoint.rate_limit,
+            reach: Reach::Any,
         };
         let handoff = super::publish::Handoff {
             tcp: net.gateway.gateway.inbound.clone(),

@@ -11,7 +11,7 @@ use tracing::{debug, info};
 
 use vswitch_core::frame::MacAddr;
 use vswitch_core::ids::NetworkId;
-use vswitch_core::switch::{PortConfig, PortMode};
+use vswitch_core::switch::{PortConfig, PortMode, Reach};
 
 use super::{rules, unix_now, Control, ControlError, LiveGateway, Network};
 use crate::datapath::link::Link;
@@ -167,6 +167,8 @@ impl Control {
                     // The gateway is the switch's own: it may answer for any address it serves.
                     security: None,
                     rate_limit: None,
+                    // One gateway per host, the same on every host of an overlay: it serves only its own.
+                    reach: Reach::HostOnly,
                 },
             )
             .await?;

@@ -92,6 +92,7 @@ impl Control {
             // A trunk faces another switch: many stations legitimately send through it.
             security: None,
             rate_limit: None,
+            reach: Default::default(),
         };
         let port = self
             .open_port(

@@ -70,6 +70,35 @@ pub struct PortConfig {
     pub security: Option<policy::PortSecurity>,
     /// Ingress rate limit, if any.
     pub rate_limit: Option<RateLimit>,
+    /// Which other ports its frames may reach (split horizon for overlay tunnels).
+    pub reach: Reach,
+}
+
+/// Where a port sits in an overlay, for split horizon: every host of an overlay sends its own
+/// frames to every other host (head-end replication), so a frame from one host's tunnel must
+/// never go on to another's, or broadcasts would loop; and each host's gateway (the same
+/// address and MAC on every host, an anycast gateway) serves only its own containers.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Reach {
+    /// A container or trunk: reaches and is reached by every port.
+    #[default]
+    Any,
+    /// This host's own (a gateway): never to or from a tunnel.
+    HostOnly,
+    /// A tunnel to another host: reaches only ports of this host that are not `HostOnly`.
+    Tunnel,
+}
+
+impl Reach {
+    /// Whether a frame from a port of this kind may leave through a port of kind `to`.
+    pub fn may_reach(self, to: Reach) -> bool {
+        matches!(
+            (self, to),
+            (Reach::Any, _)
+                | (Reach::HostOnly, Reach::Any | Reach::HostOnly)
+                | (Reach::Tunnel, Reach::Any)
+        )
+    }
 }
 
 /// Switch-wide tuning.

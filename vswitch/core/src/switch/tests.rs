@@ -21,12 +21,17 @@ impl Harness {
     }
 
     fn access(&mut self, net: NetworkId) -> PortId {
+        self.port_of_kind(net, Reach::Any)
+    }
+
+    fn port_of_kind(&mut self, net: NetworkId, reach: Reach) -> PortId {
         self.sw
             .add_port(PortConfig {
                 mode: PortMode::Access(net),
                 mtu: 1500,
                 security: None,
                 rate_limit: None,
+                reach,
             })
             .unwrap()
     }
@@ -118,6 +123,48 @@ fn broadcast_floods_to_every_other_port_then_unicast_is_learned() {
     assert_eq!(
         rows.iter().map(|r| (r.mac, r.port)).collect::<Vec<_>>(),
         vec![(A, p[0]), (B, p[1])]
+    );
+}
+
+#[test]
+fn overlay_split_horizon_keeps_tunnels_and_the_gateway_apart() {
+    let mut h = Harness::new(SwitchConfig::default());
+    let net = h.sw.add_network();
+    let container = h.access(net);
+    let gateway = h.port_of_kind(net, Reach::HostOnly);
+    let host_b = h.port_of_kind(net, Reach::Tunnel);
+    let host_c = h.port_of_kind(net, Reach::Tunnel);
+    let broadcast = MacAddr([0xff; 6]);
+    // A container's broadcast reaches everyone (head-end replication to each host).
+    assert_eq!(
+        h.ports_reached(container, &frame(broadcast, mac(1))),
+        vec![gateway, host_b, host_c]
+    );
+    // One host's broadcast reaches this host's containers only: not the other host (it got
+    // its own copy), not this host's gateway (the remote host's gateway answers for it).
+    assert_eq!(
+        h.ports_reached(host_b, &frame(broadcast, mac(2))),
+        vec![container]
+    );
+    // The gateway's broadcast stays on this host.
+    assert_eq!(
+        h.ports_reached(gateway, &frame(broadcast, mac(9))),
+        vec![container]
+    );
+    // Unicast between the two tunnels, or from a tunnel to the gateway, is dropped by name.
+    h.send(host_c, &frame(broadcast, mac(3))).unwrap();
+    assert_eq!(
+        h.send(host_b, &frame(mac(3), mac(2))),
+        Err(DropReason::SplitHorizon)
+    );
+    assert_eq!(
+        h.send(host_b, &frame(mac(9), mac(2))),
+        Err(DropReason::SplitHorizon)
+    );
+    // Known unicast from the container to a remote station goes to its host alone.
+    assert_eq!(
+        h.ports_reached(container, &frame(mac(2), mac(1))),
+        vec![host_b]
     );
 }
 
@@ -253,6 +300,7 @@ fn trunk_pushes_and_pops_tags_at_the_edge() {
             mtu: 1500,
             security: None,
             rate_limit: None,
+            reach: Default::default(),
         })
         .unwrap();
 
@@ -299,6 +347,7 @@ fn trunk_to_trunk_retags_and_native_is_untagged() {
             mtu: 1500,
             security: None,
             rate_limit: None,
+            reach: Default::default(),
         })
         .unwrap();
     let t2 =
@@ -310,6 +359,7 @@ fn trunk_to_trunk_retags_and_native_is_untagged() {
             mtu: 1500,
             security: None,
             rate_limit: None,
+            reach: Default::default(),
         })
         .unwrap();
     let arp = bytes(ARP_REQUEST);
