@@ -14,5 +14,6 @@ pub mod datapath;
 pub mod gateway;
 pub mod metrics;
 pub mod model;
+pub mod overlay;
 pub mod rootless;
 pub mod service;

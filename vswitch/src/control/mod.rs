@@ -4,7 +4,7 @@
 //!
 //! Its root is one map of networks, each holding its record (what is persisted) and its live
 //! parts (switch ids, ports, gateway) together. One module per concern adds its methods to
-//! `Control`: `networks`, `endpoints`, `trunks`, `rules` (policy and rate limits), `leases`
+//! `Control`: `networks`, `overlay` (tunnels to other hosts), `endpoints`, `trunks`, `rules` (policy and rate limits), `leases`
 //! (DHCP decisions for the gateways), `observe` (ports, FDB, counters), `span` (captures and
 //! mirrors), `trace`, and `watch` (namespaces that went away).
 
@@ -14,6 +14,7 @@ pub mod error;
 mod leases;
 mod networks;
 mod observe;
+mod overlay;
 mod ports;
 mod publish;
 mod rules;
@@ -72,6 +73,8 @@ struct Network {
     record: NetworkRecord,
     id: NetworkId,
     gateway: LiveGateway,
+    /// Ports of the other hosts of an overlay network.
+    tunnels: Vec<overlay::LiveTunnel>,
     /// Ports of the endpoints in `record.endpoints`, by endpoint name.
     ports: HashMap<String, LivePort>,
 }

@@ -125,13 +125,22 @@ impl Control {
         let id = self.dataplane.add_network();
         let started = async {
             self.dataplane.set_storm_control(id, storm_pps(&record))?;
-            self.start_gateway(&record, id).await
+            let gateway = self.start_gateway(&record, id).await?;
+            match self.start_tunnels(&record, id).await {
+                Ok(tunnels) => Ok((gateway, tunnels)),
+                Err(e) => {
+                    drop(gateway.gateway);
+                    self.dataplane.remove_port(gateway.port).await?;
+                    Err(e)
+                }
+            }
         };
         match started.await {
-            Ok(gateway) => Ok(Network {
+            Ok((gateway, tunnels)) => Ok(Network {
                 record,
                 id,
                 gateway,
+                tunnels,
                 ports: HashMap::new(),
             }),
             Err(e) => {
@@ -141,8 +150,12 @@ impl Control {
         }
     }
 
-    /// Stops a network's gateway and removes it from the switch (it has no other ports).
+    /// Stops a network's gateway and tunnels and removes it from the switch (it has no other
+    /// ports).
     pub(super) async fn stop_network(&self, network: Network) -> Result<(), ControlError> {
+        if let Some(overlay) = &network.record.overlay {
+            self.stop_tunnels(overlay, network.tunnels).await?;
+        }
         drop(network.gateway.gateway);
         self.dataplane.remove_port(network.gateway.port).await?;
         self.dataplane.remove_network(network.id)?;

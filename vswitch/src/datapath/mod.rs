@@ -12,6 +12,7 @@ mod port;
 mod worker;
 
 use std::io;
+use std::net::SocketAddr;
 use std::sync::{mpsc, Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -23,6 +24,7 @@ use vswitch_core::switch::{
     ConfigError, FdbRow, NetworkStats, PortConfig, Switch, SwitchConfig, SwitchStats, Trace,
 };
 
+use crate::overlay::{Tunnel, Underlay};
 use fanout::Fanout;
 pub use port::PortCounters;
 use port::{PortIo, PortQueue};
@@ -38,6 +40,8 @@ pub struct DataPathConfig {
     pub busy_poll: Duration,
     /// Worker threads, and so queues per TAP device.
     pub workers: usize,
+    /// Where the overlay's VXLAN socket binds, once an overlay network needs it.
+    pub underlay: SocketAddr,
 }
 
 impl Default for DataPathConfig {
@@ -46,12 +50,19 @@ impl Default for DataPathConfig {
             switch: SwitchConfig::default(),
             busy_poll: DEFAULT_BUSY_POLL,
             workers: default_workers(),
+            underlay: DEFAULT_UNDERLAY,
         }
     }
 }
 
 /// Default busy-poll window: costs 50 µs of CPU per burst of traffic, nothing when idle.
 pub const DEFAULT_BUSY_POLL: Duration = Duration::from_micros(50);
+
+/// The VXLAN socket's default address: every address of the daemon's namespace, VXLAN's port.
+pub const DEFAULT_UNDERLAY: SocketAddr = SocketAddr::new(
+    std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
+    vswitch_core::vxlan::DEFAULT_PORT,
+);
 
 /// One worker per core.
 pub fn default_workers() -> usize {
@@ -67,6 +78,12 @@ pub enum DataPathError {
     /// The switch refused the change.
     #[error(transparent)]
     Switch(#[from] ConfigError),
+    /// The overlay's VXLAN socket could not be bound.
+    #[error("cannot bind the overlay's VXLAN socket to {address} (see the daemon's --underlay): {error}")]
+    Underlay {
+        address: SocketAddr,
+        error: io::Error,
+    },
 }
 
 struct WorkerHandle {
@@ -81,6 +98,9 @@ pub struct DataPlane {
     switch: Arc<Mutex<Switch>>,
     workers: Vec<WorkerHandle>,
     fanout: Arc<Fanout>,
+    underlay_addr: SocketAddr,
+    /// The overlay's VXLAN socket, bound when the first overlay network starts.
+    underlay: tokio::sync::OnceCell<Arc<Underlay>>,
 }
 
 /// The switch, whoever holds it: the core never panics mid-decision, so a poisoned lock still
@@ -120,6 +140,8 @@ impl DataPlane {
             switch,
             workers,
             fanout,
+            underlay_addr: config.underlay,
+            underlay: tokio::sync::OnceCell::new(),
         })
     }
 
@@ -200,6 +222,51 @@ impl DataPlane {
             counters: PortCounters::default(),
         })
         .await
+    }
+
+    /// Adds the port of one remote host of an overlay network: every worker writes to it; its
+    /// frames come in through the underlay (`attach_underlay`).
+    pub async fn add_tunnel_port(
+        &self,
+        tunnel: Arc<Tunnel>,
+        config: PortConfig,
+    ) -> Result<PortId, DataPathError> {
+        let mtu = config.mtu as usize;
+        self.add_queues(config, |_| PortIo {
+            queue: PortQueue::Tunnel(tunnel.clone()),
+            read: false,
+            vnet_hdr: false,
+            mtu,
+            counters: PortCounters::default(),
+        })
+        .await
+    }
+
+    /// The overlay's VXLAN socket: bound, and read by the first worker, when the first
+    /// overlay network asks for it.
+    pub async fn underlay(&self) -> Result<Arc<Underlay>, DataPathError> {
+        self.underlay
+            .get_or_try_init(|| async {
+                let underlay = Underlay::bind(self.underlay_addr).map_err(|error| {
+                    DataPathError::Underlay {
+                        address: self.underlay_addr,
+                        error,
+                    }
+                })?;
+                let underlay = Arc::new(underlay);
+                let first = self.workers.first().ok_or(DataPathError::Gone)?;
+                let attached = underlay.clone();
+                self.ask(first, |r| Command::AttachUnderlay(attached, r))
+                    .await?;
+                Ok(underlay)
+            })
+            .await
+            .cloned()
+    }
+
+    /// The overlay's VXLAN socket, if one is bound.
+    pub fn bound_underlay(&self) -> Option<&Arc<Underlay>> {
+        self.underlay.get()
     }
 
     /// Adds a port to the switch and hands worker `i` its queue `queue_of(i)`.

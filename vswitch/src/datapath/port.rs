@@ -7,6 +7,7 @@ use std::os::fd::AsRawFd;
 use std::sync::Arc;
 
 use super::link::Link;
+use crate::overlay::Tunnel;
 
 use vswitch_core::frame::ETH_HEADER_LEN;
 use vswitch_core::offload::{Offload, Segmenter, VNET_HDR_LEN};
@@ -45,6 +46,8 @@ pub(crate) enum PortQueue {
     Tap(Arc<tap::Queue>),
     /// The link to a port inside this process (a network's gateway).
     Gateway(Arc<Link>),
+    /// The way to another host of an overlay network (never read: the underlay is).
+    Tunnel(Arc<Tunnel>),
 }
 
 impl PortQueue {
@@ -52,6 +55,7 @@ impl PortQueue {
         match self {
             PortQueue::Tap(device) => device.recv(buf),
             PortQueue::Gateway(link) => link.recv(buf),
+            PortQueue::Tunnel(_) => Err(io::ErrorKind::WouldBlock.into()),
         }
     }
 
@@ -59,6 +63,7 @@ impl PortQueue {
         match self {
             PortQueue::Tap(device) => device.send(frame),
             PortQueue::Gateway(link) => link.send(&[IoSlice::new(frame)]),
+            PortQueue::Tunnel(tunnel) => tunnel.send(&[IoSlice::new(frame)]),
         }
     }
 
@@ -66,6 +71,7 @@ impl PortQueue {
         match self {
             PortQueue::Tap(device) => device.send_vectored(iov),
             PortQueue::Gateway(link) => link.send(iov),
+            PortQueue::Tunnel(tunnel) => tunnel.send(iov),
         }
     }
 
@@ -73,6 +79,7 @@ impl PortQueue {
         match self {
             PortQueue::Tap(device) => device.as_raw_fd(),
             PortQueue::Gateway(link) => link.switch_fd(),
+            PortQueue::Tunnel(tunnel) => tunnel.as_raw_fd(),
         }
     }
 }

@@ -24,6 +24,7 @@ use super::fanout::Fanout;
 use super::lock;
 use super::port::{dispatch_frame, PortCounters, PortIo};
 use crate::capture::Direction;
+use crate::overlay::Underlay;
 
 /// Frames read from one queue before the others get a turn.
 const BATCH: usize = 64;
@@ -33,6 +34,10 @@ const AGING_SWEEP: Duration = Duration::from_secs(15);
 const FRAME_BUF_LEN: usize = 65_536 + 64;
 /// The token of the waker the control plane uses to hand a worker commands.
 pub(super) const WAKER: Token = Token(usize::MAX);
+/// The token of the overlay's VXLAN socket.
+const UNDERLAY: Token = Token(usize::MAX - 1);
+/// Stands for the underlay in the queue of ready ports (no switch port has this id).
+const UNDERLAY_PORT: PortId = PortId(u32::MAX);
 
 /// A request from the control plane to one worker.
 pub(super) enum Command {
@@ -42,6 +47,8 @@ pub(super) enum Command {
     DetachQueue(PortId, oneshot::Sender<()>),
     /// This worker's share of the port counters.
     Counters(oneshot::Sender<Vec<(PortId, PortCounters)>>),
+    /// Read the overlay's VXLAN socket.
+    AttachUnderlay(Arc<Underlay>, oneshot::Sender<()>),
 }
 
 /// One data path thread: its queues of every port, and the buffers it reuses for every frame.
@@ -53,6 +60,8 @@ pub(super) struct Worker {
     /// Mirror targets of the frame at hand.
     mirror_targets: Vec<PortId>,
     ports: Vec<Option<PortIo>>,
+    /// The overlay's VXLAN socket, if this worker reads it.
+    underlay: Option<Arc<Underlay>>,
     poll: Poll,
     commands: mpsc::Receiver<Command>,
     /// Ports whose queue may still hold frames (edge-triggered: drain until WouldBlock).
@@ -115,6 +124,7 @@ impl Worker {
             fanout,
             mirror_targets: Vec::new(),
             ports: Vec::new(),
+            underlay: None,
             poll,
             commands,
             ready: VecDeque::new(),
@@ -151,6 +161,8 @@ impl Worker {
                     if !self.handle_commands() {
                         return;
                     }
+                } else if event.token() == UNDERLAY {
+                    self.ready.push_back(UNDERLAY_PORT);
                 } else {
                     self.ready.push_back(PortId(event.token().0 as u32));
                 }
@@ -175,6 +187,9 @@ impl Worker {
 
     /// Reads up to `BATCH` frames from this worker's queue of `port`, forwarding each.
     fn drain(&mut self, port: PortId) -> Drain {
+        if port == UNDERLAY_PORT {
+            return self.drain_underlay();
+        }
         let now = Instant::now();
         // The buffer is lent out for the batch so the frame can be read while ports are written.
         let mut buf = std::mem::take(&mut self.buf);
@@ -195,6 +210,41 @@ impl Worker {
                     break;
                 }
             }
+        }
+        self.buf = buf;
+        drained
+    }
+
+    /// Reads up to `BATCH` VXLAN datagrams, forwarding each inner frame as if it came in on
+    /// the tunnel port of its sender and VNI; the others are counted by the underlay.
+    fn drain_underlay(&mut self) -> Drain {
+        let Some(underlay) = self.underlay.clone() else {
+            return Drain::Empty;
+        };
+        let now = Instant::now();
+        let mut buf = std::mem::take(&mut self.buf);
+        let mut drained = Drain::More;
+        for _ in 0..BATCH {
+            let (len, from) = match underlay.recv(&mut buf) {
+                Ok(received) => received,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    if e.kind() != io::ErrorKind::WouldBlock {
+                        debug!(error = %e, "underlay read failed");
+                    }
+                    drained = Drain::Empty;
+                    break;
+                }
+            };
+            self.last_traffic = now;
+            let Ok((port, start)) = underlay.route(from, &buf[..len]) else {
+                continue;
+            };
+            if let Some(Some(io)) = self.ports.get_mut(port.index()) {
+                io.counters.rx_packets += 1;
+                io.counters.rx_bytes += (len - start) as u64;
+            }
+            self.forward(now, port, Offload::default(), &buf[start..len]);
         }
         self.buf = buf;
         drained
@@ -343,6 +393,19 @@ impl Worker {
                 }
                 Command::DetachQueue(id, reply) => {
                     self.detach(id);
+                    let _ = reply.send(());
+                }
+                Command::AttachUnderlay(underlay, reply) => {
+                    let fd = underlay.as_raw_fd();
+                    if let Err(e) = self.poll.registry().register(
+                        &mut SourceFd(&fd),
+                        UNDERLAY,
+                        Interest::READABLE,
+                    ) {
+                        warn!(error = %e, "cannot watch the underlay socket");
+                    }
+                    self.underlay = Some(underlay);
+                    self.ready.push_back(UNDERLAY_PORT);
                     let _ = reply.send(());
                 }
                 Command::Counters(reply) => {

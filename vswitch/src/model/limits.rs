@@ -50,3 +50,5 @@ pub fn check_at_most(what: &str, value: u64, max: u64) -> Result<(), ModelError>
     }
     Ok(())
 }
+/// Static peers of one overlay network.
+pub const MAX_PEERS: usize = 1024;

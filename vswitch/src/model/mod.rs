@@ -1,6 +1,6 @@
 //! The control plane's model: the records of networks, endpoints, trunks and mirrors as
 //! persisted and as the API shows them (`records`), the pure checks that turn a request into a
-//! record (`plan`, with address management in `ipam` and DHCP lease decisions in `leases`), and
+//! record (`plan`, overlays in `overlay`, with address management in `ipam` and DHCP lease decisions in `leases`), and
 //! where the records are kept (`store`). Nothing here does I/O but the store, and a request
 //! that fails a check is refused (`ModelError`) before anything changes.
 
@@ -9,6 +9,7 @@ pub mod ipam;
 pub mod leases;
 pub mod limits;
 mod names;
+pub mod overlay;
 mod plan;
 pub mod publish;
 mod records;
@@ -16,6 +17,7 @@ pub mod store;
 
 pub use error::ModelError;
 pub use names::{check_name, plan_endpoint_names};
+pub use overlay::OverlayRecord;
 pub use plan::*;
 pub use records::*;
 

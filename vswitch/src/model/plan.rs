@@ -15,6 +15,7 @@ use super::error::{invalid, ModelError};
 use super::ipam;
 use super::limits::*;
 use super::names::{check_dns_name, check_name, check_names_free};
+use super::overlay::{default_overlay_mtu, plan_overlay, OverlayRequest};
 use super::records::*;
 
 /// Smallest MTU IPv4 allows.
@@ -107,18 +108,24 @@ pub fn plan_network(
 ) -> Result<NetworkRecord, ModelError> {
     check_name("network", &req.name)?;
     match req.driver.as_deref() {
-        None | Some("bridge") => {}
-        Some("overlay") => {
-            return Err(invalid(
-                "driver overlay (a network across hosts) is not available yet; bridge is",
-            ))
-        }
+        None | Some("bridge") | Some("overlay") => {}
         Some(other) => {
             return Err(invalid(format!(
-                "unknown driver {other:?}: vswitch networks are bridge (one host)"
+                "unknown driver {other:?}: vswitch networks are bridge (one host) or overlay (across hosts)"
             )))
         }
     }
+    let overlay = plan_overlay(
+        OverlayRequest {
+            name: &req.name,
+            driver: req.driver.as_deref(),
+            vni: req.vni,
+            peers: &req.peers,
+        },
+        networks
+            .values()
+            .filter_map(|n| Some((n.name.as_str(), n.overlay.as_ref()?.vni))),
+    )?;
     if networks.contains_key(&req.name) {
         return Err(ModelError::NetworkExists(req.name.clone()));
     }
@@ -183,7 +190,11 @@ pub fn plan_network(
             )));
         }
     }
-    let mtu = req.mtu.unwrap_or(DEFAULT_MTU);
+    let mtu = req.mtu.unwrap_or_else(|| {
+        overlay
+            .as_ref()
+            .map_or(DEFAULT_MTU, |o| default_overlay_mtu(o, DEFAULT_MTU))
+    });
     check_mtu(mtu, &subnets)?;
     if let Some(vlan) = req.vlan {
         if !(1..=4094).contains(&vlan) {
@@ -269,6 +280,7 @@ pub fn plan_network(
             check_count("labels", req.labels.len(), MAX_LABELS)?;
             parse_labels(&req.labels)?
         },
+        overlay,
     })
 }
 

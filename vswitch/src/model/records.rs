@@ -74,12 +74,29 @@ pub struct NetworkRecord {
     /// Labels, for the operator (`network ls --filter label=...`), as Docker's network labels.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub labels: BTreeMap<String, String>,
+    /// Across hosts: its VNI and peers (`None`: this host's network alone).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub overlay: Option<super::overlay::OverlayRecord>,
 }
 
 impl NetworkRecord {
-    /// Its driver, as Docker names them: one host's network is a `bridge` (of `local` scope).
+    /// Its driver, as Docker names them: one host's network is a `bridge`, one across hosts an
+    /// `overlay`.
     pub fn driver(&self) -> &'static str {
-        "bridge"
+        if self.overlay.is_some() {
+            "overlay"
+        } else {
+            "bridge"
+        }
+    }
+
+    /// Its scope, as Docker names them: `local` to this host or `global` across hosts.
+    pub fn scope(&self) -> &'static str {
+        if self.overlay.is_some() {
+            "global"
+        } else {
+            "local"
+        }
     }
 
     /// Whether the network passes every `--filter` of `network ls` (Docker's semantics: the
@@ -387,11 +404,21 @@ pub struct TrunkCreate {
 pub struct NetworkCreate {
     /// Network name.
     pub name: String,
-    /// Driver, as Docker's `-d`: `bridge`, one host's network (the only one so far; `overlay`
-    /// across hosts is to come) [default: bridge].
+    /// Driver, as Docker's `-d`: `bridge`, one host's network, or `overlay`, one network
+    /// across the hosts given by --peer [default: bridge].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[arg(long, short = 'd')]
     pub driver: Option<String>,
+    /// Overlay: VXLAN network identifier, the same on every host [default: derived from the
+    /// name].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[arg(long)]
+    pub vni: Option<u32>,
+    /// Overlay: another host's underlay address, IP or IP:PORT (repeatable); frames for
+    /// stations not yet learned are flooded to each.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[arg(long = "peer")]
+    pub peers: Vec<String>,
     /// Subnet in CIDR notation (repeat for dual stack) [default: a free /24 of 10.89.0.0/16].
     #[serde(default)]
     #[arg(long = "subnet")]

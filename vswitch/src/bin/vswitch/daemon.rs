@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use clap::Args;
 
-use vswitch::datapath::{default_workers, DataPathConfig, DEFAULT_BUSY_POLL};
+use vswitch::datapath::{default_workers, DataPathConfig, DEFAULT_BUSY_POLL, DEFAULT_UNDERLAY};
 use vswitch_core::switch::SwitchConfig;
 
 /// `vswitch daemon`.
@@ -56,6 +56,20 @@ pub struct SwitchArgs {
     /// Data path worker threads, and queues per TAP device [default: one per core].
     #[arg(long, value_parser = clap::value_parser!(u16).range(1..=64))]
     workers: Option<u16>,
+    /// This host's underlay address for overlay networks, IP or IP:PORT: where VXLAN from
+    /// other hosts arrives and ours leaves from [default: 0.0.0.0:4789].
+    #[arg(long, value_name = "ADDR", value_parser = parse_underlay)]
+    underlay: Option<std::net::SocketAddr>,
+}
+
+/// An underlay address: `IP` (VXLAN's port 4789) or `IP:PORT`.
+fn parse_underlay(text: &str) -> Result<std::net::SocketAddr, String> {
+    text.parse()
+        .or_else(|_| {
+            text.parse::<std::net::IpAddr>()
+                .map(|ip| std::net::SocketAddr::new(ip, vswitch_core::vxlan::DEFAULT_PORT))
+        })
+        .map_err(|_| format!("{text:?} is not an IP or IP:PORT"))
 }
 
 impl SwitchArgs {
@@ -68,6 +82,7 @@ impl SwitchArgs {
             },
             busy_poll: Duration::from_micros(self.busy_poll_us),
             workers: self.workers.map_or_else(default_workers, usize::from),
+            underlay: self.underlay.unwrap_or(DEFAULT_UNDERLAY),
         }
     }
 }

@@ -93,7 +93,7 @@ pub async fn run(client: &Client, command: NetworkCommand) -> anyhow::Result<()>
                 vec![
                     n.name.clone(),
                     n.driver().to_string(),
-                    "local".to_string(),
+                    n.scope().to_string(),
                     subnets.join(","),
                     gateways.join(","),
                     n.mtu.to_string(),

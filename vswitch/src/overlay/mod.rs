@@ -1,0 +1,181 @@
+//! Overlay networks across hosts: frames to another host leave as VXLAN (RFC 7348) in UDP
+//! datagrams on one ordinary socket, the underlay (no kernel vxlan device, no privilege, so a
+//! rootless daemon can take part). Each remote host of an overlay network is a tunnel port of
+//! the switch (`Tunnel`), so the core's FDB says which host a MAC lives behind and its flooding
+//! is head-end replication; `Underlay` receives for every overlay and says which tunnel port a
+//! datagram came in on (by its sender's address and its VNI).
+
+use std::collections::HashMap;
+use std::io::{self, IoSlice};
+use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::os::fd::{AsRawFd, RawFd};
+use std::sync::{Mutex, PoisonError, RwLock};
+
+use nix::sys::socket::{sendmsg, MsgFlags, SockaddrStorage};
+
+use vswitch_core::ids::PortId;
+use vswitch_core::reason::{DropCounters, DropReason};
+use vswitch_core::vxlan;
+
+/// The daemon's VXLAN socket and which tunnel port each (remote host, VNI) is.
+pub struct Underlay {
+    socket: UdpSocket,
+    routes: RwLock<HashMap<(IpAddr, u32), PortId>>,
+    /// Datagrams received, and bytes.
+    received: Mutex<(u64, u64)>,
+    /// Datagrams dropped before they reached a port, by reason.
+    drops: Mutex<DropCounters>,
+}
+
+impl Underlay {
+    /// Binds the VXLAN socket. Outer packets are sent with "don't fragment": a frame too large
+    /// for the underlay fails to send and is counted, rather than fragmented behind our back.
+    pub fn bind(address: SocketAddr) -> io::Result<Underlay> {
+        let socket = UdpSocket::bind(address)?;
+        socket.set_nonblocking(true)?;
+        let (level, option) = match address {
+            SocketAddr::V4(_) => (libc::IPPROTO_IP, libc::IP_MTU_DISCOVER),
+            SocketAddr::V6(_) => (libc::IPPROTO_IPV6, libc::IPV6_MTU_DISCOVER),
+        };
+        let value: libc::c_int = libc::IP_PMTUDISC_PROBE;
+        // SAFETY: a valid socket, an int option and its size.
+        let rc = unsafe {
+            libc::setsockopt(
+                socket.as_raw_fd(),
+                level,
+                option,
+                (&value as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        if rc != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(Underlay {
+            socket,
+            routes: RwLock::default(),
+            received: Mutex::default(),
+            drops: Mutex::default(),
+        })
+    }
+
+    /// The address the socket is bound to.
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.socket.local_addr()
+    }
+
+    /// Frames of `vni` from `host` come in on `port`.
+    pub fn add_route(&self, host: IpAddr, vni: u32, port: PortId) {
+        self.routes
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert((canonical(host), vni), port);
+    }
+
+    /// Forgets where frames of `vni` from `host` go.
+    pub fn remove_route(&self, host: IpAddr, vni: u32) {
+        self.routes
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&(canonical(host), vni));
+    }
+
+    /// The descriptor a worker polls.
+    pub fn as_raw_fd(&self) -> RawFd {
+        self.socket.as_raw_fd()
+    }
+
+    /// Reads one datagram into `buf`: its length and sender; WouldBlock when there is none.
+    pub fn recv(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
+        self.socket.recv_from(buf)
+    }
+
+    /// The tunnel port a received datagram came in on and where its inner frame starts; a
+    /// datagram that is no VXLAN frame of a known host and VNI is counted and refused.
+    pub fn route(&self, from: SocketAddr, datagram: &[u8]) -> Result<(PortId, usize), DropReason> {
+        {
+            let mut received = self.received.lock().unwrap_or_else(PoisonError::into_inner);
+            received.0 += 1;
+            received.1 += datagram.len() as u64;
+        }
+        let routed = vxlan::parse(datagram).and_then(|(vni, start)| {
+            let routes = self.routes.read().unwrap_or_else(PoisonError::into_inner);
+            match routes.get(&(canonical(from.ip()), vni)) {
+                Some(port) => Ok((*port, start)),
+                None => Err(DropReason::UnknownTunnel),
+            }
+        });
+        if let Err(reason) = &routed {
+            self.drops
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .count(reason);
+        }
+        routed
+    }
+
+    /// Datagrams and bytes received, and drops before a port, by reason.
+    pub fn counters(&self) -> (u64, u64, DropCounters) {
+        let (packets, bytes) = *self.received.lock().unwrap_or_else(PoisonError::into_inner);
+        let drops = *self.drops.lock().unwrap_or_else(PoisonError::into_inner);
+        (packets, bytes, drops)
+    }
+
+    fn send_to(
+        &self,
+        header: &[u8],
+        frame: &[IoSlice<'_>],
+        to: &SockaddrStorage,
+    ) -> io::Result<usize> {
+        // No allocation per frame: a frame comes in at most three parts (header, tag, rest).
+        let mut iov = [IoSlice::new(&[]); 4];
+        iov[0] = IoSlice::new(header);
+        let parts = frame.len().min(3);
+        iov[1..=parts].copy_from_slice(&frame[..parts]);
+        let sent = sendmsg(
+            self.socket.as_raw_fd(),
+            &iov[..=parts],
+            &[],
+            MsgFlags::MSG_DONTWAIT,
+            Some(to),
+        )?;
+        Ok(sent.saturating_sub(header.len()))
+    }
+}
+
+/// An IPv4 address as itself even when it arrives mapped into IPv6 (a dual-stack socket).
+fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    }
+}
+
+/// The way to one remote host for one overlay network: frames written here leave as VXLAN
+/// datagrams of its VNI to that host.
+pub struct Tunnel {
+    underlay: std::sync::Arc<Underlay>,
+    remote: SockaddrStorage,
+    header: [u8; vxlan::HEADER_LEN],
+}
+
+impl Tunnel {
+    /// A tunnel to `remote` carrying `vni`.
+    pub fn new(underlay: std::sync::Arc<Underlay>, remote: SocketAddr, vni: u32) -> Tunnel {
+        Tunnel {
+            underlay,
+            remote: SockaddrStorage::from(remote),
+            header: vxlan::header(vni),
+        }
+    }
+
+    /// Sends one frame, given in parts; returns the frame bytes sent.
+    pub fn send(&self, frame: &[IoSlice<'_>]) -> io::Result<usize> {
+        self.underlay.send_to(&self.header, frame, &self.remote)
+    }
+
+    /// The underlay's descriptor (a tunnel is never read: the underlay is).
+    pub fn as_raw_fd(&self) -> RawFd {
+        self.underlay.as_raw_fd()
+    }
+}
