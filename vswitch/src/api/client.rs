@@ -16,7 +16,7 @@ use crate::control::TraceReport;
 use crate::model::TraceRequest;
 
 use super::*;
-use crate::control::{FdbInfo, NetworkView, PolicyView, PortInfo};
+use crate::control::{FdbInfo, HostInfo, NetworkView, PolicyView, PortInfo};
 use crate::model::{
     CaptureRequest, ConnectRequest, Connected, DaemonInfo, DefaultActionChange, EndpointRecord,
     MirrorRecord, NetworkCreate, NetworkRecord, RuleAdd, TrunkCreate, TrunkRecord,
@@ -223,6 +223,11 @@ impl Client {
     /// Every port with its counters.
     pub async fn ports(&self) -> Result<Vec<PortInfo>, ClientError> {
         self.call(PORTS, &[], NO_BODY).await
+    }
+
+    /// This host's underlay and the hosts its overlays reach.
+    pub async fn hosts(&self) -> Result<Vec<HostInfo>, ClientError> {
+        self.call(HOSTS, &[], NO_BODY).await
     }
 
     /// Lists port mirrors.

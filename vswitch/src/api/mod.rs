@@ -107,6 +107,7 @@ routes! {
     ADD_TRUNK: Post "/v1/trunks", "add a trunk port (`TrunkCreate`)";
     REMOVE_TRUNK: Delete "/v1/trunks/{target}", "remove a trunk port, by name or namespace";
     PORTS: Get "/v1/ports", "ports with counters";
+    HOSTS: Get "/v1/hosts", "this host's underlay and the hosts its overlay networks reach, with counters";
     LIST_MIRRORS: Get "/v1/mirrors", "list port mirrors";
     ADD_MIRROR: Post "/v1/mirrors", "add a port mirror (`MirrorRecord`)";
     REMOVE_MIRROR: Delete "/v1/mirrors/{name}", "remove a port mirror";

@@ -20,7 +20,7 @@ use crate::model::TraceRequest;
 use super::{ErrorBody, Route, Verb, CAPTURE_ID_HEADER};
 use crate::control::error::ErrorKind;
 use crate::control::{
-    Control, ControlError, FdbInfo, NetworkView, PolicyChange, PolicyView, PortInfo,
+    Control, ControlError, FdbInfo, HostInfo, NetworkView, PolicyChange, PolicyView, PortInfo,
 };
 use crate::model::{
     CaptureRequest, ConnectRequest, Connected, DaemonInfo, DefaultActionChange, EndpointRecord,
@@ -57,6 +57,7 @@ pub fn router(control: Arc<Control>) -> Router {
     let routes = serve(routes, ADD_TRUNK, add_trunk);
     let routes = serve(routes, REMOVE_TRUNK, remove_trunk);
     let routes = serve(routes, PORTS, ports);
+    let routes = serve(routes, HOSTS, hosts);
     let routes = serve(routes, LIST_MIRRORS, list_mirrors);
     let routes = serve(routes, ADD_MIRROR, add_mirror);
     let routes = serve(routes, REMOVE_MIRROR, remove_mirror);
@@ -253,6 +254,10 @@ async fn remove_trunk(
 
 async fn ports(State(c): State<Arc<Control>>) -> Reply<Vec<PortInfo>> {
     Ok(Json(c.ports().await?))
+}
+
+async fn hosts(State(c): State<Arc<Control>>) -> Reply<Vec<HostInfo>> {
+    Ok(Json(c.hosts().await?))
 }
 
 async fn list_mirrors(State(c): State<Arc<Control>>) -> Reply<Vec<MirrorRecord>> {

@@ -43,6 +43,7 @@ use crate::model::{MirrorRecord, ModelError, NetworkRecord, State, TrunkRecord};
 pub use error::ControlError;
 pub use networks::NetworkView;
 pub use observe::{FdbInfo, PortInfo};
+pub use overlay::HostInfo;
 pub(crate) use ports::Creation;
 pub use rules::{PolicyChange, PolicyView};
 pub use span::CaptureStream;

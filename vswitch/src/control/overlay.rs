@@ -2,13 +2,17 @@
 //! daemon's one VXLAN socket, so frames for stations behind a host go to that host alone and
 //! broadcasts to each (head-end replication); what comes from a host is learned on its port.
 
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
 
 use vswitch_core::ids::{NetworkId, PortId};
 use vswitch_core::switch::{PortConfig, PortMode, Reach};
 
 use super::{Control, ControlError};
+use crate::datapath::PortCounters;
 use crate::model::{NetworkRecord, OverlayRecord};
 use crate::overlay::Tunnel;
 
@@ -19,7 +23,102 @@ pub(super) struct LiveTunnel {
     pub port: PortId,
 }
 
+/// A host of the overlays as `vswitch hosts` shows it: this one (its underlay socket), or
+/// another that overlay networks here reach.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct HostInfo {
+    /// Underlay address (this host's: where its VXLAN socket is bound).
+    pub address: SocketAddr,
+    /// Whether it is this host.
+    pub local: bool,
+    /// `local`, or how the host is known: `static` (a --peer).
+    pub state: String,
+    /// Overlay networks shared with it (this host: every overlay here).
+    pub networks: Vec<String>,
+    /// Frames received from it (this host: datagrams its underlay socket read).
+    pub rx_packets: u64,
+    /// Bytes received.
+    pub rx_bytes: u64,
+    /// Frames sent to it.
+    pub tx_packets: u64,
+    /// Bytes sent to it.
+    pub tx_bytes: u64,
+    /// Frames dropped: on the way to it, or (this host) datagrams no overlay here takes.
+    pub drops: u64,
+    /// Dropped frames by reason (non-zero only).
+    pub drops_by_reason: BTreeMap<String, u64>,
+}
+
+impl HostInfo {
+    fn new(address: SocketAddr, local: bool) -> HostInfo {
+        HostInfo {
+            address,
+            local,
+            state: if local { "local" } else { "static" }.to_string(),
+            networks: Vec::new(),
+            rx_packets: 0,
+            rx_bytes: 0,
+            tx_packets: 0,
+            tx_bytes: 0,
+            drops: 0,
+            drops_by_reason: BTreeMap::new(),
+        }
+    }
+
+    fn add_drops(&mut self, drops: &vswitch_core::reason::DropCounters) {
+        self.drops += drops.total();
+        for (reason, count) in drops.by_name() {
+            *self.drops_by_reason.entry(reason.to_string()).or_default() += count;
+        }
+    }
+}
+
 impl Control {
+    /// This host's underlay and the hosts its overlay networks reach, with their counters.
+    pub async fn hosts(&self) -> Result<Vec<HostInfo>, ControlError> {
+        let inner = self.inner.lock().await;
+        let (_, counters) = self.dataplane.counters().await?;
+        let counters: HashMap<PortId, PortCounters> = counters.into_iter().collect();
+        let mut hosts: Vec<HostInfo> = Vec::new();
+        if let Some(underlay) = self.dataplane.bound_underlay() {
+            let address = underlay.local_addr().map_err(|error| ControlError::Io {
+                what: "read the underlay's address",
+                error,
+            })?;
+            let mut local = HostInfo::new(address, true);
+            let (packets, bytes, drops) = underlay.counters();
+            local.rx_packets = packets;
+            local.rx_bytes = bytes;
+            local.add_drops(&drops);
+            hosts.push(local);
+        }
+        for (name, network) in &inner.networks {
+            if network.record.overlay.is_some() {
+                if let Some(local) = hosts.first_mut().filter(|h| h.local) {
+                    local.networks.push(name.clone());
+                }
+            }
+            for tunnel in &network.tunnels {
+                let index = match hosts.iter().position(|h| !h.local && h.address == tunnel.peer) {
+                    Some(index) => index,
+                    None => {
+                        hosts.push(HostInfo::new(tunnel.peer, false));
+                        hosts.len() - 1
+                    }
+                };
+                let host = &mut hosts[index];
+                host.networks.push(name.clone());
+                let c = counters.get(&tunnel.port).copied().unwrap_or_default();
+                host.rx_packets += c.rx_packets;
+                host.rx_bytes += c.rx_bytes;
+                host.tx_packets += c.tx_packets;
+                host.tx_bytes += c.tx_bytes;
+                host.add_drops(&c.drops);
+            }
+        }
+        Ok(hosts)
+    }
+
     /// Adds a tunnel port to each of an overlay network's peers (none for a network of one
     /// host); if one cannot be added, none are.
     pub(super) async fn start_tunnels(

@@ -308,6 +308,10 @@ impl DataPlane {
         }
         let switch = lock(&self.switch);
         let mut stats = switch.stats();
+        // Datagrams the underlay refused never reached a port: they count switch-wide.
+        if let Some(underlay) = self.underlay.get() {
+            stats.drops.merge(&underlay.counters().2);
+        }
         for (id, counters) in &mut ports {
             // Egress drops happen in the workers, not in the core: add them to the switch total.
             stats.drops.merge(&counters.drops);

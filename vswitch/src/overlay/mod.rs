@@ -51,6 +51,7 @@ impl Underlay {
         if rc != 0 {
             return Err(io::Error::last_os_error());
         }
+        size_buffers(&socket);
         Ok(Underlay {
             socket,
             routes: RwLock::default(),
@@ -142,6 +143,22 @@ impl Underlay {
         Ok(sent.saturating_sub(header.len()))
     }
 }
+
+/// Socket buffers for bursts: a 64 KB TCP segment leaves as ~45 datagrams, and the default
+/// (208 KB) overflows at a few such segments. Beyond `net.core.rmem_max` only with privilege
+/// (SO_RCVBUFFORCE); an unprivileged daemon gets what the system allows.
+fn size_buffers(socket: &UdpSocket) {
+    use nix::sys::socket::{setsockopt, sockopt};
+    if setsockopt(socket, sockopt::RcvBufForce, &SOCKET_BUFFER).is_err() {
+        let _ = setsockopt(socket, sockopt::RcvBuf, &SOCKET_BUFFER);
+    }
+    if setsockopt(socket, sockopt::SndBufForce, &SOCKET_BUFFER).is_err() {
+        let _ = setsockopt(socket, sockopt::SndBuf, &SOCKET_BUFFER);
+    }
+}
+
+/// Bytes of socket buffer asked for each direction.
+const SOCKET_BUFFER: usize = 8 << 20;
 
 /// An IPv4 address as itself even when it arrives mapped into IPv6 (a dual-stack socket).
 fn canonical(ip: IpAddr) -> IpAddr {

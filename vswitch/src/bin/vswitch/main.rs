@@ -84,6 +84,9 @@ enum Command {
     Trunk(trunk::TrunkCommand),
     /// List ports with their counters.
     Ports(observe::PortsArgs),
+    /// List the hosts of the overlay networks: this one (its underlay socket, and datagrams
+    /// it refused) and the others, with their state and counters.
+    Hosts(observe::HostsArgs),
     /// Live per-port rates (packets/s, bits/s, drops/s by reason): `s` sorts, `r` reverses,
     /// `q` quits. Works over the control socket, so also beside a remote daemon's socket.
     Top(top::TopArgs),
@@ -223,6 +226,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Limit(args) => endpoint::limit(&client, args).await?,
         Command::Trunk(command) => trunk::run(&client, command).await?,
         Command::Ports(args) => observe::ports(&client, args).await?,
+        Command::Hosts(args) => observe::hosts(&client, args).await?,
         Command::Top(args) => top::run_view(client, args).await?,
         Command::Capture(args) => capture::run(&client, args).await?,
         Command::Mirror(command) => mirror::run(&client, command).await?,

@@ -14,6 +14,13 @@ pub struct PortsArgs {
     format: FormatArg,
 }
 
+/// `vswitch hosts`.
+#[derive(Debug, Args)]
+pub struct HostsArgs {
+    #[command(flatten)]
+    format: FormatArg,
+}
+
 /// `vswitch fdb NETWORK`.
 #[derive(Debug, Args)]
 pub struct FdbArgs {
@@ -32,6 +39,27 @@ pub struct TraceArgs {
     request: TraceRequest,
     #[command(flatten)]
     format: FormatArg,
+}
+
+/// Lists this host's underlay and the hosts its overlay networks reach.
+pub async fn hosts(client: &Client, args: HostsArgs) -> anyhow::Result<()> {
+    let hosts = client.hosts().await?;
+    let header = [
+        "ADDRESS", "STATE", "NETWORKS", "RX_PKTS", "RX_BYTES", "TX_PKTS", "TX_BYTES", "DROPS",
+    ];
+    print_listing(args.format.format, &hosts, &header, |h| {
+        vec![
+            h.address.to_string(),
+            h.state.clone(),
+            h.networks.join(","),
+            h.rx_packets.to_string(),
+            h.rx_bytes.to_string(),
+            h.tx_packets.to_string(),
+            h.tx_bytes.to_string(),
+            h.drops.to_string(),
+        ]
+    });
+    Ok(())
 }
 
 /// Lists ports with their counters.
