@@ -99,7 +99,10 @@ impl Control {
                 }
             }
             for tunnel in &network.tunnels {
-                let index = match hosts.iter().position(|h| !h.local && h.address == tunnel.peer) {
+                let index = match hosts
+                    .iter()
+                    .position(|h| !h.local && h.address == tunnel.peer)
+                {
                     Some(index) => index,
                     None => {
                         hosts.push(HostInfo::new(tunnel.peer, false));

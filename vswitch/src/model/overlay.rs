@@ -52,7 +52,7 @@ pub fn plan_overlay<'a>(
                 "invalid VNI {vni}: must be between 1 and {MAX_VNI}"
             )))
         }
-        None => vni_of(&req.name),
+        None => vni_of(req.name),
     };
     if let Some((other, _)) = taken.find(|(_, v)| *v == vni) {
         let hint = if req.vni.is_none() {

@@ -1,0 +1,343 @@
+//! Overlay networks across hosts: each "host" is a namespace of the test's own with a daemon
+//! in it, joined to the others by an underlay (a bridge in a further namespace of the test's
+//! own); containers on different hosts share one L2 segment over VXLAN. Covers reachability
+//! and bulk data across hosts, VNI isolation, refused underlay datagrams, and a Linux kernel
+//! vxlan device as a peer. Needs root.
+
+mod common;
+
+use serde_json::Value;
+
+use common::*;
+
+/// Underlay addresses: host n is 10.203.0.n.
+fn underlay_ip(n: usize) -> String {
+    format!("10.203.0.{n}")
+}
+
+/// Hosts on one underlay: the beds (each a daemon in its own namespace) and the namespace
+/// holding the underlay's bridge (owned by the first bed, so it goes with it).
+struct Hosts {
+    beds: Vec<(Bed, String)>,
+    underlay: String,
+}
+
+impl Hosts {
+    /// `count` daemons, host n (from 1) at `underlay_ip(n)`.
+    fn start(count: usize) -> Hosts {
+        let mut beds: Vec<(Bed, String)> = (1..=count)
+            .map(|n| {
+                let args = ["--underlay".to_string(), underlay_ip(n)];
+                Bed::start_beside_runtime(&args)
+            })
+            .collect();
+        let underlay = beds[0].0.netns("underlay");
+        run(
+            "ip",
+            &["-n", &underlay, "link", "add", "br0", "type", "bridge"],
+        );
+        run("ip", &["-n", &underlay, "link", "set", "br0", "up"]);
+        for n in 1..=count {
+            let host = beds[n - 1].1.clone();
+            Hosts::plug(&underlay, &host, n);
+        }
+        let _ = &mut beds;
+        Hosts { beds, underlay }
+    }
+
+    /// Links namespace `host` to the underlay bridge as host `n`.
+    fn plug(underlay: &str, host: &str, n: usize) {
+        let leg = format!("h{n}");
+        run(
+            "ip",
+            &[
+                "link", "add", "u0", "netns", host, "type", "veth", "peer", "name", &leg, "netns",
+                underlay,
+            ],
+        );
+        run(
+            "ip",
+            &["-n", underlay, "link", "set", &leg, "master", "br0", "up"],
+        );
+        let cidr = format!("{}/24", underlay_ip(n));
+        run("ip", &["-n", host, "addr", "add", &cidr, "dev", "u0"]);
+        run("ip", &["-n", host, "link", "set", "u0", "up"]);
+    }
+
+    fn bed(&mut self, n: usize) -> &mut Bed {
+        &mut self.beds[n - 1].0
+    }
+
+    /// Creates overlay `name` on host `n`, peered with `peers` (host numbers); each host hands
+    /// out addresses from its own part of the subnet (no store to share allocations).
+    fn overlay(
+        &mut self,
+        n: usize,
+        name: &str,
+        subnet: &str,
+        range: &str,
+        extra: &[&str],
+        peers: &[usize],
+    ) {
+        let mut args: Vec<String> = [
+            "network",
+            "create",
+            name,
+            "--driver",
+            "overlay",
+            "--subnet",
+            subnet,
+            "--ip-range",
+            range,
+        ]
+        .iter()
+        .map(|a| a.to_string())
+        .collect();
+        args.extend(extra.iter().map(|a| a.to_string()));
+        for p in peers {
+            args.push("--peer".into());
+            args.push(underlay_ip(*p));
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        self.bed(n).ok(&args);
+    }
+
+    /// Connects a fresh container namespace to `network` on host `n`; returns it and its IPv4.
+    fn container(&mut self, n: usize, network: &str, name: &str) -> (String, String) {
+        let bed = self.bed(n);
+        let ns = bed.netns(name);
+        bed.ok(&["connect", network, &ns]);
+        let (ip, _) = bed.endpoint(network, &ns);
+        (ns, ip)
+    }
+
+    /// `vswitch hosts` of host `n`: its own row, then the others' rows by address.
+    fn hosts(&mut self, n: usize) -> (Value, Vec<Value>) {
+        let rows = self.bed(n).json(&["hosts"]);
+        let rows = rows.as_array().unwrap().clone();
+        let local = rows.iter().find(|h| h["local"] == true).cloned().unwrap();
+        (
+            local,
+            rows.into_iter().filter(|h| h["local"] == false).collect(),
+        )
+    }
+}
+
+fn mtu_of(netns: &str) -> String {
+    run(
+        "ip",
+        &["netns", "exec", netns, "cat", "/sys/class/net/eth0/mtu"],
+    )
+    .trim()
+    .to_string()
+}
+
+#[test]
+fn containers_on_two_hosts_share_one_segment() {
+    let mut hosts = Hosts::start(2);
+    hosts.overlay(1, "ov", "10.71.0.0/24", "10.71.0.0/25", &[], &[2]);
+    hosts.overlay(2, "ov", "10.71.0.0/24", "10.71.0.128/25", &[], &[1]);
+    let (c1, ip1) = hosts.container(1, "ov", "c1");
+    let (c2, ip2) = hosts.container(2, "ov", "c2");
+    // Room for the encapsulation on a 1500-byte underlay, as Docker's overlay leaves.
+    assert_eq!(mtu_of(&c1), "1450");
+    assert!(ping(&c1, &ip2, 3), "host 1's container reaches host 2's");
+    assert!(ping(&c2, &ip1, 3), "and back");
+    // Each host's gateway answers its own containers.
+    assert!(ping(&c1, "10.71.0.1", 2));
+    assert!(ping(&c2, "10.71.0.1", 2));
+    let (sent, got, bytes, _) = tcp_transfer(&c1, &c2, &ip2, 100 << 20);
+    assert_eq!(bytes, 100 << 20, "100 MB across hosts");
+    assert_eq!(sent, got, "intact");
+    let (local, peers) = hosts.hosts(1);
+    assert_eq!(local["address"], format!("{}:4789", underlay_ip(1)));
+    assert_eq!(local["networks"], serde_json::json!(["ov"]));
+    assert_eq!(peers.len(), 1);
+    assert_eq!(peers[0]["address"], format!("{}:4789", underlay_ip(2)));
+    assert_eq!(peers[0]["state"], "static");
+    assert!(
+        peers[0]["tx_packets"].as_u64().unwrap() > 70_000,
+        "{peers:?}"
+    );
+    let text = hosts.bed(1).ok(&["network", "ls"]);
+    assert!(
+        text.contains("overlay") && text.contains("global"),
+        "{text}"
+    );
+}
+
+#[test]
+fn overlays_with_different_vnis_are_isolated_and_strays_are_counted() {
+    let mut hosts = Hosts::start(2);
+    // The same subnet on both hosts, under two VNIs: two segments that must not meet.
+    hosts.overlay(
+        1,
+        "blue",
+        "10.72.0.0/24",
+        "10.72.0.0/25",
+        &["--vni", "5001"],
+        &[2],
+    );
+    hosts.overlay(
+        2,
+        "red",
+        "10.72.0.0/24",
+        "10.72.0.128/25",
+        &["--vni", "5002"],
+        &[1],
+    );
+    let (c1, _) = hosts.container(1, "blue", "c1");
+    let (_, ip2) = hosts.container(2, "red", "c2");
+    assert!(!ping(&c1, &ip2, 2), "a VNI is its own segment");
+    let (local, _) = hosts.hosts(2);
+    assert!(
+        local["drops_by_reason"]["unknown_tunnel"]
+            .as_u64()
+            .unwrap_or(0)
+            > 0,
+        "host 2 refused VNI 5001 by name: {local}"
+    );
+    // Datagrams that are no VXLAN: too short, and without the VNI flag.
+    let host2 = hosts.beds[1].1.clone();
+    let target = format!("/dev/udp/{}/4789", underlay_ip(1));
+    for payload in [
+        "'x'",
+        "'\\x00\\x00\\x00\\x00\\x00\\x13\\x89\\x00aaaaaaaaaaaaaaaa'",
+    ] {
+        let script = format!("printf {payload} > {target}");
+        run("ip", &["netns", "exec", &host2, "bash", "-c", &script]);
+    }
+    assert!(
+        eventually(std::time::Duration::from_secs(3), || {
+            let (local, _) = hosts.hosts(1);
+            local["drops_by_reason"]["malformed_tunnel"]
+                .as_u64()
+                .unwrap_or(0)
+                >= 2
+        }),
+        "{:?}",
+        hosts.hosts(1)
+    );
+    // The daemon carries on: its own gateway still answers.
+    assert!(ping(&c1, "10.72.0.1", 2));
+}
+
+/// A Linux kernel vxlan device with the same VNI, bridged to a container in a namespace of its
+/// own, on the same underlay: the usual way a host without vswitch joins.
+#[test]
+fn a_kernel_vxlan_peer_exchanges_arp_ping_and_tcp() {
+    let mut hosts = Hosts::start(1);
+    let kernel_host = hosts.bed(1).netns("khost");
+    Hosts::plug(&hosts.underlay.clone(), &kernel_host, 3);
+    let vni = "4242";
+    let ip = |args: &[&str]| {
+        let mut all = vec!["-n", kernel_host.as_str()];
+        all.extend_from_slice(args);
+        run("ip", &all);
+    };
+    ip(&[
+        "link",
+        "add",
+        "vx0",
+        "type",
+        "vxlan",
+        "id",
+        vni,
+        "local",
+        &underlay_ip(3),
+        "remote",
+        &underlay_ip(1),
+        "dstport",
+        "4789",
+    ]);
+    ip(&["link", "add", "br0", "type", "bridge"]);
+    ip(&["link", "set", "vx0", "master", "br0", "up"]);
+    let kernel_container = hosts.bed(1).netns("kc");
+    ip(&[
+        "link",
+        "add",
+        "k0",
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "eth0",
+        "netns",
+        &kernel_container,
+    ]);
+    ip(&["link", "set", "k0", "mtu", "1450", "master", "br0", "up"]);
+    ip(&["link", "set", "br0", "up"]);
+    run(
+        "ip",
+        &[
+            "-n",
+            &kernel_container,
+            "link",
+            "set",
+            "eth0",
+            "mtu",
+            "1450",
+            "up",
+        ],
+    );
+    // A veth hands its packets on with their checksums still to be filled in (a NIC would fill
+    // them in on the wire): a kernel vxlan receiver keeps that mark through decapsulation, but
+    // a UDP socket reads only the bytes. Between real hosts the NIC computes them; here the
+    // sender does.
+    run(
+        "ip",
+        &[
+            "netns",
+            "exec",
+            &kernel_container,
+            "ethtool",
+            "-K",
+            "eth0",
+            "tx",
+            "off",
+        ],
+    );
+    run(
+        "ip",
+        &[
+            "-n",
+            &kernel_container,
+            "addr",
+            "add",
+            "10.73.0.200/24",
+            "dev",
+            "eth0",
+        ],
+    );
+    hosts.overlay(
+        1,
+        "kx",
+        "10.73.0.0/24",
+        "10.73.0.0/25",
+        &["--vni", vni],
+        &[3],
+    );
+    let (c1, ip1) = hosts.container(1, "kx", "c1");
+    assert!(
+        ping(&c1, "10.73.0.200", 3),
+        "vswitch container reaches the kernel's"
+    );
+    assert!(
+        ping(&kernel_container, &ip1, 3),
+        "and the kernel's reaches it"
+    );
+    let neigh = run("ip", &["-n", &kernel_container, "neigh", "show", &ip1]);
+    let (_, mac) = hosts.bed(1).endpoint("kx", &c1);
+    assert!(
+        neigh.contains(&mac),
+        "ARP resolved across the tunnel: {neigh}"
+    );
+    for (from, to, to_ip) in [
+        (&c1, &kernel_container, "10.73.0.200"),
+        (&kernel_container, &c1, ip1.as_str()),
+    ] {
+        let (sent, got, bytes, _) = tcp_transfer(from, to, to_ip, 20 << 20);
+        assert_eq!(bytes, 20 << 20);
+        assert_eq!(sent, got);
+    }
+}
