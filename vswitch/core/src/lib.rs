@@ -6,6 +6,7 @@
 //! frames them for the overlay. The daemon
 //! (`vswitch`) carries the decisions out; fuzzing and criterion build only this crate.
 
+pub mod coalesce;
 pub mod fdb;
 pub mod frame;
 pub mod ids;

@@ -200,6 +200,7 @@ impl DataPlane {
             vnet_hdr,
             mtu,
             counters: PortCounters::default(),
+            batch: Vec::new(),
         })
         .await
     }
@@ -220,6 +221,7 @@ impl DataPlane {
             vnet_hdr: true,
             mtu,
             counters: PortCounters::default(),
+            batch: Vec::new(),
         })
         .await
     }
@@ -238,6 +240,7 @@ impl DataPlane {
             vnet_hdr: false,
             mtu,
             counters: PortCounters::default(),
+            batch: Vec::new(),
         })
         .await
     }
@@ -278,7 +281,7 @@ impl DataPlane {
         let id = lock(&self.switch).add_port(config)?;
         for (index, worker) in self.workers.iter().enumerate() {
             let io = queue_of(index);
-            self.ask(worker, |r| Command::AttachQueue(id, io, r))
+            self.ask(worker, |r| Command::AttachQueue(id, Box::new(io), r))
                 .await?;
         }
         Ok(id)

@@ -14,6 +14,7 @@ use mio::{Events, Interest, Poll, Token};
 use tokio::sync::oneshot;
 use tracing::{debug, warn};
 
+use vswitch_core::coalesce::Coalescer;
 use vswitch_core::frame::{egress_parts, vlan_tag};
 use vswitch_core::ids::PortId;
 use vswitch_core::offload::{Offload, Segmenter, VNET_HDR_LEN};
@@ -42,7 +43,7 @@ const UNDERLAY_PORT: PortId = PortId(u32::MAX);
 /// A request from the control plane to one worker.
 pub(super) enum Command {
     /// Take this queue of a port; read from it only if `read`.
-    AttachQueue(PortId, PortIo, oneshot::Sender<()>),
+    AttachQueue(PortId, Box<PortIo>, oneshot::Sender<()>),
     /// Close this worker's queue of a port.
     DetachQueue(PortId, oneshot::Sender<()>),
     /// This worker's share of the port counters.
@@ -67,6 +68,8 @@ pub(super) struct Worker {
     /// Ports whose queue may still hold frames (edge-triggered: drain until WouldBlock).
     ready: VecDeque<PortId>,
     buf: Vec<u8>,
+    /// Joins segments that arrive one by one from the underlay into large frames.
+    coalescer: Coalescer,
     /// Output ports of the frame at hand, copied out so the lock is not held while writing.
     targets: Vec<Egress>,
     segmenter: Segmenter,
@@ -129,6 +132,7 @@ impl Worker {
             commands,
             ready: VecDeque::new(),
             buf: vec![0; FRAME_BUF_LEN],
+            coalescer: Coalescer::default(),
             targets: Vec::new(),
             segmenter: Segmenter::default(),
             reply: Vec::new(),
@@ -223,6 +227,9 @@ impl Worker {
         };
         let now = Instant::now();
         let mut buf = std::mem::take(&mut self.buf);
+        let mut run = std::mem::take(&mut self.coalescer);
+        // The tunnel port the run under way came in on.
+        let mut run_port = None;
         let mut drained = Drain::More;
         for _ in 0..BATCH {
             let (len, from) = match underlay.recv(&mut buf) {
@@ -244,10 +251,32 @@ impl Worker {
                 io.counters.rx_packets += 1;
                 io.counters.rx_bytes += (len - start) as u64;
             }
-            self.forward(now, port, Offload::default(), &buf[start..len]);
+            let frame = &buf[start..len];
+            if run_port == Some(port) && run.push(frame) {
+                continue;
+            }
+            if let Some(ingress) = run_port.take() {
+                self.forward_run(now, ingress, &mut run);
+            }
+            if run.push(frame) {
+                run_port = Some(port);
+            } else {
+                self.forward(now, port, Offload::default(), frame);
+            }
+        }
+        if let Some(ingress) = run_port {
+            self.forward_run(now, ingress, &mut run);
         }
         self.buf = buf;
+        self.coalescer = run;
         drained
+    }
+
+    /// Forwards the frame a run of coalesced segments became.
+    fn forward_run(&mut self, now: Instant, port: PortId, run: &mut Coalescer) {
+        if let Some((offload, frame)) = run.finish() {
+            self.forward(now, port, offload, frame);
+        }
     }
 
     /// Reads one frame of `port` into `buf` and counts it; a read shorter than the virtio
@@ -388,7 +417,7 @@ impl Worker {
             // A control plane that stopped waiting for an answer is not an error here.
             match command {
                 Command::AttachQueue(id, io, reply) => {
-                    self.attach(id, io);
+                    self.attach(id, *io);
                     let _ = reply.send(());
                 }
                 Command::DetachQueue(id, reply) => {

@@ -11,7 +11,7 @@ use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::{Mutex, PoisonError, RwLock};
 
-use nix::sys::socket::{sendmsg, MsgFlags, SockaddrStorage};
+use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags, SockaddrStorage};
 
 use vswitch_core::ids::PortId;
 use vswitch_core::reason::{DropCounters, DropReason};
@@ -189,6 +189,26 @@ impl Tunnel {
     /// Sends one frame, given in parts; returns the frame bytes sent.
     pub fn send(&self, frame: &[IoSlice<'_>]) -> io::Result<usize> {
         self.underlay.send_to(&self.header, frame, &self.remote)
+    }
+
+    /// Sends `datagrams`, VXLAN datagrams of `segment` bytes each (the last may be shorter),
+    /// laid end to end, in one call: the kernel cuts them apart (UDP GSO), so a 64 KB TCP
+    /// segment costs one system call instead of ~45.
+    pub fn send_batch(&self, datagrams: &[u8], segment: u16) -> io::Result<usize> {
+        let iov = [IoSlice::new(datagrams)];
+        let cmsg = [ControlMessage::UdpGsoSegments(&segment)];
+        Ok(sendmsg(
+            self.underlay.socket.as_raw_fd(),
+            &iov,
+            &cmsg,
+            MsgFlags::MSG_DONTWAIT,
+            Some(&self.remote),
+        )?)
+    }
+
+    /// The VXLAN header of this tunnel's frames.
+    pub fn header(&self) -> &[u8; vxlan::HEADER_LEN] {
+        &self.header
     }
 
     /// The underlay's descriptor (a tunnel is never read: the underlay is).
