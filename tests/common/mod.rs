@@ -1,6 +1,6 @@
 //! Helpers shared by the integration tests, one module per concern, all re-exported here so a
 //! test says `use common::*` or names what it uses. Modules depend only on `process` and
-//! `netns` (and `pcap` on `bed`), never on each other in a cycle.
+//! `netns` (and `pcap` and `overlay` on `bed`), never on each other in a cycle.
 
 // Each test binary uses only some of the helpers.
 #![allow(dead_code)]
@@ -12,6 +12,7 @@ mod images;
 mod metrics;
 mod netns;
 mod outside;
+mod overlay;
 mod pcap;
 mod podman;
 mod process;
@@ -32,6 +33,7 @@ pub use {
         link_outside, tcp_connect, udp_ask, udp_ask_to, udp_echo_server, udp_echo_server_on,
         ECHO_PORT, OUTSIDE_IP, OUTSIDE_IP6,
     },
+    overlay::{underlay_ip, Hosts},
     pcap::{finish_capture, start_capture, tshark_fields},
     podman::{podman_config, write_conflist, Podman},
     process::{cpu_ticks, eventually, rss_mib, run},

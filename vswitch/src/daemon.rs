@@ -262,6 +262,8 @@ pub struct DaemonOptions {
     pub docker_plugin: Option<PathBuf>,
     /// Docker's API, asked for the names of its networks and containers.
     pub docker_host: String,
+    /// Share overlay networks with other hosts through this store.
+    pub cluster: Option<crate::control::ClusterConfig>,
 }
 
 /// Runs the daemon in the foreground until SIGINT or SIGTERM.
@@ -302,6 +304,10 @@ pub async fn run(
             return Err(e);
         }
     };
+    if let Some(cluster) = options.cluster {
+        info!(store = %cluster.etcd.endpoints(), host = %cluster.host, "sharing overlay networks through the store");
+        control.join_store(cluster);
+    }
     if let Some(addr) = options.metrics_addr {
         let metrics = Arc::new(crate::metrics::Metrics::install()?);
         let server = crate::metrics::serve(addr, control.clone(), metrics);

@@ -17,3 +17,4 @@ pub mod model;
 pub mod overlay;
 pub mod rootless;
 pub mod service;
+pub mod store;

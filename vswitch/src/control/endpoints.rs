@@ -11,7 +11,7 @@ use super::addresses::port_security;
 use super::ports::{endpoint_key, Creation};
 use super::{unix_now, Control, ControlError, Inner};
 use crate::gateway::resolv;
-use crate::model::{plan_endpoint, ConnectRequest, Connected, EndpointRecord, NetworkRecord};
+use crate::model::{ConnectRequest, Connected, EndpointRecord, NetworkRecord};
 
 impl Control {
     /// A network's endpoints, by name.
@@ -56,8 +56,9 @@ impl Control {
     ) -> Result<Connected, ControlError> {
         let mut inner = self.inner.lock().await;
         let netns: tap::NetnsRef = req.netns.parse()?;
-        let record = &inner.network(network)?.record;
-        let endpoint = plan_endpoint(&req, &netns, record, &inner.state())?;
+        let endpoint = self
+            .plan_shared_endpoint(&mut inner, network, &req, &netns)
+            .await?;
         let endpoint = self.attach(&mut inner, network, endpoint, creation).await?;
         if let Err(e) = self.commit(&inner) {
             self.detach(&mut inner, network, &endpoint.name).await?;

@@ -58,6 +58,9 @@ pub enum ControlError {
     /// The state could not be saved or loaded.
     #[error(transparent)]
     Store(#[from] StateError),
+    /// The store shared with other hosts (etcd) failed or could not be reached.
+    #[error(transparent)]
+    SharedStore(#[from] crate::store::etcd::EtcdError),
     /// The data path failed the change.
     #[error(transparent)]
     DataPath(#[from] DataPathError),
@@ -123,7 +126,9 @@ impl ControlError {
                 tap::Error::InterfaceExists { .. } => ErrorKind::Conflict,
                 _ => ErrorKind::Failed,
             },
-            Store(_) | DataPath(_) | Switch(_) | DataPathStart(_) | Io { .. } => ErrorKind::Failed,
+            Store(_) | SharedStore(_) | DataPath(_) | Switch(_) | DataPathStart(_) | Io { .. } => {
+                ErrorKind::Failed
+            }
         }
     }
 }

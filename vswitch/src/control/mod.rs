@@ -4,11 +4,12 @@
 //!
 //! Its root is one map of networks, each holding its record (what is persisted) and its live
 //! parts (switch ids, ports, gateway) together. One module per concern adds its methods to
-//! `Control`: `networks`, `overlay` (tunnels to other hosts), `endpoints`, `trunks`, `rules` (policy and rate limits), `leases`
+//! `Control`: `networks`, `overlay` (tunnels to other hosts), `cluster` (overlays shared through a store), `endpoints`, `trunks`, `rules` (policy and rate limits), `leases`
 //! (DHCP decisions for the gateways), `observe` (ports, FDB, counters), `span` (captures and
 //! mirrors), `trace`, and `watch` (namespaces that went away).
 
 mod addresses;
+mod cluster;
 mod endpoints;
 pub mod error;
 mod leases;
@@ -40,6 +41,7 @@ use crate::gateway::{Gateway, LeaseCall};
 use crate::model::store::StateStore;
 use crate::model::{MirrorRecord, ModelError, NetworkRecord, State, TrunkRecord};
 
+pub use cluster::ClusterConfig;
 pub use error::ControlError;
 pub use networks::NetworkView;
 pub use observe::{FdbInfo, PortInfo};
@@ -76,6 +78,8 @@ struct Network {
     gateway: LiveGateway,
     /// Ports of the other hosts of an overlay network.
     tunnels: Vec<overlay::LiveTunnel>,
+    /// Stations the store says are behind another host, pinned to its tunnel port.
+    pinned: HashMap<vswitch_core::frame::MacAddr, PortId>,
     /// Ports of the endpoints in `record.endpoints`, by endpoint name.
     ports: HashMap<String, LivePort>,
 }
@@ -149,6 +153,8 @@ pub struct Control {
     /// Holds a copy of every port's device, so they outlive this daemon (none: they die with
     /// it, as `vswitch up` wants).
     keeper: Option<Arc<tap::keeper::Keeper>>,
+    /// The hosts this one shares overlay networks with through a store, once it joined.
+    cluster: std::sync::OnceLock<Arc<cluster::Cluster>>,
 }
 
 /// Seconds since the Unix epoch.
@@ -186,6 +192,7 @@ impl Control {
             captures: Default::default(),
             drops_logged: Default::default(),
             keeper: keeper.map(Arc::new),
+            cluster: std::sync::OnceLock::new(),
         });
         tokio::spawn(leases::serve(Arc::downgrade(&control), lease_calls));
         control.restore(saved, kept).await?;
@@ -257,6 +264,7 @@ impl Control {
         );
         let state = inner.state();
         let directory = Directory::from_state(&state, unix_now());
+        self.publish_soon();
         *self
             .names
             .write()

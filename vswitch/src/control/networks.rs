@@ -141,6 +141,7 @@ impl Control {
                 id,
                 gateway,
                 tunnels,
+                pinned: HashMap::new(),
                 ports: HashMap::new(),
             }),
             Err(e) => {

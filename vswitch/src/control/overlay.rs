@@ -21,6 +21,8 @@ pub(super) struct LiveTunnel {
     /// The host's underlay address.
     pub peer: SocketAddr,
     pub port: PortId,
+    /// The host's name in the store (`None`: a static --peer).
+    pub host: Option<String>,
 }
 
 /// A host of the overlays as `vswitch hosts` shows it: this one (its underlay socket), or
@@ -31,7 +33,11 @@ pub struct HostInfo {
     pub address: SocketAddr,
     /// Whether it is this host.
     pub local: bool,
-    /// `local`, or how the host is known: `static` (a --peer).
+    /// Its name in the store (none for a static peer, or without a store).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// `local`, or how the host is known: `up` (in the store, its lease renewed), `static` (a
+    /// --peer).
     pub state: String,
     /// Overlay networks shared with it (this host: every overlay here).
     pub networks: Vec<String>,
@@ -50,11 +56,12 @@ pub struct HostInfo {
 }
 
 impl HostInfo {
-    fn new(address: SocketAddr, local: bool) -> HostInfo {
+    fn new(address: SocketAddr, state: &str) -> HostInfo {
         HostInfo {
             address,
-            local,
-            state: if local { "local" } else { "static" }.to_string(),
+            local: state == "local",
+            name: None,
+            state: state.to_string(),
             networks: Vec::new(),
             rx_packets: 0,
             rx_bytes: 0,
@@ -85,7 +92,8 @@ impl Control {
                 what: "read the underlay's address",
                 error,
             })?;
-            let mut local = HostInfo::new(address, true);
+            let mut local = HostInfo::new(address, "local");
+            local.name = self.host_name();
             let (packets, bytes, drops) = underlay.counters();
             local.rx_packets = packets;
             local.rx_bytes = bytes;
@@ -105,7 +113,14 @@ impl Control {
                 {
                     Some(index) => index,
                     None => {
-                        hosts.push(HostInfo::new(tunnel.peer, false));
+                        let state = if tunnel.host.is_some() {
+                            "up"
+                        } else {
+                            "static"
+                        };
+                        let mut host = HostInfo::new(tunnel.peer, state);
+                        host.name = tunnel.host.clone();
+                        hosts.push(host);
                         hosts.len() - 1
                     }
                 };
@@ -117,6 +132,14 @@ impl Control {
                 host.tx_packets += c.tx_packets;
                 host.tx_bytes += c.tx_bytes;
                 host.add_drops(&c.drops);
+            }
+        }
+        // Hosts of the store that share no network with this one.
+        for (name, address) in self.store_hosts().unwrap_or_default() {
+            if !hosts.iter().any(|h| h.name.as_ref() == Some(&name)) {
+                let mut host = HostInfo::new(address, "up");
+                host.name = Some(name);
+                hosts.push(host);
             }
         }
         Ok(hosts)
@@ -132,10 +155,16 @@ impl Control {
         let Some(overlay) = &record.overlay else {
             return Ok(Vec::new());
         };
+        // Bound now even without peers: hosts found later, or not yet up, send here.
+        self.dataplane.underlay().await?;
         let mut tunnels = Vec::new();
         for peer in &overlay.peers {
             match self.add_tunnel(record, overlay, id, *peer).await {
-                Ok(port) => tunnels.push(LiveTunnel { peer: *peer, port }),
+                Ok(port) => tunnels.push(LiveTunnel {
+                    peer: *peer,
+                    port,
+                    host: None,
+                }),
                 Err(e) => {
                     self.stop_tunnels(overlay, tunnels).await?;
                     return Err(e);
@@ -145,7 +174,8 @@ impl Control {
         Ok(tunnels)
     }
 
-    async fn add_tunnel(
+    /// Adds the tunnel port to one other host of an overlay network.
+    pub(super) async fn add_tunnel(
         &self,
         record: &NetworkRecord,
         overlay: &OverlayRecord,

@@ -381,6 +381,21 @@ impl DataPlane {
             .map_or_else(Vec::new, |engine| engine.flows(Instant::now()))
     }
 
+    /// Pins `mac` in `network` to `port` (a station the store says is behind another host).
+    pub fn add_static(
+        &self,
+        network: NetworkId,
+        mac: vswitch_core::frame::MacAddr,
+        port: PortId,
+    ) -> Result<(), ConfigError> {
+        lock(&self.switch).add_static(network, mac, port)
+    }
+
+    /// Unpins `mac` in `network`.
+    pub fn remove_static(&self, network: NetworkId, mac: vswitch_core::frame::MacAddr) {
+        lock(&self.switch).remove_static(network, mac);
+    }
+
     /// The port `mac` was last seen on in `network`, if known.
     pub fn port_of(&self, network: NetworkId, mac: vswitch_core::frame::MacAddr) -> Option<PortId> {
         lock(&self.switch).port_of(Instant::now(), network, mac)

@@ -60,6 +60,17 @@ impl Directory {
                         netns: e.netns.clone(),
                     }
                 })
+                .chain(network.remote.iter().map(|e| {
+                    Entry {
+                        names: std::iter::once(&e.name)
+                            .chain(&e.aliases)
+                            .map(|n| n.to_ascii_lowercase())
+                            .collect(),
+                        addresses: e.addresses.iter().map(|a| a.addr()).collect(),
+                        // On another host: in no namespace here.
+                        netns: String::new(),
+                    }
+                }))
                 .collect();
             networks.insert(name.clone(), entries);
         }

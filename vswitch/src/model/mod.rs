@@ -17,7 +17,7 @@ pub mod store;
 
 pub use error::ModelError;
 pub use names::{check_name, plan_endpoint_names};
-pub use overlay::OverlayRecord;
+pub use overlay::{OverlayRecord, RemoteEndpoint};
 pub use plan::*;
 pub use records::*;
 

@@ -20,6 +20,23 @@ pub struct OverlayRecord {
     pub peers: Vec<SocketAddr>,
 }
 
+/// An endpoint on another host of an overlay network, as the store says: enough to reach it
+/// by name and to send its frames straight to its host.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RemoteEndpoint {
+    /// The host it is on (its name in the store).
+    pub host: String,
+    /// Its endpoint name.
+    pub name: String,
+    /// Its MAC.
+    pub mac: vswitch_core::frame::MacAddr,
+    /// Its addresses, with prefix length.
+    pub addresses: Vec<ipnet::IpNet>,
+    /// Its other DNS names.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub aliases: Vec<String>,
+}
+
 /// What a create request asks of an overlay.
 #[derive(Debug, Clone, Copy)]
 pub struct OverlayRequest<'a> {

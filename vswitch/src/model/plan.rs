@@ -281,6 +281,7 @@ pub fn plan_network(
             parse_labels(&req.labels)?
         },
         overlay,
+        remote: Vec::new(),
     })
 }
 
@@ -368,7 +369,7 @@ pub fn plan_endpoint(
     let ifname = pick_ifname(req.ifname.as_deref(), "eth", &netns_text, state)?;
     let mac = match &req.mac {
         Some(text) => parse_unicast_mac(text)?,
-        None => MacAddr::local_from_seed(format!("{}/{}", network.name, name).as_bytes()),
+        None => default_mac(network, &name),
     };
     if mac == gateway_mac(&network.name) {
         return Err(invalid(format!(
@@ -425,6 +426,21 @@ pub fn plan_endpoint(
         cni_container: req.cni_container.clone(),
         foreign_namespace: false,
     })
+}
+
+/// An endpoint's MAC when none is given: derived from its network and name (stable across
+/// restarts), and past any MAC an endpoint on another host of an overlay holds.
+fn default_mac(network: &NetworkRecord, name: &str) -> MacAddr {
+    (0..)
+        .map(|n: u32| {
+            let seed = match n {
+                0 => format!("{}/{name}", network.name),
+                n => format!("{}/{name}/{n}", network.name),
+            };
+            MacAddr::local_from_seed(seed.as_bytes())
+        })
+        .find(|mac| !network.remote.iter().any(|e| e.mac == *mac))
+        .expect("a free MAC among 2^32 seeds")
 }
 
 /// The mappings `specs` ask for, none taking a host port another endpoint's mapping holds.
@@ -648,6 +664,12 @@ pub fn taken_addresses(network: &NetworkRecord) -> HashSet<IpAddr> {
         .flat_map(|e| e.addresses.iter().map(|a| a.addr()))
         .chain(network.subnets.iter().map(|s| s.gateway))
         .chain(network.leases.iter().map(|l| IpAddr::V4(l.ip)))
+        .chain(
+            network
+                .remote
+                .iter()
+                .flat_map(|e| e.addresses.iter().map(|a| a.addr())),
+        )
         .collect()
 }
 
@@ -659,6 +681,13 @@ fn address_owner(network: &NetworkRecord, ip: IpAddr) -> Option<String> {
         .find(|e| e.addresses.iter().any(|a| a.addr() == ip))
     {
         return Some(e.name.clone());
+    }
+    if let Some(e) = network
+        .remote
+        .iter()
+        .find(|e| e.addresses.iter().any(|a| a.addr() == ip))
+    {
+        return Some(format!("{} on host {}", e.name, e.host));
     }
     network
         .leases

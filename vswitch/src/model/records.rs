@@ -77,6 +77,10 @@ pub struct NetworkRecord {
     /// Across hosts: its VNI and peers (`None`: this host's network alone).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub overlay: Option<super::overlay::OverlayRecord>,
+    /// Endpoints of an overlay network on other hosts, as the store says (not persisted: the
+    /// store holds them).
+    #[serde(skip)]
+    pub remote: Vec<super::overlay::RemoteEndpoint>,
 }
 
 impl NetworkRecord {

@@ -35,8 +35,52 @@ pub struct DaemonArgs {
     /// protocol carries only IDs).
     #[arg(long, env = "DOCKER_HOST", default_value = vswitch::adapters::docker::engine::DEFAULT_DOCKER_HOST)]
     docker_host: String,
+    /// Share overlay networks with the other hosts of this etcd (`etcd://HOST:PORT`, or a
+    /// comma-separated list of HOST:PORT): addresses, endpoints and names across hosts, each
+    /// host's peers found there. Needs --underlay with this host's address.
+    #[arg(long, value_name = "URL")]
+    store: Option<String>,
+    /// This host's name in the store [default: the system's host name].
+    #[arg(long, requires = "store")]
+    host_name: Option<String>,
+    /// Seconds this host's records outlive it in the store, should it stop renewing them.
+    #[arg(long, default_value_t = 10, requires = "store",
+          value_parser = clap::value_parser!(u64).range(2..=3600))]
+    store_lease: u64,
     #[command(flatten)]
     switch: SwitchArgs,
+}
+
+/// The store settings the flags ask for, checked.
+fn cluster_config(
+    args: &DaemonArgs,
+    underlay: std::net::SocketAddr,
+) -> anyhow::Result<Option<vswitch::control::ClusterConfig>> {
+    let Some(url) = &args.store else {
+        return Ok(None);
+    };
+    let endpoints = url.strip_prefix("etcd://").unwrap_or(url);
+    if endpoints.is_empty() || url.contains("://") && !url.starts_with("etcd://") {
+        anyhow::bail!("--store {url:?}: expected etcd://HOST:PORT[,HOST:PORT...]");
+    }
+    if underlay.ip().is_unspecified() {
+        anyhow::bail!(
+            "--store needs --underlay with this host's address, as the other hosts reach it"
+        );
+    }
+    let host = match &args.host_name {
+        Some(name) => name.clone(),
+        None => std::fs::read_to_string("/proc/sys/kernel/hostname")?
+            .trim()
+            .to_string(),
+    };
+    vswitch::model::check_name("host", &host).map_err(|e| anyhow::anyhow!("--host-name: {e}"))?;
+    Ok(Some(vswitch::control::ClusterConfig {
+        etcd: vswitch::store::etcd::Etcd::new(endpoints),
+        host,
+        underlay,
+        lease: Duration::from_secs(args.store_lease),
+    }))
 }
 
 /// Switch-wide tuning flags shared by `daemon` and `up`.
@@ -112,11 +156,13 @@ pub fn become_rootless(socket: &mut Option<PathBuf>, args: &mut DaemonArgs) -> a
 
 /// Runs the daemon until it is told to stop.
 pub async fn run(socket: &Path, args: DaemonArgs) -> anyhow::Result<()> {
+    let cluster = cluster_config(&args, args.switch.datapath_config().underlay)?;
     let state_dir = args
         .state_dir
         .unwrap_or_else(vswitch::daemon::default_state_dir);
     let config = args.switch.datapath_config();
     let options = vswitch::daemon::DaemonOptions {
+        cluster,
         metrics_addr: args.metrics_addr,
         reset_state: args.reset_state,
         group: args.group,

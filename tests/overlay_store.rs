@@ -1,0 +1,288 @@
+//! Overlay networks shared through etcd: three hosts (namespaces with a daemon each, on one
+//! underlay) and an etcd of the test's own on that underlay. Hosts find each other there,
+//! connects on all three at once get distinct addresses (reserved by transaction), names resolve
+//! across hosts, remote stations are pinned to their host's tunnel; a host killed with
+//! `kill -9` disappears from the others within its lease; with etcd stopped, established
+//! traffic carries on, a connect fails naming the store, and all converges once it is back.
+//! Needs root and etcd (Debian's etcd-server).
+
+mod common;
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::*;
+
+/// etcd's client address, on the underlay bridge.
+const ETCD_IP: &str = "10.203.0.100";
+const LEASE_SECONDS: u64 = 3;
+
+/// An etcd in the underlay's namespace, ended by its PID.
+struct Etcd {
+    child: Option<Child>,
+    netns: String,
+    dir: std::path::PathBuf,
+}
+
+impl Etcd {
+    fn start(netns: &str, dir: std::path::PathBuf) -> Etcd {
+        let mut etcd = Etcd {
+            child: None,
+            netns: netns.to_string(),
+            dir,
+        };
+        etcd.resume();
+        etcd
+    }
+
+    /// Starts (again) on the same data directory.
+    fn resume(&mut self) {
+        let client = format!("http://{ETCD_IP}:2379");
+        let child = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &self.netns,
+                "etcd",
+                "--name",
+                "t",
+                "--data-dir",
+            ])
+            .arg(self.dir.join("etcd"))
+            .args([
+                "--listen-client-urls",
+                &client,
+                "--advertise-client-urls",
+                &client,
+            ])
+            .args(["--listen-peer-urls", "http://127.0.0.1:2380"])
+            .args(["--initial-advertise-peer-urls", "http://127.0.0.1:2380"])
+            .args(["--initial-cluster", "t=http://127.0.0.1:2380"])
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(self.dir.join("etcd.log")).unwrap())
+            .spawn()
+            .expect("etcd starts (Debian's etcd-server)");
+        self.child = Some(child);
+        let up = eventually(Duration::from_secs(10), || {
+            in_netns(
+                &self.netns,
+                &["bash", "-c", &format!("echo > /dev/tcp/{ETCD_IP}/2379")],
+            )
+        });
+        assert!(up, "etcd did not come up");
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for Etcd {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Three hosts sharing etcd, each with overlay "ov" created.
+fn three_hosts() -> (Hosts, Etcd) {
+    let mut hosts = Hosts::start_with(3, |n| {
+        vec![
+            "--store".into(),
+            format!("etcd://{ETCD_IP}:2379"),
+            "--host-name".into(),
+            format!("host{n}"),
+            "--store-lease".into(),
+            LEASE_SECONDS.to_string(),
+        ]
+    });
+    let underlay = hosts.underlay.clone();
+    run(
+        "ip",
+        &[
+            "-n",
+            &underlay,
+            "addr",
+            "add",
+            &format!("{ETCD_IP}/24"),
+            "dev",
+            "br0",
+        ],
+    );
+    let dir = hosts.bed(1).dir.clone();
+    let etcd = Etcd::start(&underlay, dir);
+    for n in 1..=3 {
+        hosts.bed(n).ok(&[
+            "network",
+            "create",
+            "ov",
+            "-d",
+            "overlay",
+            "--subnet",
+            "10.74.0.0/24",
+        ]);
+    }
+    for (n, others) in [
+        (1, ["host2", "host3"]),
+        (2, ["host1", "host3"]),
+        (3, ["host1", "host2"]),
+    ] {
+        assert!(
+            eventually(Duration::from_secs(10), || hosts_up(&mut hosts, n)
+                == others),
+            "host {n} sees the others: {:?}",
+            hosts.hosts(n)
+        );
+    }
+    (hosts, etcd)
+}
+
+/// Names of the hosts host `n` sees up in the store.
+fn hosts_up(hosts: &mut Hosts, n: usize) -> Vec<String> {
+    let (_, others) = hosts.hosts(n);
+    let mut names: Vec<String> = others
+        .iter()
+        .filter(|h| h["state"] == "up")
+        .filter_map(|h| h["name"].as_str().map(str::to_string))
+        .collect();
+    names.sort();
+    names
+}
+
+/// Connects a namespace per host at once; returns (namespace, address) per host.
+fn connect_all_at_once(hosts: &mut Hosts, name: &str) -> Vec<(String, String)> {
+    let namespaces: Vec<String> = (1..=3)
+        .map(|n| hosts.bed(n).netns(&format!("{name}{n}")))
+        .collect();
+    let threads: Vec<_> = namespaces
+        .iter()
+        .enumerate()
+        .map(|(i, ns)| {
+            let socket = hosts.bed(i + 1).socket.clone();
+            let ns = ns.clone();
+            std::thread::spawn(move || {
+                Command::new(env!("CARGO_BIN_EXE_vswitch"))
+                    .arg("--socket")
+                    .arg(socket)
+                    .args(["connect", "ov", &ns])
+                    .output()
+                    .unwrap()
+            })
+        })
+        .collect();
+    for thread in threads {
+        let out = thread.join().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    namespaces
+        .into_iter()
+        .enumerate()
+        .map(|(i, ns)| {
+            let (ip, _) = hosts.bed(i + 1).endpoint("ov", &ns);
+            (ns, ip)
+        })
+        .collect()
+}
+
+#[test]
+fn hosts_meet_in_etcd_and_their_containers_reach_each_other_by_name() {
+    let (mut hosts, _etcd) = three_hosts();
+    let containers = connect_all_at_once(&mut hosts, "c");
+    let mut addresses: Vec<&str> = containers.iter().map(|(_, ip)| ip.as_str()).collect();
+    addresses.sort();
+    addresses.dedup();
+    assert_eq!(
+        addresses.len(),
+        3,
+        "connects at the same moment on three hosts: {containers:?}"
+    );
+    let (c1, _) = &containers[0];
+    let (c2, ip2) = &containers[1];
+    let (c3, ip3) = &containers[2];
+    // Names of containers on other hosts, through this host's gateway.
+    assert!(
+        eventually(Duration::from_secs(10), || ping(c1, c2, 1)),
+        "host 1's container reaches host 2's by name"
+    );
+    assert!(ping(c1, c3, 2), "and host 3's");
+    assert!(ping(c3, ip2, 2));
+    // Host 2's station is pinned to host 2's tunnel: no flooding to host 3 for it.
+    let (_, mac2) = hosts.bed(2).endpoint("ov", c2);
+    let fdb = hosts.bed(1).json(&["fdb", "ov"]);
+    let entry = fdb
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["mac"] == mac2.as_str())
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(entry["kind"], "static", "{fdb}");
+    let (sent, got, bytes, _) = tcp_transfer(c3, c2, ip2, 20 << 20);
+    assert_eq!(
+        (bytes, sent),
+        (20 << 20, got),
+        "20 MB intact between hosts 3 and 2"
+    );
+    let _ = ip3;
+}
+
+#[test]
+fn a_killed_host_goes_and_a_stopped_store_stops_nothing_that_runs() {
+    let (mut hosts, mut etcd) = three_hosts();
+    let containers = connect_all_at_once(&mut hosts, "d");
+    let (d1, _) = containers[0].clone();
+    let (_, ip2) = containers[1].clone();
+    assert!(eventually(Duration::from_secs(10), || ping(&d1, &ip2, 1)));
+    let (_, mac3) = hosts.bed(3).endpoint("ov", &containers[2].0);
+    // kill -9: host 3 stops renewing its lease; the others drop it within the lease.
+    hosts.bed(3).kill_daemon();
+    let started = std::time::Instant::now();
+    assert!(
+        eventually(Duration::from_secs(LEASE_SECONDS + 5), || hosts_up(
+            &mut hosts, 1
+        ) == ["host2"]),
+        "host 3 gone from host 1: {:?}",
+        hosts.hosts(1)
+    );
+    eprintln!(
+        "host 3 gone from host 1 after {:?} (lease {LEASE_SECONDS} s)",
+        started.elapsed()
+    );
+    // With it, its station: no longer pinned on host 1.
+    let fdb = hosts.bed(1).json(&["fdb", "ov"]);
+    assert!(!fdb.to_string().contains(&mac3), "{fdb}");
+    // The store goes away: what runs carries on, what needs the store says so.
+    etcd.stop();
+    assert!(
+        ping(&d1, &ip2, 3),
+        "established traffic carries on without the store"
+    );
+    let late = hosts.bed(1).netns("late");
+    let error = hosts.bed(1).fails(&["connect", "ov", &late]);
+    assert!(
+        error.contains("store") && error.contains("unreachable"),
+        "{error}"
+    );
+    // It comes back: the connect goes through, and host 2 learns of it.
+    etcd.resume();
+    let connected = eventually(Duration::from_secs(15), || {
+        hosts
+            .bed(1)
+            .vswitch(&["connect", "ov", &late])
+            .status
+            .success()
+    });
+    assert!(connected, "connect once the store is back");
+    let (late_ip, _) = hosts.bed(1).endpoint("ov", &late);
+    let d2 = containers[1].0.clone();
+    assert!(
+        eventually(Duration::from_secs(10), || ping(&d2, &late, 1)),
+        "host 2 resolves and reaches the late container ({late_ip}) by name"
+    );
+}

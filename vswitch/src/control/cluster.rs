@@ -1,0 +1,530 @@
+//! Overlay networks shared through a store (etcd): this host publishes what it has (its
+//! underlay address, its overlay networks, their endpoints and addresses), bound to a lease it
+//! keeps alive, and programs itself from what the others published: a tunnel to each host that
+//! has one of its overlay networks, each remote station's MAC pinned to its host's tunnel (known
+//! unicast goes straight there, no flooding), and remote names in the gateways' DNS. A host that
+//! stops renewing its lease disappears with everything it published. Addresses are reserved by
+//! transaction, so two hosts connecting at once never get the same one. With the store
+//! unreachable, nothing already programmed is undone: frames flow as before, and changes that
+//! need the store wait or fail with the store's error.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::Notify;
+use tracing::{info, warn};
+
+use vswitch_core::frame::MacAddr;
+
+use super::overlay::LiveTunnel;
+use super::{Control, ControlError, Inner};
+use crate::model::{plan_endpoint, ConnectRequest, EndpointRecord, ModelError, RemoteEndpoint};
+use crate::store::etcd::{Etcd, EtcdError, Snapshot};
+
+const PREFIX: &str = "/vswitch/";
+/// Addresses tried on an overlay before a connect gives up (each taken by another host).
+const MAX_RESERVE_ATTEMPTS: usize = 16;
+
+/// Where this host sits among the others.
+#[derive(Debug, Clone)]
+pub struct ClusterConfig {
+    /// The store.
+    pub etcd: Etcd,
+    /// This host's name in the store.
+    pub host: String,
+    /// This host's underlay address, as the others reach it.
+    pub underlay: SocketAddr,
+    /// How long this host's records outlive its last renewal.
+    pub lease: Duration,
+}
+
+/// A host's record in the store.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct HostRecord {
+    underlay: SocketAddr,
+}
+
+/// This host's membership: its configuration, its lease, and what the store said last.
+pub(super) struct Cluster {
+    config: ClusterConfig,
+    /// The lease this host's records are bound to (0: none yet, or it expired).
+    lease: AtomicI64,
+    /// Whether the last call to the store succeeded (for logging changes only).
+    reachable: AtomicBool,
+    /// Poked when local state changed and must be published.
+    changed: Notify,
+    /// The other hosts, by name, as last read.
+    hosts: std::sync::Mutex<BTreeMap<String, SocketAddr>>,
+}
+
+fn host_key(host: &str) -> String {
+    format!("{PREFIX}hosts/{host}")
+}
+
+fn member_key(network: &str, host: &str) -> String {
+    format!("{PREFIX}networks/{network}/hosts/{host}")
+}
+
+fn endpoint_key(network: &str, host: &str, endpoint: &str) -> String {
+    format!("{PREFIX}networks/{network}/endpoints/{host}/{endpoint}")
+}
+
+fn address_key(network: &str, ip: std::net::IpAddr) -> String {
+    format!("{PREFIX}networks/{network}/addresses/{ip}")
+}
+
+/// What the store says, read into shape: hosts, and per network its hosts and endpoints.
+#[derive(Debug, Default)]
+struct StoreView {
+    hosts: BTreeMap<String, SocketAddr>,
+    members: BTreeMap<String, BTreeSet<String>>,
+    endpoints: BTreeMap<String, Vec<RemoteEndpoint>>,
+}
+
+impl StoreView {
+    fn read(snapshot: &Snapshot) -> StoreView {
+        let mut view = StoreView::default();
+        for kv in &snapshot.kvs {
+            let Some(rest) = kv.key.strip_prefix(PREFIX) else {
+                continue;
+            };
+            let parts: Vec<&str> = rest.split('/').collect();
+            match parts[..] {
+                ["hosts", host] => {
+                    if let Ok(record) = serde_json::from_slice::<HostRecord>(&kv.value) {
+                        view.hosts.insert(host.to_string(), record.underlay);
+                    }
+                }
+                ["networks", network, "hosts", host] => {
+                    view.members
+                        .entry(network.to_string())
+                        .or_default()
+                        .insert(host.to_string());
+                }
+                ["networks", network, "endpoints", _, _] => {
+                    if let Ok(endpoint) = serde_json::from_slice::<RemoteEndpoint>(&kv.value) {
+                        view.endpoints
+                            .entry(network.to_string())
+                            .or_default()
+                            .push(endpoint);
+                    }
+                }
+                _ => {}
+            }
+        }
+        view
+    }
+}
+
+impl Cluster {
+    /// Whether `key` (with `value`) is one this host published.
+    fn owns(&self, key: &str, value: &[u8]) -> bool {
+        let host = &self.config.host;
+        let Some(rest) = key.strip_prefix(PREFIX) else {
+            return false;
+        };
+        let parts: Vec<&str> = rest.split('/').collect();
+        match parts[..] {
+            ["hosts", h] | ["networks", _, "hosts", h] | ["networks", _, "endpoints", h, _] => {
+                h == host
+            }
+            ["networks", _, "addresses", _] => value.starts_with(format!("{host}/").as_bytes()),
+            _ => false,
+        }
+    }
+
+    fn note_reachable(&self, reachable: bool, error: Option<&EtcdError>) {
+        if self.reachable.swap(reachable, Ordering::Relaxed) != reachable {
+            match error {
+                Some(e) => {
+                    warn!(error = %e, "store unreachable: forwarding carries on; changes wait")
+                }
+                None => info!(store = %self.config.etcd.endpoints(), "store reachable"),
+            }
+        }
+    }
+}
+
+impl Control {
+    /// Joins the hosts sharing `config`'s store: publishes this host and keeps itself in step
+    /// with the others, in a task of its own, until the control plane goes away.
+    pub fn join_store(self: &Arc<Self>, config: ClusterConfig) {
+        let cluster = Cluster {
+            config,
+            lease: AtomicI64::new(0),
+            reachable: AtomicBool::new(true),
+            changed: Notify::new(),
+            hosts: Default::default(),
+        };
+        let cluster = Arc::new(cluster);
+        if self.cluster.set(cluster.clone()).is_ok() {
+            tokio::spawn(keep_in_step(Arc::downgrade(self), cluster));
+        }
+    }
+
+    /// Tells the store task that local state changed.
+    pub(super) fn publish_soon(&self) {
+        if let Some(cluster) = self.cluster.get() {
+            cluster.changed.notify_one();
+        }
+    }
+
+    /// This host's name in the store, if it joined one.
+    pub(super) fn host_name(&self) -> Option<String> {
+        Some(self.cluster.get()?.config.host.clone())
+    }
+
+    /// Other hosts in the store, by name, with their underlay addresses.
+    pub(super) fn store_hosts(&self) -> Option<BTreeMap<String, SocketAddr>> {
+        let cluster = self.cluster.get()?;
+        Some(
+            cluster
+                .hosts
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .clone(),
+        )
+    }
+
+    /// Plans an endpoint (`model::plan_endpoint`); on an overlay shared through a store, its
+    /// addresses are reserved there first: one another host took meanwhile counts as taken,
+    /// and the plan is made again.
+    pub(super) async fn plan_shared_endpoint(
+        &self,
+        inner: &mut Inner,
+        network: &str,
+        req: &ConnectRequest,
+        netns: &tap::NetnsRef,
+    ) -> Result<EndpointRecord, ControlError> {
+        let plan = |inner: &Inner| -> Result<EndpointRecord, ControlError> {
+            Ok(plan_endpoint(
+                req,
+                netns,
+                &inner.network(network)?.record,
+                &inner.state(),
+            )?)
+        };
+        let mut endpoint = plan(inner)?;
+        if inner.network(network)?.record.overlay.is_none() {
+            return Ok(endpoint);
+        }
+        for _ in 0..MAX_RESERVE_ATTEMPTS {
+            let Some(taken) = self.reserve_addresses(network, &endpoint).await? else {
+                return Ok(endpoint);
+            };
+            if !req.ips.is_empty() || req.ip6.is_some() {
+                return Err(address_taken(network, taken));
+            }
+            inner
+                .network_mut(network)?
+                .record
+                .remote
+                .push(RemoteEndpoint {
+                    host: "another host".into(),
+                    name: "(reserved)".into(),
+                    mac: MacAddr([0; 6]),
+                    addresses: vec![ipnet::IpNet::from(taken)],
+                    aliases: Vec::new(),
+                });
+            endpoint = plan(inner)?;
+        }
+        Err(address_taken(network, endpoint.addresses[0].addr()))
+    }
+
+    /// Reserves `endpoint`'s addresses on overlay `network` in the store; `Ok(Some(ip))` names
+    /// an address another host holds. Nothing to do without a store.
+    pub(super) async fn reserve_addresses(
+        &self,
+        network: &str,
+        endpoint: &EndpointRecord,
+    ) -> Result<Option<std::net::IpAddr>, ControlError> {
+        let Some(cluster) = self.cluster.get() else {
+            return Ok(None);
+        };
+        let lease = cluster.lease.load(Ordering::Relaxed);
+        if lease == 0 {
+            return Err(EtcdError::Unreachable {
+                endpoints: cluster.config.etcd.endpoints(),
+                reason: "this host has not registered with it yet".into(),
+            }
+            .into());
+        }
+        let owner = format!("{}/{}", cluster.config.host, endpoint.name);
+        let mut reserved = Vec::new();
+        for address in &endpoint.addresses {
+            let key = address_key(network, address.addr());
+            let created = cluster
+                .config
+                .etcd
+                .create(&key, owner.as_bytes(), lease)
+                .await;
+            let taken = match created {
+                Ok(true) => false,
+                Ok(false) => {
+                    let current = cluster.config.etcd.range(&key).await?;
+                    current
+                        .kvs
+                        .first()
+                        .is_some_and(|kv| kv.value != owner.as_bytes())
+                }
+                Err(e) => {
+                    release(&cluster.config.etcd, &reserved).await;
+                    return Err(e.into());
+                }
+            };
+            if taken {
+                release(&cluster.config.etcd, &reserved).await;
+                return Ok(Some(address.addr()));
+            }
+            reserved.push(key);
+        }
+        Ok(None)
+    }
+
+    /// One round: renew the lease (or get a new one), publish, read, program.
+    async fn step(&self, cluster: &Cluster) -> Result<i64, EtcdError> {
+        let etcd = &cluster.config.etcd;
+        let mut lease = cluster.lease.load(Ordering::Relaxed);
+        if lease != 0 && !etcd.keep_alive(lease).await? {
+            warn!("this host's lease expired: registering again");
+            lease = 0;
+        }
+        if lease == 0 {
+            lease = etcd.grant(cluster.config.lease).await?;
+            cluster.lease.store(lease, Ordering::Relaxed);
+        }
+        let snapshot = etcd.range(PREFIX).await?;
+        let desired = self.desired_records(cluster).await;
+        let published: HashMap<&str, &[u8]> = snapshot
+            .kvs
+            .iter()
+            .map(|kv| (kv.key.as_str(), kv.value.as_slice()))
+            .collect();
+        let mut wrote = false;
+        for (key, value) in &desired {
+            if published.get(key.as_str()) != Some(&value.as_slice()) {
+                etcd.put(key, value, lease).await?;
+                wrote = true;
+            }
+        }
+        for kv in &snapshot.kvs {
+            if cluster.owns(&kv.key, &kv.value) && !desired.contains_key(&kv.key) {
+                etcd.delete(&kv.key).await?;
+                wrote = true;
+            }
+        }
+        let snapshot = if wrote {
+            etcd.range(PREFIX).await?
+        } else {
+            snapshot
+        };
+        self.program(cluster, StoreView::read(&snapshot)).await;
+        Ok(snapshot.revision)
+    }
+
+    /// Every record this host should have in the store, by key.
+    async fn desired_records(&self, cluster: &Cluster) -> BTreeMap<String, Vec<u8>> {
+        let host = &cluster.config.host;
+        let mut records = BTreeMap::new();
+        let record = HostRecord {
+            underlay: cluster.config.underlay,
+        };
+        records.insert(
+            host_key(host),
+            serde_json::to_vec(&record).expect("serializes"),
+        );
+        let inner = self.inner.lock().await;
+        for (name, network) in &inner.networks {
+            if network.record.overlay.is_none() {
+                continue;
+            }
+            records.insert(member_key(name, host), Vec::new());
+            for endpoint in network.record.endpoints.values() {
+                let remote = RemoteEndpoint {
+                    host: host.clone(),
+                    name: endpoint.name.clone(),
+                    mac: endpoint.mac,
+                    addresses: endpoint.addresses.clone(),
+                    aliases: endpoint.aliases.clone(),
+                };
+                let value = serde_json::to_vec(&remote).expect("serializes");
+                records.insert(endpoint_key(name, host, &endpoint.name), value);
+                for address in &endpoint.addresses {
+                    let owner = format!("{host}/{}", endpoint.name);
+                    records.insert(address_key(name, address.addr()), owner.into_bytes());
+                }
+            }
+        }
+        records
+    }
+
+    /// Programs this host from what the store says: tunnels, pinned MACs, remote names.
+    async fn program(&self, cluster: &Cluster, view: StoreView) {
+        let me = &cluster.config.host;
+        let others: BTreeMap<String, SocketAddr> = view
+            .hosts
+            .iter()
+            .filter(|(name, _)| *name != me)
+            .map(|(n, a)| (n.clone(), *a))
+            .collect();
+        *cluster
+            .hosts
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = others.clone();
+        let mut inner = self.inner.lock().await;
+        let names: Vec<String> = inner
+            .networks
+            .iter()
+            .filter(|(_, n)| n.record.overlay.is_some())
+            .map(|(name, _)| name.clone())
+            .collect();
+        for name in names {
+            let members = view.members.get(&name).cloned().unwrap_or_default();
+            let wanted: BTreeMap<String, SocketAddr> = others
+                .iter()
+                .filter(|(host, _)| members.contains(*host))
+                .map(|(h, a)| (h.clone(), *a))
+                .collect();
+            let remote: Vec<RemoteEndpoint> = view
+                .endpoints
+                .get(&name)
+                .map(|all| {
+                    all.iter()
+                        .filter(|e| wanted.contains_key(&e.host))
+                        .cloned()
+                        .collect()
+                })
+                .unwrap_or_default();
+            if let Err(e) = self
+                .program_network(&mut inner, &name, &wanted, remote)
+                .await
+            {
+                warn!(network = %name, error = %e, "overlay not programmed from the store");
+            }
+        }
+        if let Err(e) = self.commit(&inner) {
+            warn!(error = %e, "state not saved after the store's changes");
+        }
+    }
+
+    /// Brings one overlay network's tunnels (to `hosts`) and pinned MACs (of `remote`) in step.
+    async fn program_network(
+        &self,
+        inner: &mut Inner,
+        name: &str,
+        hosts: &BTreeMap<String, SocketAddr>,
+        remote: Vec<RemoteEndpoint>,
+    ) -> Result<(), ControlError> {
+        let network = inner.network_mut(name)?;
+        let overlay = network.record.overlay.clone().expect("an overlay network");
+        let (gone, kept): (Vec<LiveTunnel>, Vec<LiveTunnel>) = std::mem::take(&mut network.tunnels)
+            .into_iter()
+            .partition(|t| {
+                t.host
+                    .as_ref()
+                    .is_some_and(|h| hosts.get(h) != Some(&t.peer))
+            });
+        network.tunnels = kept;
+        let record = network.record.clone();
+        let id = network.id;
+        if !gone.is_empty() {
+            for tunnel in &gone {
+                info!(network = %name, host = ?tunnel.host, "host left the network");
+            }
+            self.stop_tunnels(&overlay, gone).await?;
+        }
+        for (host, underlay) in hosts {
+            let network = inner.network_mut(name)?;
+            if network
+                .tunnels
+                .iter()
+                .any(|t| t.host.as_ref() == Some(host))
+            {
+                continue;
+            }
+            let port = self.add_tunnel(&record, &overlay, id, *underlay).await?;
+            info!(network = %name, host = %host, underlay = %underlay, "host joined the network");
+            let network = inner.network_mut(name)?;
+            network.tunnels.push(LiveTunnel {
+                peer: *underlay,
+                port,
+                host: Some(host.clone()),
+            });
+        }
+        let network = inner.network_mut(name)?;
+        let port_of: HashMap<&str, vswitch_core::ids::PortId> = network
+            .tunnels
+            .iter()
+            .filter_map(|t| Some((t.host.as_deref()?, t.port)))
+            .collect();
+        let pinned: HashMap<MacAddr, vswitch_core::ids::PortId> = remote
+            .iter()
+            .filter_map(|e| Some((e.mac, *port_of.get(e.host.as_str())?)))
+            .collect();
+        for (mac, port) in &network.pinned {
+            if pinned.get(mac) != Some(port) {
+                self.dataplane.remove_static(network.id, *mac);
+            }
+        }
+        for (mac, port) in &pinned {
+            if network.pinned.get(mac) != Some(port) {
+                self.dataplane.add_static(network.id, *mac, *port)?;
+            }
+        }
+        network.pinned = pinned;
+        network.record.remote = remote;
+        Ok(())
+    }
+}
+
+fn address_taken(network: &str, ip: std::net::IpAddr) -> ControlError {
+    ModelError::AddressInUse {
+        ip: ip.to_string(),
+        endpoint: "an endpoint on another host".into(),
+        network: network.to_string(),
+    }
+    .into()
+}
+
+async fn release(etcd: &Etcd, keys: &[String]) {
+    for key in keys {
+        let _ = etcd.delete(key).await;
+    }
+}
+
+/// The store task: a round whenever the store or local state changes, and at least three
+/// times per lease (which renews it); after a failure, again a second later.
+async fn keep_in_step(control: Weak<Control>, cluster: Arc<Cluster>) {
+    let period = cluster.config.lease / 3;
+    loop {
+        // Held only for the round: the task must not keep the control plane alive.
+        let Some(strong) = control.upgrade() else {
+            return;
+        };
+        let result = strong.step(&cluster).await;
+        drop(strong);
+        let revision = match result {
+            Ok(read_at) => {
+                cluster.note_reachable(true, None);
+                read_at
+            }
+            Err(e) => {
+                cluster.note_reachable(false, Some(&e));
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        let watched = cluster
+            .config
+            .etcd
+            .wait_for_change(PREFIX, revision, period);
+        tokio::select! {
+            _ = cluster.changed.notified() => {}
+            _ = watched => {}
+        }
+    }
+}

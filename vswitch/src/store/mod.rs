@@ -1,0 +1,4 @@
+//! Where state shared by several hosts lives: etcd (`etcd`), reached through its HTTP gateway.
+//! One host's own state stays in its state file (`model::store`).
+
+pub mod etcd;
