@@ -205,6 +205,42 @@ fn hosts_meet_in_etcd_and_their_containers_reach_each_other_by_name() {
     let (c1, _) = &containers[0];
     let (c2, ip2) = &containers[1];
     let (c3, ip3) = &containers[2];
+    // Host 2's station pinned on host 1; then ARP for it is answered on host 1 itself, and
+    // host 2 gets nothing from host 1 meanwhile (no flooding).
+    let (_, mac2) = hosts.bed(2).endpoint("ov", c2);
+    let pinned = |hosts: &mut Hosts| {
+        let fdb = hosts.bed(1).json(&["fdb", "ov"]);
+        fdb.as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["mac"] == mac2.as_str() && e["kind"] == "static")
+    };
+    assert!(eventually(Duration::from_secs(10), || pinned(&mut hosts)));
+    let from_host1 = |hosts: &mut Hosts| {
+        let (_, peers) = hosts.hosts(2);
+        let row = peers
+            .iter()
+            .find(|h| h["name"] == "host1")
+            .cloned()
+            .unwrap();
+        row["rx_packets"].as_u64().unwrap()
+    };
+    let before = from_host1(&mut hosts);
+    let arping = run(
+        "ip",
+        &[
+            "netns", "exec", c1, "busybox", "arping", "-b", "-c", "2", "-w", "3", "-I", "eth0", ip2,
+        ],
+    );
+    assert!(
+        arping.contains(&mac2.to_uppercase()) || arping.contains(&mac2),
+        "answered: {arping}"
+    );
+    assert_eq!(
+        from_host1(&mut hosts),
+        before,
+        "ARP suppressed: nothing crossed to host 2"
+    );
     // Names of containers on other hosts, through this host's gateway.
     assert!(
         eventually(Duration::from_secs(10), || ping(c1, c2, 1)),
@@ -212,17 +248,6 @@ fn hosts_meet_in_etcd_and_their_containers_reach_each_other_by_name() {
     );
     assert!(ping(c1, c3, 2), "and host 3's");
     assert!(ping(c3, ip2, 2));
-    // Host 2's station is pinned to host 2's tunnel: no flooding to host 3 for it.
-    let (_, mac2) = hosts.bed(2).endpoint("ov", c2);
-    let fdb = hosts.bed(1).json(&["fdb", "ov"]);
-    let entry = fdb
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|e| e["mac"] == mac2.as_str())
-        .cloned()
-        .unwrap_or_default();
-    assert_eq!(entry["kind"], "static", "{fdb}");
     let (sent, got, bytes, _) = tcp_transfer(c3, c2, ip2, 20 << 20);
     assert_eq!(
         (bytes, sent),

@@ -12,6 +12,7 @@ pub mod frame;
 pub mod ids;
 pub mod offload;
 pub mod reason;
+pub mod suppress;
 pub mod switch;
 pub mod trace;
 pub mod vxlan;

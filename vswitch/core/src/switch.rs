@@ -10,6 +10,7 @@ use crate::fdb::{Fdb, Learned};
 use crate::frame::{Header, MacAddr, ETH_HEADER_LEN};
 use crate::ids::{NetworkId, PortId};
 use crate::reason::{DropCounters, DropReason};
+use crate::suppress::{self, Neighbours};
 
 mod config;
 mod stats;
@@ -51,6 +52,11 @@ pub enum Action<'s> {
     },
     /// Drop, for this reason (already counted).
     Drop(DropReason),
+    /// Answered by the switch (ARP suppression): send `reply` back out of the ingress port.
+    Answer {
+        /// The answer.
+        reply: &'s [u8],
+    },
     /// Drop (a `reject` rule, already counted) and send `reply` back out of the ingress port.
     Reject {
         /// Why the frame was dropped.
@@ -68,7 +74,9 @@ impl Action<'_> {
             Action::Flood {
                 to, except, from, ..
             } => (None, *to, Some(*except), *from),
-            Action::Drop(_) | Action::Reject { .. } => (None, &[][..], None, Reach::Any),
+            Action::Drop(_) | Action::Reject { .. } | Action::Answer { .. } => {
+                (None, &[][..], None, Reach::Any)
+            }
         };
         one.into_iter().chain(
             many.iter()
@@ -86,7 +94,7 @@ impl Action<'_> {
             | Action::Flood {
                 ingress_tag_len, ..
             } => *ingress_tag_len,
-            Action::Drop(_) | Action::Reject { .. } => 0,
+            Action::Drop(_) | Action::Reject { .. } | Action::Answer { .. } => 0,
         }
     }
 }
@@ -107,6 +115,8 @@ struct Network {
     policy: Option<Engine>,
     /// Broadcast and multicast allowance.
     storm: Option<TokenBucket>,
+    /// Addresses whose ARP requests the switch answers itself.
+    neighbours: Neighbours,
 }
 
 impl Default for Network {
@@ -116,6 +126,7 @@ impl Default for Network {
             events: Events::default(),
             policy: None,
             storm: Some(storm_bucket(policy::ratelimit::DEFAULT_STORM_PPS)),
+            neighbours: Neighbours::new(),
         }
     }
 }
@@ -156,6 +167,8 @@ struct Classified {
 enum Decision {
     Forward(Egress, NetworkId),
     Flood(NetworkId, PortId, Reach),
+    /// Answered by the switch: `Switch::reply` goes back out of the ingress port.
+    Answer,
 }
 
 impl Switch {
@@ -372,6 +385,7 @@ impl Switch {
                     ingress_tag_len: tag_len,
                 }
             }
+            Decision::Answer => Action::Answer { reply: &self.reply },
             Decision::Flood(net, except, from) => {
                 self.count(net, |e| e.flooded += 1);
                 let to = self.networks[net.0 as usize]
@@ -405,10 +419,39 @@ impl Switch {
             Learned::Refreshed | Learned::Static => {}
         }
         let decision = classified.decision?;
+        if self.answers(&decision, classified.tag_len, frame) {
+            return Ok((Decision::Answer, 0));
+        }
         if let Policed::Drop(reason) = self.police(now, network, frame, classified.dst_port) {
             return Err(reason);
         }
         Ok((decision, classified.tag_len))
+    }
+
+    /// Whether the switch answers a frame it would flood (an untagged ARP request from a port
+    /// of this host for an address it knows), the answer then in `self.reply`.
+    #[inline(always)]
+    fn answers(&mut self, decision: &Decision, tag_len: usize, frame: &[u8]) -> bool {
+        let Decision::Flood(network, _, from) = decision else {
+            return false;
+        };
+        if tag_len != 0 || *from == Reach::Tunnel {
+            return false;
+        }
+        let Some(Some(net)) = self.networks.get(network.0 as usize) else {
+            return false;
+        };
+        suppress::answer(&net.neighbours, frame, &mut self.reply)
+    }
+
+    /// Sets the addresses whose ARP requests the switch answers in `network`.
+    pub fn set_neighbours(
+        &mut self,
+        network: NetworkId,
+        neighbours: Neighbours,
+    ) -> Result<(), ConfigError> {
+        self.network_mut(network)?.neighbours = neighbours;
+        Ok(())
     }
 
     /// The ingress port's rate limit; a GSO frame counts as the packets it stands for.
@@ -569,6 +612,8 @@ impl Switch {
         trace.fdb_hit = classified.dst_port;
         match classified.decision {
             Ok(Decision::Forward(to, _)) => trace.egress.push(to),
+            // `classify` floods what `decide` may then answer.
+            Ok(Decision::Answer) => {}
             Ok(Decision::Flood(net, except, from)) => {
                 trace.flooded = true;
                 if let Some(n) = self.networks.get(net.0 as usize).and_then(Option::as_ref) {

@@ -476,6 +476,17 @@ impl Control {
             }
         }
         network.pinned = pinned;
+        // ARP for their IPv4 addresses is answered here, not flooded to every host.
+        let neighbours = remote
+            .iter()
+            .flat_map(|e| {
+                e.addresses.iter().filter_map(move |a| match a.addr() {
+                    std::net::IpAddr::V4(ip) => Some((ip, e.mac)),
+                    std::net::IpAddr::V6(_) => None,
+                })
+            })
+            .collect();
+        self.dataplane.set_neighbours(network.id, neighbours)?;
         network.record.remote = remote;
         Ok(())
     }

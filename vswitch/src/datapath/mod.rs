@@ -391,6 +391,15 @@ impl DataPlane {
         lock(&self.switch).add_static(network, mac, port)
     }
 
+    /// Sets the addresses whose ARP requests the switch answers in `network` itself.
+    pub fn set_neighbours(
+        &self,
+        network: NetworkId,
+        neighbours: vswitch_core::suppress::Neighbours,
+    ) -> Result<(), ConfigError> {
+        lock(&self.switch).set_neighbours(network, neighbours)
+    }
+
     /// Unpins `mac` in `network`.
     pub fn remove_static(&self, network: NetworkId, mac: vswitch_core::frame::MacAddr) {
         lock(&self.switch).remove_static(network, mac);

@@ -109,6 +109,8 @@ enum Decided {
     Dropped(DropReason),
     /// Dropped, and `Worker::reply` goes back out of the ingress port.
     Rejected(DropReason),
+    /// Answered by the switch: `Worker::reply` goes back out of the ingress port.
+    Answered,
 }
 
 impl Worker {
@@ -334,6 +336,13 @@ impl Worker {
                 self.dispatch_reply(port, copying);
                 return;
             }
+            Decided::Answered => {
+                if copying {
+                    self.fanout.offer(port, Direction::In, &[frame], None);
+                }
+                self.dispatch_reply(port, copying);
+                return;
+            }
         };
         self.mirror_targets.clear();
         if copying {
@@ -370,6 +379,11 @@ impl Worker {
                 self.reply.clear();
                 self.reply.extend_from_slice(reply);
                 Decided::Rejected(reason)
+            }
+            Action::Answer { reply } => {
+                self.reply.clear();
+                self.reply.extend_from_slice(reply);
+                Decided::Answered
             }
             action => {
                 self.targets.clear();

@@ -45,6 +45,7 @@ impl Harness {
         let action = self.sw.process(self.now, port, frame);
         let tag_len = match action {
             Action::Drop(reason) | Action::Reject { reason, .. } => return Err(reason),
+            Action::Answer { .. } => return Ok(Vec::new()),
             Action::Forward {
                 ingress_tag_len, ..
             }
@@ -166,6 +167,27 @@ fn overlay_split_horizon_keeps_tunnels_and_the_gateway_apart() {
         h.ports_reached(container, &frame(mac(2), mac(1))),
         vec![host_b]
     );
+}
+
+#[test]
+fn arp_for_a_station_on_another_host_is_answered_not_flooded() {
+    let mut h = Harness::new(SwitchConfig::default());
+    let net = h.sw.add_network();
+    let container = h.access(net);
+    let host_b = h.port_of_kind(net, Reach::Tunnel);
+    let request = bytes(ARP_REQUEST);
+    let target = std::net::Ipv4Addr::new(request[38], request[39], request[40], request[41]);
+    let owner = mac(0x42);
+    h.sw.set_neighbours(net, [(target, owner)].into()).unwrap();
+    let Action::Answer { reply } = h.sw.process(h.now, container, &request) else {
+        panic!("answered")
+    };
+    assert_eq!(&reply[6..12], &owner.0, "as its owner");
+    // From another host, ARP is that host's to answer: flooded to this host's ports as usual.
+    let mut remote_request = request.clone();
+    remote_request[6..12].copy_from_slice(&mac(7).0);
+    remote_request[22..28].copy_from_slice(&mac(7).0);
+    assert_eq!(h.ports_reached(host_b, &remote_request), vec![container]);
 }
 
 #[test]
