@@ -1,5 +1,6 @@
 //! Overlay networks shared through etcd: three hosts (namespaces with a daemon each, on one
-//! underlay) and an etcd of the test's own on that underlay. Hosts find each other there,
+//! underlay) and an etcd of the test's own on that underlay. A network created on one host
+//! appears on the others; hosts find each other there,
 //! connects on all three at once get distinct addresses (reserved by transaction), names resolve
 //! across hosts, remote stations are pinned to their host's tunnel; a host killed with
 //! `kill -9` disappears from the others within its lease; with etcd stopped, established
@@ -113,16 +114,28 @@ fn three_hosts() -> (Hosts, Etcd) {
     );
     let dir = hosts.bed(1).dir.clone();
     let etcd = Etcd::start(&underlay, dir);
-    for n in 1..=3 {
-        hosts.bed(n).ok(&[
-            "network",
-            "create",
-            "ov",
-            "-d",
-            "overlay",
-            "--subnet",
-            "10.74.0.0/24",
-        ]);
+    // Created once: the others create it as the store defines it (Docker's global scope).
+    let create = [
+        "network",
+        "create",
+        "ov",
+        "-d",
+        "overlay",
+        "--subnet",
+        "10.74.0.0/24",
+    ];
+    hosts.bed(1).ok(&create);
+    for n in 2..=3 {
+        let created = eventually(Duration::from_secs(10), || {
+            hosts
+                .bed(n)
+                .vswitch(&["network", "inspect", "ov"])
+                .status
+                .success()
+        });
+        assert!(created, "host {n} has the network host 1 defined");
+        let network = hosts.bed(n).inspect("ov");
+        assert_eq!(network["subnets"][0]["subnet"], "10.74.0.0/24", "{network}");
     }
     for (n, others) in [
         (1, ["host2", "host3"]),
@@ -305,9 +318,15 @@ fn a_killed_host_goes_and_a_stopped_store_stops_nothing_that_runs() {
     });
     assert!(connected, "connect once the store is back");
     let (late_ip, _) = hosts.bed(1).endpoint("ov", &late);
+
     let d2 = containers[1].0.clone();
     assert!(
         eventually(Duration::from_secs(10), || ping(&d2, &late, 1)),
         "host 2 resolves and reaches the late container ({late_ip}) by name"
     );
+    // Removing it while other hosts have endpoints on it is refused, naming them.
+    hosts.bed(1).ok(&["disconnect", "ov", &d1]);
+    hosts.bed(1).ok(&["disconnect", "ov", &late]);
+    let error = hosts.bed(1).fails(&["network", "rm", "ov"]);
+    assert!(error.contains("on host host2"), "{error}");
 }

@@ -22,7 +22,10 @@ use vswitch_core::frame::MacAddr;
 
 use super::overlay::LiveTunnel;
 use super::{Control, ControlError, Inner};
-use crate::model::{plan_endpoint, ConnectRequest, EndpointRecord, ModelError, RemoteEndpoint};
+use crate::model::{
+    plan_endpoint, ConnectRequest, EndpointRecord, ModelError, NetworkCreate, NetworkRecord,
+    RemoteEndpoint,
+};
 use crate::store::etcd::{Etcd, EtcdError, Snapshot};
 
 const PREFIX: &str = "/vswitch/";
@@ -59,6 +62,8 @@ pub(super) struct Cluster {
     changed: Notify,
     /// The other hosts, by name, as last read.
     hosts: std::sync::Mutex<BTreeMap<String, SocketAddr>>,
+    /// Networks the store defined when last read: one gone since was removed by another host.
+    defined: std::sync::Mutex<BTreeSet<String>>,
 }
 
 fn host_key(host: &str) -> String {
@@ -73,6 +78,11 @@ fn endpoint_key(network: &str, host: &str, endpoint: &str) -> String {
     format!("{PREFIX}networks/{network}/endpoints/{host}/{endpoint}")
 }
 
+/// A network defined once for every host (its create request, settings made concrete).
+fn definition_key(network: &str) -> String {
+    format!("{PREFIX}definitions/{network}")
+}
+
 fn address_key(network: &str, ip: std::net::IpAddr) -> String {
     format!("{PREFIX}networks/{network}/addresses/{ip}")
 }
@@ -83,6 +93,7 @@ struct StoreView {
     hosts: BTreeMap<String, SocketAddr>,
     members: BTreeMap<String, BTreeSet<String>>,
     endpoints: BTreeMap<String, Vec<RemoteEndpoint>>,
+    definitions: BTreeMap<String, NetworkCreate>,
 }
 
 impl StoreView {
@@ -104,6 +115,11 @@ impl StoreView {
                         .entry(network.to_string())
                         .or_default()
                         .insert(host.to_string());
+                }
+                ["definitions", network] => {
+                    if let Ok(definition) = serde_json::from_slice::<NetworkCreate>(&kv.value) {
+                        view.definitions.insert(network.to_string(), definition);
+                    }
                 }
                 ["networks", network, "endpoints", _, _] => {
                     if let Ok(endpoint) = serde_json::from_slice::<RemoteEndpoint>(&kv.value) {
@@ -159,6 +175,7 @@ impl Control {
             reachable: AtomicBool::new(true),
             changed: Notify::new(),
             hosts: Default::default(),
+            defined: Default::default(),
         };
         let cluster = Arc::new(cluster);
         if self.cluster.set(cluster.clone()).is_ok() {
@@ -188,6 +205,132 @@ impl Control {
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
                 .clone(),
         )
+    }
+
+    /// Defines overlay network `record` in the store, for every host to create: its request
+    /// with the settings made concrete (subnets, gateways, VNI, MTU). Defining it again with
+    /// the same settings joins it; other settings are refused, naming the stored ones.
+    pub(super) async fn define_network(
+        &self,
+        req: &NetworkCreate,
+        record: &NetworkRecord,
+    ) -> Result<(), ControlError> {
+        let (Some(cluster), Some(overlay)) = (self.cluster.get(), &record.overlay) else {
+            return Ok(());
+        };
+        let mut definition = req.clone();
+        definition.subnets = record
+            .subnets
+            .iter()
+            .map(|s| s.subnet.to_string())
+            .collect();
+        definition.gateways = record
+            .subnets
+            .iter()
+            .map(|s| s.gateway.to_string())
+            .collect();
+        definition.ipv6 = false;
+        definition.vni = Some(overlay.vni);
+        definition.mtu = Some(record.mtu);
+        let key = definition_key(&record.name);
+        let value = serde_json::to_vec(&definition).expect("serializes");
+        let etcd = &cluster.config.etcd;
+        if etcd.create(&key, &value, 0).await? {
+            return Ok(());
+        }
+        let stored = etcd.range(&key).await?;
+        let stored: Option<NetworkCreate> = stored
+            .kvs
+            .first()
+            .and_then(|kv| serde_json::from_slice(&kv.value).ok());
+        match stored {
+            Some(stored) if stored.vni == definition.vni && stored.subnets == definition.subnets => {
+                Ok(())
+            }
+            Some(stored) => Err(crate::control::error::invalid(format!(
+                "network {} is defined in the store with VNI {} and subnets {}: create it with those, or with no --subnet and --vni",
+                record.name,
+                stored.vni.unwrap_or(0),
+                stored.subnets.join(",")
+            ))),
+            None => Ok(()),
+        }
+    }
+
+    /// Removes overlay network `name`'s definition from the store, refused while another host
+    /// has endpoints on it.
+    pub(super) async fn undefine_network(&self, name: &str) -> Result<(), ControlError> {
+        let Some(cluster) = self.cluster.get() else {
+            return Ok(());
+        };
+        let etcd = &cluster.config.etcd;
+        let prefix = format!("{PREFIX}networks/{name}/endpoints/");
+        let elsewhere: Vec<String> = etcd
+            .range(&prefix)
+            .await?
+            .kvs
+            .iter()
+            .filter_map(|kv| serde_json::from_slice::<RemoteEndpoint>(&kv.value).ok())
+            .filter(|e| e.host != cluster.config.host)
+            .map(|e| format!("{} on host {}", e.name, e.host))
+            .collect();
+        if !elsewhere.is_empty() {
+            return Err(ControlError::NetworkInUse {
+                network: name.to_string(),
+                endpoints: elsewhere.join(", "),
+            });
+        }
+        Ok(etcd.delete(&definition_key(name)).await?)
+    }
+
+    /// Creates the networks the store defines that this host lacks, and removes the overlays
+    /// whose definition is gone and that have no endpoints here.
+    async fn follow_definitions(&self, cluster: &Cluster, inner: &mut Inner, view: &StoreView) {
+        let mut seen = cluster
+            .defined
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        for (name, definition) in &view.definitions {
+            if inner.networks.contains_key(name) {
+                continue;
+            }
+            match self
+                .create_network_in(inner, definition.clone(), false)
+                .await
+            {
+                Ok(_) => info!(network = %name, "network created as the store defines it"),
+                Err(e) => {
+                    warn!(network = %name, error = %e, "network the store defines not created")
+                }
+            }
+        }
+        let gone: Vec<String> = inner
+            .networks
+            .iter()
+            .filter(|(name, n)| {
+                n.record.overlay.is_some()
+                    && n.record.endpoints.is_empty()
+                    && !view.definitions.contains_key(*name)
+                    && seen.contains(*name)
+            })
+            .map(|(name, _)| name.clone())
+            .collect();
+        for name in gone {
+            if let Some(network) = inner.networks.remove(&name) {
+                match self.stop_network(network).await {
+                    Ok(()) => {
+                        info!(network = %name, "network removed: the store no longer defines it")
+                    }
+                    Err(e) => warn!(network = %name, error = %e, "network not removed"),
+                }
+            }
+        }
+        seen = view.definitions.keys().cloned().collect();
+        *cluster
+            .defined
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = seen;
     }
 
     /// Plans an endpoint (`model::plan_endpoint`); on an overlay shared through a store, its
@@ -376,6 +519,7 @@ impl Control {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = others.clone();
         let mut inner = self.inner.lock().await;
+        self.follow_definitions(cluster, &mut inner, &view).await;
         let names: Vec<String> = inner
             .networks
             .iter()

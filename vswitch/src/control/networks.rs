@@ -13,7 +13,7 @@ use vswitch_core::frame::MacAddr;
 use vswitch_core::ids::NetworkId;
 use vswitch_core::switch::{PortConfig, PortMode, Reach};
 
-use super::{rules, unix_now, Control, ControlError, LiveGateway, Network};
+use super::{rules, unix_now, Control, ControlError, Inner, LiveGateway, Network};
 use crate::datapath::link::Link;
 use crate::gateway::{self, GatewayConfig, GatewayStats};
 use crate::model::{gateway_mac, leases, plan_network, DaemonInfo, NetworkCreate, NetworkRecord};
@@ -34,17 +34,31 @@ impl Control {
     /// Creates a network.
     pub async fn create_network(&self, req: NetworkCreate) -> Result<NetworkRecord, ControlError> {
         let mut inner = self.inner.lock().await;
+        self.create_network_in(&mut inner, req, true).await
+    }
+
+    /// Creates a network, the control plane's lock held; an overlay is defined in the store
+    /// too (`define`), unless the store is where its definition came from.
+    pub(super) async fn create_network_in(
+        &self,
+        inner: &mut Inner,
+        req: NetworkCreate,
+        define: bool,
+    ) -> Result<NetworkRecord, ControlError> {
         let records = inner.state().networks;
         let record = plan_network(&req, &records)?;
         // Compiled before anything is created, so an unusable policy changes nothing.
         let engine = rules::policy_engine(&record, unix_now())?;
+        if define {
+            self.define_network(&req, &record).await?;
+        }
         let network = self.start_network(record.clone()).await?;
         if let Err(e) = self.dataplane.set_policy(network.id, engine) {
             self.stop_network(network).await?;
             return Err(e.into());
         }
         inner.networks.insert(record.name.clone(), network);
-        if let Err(e) = self.commit(&inner) {
+        if let Err(e) = self.commit(inner) {
             if let Some(network) = inner.networks.remove(&record.name) {
                 self.stop_network(network).await?;
             }
@@ -75,6 +89,9 @@ impl Control {
                 network: name.to_string(),
                 endpoints: endpoints.join(", "),
             });
+        }
+        if network.record.overlay.is_some() {
+            self.undefine_network(name).await?;
         }
         if let Some(network) = inner.networks.remove(name) {
             self.stop_network(network).await?;
