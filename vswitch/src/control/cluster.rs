@@ -26,7 +26,7 @@ use crate::model::{
     plan_endpoint, ConnectRequest, EndpointRecord, ModelError, NetworkCreate, NetworkRecord,
     RemoteEndpoint,
 };
-use crate::store::etcd::{Etcd, EtcdError, Snapshot};
+use crate::store::etcd::{Etcd, EtcdError, KeyValue};
 
 const PREFIX: &str = "/vswitch/";
 /// Addresses tried on an overlay before a connect gives up (each taken by another host).
@@ -64,6 +64,15 @@ pub(super) struct Cluster {
     hosts: std::sync::Mutex<BTreeMap<String, SocketAddr>>,
     /// Networks the store defined when last read: one gone since was removed by another host.
     defined: std::sync::Mutex<BTreeSet<String>>,
+    /// What the store holds under the prefix, kept by the watch.
+    mirror: std::sync::Mutex<Mirror>,
+}
+
+/// The store's keys as this host last knew them, and the revision they are of.
+#[derive(Debug, Default)]
+struct Mirror {
+    keys: BTreeMap<String, Vec<u8>>,
+    revision: i64,
 }
 
 fn host_key(host: &str) -> String {
@@ -97,9 +106,13 @@ struct StoreView {
 }
 
 impl StoreView {
-    fn read(snapshot: &Snapshot) -> StoreView {
+    fn read(keys: &BTreeMap<String, Vec<u8>>) -> StoreView {
         let mut view = StoreView::default();
-        for kv in &snapshot.kvs {
+        for (key, value) in keys {
+            let kv = KeyValue {
+                key: key.clone(),
+                value: value.clone(),
+            };
             let Some(rest) = kv.key.strip_prefix(PREFIX) else {
                 continue;
             };
@@ -137,6 +150,24 @@ impl StoreView {
 }
 
 impl Cluster {
+    fn mirror(&self) -> std::sync::MutexGuard<'_, Mirror> {
+        self.mirror
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Applies what a watch reported.
+    fn apply(&self, changes: Vec<crate::store::etcd::Change>) {
+        let mut mirror = self.mirror();
+        for change in changes {
+            mirror.revision = mirror.revision.max(change.revision);
+            match change.value {
+                Some(value) => mirror.keys.insert(change.key, value),
+                None => mirror.keys.remove(&change.key),
+            };
+        }
+    }
+
     /// Whether `key` (with `value`) is one this host published.
     fn owns(&self, key: &str, value: &[u8]) -> bool {
         let host = &self.config.host;
@@ -176,6 +207,7 @@ impl Control {
             changed: Notify::new(),
             hosts: Default::default(),
             defined: Default::default(),
+            mirror: Default::default(),
         };
         let cluster = Arc::new(cluster);
         if self.cluster.set(cluster.clone()).is_ok() {
@@ -428,45 +460,59 @@ impl Control {
         Ok(None)
     }
 
-    /// One round: renew the lease (or get a new one), publish, read, program.
-    async fn step(&self, cluster: &Cluster) -> Result<i64, EtcdError> {
+    /// One round: renew the lease (or get a new one), read everything if asked to (or the
+    /// lease was new), publish what differs from the mirror, program from the mirror.
+    async fn step(&self, cluster: &Cluster, full: bool) -> Result<(), EtcdError> {
         let etcd = &cluster.config.etcd;
         let mut lease = cluster.lease.load(Ordering::Relaxed);
         if lease != 0 && !etcd.keep_alive(lease).await? {
             warn!("this host's lease expired: registering again");
             lease = 0;
         }
+        let mut full = full;
         if lease == 0 {
             lease = etcd.grant(cluster.config.lease).await?;
             cluster.lease.store(lease, Ordering::Relaxed);
+            full = true;
         }
-        let snapshot = etcd.range(PREFIX).await?;
+        if full {
+            let snapshot = etcd.range(PREFIX).await?;
+            let mut mirror = cluster.mirror();
+            mirror.keys = snapshot
+                .kvs
+                .into_iter()
+                .map(|kv| (kv.key, kv.value))
+                .collect();
+            mirror.revision = snapshot.revision;
+        }
         let desired = self.desired_records(cluster).await;
-        let published: HashMap<&str, &[u8]> = snapshot
-            .kvs
-            .iter()
-            .map(|kv| (kv.key.as_str(), kv.value.as_slice()))
-            .collect();
-        let mut wrote = false;
-        for (key, value) in &desired {
-            if published.get(key.as_str()) != Some(&value.as_slice()) {
-                etcd.put(key, value, lease).await?;
-                wrote = true;
-            }
-        }
-        for kv in &snapshot.kvs {
-            if cluster.owns(&kv.key, &kv.value) && !desired.contains_key(&kv.key) {
-                etcd.delete(&kv.key).await?;
-                wrote = true;
-            }
-        }
-        let snapshot = if wrote {
-            etcd.range(PREFIX).await?
-        } else {
-            snapshot
+        let (puts, deletes): (Vec<(String, Vec<u8>)>, Vec<String>) = {
+            let mirror = cluster.mirror();
+            let puts = desired
+                .iter()
+                .filter(|(key, value)| mirror.keys.get(*key) != Some(*value))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            let deletes = mirror
+                .keys
+                .iter()
+                .filter(|(key, value)| cluster.owns(key, value) && !desired.contains_key(*key))
+                .map(|(k, _)| k.clone())
+                .collect();
+            (puts, deletes)
         };
-        self.program(cluster, StoreView::read(&snapshot)).await;
-        Ok(snapshot.revision)
+        // What this host writes comes back through the watch; the mirror takes it now.
+        for (key, value) in puts {
+            etcd.put(&key, &value, lease).await?;
+            cluster.mirror().keys.insert(key, value);
+        }
+        for key in deletes {
+            etcd.delete(&key).await?;
+            cluster.mirror().keys.remove(&key);
+        }
+        let view = StoreView::read(&cluster.mirror().keys);
+        self.program(cluster, view).await;
+        Ok(())
     }
 
     /// Every record this host should have in the store, by key.
@@ -550,7 +596,7 @@ impl Control {
                 warn!(network = %name, error = %e, "overlay not programmed from the store");
             }
         }
-        if let Err(e) = self.commit(&inner) {
+        if let Err(e) = self.take_effect(&inner) {
             warn!(error = %e, "state not saved after the store's changes");
         }
     }
@@ -655,31 +701,31 @@ async fn release(etcd: &Etcd, keys: &[String]) {
 /// times per lease (which renews it); after a failure, again a second later.
 async fn keep_in_step(control: Weak<Control>, cluster: Arc<Cluster>) {
     let period = cluster.config.lease / 3;
+    let mut full = true;
     loop {
         // Held only for the round: the task must not keep the control plane alive.
         let Some(strong) = control.upgrade() else {
             return;
         };
-        let result = strong.step(&cluster).await;
+        let result = strong.step(&cluster, full).await;
         drop(strong);
-        let revision = match result {
-            Ok(read_at) => {
-                cluster.note_reachable(true, None);
-                read_at
-            }
-            Err(e) => {
-                cluster.note_reachable(false, Some(&e));
-                tokio::time::sleep(Duration::from_secs(1)).await;
-                continue;
-            }
-        };
-        let watched = cluster
-            .config
-            .etcd
-            .wait_for_change(PREFIX, revision, period);
+        if let Err(e) = result {
+            cluster.note_reachable(false, Some(&e));
+            full = true;
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            continue;
+        }
+        cluster.note_reachable(true, None);
+        full = false;
+        let revision = cluster.mirror().revision;
+        let watched = cluster.config.etcd.watch(PREFIX, revision, period);
         tokio::select! {
             _ = cluster.changed.notified() => {}
-            _ = watched => {}
+            changes = watched => match changes {
+                Ok(changes) => cluster.apply(changes),
+                // Read everything again next round.
+                Err(_) => full = true,
+            },
         }
     }
 }

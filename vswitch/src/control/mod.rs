@@ -253,8 +253,15 @@ impl Control {
     }
 
     /// Makes a change take effect beyond the switch: persists the state, publishes the names it
-    /// holds to the gateways' DNS, and points the mirrors at the ports as they are now.
+    /// holds to the gateways' DNS, points the mirrors at the ports as they are now, and has
+    /// the store (if any) told.
     fn commit(&self, inner: &Inner) -> Result<(), ControlError> {
+        self.publish_soon();
+        self.take_effect(inner)
+    }
+
+    /// `commit` without telling the store: for what the store itself just said.
+    fn take_effect(&self, inner: &Inner) -> Result<(), ControlError> {
         self.dataplane.fanout().set_mirrors(
             inner
                 .mirrors
@@ -264,7 +271,6 @@ impl Control {
         );
         let state = inner.state();
         let directory = Directory::from_state(&state, unix_now());
-        self.publish_soon();
         *self
             .names
             .write()

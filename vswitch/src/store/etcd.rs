@@ -246,15 +246,15 @@ impl Etcd {
         Ok(answer["succeeded"].as_bool().unwrap_or(false))
     }
 
-    /// Waits until something under `prefix` changes after `revision` (or `limit` passes);
-    /// returns whether it did. A watch over the gateway is a stream of JSON objects, one per
-    /// batch of events: the first (which confirms the watch) is skipped.
-    pub async fn wait_for_change(
+    /// The changes under `prefix` after `revision`, waiting for the first for at most
+    /// `limit` (then none). A watch over the gateway is a stream of JSON objects, one per
+    /// batch of events; the first only confirms the watch.
+    pub async fn watch(
         &self,
         prefix: &str,
         revision: i64,
         limit: Duration,
-    ) -> Result<bool, EtcdError> {
+    ) -> Result<Vec<Change>, EtcdError> {
         let body = json!({ "create_request": {
             "key": B64.encode(prefix),
             "range_end": prefix_end(prefix),
@@ -275,11 +275,19 @@ impl Etcd {
                 let mut consumed = 0;
                 while let Some(Ok(message)) = stream.next() {
                     consumed = stream.byte_offset();
-                    if message["result"]["events"]
-                        .as_array()
-                        .is_some_and(|e| !e.is_empty())
+                    let result = &message["result"];
+                    if result["compact_revision"]
+                        .as_str()
+                        .is_some_and(|r| r != "0")
                     {
-                        return Ok(true);
+                        return Err(EtcdError::Refused {
+                            what: "a watch",
+                            message: "the revision asked for was compacted".into(),
+                        });
+                    }
+                    let changes = decode_changes(result);
+                    if !changes.is_empty() {
+                        return Ok(changes);
                     }
                 }
                 pending.drain(..consumed);
@@ -288,9 +296,39 @@ impl Etcd {
         };
         match tokio::time::timeout(limit, watch).await {
             Ok(result) => result,
-            Err(_) => Ok(false),
+            Err(_) => Ok(Vec::new()),
         }
     }
+}
+
+/// One change a watch reports: a key set (to `value`) or deleted (`None`), at `revision`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    pub key: String,
+    pub value: Option<Vec<u8>>,
+    pub revision: i64,
+}
+
+fn decode_changes(result: &Value) -> Vec<Change> {
+    let Some(events) = result["events"].as_array() else {
+        return Vec::new();
+    };
+    events
+        .iter()
+        .map(|event| {
+            let kv = &event["kv"];
+            let text = |field: &str| {
+                B64.decode(kv[field].as_str().unwrap_or(""))
+                    .unwrap_or_default()
+            };
+            let deleted = event["type"].as_str() == Some("DELETE");
+            Change {
+                key: String::from_utf8_lossy(&text("key")).into_owned(),
+                value: (!deleted).then(|| text("value")),
+                revision: int(&kv["mod_revision"]),
+            }
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -306,6 +344,29 @@ mod tests {
     fn endpoints_are_taken_with_or_without_a_scheme() {
         let etcd = Etcd::new("http://10.0.0.1:2379/, 10.0.0.2:2379");
         assert_eq!(etcd.endpoints(), "10.0.0.1:2379,10.0.0.2:2379");
+    }
+
+    #[test]
+    fn watch_events_decode_as_sets_and_deletes() {
+        let result = json!({ "events": [
+            { "kv": { "key": B64.encode("/a"), "value": B64.encode("1"), "mod_revision": "7" } },
+            { "type": "DELETE", "kv": { "key": B64.encode("/b"), "mod_revision": "8" } }
+        ]});
+        assert_eq!(
+            decode_changes(&result),
+            vec![
+                Change {
+                    key: "/a".into(),
+                    value: Some(b"1".to_vec()),
+                    revision: 7
+                },
+                Change {
+                    key: "/b".into(),
+                    value: None,
+                    revision: 8
+                },
+            ]
+        );
     }
 
     #[test]
