@@ -6,6 +6,8 @@
 
 mod common;
 
+use std::time::Duration;
+
 use common::*;
 
 fn mtu_of(netns: &str) -> String {
@@ -224,5 +226,220 @@ fn a_kernel_vxlan_peer_exchanges_arp_ping_and_tcp() {
         let (sent, got, bytes, _) = tcp_transfer(from, to, to_ip, 20 << 20);
         assert_eq!(bytes, 20 << 20);
         assert_eq!(sent, got);
+    }
+}
+
+/// `--encrypt`: VXLAN inside WireGuard, against wireguard-go carrying a kernel vxlan device
+/// over its tunnel (the usual VXLAN-over-WireGuard setup): ping and TCP both ways, and on the
+/// underlay only WireGuard, no VXLAN.
+#[test]
+fn an_encrypted_overlay_interoperates_with_wireguard_go_and_hides_its_frames() {
+    let mut hosts = Hosts::start_with(1, |_| vec!["--tunnel-address".into(), "10.99.0.1".into()]);
+    let kernel_host = hosts.bed(1).netns("khost");
+    Hosts::plug(&hosts.underlay.clone(), &kernel_host, 3);
+    let private = hosts.bed(1).dir.join("k.key");
+    std::fs::write(&private, run("wg", &["genkey"])).unwrap();
+    let public = run(
+        "bash",
+        &["-c", &format!("wg pubkey < {}", private.display())],
+    );
+    // The vswitch side: its peer is the kernel host, by key and tunnel address.
+    let peer = format!("{},key={},inner=10.99.0.3", underlay_ip(3), public.trim());
+    hosts.bed(1).ok(&[
+        "network",
+        "create",
+        "sealed",
+        "-d",
+        "overlay",
+        "--encrypt",
+        "--vni",
+        "4243",
+        "--subnet",
+        "10.76.0.0/24",
+        "--ip-range",
+        "10.76.0.0/25",
+        "--peer",
+        &peer,
+    ]);
+    let (c1, ip1) = hosts.container(1, "sealed", "c1");
+    assert_eq!(mtu_of(&c1), "1390", "1500 less WireGuard and VXLAN");
+    let (local, _) = hosts.hosts(1);
+    let vswitch_key = local["public_key"].as_str().unwrap().to_string();
+    // wireguard-go in the kernel host, in the foreground: ended by its PID with the test.
+    let wg_if = format!("wg{}", std::process::id() % 100_000);
+    let child = std::process::Command::new("ip")
+        .args(["netns", "exec", &kernel_host, "wireguard-go", "-f", &wg_if])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("wireguard-go runs");
+    let _wireguard_go = Ender(child);
+    assert!(eventually(Duration::from_secs(5), || has_link(
+        &kernel_host,
+        &wg_if
+    )));
+    let ip = |args: &[&str]| {
+        let mut all = vec!["-n", kernel_host.as_str()];
+        all.extend_from_slice(args);
+        run("ip", &all);
+    };
+    let endpoint = format!("{}:51820", underlay_ip(1));
+    run(
+        "ip",
+        &[
+            "netns",
+            "exec",
+            &kernel_host,
+            "wg",
+            "set",
+            &wg_if,
+            "private-key",
+            private.to_str().unwrap(),
+            "listen-port",
+            "51820",
+            "peer",
+            &vswitch_key,
+            "endpoint",
+            &endpoint,
+            "allowed-ips",
+            "10.99.0.1/32",
+        ],
+    );
+    ip(&["addr", "add", "10.99.0.3/24", "dev", &wg_if]);
+    ip(&["link", "set", &wg_if, "up"]);
+    ip(&[
+        "link",
+        "add",
+        "vx0",
+        "type",
+        "vxlan",
+        "id",
+        "4243",
+        "local",
+        "10.99.0.3",
+        "remote",
+        "10.99.0.1",
+        "dstport",
+        "4789",
+    ]);
+    ip(&["link", "add", "br0", "type", "bridge"]);
+    ip(&["link", "set", "vx0", "master", "br0", "up"]);
+    let kernel_container = hosts.bed(1).netns("kc");
+    ip(&[
+        "link",
+        "add",
+        "k0",
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "eth0",
+        "netns",
+        &kernel_container,
+    ]);
+    ip(&["link", "set", "k0", "mtu", "1370", "master", "br0", "up"]);
+    ip(&["link", "set", "br0", "up"]);
+    run(
+        "ip",
+        &[
+            "-n",
+            &kernel_container,
+            "link",
+            "set",
+            "eth0",
+            "mtu",
+            "1370",
+            "up",
+        ],
+    );
+    run(
+        "ip",
+        &[
+            "-n",
+            &kernel_container,
+            "addr",
+            "add",
+            "10.76.0.200/24",
+            "dev",
+            "eth0",
+        ],
+    );
+    run(
+        "ip",
+        &[
+            "netns",
+            "exec",
+            &kernel_container,
+            "ethtool",
+            "-K",
+            "eth0",
+            "tx",
+            "off",
+        ],
+    );
+    // The vswitch container's MTU follows wireguard-go's tunnel (1420 less VXLAN).
+    run("ip", &["-n", &c1, "link", "set", "eth0", "mtu", "1370"]);
+    // Watch the underlay at the vswitch host while traffic flows.
+    let host1 = hosts.beds[0].1.clone();
+    let capture = hosts.bed(1).dir.join("underlay.pcap");
+    let tcpdump = std::process::Command::new("ip")
+        .args([
+            "netns", "exec", &host1, "tcpdump", "-i", "u0", "-n", "-U", "-w",
+        ])
+        .arg(&capture)
+        .arg("udp")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let tcpdump = Ender(tcpdump);
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        eventually(Duration::from_secs(10), || ping(&c1, "10.76.0.200", 1)),
+        "vswitch container reaches wireguard-go's through the tunnel"
+    );
+    assert!(ping(&kernel_container, &ip1, 3), "and back");
+    for (from, to, to_ip) in [
+        (&c1, &kernel_container, "10.76.0.200"),
+        (&kernel_container, &c1, ip1.as_str()),
+    ] {
+        let (sent, got, bytes, _) = tcp_transfer(from, to, to_ip, 10 << 20);
+        assert_eq!((bytes, sent), (10 << 20, got));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    drop(tcpdump);
+    let count = |filter: &str| {
+        let out = run(
+            "bash",
+            &[
+                "-c",
+                &format!(
+                    "tcpdump -n -r {} '{filter}' 2>/dev/null | wc -l",
+                    capture.display()
+                ),
+            ],
+        );
+        out.trim().parse::<u64>().unwrap()
+    };
+    assert!(
+        count("udp port 51820") > 1000,
+        "the traffic went through WireGuard"
+    );
+    assert_eq!(
+        count("udp port 4789"),
+        0,
+        "no VXLAN readable on the underlay"
+    );
+    let (local, _) = hosts.hosts(1);
+    assert_eq!(local["drops"], 0, "{local}");
+}
+
+/// Ends a child process by its PID when dropped.
+struct Ender(std::process::Child);
+
+impl Drop for Ender {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
     }
 }

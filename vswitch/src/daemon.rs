@@ -187,6 +187,7 @@ async fn start_control(
     state_dir: &Path,
     config: DataPathConfig,
     reset_state: bool,
+    wireguard: Option<(std::net::Ipv4Addr, u16)>,
 ) -> anyhow::Result<Arc<Control>> {
     let mut store = StateStore::new(state_dir);
     store.lock()?;
@@ -196,7 +197,17 @@ async fn start_control(
         }
     }
     let keeper = open_keeper(state_dir);
-    Ok(Control::start(store, config, keeper).await?)
+    let wireguard = match wireguard {
+        Some((inner, port)) => {
+            let key_file = state_dir.join("wireguard.key");
+            let config = crate::control::WireGuardConfig::new(inner, port, key_file)
+                .context("cannot read or make this host's WireGuard key")?;
+            info!(public_key = %config.public_key, tunnel_address = %inner, "taking part in encrypted overlays");
+            Some(config)
+        }
+        None => None,
+    };
+    Ok(Control::start_with(store, config, keeper, wireguard).await?)
 }
 
 /// The hidden subcommand a TAP keeper process runs as: `vswitch __keep-taps FD`.
@@ -264,6 +275,8 @@ pub struct DaemonOptions {
     pub docker_host: String,
     /// Share overlay networks with other hosts through this store.
     pub cluster: Option<crate::control::ClusterConfig>,
+    /// Take part in encrypted overlays: this host's tunnel address and WireGuard port.
+    pub wireguard: Option<(std::net::Ipv4Addr, u16)>,
 }
 
 /// Runs the daemon in the foreground until SIGINT or SIGTERM.
@@ -295,15 +308,16 @@ pub async fn run(
             );
         }
     }
-    let control = match start_control(state_dir, config, options.reset_state).await {
-        Ok(control) => control,
-        Err(e) => {
-            if let Some(socket) = owned_socket {
-                let _ = std::fs::remove_file(socket);
+    let control =
+        match start_control(state_dir, config, options.reset_state, options.wireguard).await {
+            Ok(control) => control,
+            Err(e) => {
+                if let Some(socket) = owned_socket {
+                    let _ = std::fs::remove_file(socket);
+                }
+                return Err(e);
             }
-            return Err(e);
-        }
-    };
+        };
     if let Some(cluster) = options.cluster {
         info!(store = %cluster.etcd.endpoints(), host = %cluster.host, "sharing overlay networks through the store");
         control.join_store(cluster);

@@ -49,6 +49,9 @@ pub struct ClusterConfig {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 struct HostRecord {
     underlay: SocketAddr,
+    /// Its WireGuard identity, if it takes part in encrypted overlays.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    wireguard: Option<crate::model::overlay::PeerKey>,
 }
 
 /// This host's membership: its configuration, its lease, and what the store said last.
@@ -100,6 +103,8 @@ fn address_key(network: &str, ip: std::net::IpAddr) -> String {
 #[derive(Debug, Default)]
 struct StoreView {
     hosts: BTreeMap<String, SocketAddr>,
+    /// Hosts' WireGuard identities, for encrypted overlays.
+    keys: BTreeMap<String, crate::model::overlay::PeerKey>,
     members: BTreeMap<String, BTreeSet<String>>,
     endpoints: BTreeMap<String, Vec<RemoteEndpoint>>,
     definitions: BTreeMap<String, NetworkCreate>,
@@ -121,6 +126,9 @@ impl StoreView {
                 ["hosts", host] => {
                     if let Ok(record) = serde_json::from_slice::<HostRecord>(&kv.value) {
                         view.hosts.insert(host.to_string(), record.underlay);
+                        if let Some(key) = record.wireguard {
+                            view.keys.insert(host.to_string(), key);
+                        }
                     }
                 }
                 ["networks", network, "hosts", host] => {
@@ -521,6 +529,9 @@ impl Control {
         let mut records = BTreeMap::new();
         let record = HostRecord {
             underlay: cluster.config.underlay,
+            wireguard: self
+                .wireguard_identity()
+                .map(|(key, inner)| crate::model::overlay::PeerKey { key, inner }),
         };
         records.insert(
             host_key(host),
@@ -590,7 +601,7 @@ impl Control {
                 })
                 .unwrap_or_default();
             if let Err(e) = self
-                .program_network(&mut inner, &name, &wanted, remote)
+                .program_network(&mut inner, &name, &wanted, &view.keys, remote)
                 .await
             {
                 warn!(network = %name, error = %e, "overlay not programmed from the store");
@@ -607,6 +618,7 @@ impl Control {
         inner: &mut Inner,
         name: &str,
         hosts: &BTreeMap<String, SocketAddr>,
+        view_keys: &BTreeMap<String, crate::model::overlay::PeerKey>,
         remote: Vec<RemoteEndpoint>,
     ) -> Result<(), ControlError> {
         let network = inner.network_mut(name)?;
@@ -616,7 +628,7 @@ impl Control {
             .partition(|t| {
                 t.host
                     .as_ref()
-                    .is_some_and(|h| hosts.get(h) != Some(&t.peer))
+                    .is_some_and(|h| hosts.get(h).map(SocketAddr::ip) != Some(t.peer.ip()))
             });
         network.tunnels = kept;
         let record = network.record.clone();
@@ -636,7 +648,14 @@ impl Control {
             {
                 continue;
             }
-            let port = self.add_tunnel(&record, &overlay, id, *underlay).await?;
+            // Encrypted: to the host's WireGuard socket (on its underlay address), with its key.
+            let key = view_keys.get(host);
+            let peer = if overlay.encrypt {
+                SocketAddr::new(underlay.ip(), crate::overlay::wireguard::DEFAULT_PORT)
+            } else {
+                *underlay
+            };
+            let port = self.add_tunnel(&record, &overlay, id, peer, key).await?;
             info!(network = %name, host = %host, underlay = %underlay, "host joined the network");
             let network = inner.network_mut(name)?;
             network.tunnels.push(LiveTunnel {

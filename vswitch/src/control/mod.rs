@@ -45,7 +45,7 @@ pub use cluster::ClusterConfig;
 pub use error::ControlError;
 pub use networks::NetworkView;
 pub use observe::{FdbInfo, PortInfo};
-pub use overlay::HostInfo;
+pub use overlay::{HostInfo, WireGuardConfig};
 pub(crate) use ports::Creation;
 pub use rules::{PolicyChange, PolicyView};
 pub use span::CaptureStream;
@@ -155,6 +155,10 @@ pub struct Control {
     keeper: Option<Arc<tap::keeper::Keeper>>,
     /// The hosts this one shares overlay networks with through a store, once it joined.
     cluster: std::sync::OnceLock<Arc<cluster::Cluster>>,
+    /// This host inside WireGuard, if it takes part in encrypted overlays.
+    wireguard_config: std::sync::OnceLock<overlay::WireGuardConfig>,
+    /// The WireGuard socket, once an encrypted overlay needed it.
+    wireguard: tokio::sync::OnceCell<Arc<crate::overlay::wireguard::WireGuard>>,
 }
 
 /// Seconds since the Unix epoch.
@@ -169,9 +173,20 @@ impl Control {
     /// are attached again (their devices adopted from `keeper` when it kept them, so the
     /// containers notice nothing), the others are forgotten.
     pub async fn start(
+        store: StateStore,
+        config: DataPathConfig,
+        keeper: Option<tap::keeper::Keeper>,
+    ) -> Result<Arc<Control>, ControlError> {
+        Control::start_with(store, config, keeper, None).await
+    }
+
+    /// `start`, taking part in encrypted overlays as `wireguard` says (before the saved
+    /// networks, some maybe encrypted, are restored).
+    pub async fn start_with(
         mut store: StateStore,
         config: DataPathConfig,
         keeper: Option<tap::keeper::Keeper>,
+        wireguard: Option<WireGuardConfig>,
     ) -> Result<Arc<Control>, ControlError> {
         store.lock()?;
         let saved = store.load()?;
@@ -193,7 +208,12 @@ impl Control {
             drops_logged: Default::default(),
             keeper: keeper.map(Arc::new),
             cluster: std::sync::OnceLock::new(),
+            wireguard_config: std::sync::OnceLock::new(),
+            wireguard: tokio::sync::OnceCell::new(),
         });
+        if let Some(wireguard) = wireguard {
+            control.enable_wireguard(wireguard);
+        }
         tokio::spawn(leases::serve(Arc::downgrade(&control), lease_calls));
         control.restore(saved, kept).await?;
         Ok(control)

@@ -13,8 +13,40 @@ use vswitch_core::switch::{PortConfig, PortMode, Reach};
 
 use super::{Control, ControlError};
 use crate::datapath::PortCounters;
+use crate::model::overlay::PeerKey;
 use crate::model::{NetworkRecord, OverlayRecord};
+use crate::overlay::wireguard::{parse_public_key, Keys, WireGuard};
 use crate::overlay::Tunnel;
+
+/// This host inside WireGuard, for encrypted overlays.
+#[derive(Debug, Clone)]
+pub struct WireGuardConfig {
+    /// Its tunnel address: VXLAN inside WireGuard comes from and to it.
+    pub inner: std::net::Ipv4Addr,
+    /// The WireGuard socket's port.
+    pub port: u16,
+    /// Where its private key is kept (made on first use).
+    pub key_file: std::path::PathBuf,
+    /// Its public key, base64.
+    pub public_key: String,
+}
+
+impl WireGuardConfig {
+    /// The configuration, its key made now if there is none yet.
+    pub fn new(
+        inner: std::net::Ipv4Addr,
+        port: u16,
+        key_file: std::path::PathBuf,
+    ) -> std::io::Result<WireGuardConfig> {
+        let public_key = Keys::load_or_create(&key_file)?.public_key();
+        Ok(WireGuardConfig {
+            inner,
+            port,
+            key_file,
+            public_key,
+        })
+    }
+}
 
 /// The port of one other host of an overlay network.
 pub(super) struct LiveTunnel {
@@ -36,6 +68,9 @@ pub struct HostInfo {
     /// Its name in the store (none for a static peer, or without a store).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
+    /// This host's WireGuard public key (for encrypted overlays), to give the other hosts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public_key: Option<String>,
     /// `local`, or how the host is known: `up` (in the store, its lease renewed), `static` (a
     /// --peer).
     pub state: String,
@@ -61,6 +96,7 @@ impl HostInfo {
             address,
             local: state == "local",
             name: None,
+            public_key: None,
             state: state.to_string(),
             networks: Vec::new(),
             rx_packets: 0,
@@ -94,6 +130,7 @@ impl Control {
             })?;
             let mut local = HostInfo::new(address, "local");
             local.name = self.host_name();
+            local.public_key = self.wireguard_identity().map(|(key, _)| key);
             let (packets, bytes, drops) = underlay.counters();
             local.rx_packets = packets;
             local.rx_bytes = bytes;
@@ -159,7 +196,8 @@ impl Control {
         self.dataplane.underlay().await?;
         let mut tunnels = Vec::new();
         for peer in &overlay.peers {
-            match self.add_tunnel(record, overlay, id, *peer).await {
+            let key = overlay.peer_keys.get(&peer.ip());
+            match self.add_tunnel(record, overlay, id, *peer, key).await {
                 Ok(port) => tunnels.push(LiveTunnel {
                     peer: *peer,
                     port,
@@ -181,9 +219,24 @@ impl Control {
         overlay: &OverlayRecord,
         id: NetworkId,
         peer: SocketAddr,
+        key: Option<&PeerKey>,
     ) -> Result<PortId, ControlError> {
         let underlay = self.dataplane.underlay().await?;
-        let tunnel = Tunnel::new(underlay.clone(), peer, overlay.vni);
+        let tunnel = if overlay.encrypt {
+            let wireguard = self.wireguard().await?;
+            let key = key.ok_or_else(|| {
+                super::error::invalid(format!(
+                    "host {peer} has no WireGuard key for encrypted network {}",
+                    record.name
+                ))
+            })?;
+            let public = parse_public_key(&key.key)
+                .ok_or_else(|| super::error::invalid(format!("host {peer}: bad public key")))?;
+            let sealed = wireguard.peer(peer, public, key.inner);
+            Tunnel::sealed(underlay.clone(), peer, overlay.vni, wireguard, sealed)
+        } else {
+            Tunnel::new(underlay.clone(), peer, overlay.vni)
+        };
         let port = self
             .dataplane
             .add_tunnel_port(
@@ -202,6 +255,46 @@ impl Control {
         Ok(port)
     }
 
+    /// Lets this host take part in encrypted overlays.
+    pub fn enable_wireguard(&self, config: WireGuardConfig) {
+        let _ = self.wireguard_config.set(config);
+    }
+
+    /// This host's WireGuard public key and tunnel address, if it takes part.
+    pub(super) fn wireguard_identity(&self) -> Option<(String, std::net::Ipv4Addr)> {
+        let config = self.wireguard_config.get()?;
+        Some((config.public_key.clone(), config.inner))
+    }
+
+    /// The WireGuard socket: bound beside the underlay's, read by the first worker, and its
+    /// timers run, when the first encrypted overlay asks for it.
+    async fn wireguard(&self) -> Result<Arc<WireGuard>, ControlError> {
+        self.wireguard
+            .get_or_try_init(|| async {
+                let config = self.wireguard_config.get().ok_or_else(|| {
+                    super::error::invalid(
+                        "encrypted overlays need the daemon's --tunnel-address (this host's address inside WireGuard)",
+                    )
+                })?;
+                let io = |what| move |error| ControlError::Io { what, error };
+                let underlay = self.dataplane.underlay().await?;
+                let ip = underlay
+                    .local_addr()
+                    .map_err(io("read the underlay's address"))?
+                    .ip();
+                let keys = Keys::load_or_create(&config.key_file)
+                    .map_err(io("read this host's WireGuard key"))?;
+                let wireguard = WireGuard::bind(SocketAddr::new(ip, config.port), keys, config.inner)
+                    .map_err(io("bind the WireGuard socket"))?;
+                let wireguard = Arc::new(wireguard);
+                self.dataplane.attach_wireguard(wireguard.clone()).await?;
+                tokio::spawn(run_timers(Arc::downgrade(&wireguard)));
+                Ok(wireguard)
+            })
+            .await
+            .cloned()
+    }
+
     /// Removes an overlay network's tunnel ports.
     pub(super) async fn stop_tunnels(
         &self,
@@ -215,5 +308,17 @@ impl Control {
             self.dataplane.remove_port(tunnel.port).await?;
         }
         Ok(())
+    }
+}
+
+/// WireGuard's handshakes and keepalives, every 100 ms until the socket goes.
+async fn run_timers(wireguard: std::sync::Weak<WireGuard>) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_millis(100));
+    loop {
+        tick.tick().await;
+        match wireguard.upgrade() {
+            Some(wireguard) => wireguard.tick(),
+            None => return,
+        }
     }
 }

@@ -267,6 +267,16 @@ impl DataPlane {
             .cloned()
     }
 
+    /// Has the first worker read the encrypted overlays' WireGuard socket.
+    pub async fn attach_wireguard(
+        &self,
+        wireguard: Arc<crate::overlay::wireguard::WireGuard>,
+    ) -> Result<(), DataPathError> {
+        let first = self.workers.first().ok_or(DataPathError::Gone)?;
+        self.ask(first, |r| Command::AttachWireGuard(wireguard, r))
+            .await
+    }
+
     /// The overlay's VXLAN socket, if one is bound.
     pub fn bound_underlay(&self) -> Option<&Arc<Underlay>> {
         self.underlay.get()

@@ -199,7 +199,9 @@ pub(crate) fn dispatch_frame(
         out.count_tx(result.map(|n| n.saturating_sub(VNET_HDR_LEN)))
     } else if offload.is_gso() || offload.needs_csum() {
         let tunnel = match &out.queue {
-            PortQueue::Tunnel(tunnel) if offload.is_gso() => Some(tunnel.clone()),
+            PortQueue::Tunnel(tunnel) if offload.is_gso() && !tunnel.is_sealed() => {
+                Some(tunnel.clone())
+            }
             _ => None,
         };
         match segmenter.wire_frames(&parts, offload) {

@@ -25,6 +25,7 @@ use super::fanout::Fanout;
 use super::lock;
 use super::port::{dispatch_frame, PortCounters, PortIo};
 use crate::capture::Direction;
+use crate::overlay::wireguard::WireGuard;
 use crate::overlay::Underlay;
 
 /// Frames read from one queue before the others get a turn.
@@ -39,6 +40,9 @@ pub(super) const WAKER: Token = Token(usize::MAX);
 const UNDERLAY: Token = Token(usize::MAX - 1);
 /// Stands for the underlay in the queue of ready ports (no switch port has this id).
 const UNDERLAY_PORT: PortId = PortId(u32::MAX);
+/// The token of the encrypted overlays' WireGuard socket, and its stand-in port.
+const WIREGUARD: Token = Token(usize::MAX - 2);
+const WIREGUARD_PORT: PortId = PortId(u32::MAX - 1);
 
 /// A request from the control plane to one worker.
 pub(super) enum Command {
@@ -50,6 +54,8 @@ pub(super) enum Command {
     Counters(oneshot::Sender<Vec<(PortId, PortCounters)>>),
     /// Read the overlay's VXLAN socket.
     AttachUnderlay(Arc<Underlay>, oneshot::Sender<()>),
+    /// Read the encrypted overlays' WireGuard socket.
+    AttachWireGuard(Arc<WireGuard>, oneshot::Sender<()>),
 }
 
 /// One data path thread: its queues of every port, and the buffers it reuses for every frame.
@@ -63,6 +69,8 @@ pub(super) struct Worker {
     ports: Vec<Option<PortIo>>,
     /// The overlay's VXLAN socket, if this worker reads it.
     underlay: Option<Arc<Underlay>>,
+    /// The encrypted overlays' WireGuard socket, if this worker reads it.
+    wireguard: Option<Arc<WireGuard>>,
     poll: Poll,
     commands: mpsc::Receiver<Command>,
     /// Ports whose queue may still hold frames (edge-triggered: drain until WouldBlock).
@@ -130,6 +138,7 @@ impl Worker {
             mirror_targets: Vec::new(),
             ports: Vec::new(),
             underlay: None,
+            wireguard: None,
             poll,
             commands,
             ready: VecDeque::new(),
@@ -169,6 +178,8 @@ impl Worker {
                     }
                 } else if event.token() == UNDERLAY {
                     self.ready.push_back(UNDERLAY_PORT);
+                } else if event.token() == WIREGUARD {
+                    self.ready.push_back(WIREGUARD_PORT);
                 } else {
                     self.ready.push_back(PortId(event.token().0 as u32));
                 }
@@ -195,6 +206,9 @@ impl Worker {
     fn drain(&mut self, port: PortId) -> Drain {
         if port == UNDERLAY_PORT {
             return self.drain_underlay();
+        }
+        if port == WIREGUARD_PORT {
+            return self.drain_wireguard();
         }
         let now = Instant::now();
         // The buffer is lent out for the batch so the frame can be read while ports are written.
@@ -271,6 +285,50 @@ impl Worker {
         }
         self.buf = buf;
         self.coalescer = run;
+        drained
+    }
+
+    /// Reads up to `BATCH` WireGuard datagrams, forwarding each frame one opens as if it came
+    /// in on the tunnel port of its sender and VNI; what does not open is counted.
+    fn drain_wireguard(&mut self) -> Drain {
+        let (Some(wireguard), Some(underlay)) = (self.wireguard.clone(), self.underlay.clone())
+        else {
+            return Drain::Empty;
+        };
+        let now = Instant::now();
+        let mut buf = std::mem::take(&mut self.buf);
+        let mut drained = Drain::More;
+        for _ in 0..BATCH {
+            let (from, len) = match wireguard.recv(&mut buf) {
+                Ok(Some(opened)) => opened,
+                // A handshake or keepalive, answered.
+                Ok(None) => continue,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    drained = Drain::Empty;
+                    break;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => {
+                    underlay.count_drop(&DropReason::MalformedTunnel);
+                    continue;
+                }
+            };
+            self.last_traffic = now;
+            underlay.count_received(len);
+            let Ok((vni, start)) = vswitch_core::vxlan::parse(&buf[..len]) else {
+                underlay.count_drop(&DropReason::MalformedTunnel);
+                continue;
+            };
+            let Some(port) = underlay.port_of(from, vni) else {
+                continue;
+            };
+            if let Some(Some(io)) = self.ports.get_mut(port.index()) {
+                io.counters.rx_packets += 1;
+                io.counters.rx_bytes += (len - start) as u64;
+            }
+            self.forward(now, port, Offload::default(), &buf[start..len]);
+        }
+        self.buf = buf;
         drained
     }
 
@@ -449,6 +507,19 @@ impl Worker {
                     }
                     self.underlay = Some(underlay);
                     self.ready.push_back(UNDERLAY_PORT);
+                    let _ = reply.send(());
+                }
+                Command::AttachWireGuard(wireguard, reply) => {
+                    let fd = wireguard.as_raw_fd();
+                    if let Err(e) = self.poll.registry().register(
+                        &mut SourceFd(&fd),
+                        WIREGUARD,
+                        Interest::READABLE,
+                    ) {
+                        warn!(error = %e, "cannot watch the WireGuard socket");
+                    }
+                    self.wireguard = Some(wireguard);
+                    self.ready.push_back(WIREGUARD_PORT);
                     let _ = reply.send(());
                 }
                 Command::Counters(reply) => {

@@ -1,6 +1,7 @@
 //! What makes a network an overlay across hosts: its VXLAN network identifier (VNI) and the
 //! hosts it is flooded to (static peers, flood and learn), and the checks on them.
 
+use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 
 use serde::{Deserialize, Serialize};
@@ -18,6 +19,22 @@ pub struct OverlayRecord {
     /// The other hosts' underlay addresses (VXLAN port 4789 unless given).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub peers: Vec<SocketAddr>,
+    /// Frames between hosts sealed with WireGuard.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub encrypt: bool,
+    /// The peers' WireGuard public keys and tunnel addresses (encrypted overlays), by underlay
+    /// address.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub peer_keys: BTreeMap<IpAddr, PeerKey>,
+}
+
+/// How to reach a peer through WireGuard.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerKey {
+    /// Its public key, base64.
+    pub key: String,
+    /// Its tunnel address: where VXLAN inside WireGuard is addressed to.
+    pub inner: std::net::Ipv4Addr,
 }
 
 /// An endpoint on another host of an overlay network, as the store says: enough to reach it
@@ -48,6 +65,8 @@ pub struct OverlayRequest<'a> {
     pub vni: Option<u32>,
     /// `--peer`s.
     pub peers: &'a [String],
+    /// `--encrypt`.
+    pub encrypt: bool,
 }
 
 /// The overlay part of a create request, or `None` for a network of one host; `taken` holds
@@ -57,8 +76,10 @@ pub fn plan_overlay<'a>(
     mut taken: impl Iterator<Item = (&'a str, u32)>,
 ) -> Result<Option<OverlayRecord>, ModelError> {
     if req.driver != Some("overlay") {
-        if req.vni.is_some() || !req.peers.is_empty() {
-            return Err(invalid("--vni and --peer are for --driver overlay"));
+        if req.vni.is_some() || !req.peers.is_empty() || req.encrypt {
+            return Err(invalid(
+                "--vni, --peer and --encrypt are for --driver overlay",
+            ));
         }
         return Ok(None);
     }
@@ -88,21 +109,36 @@ pub fn plan_overlay<'a>(
         )));
     }
     let mut peers: Vec<SocketAddr> = Vec::new();
+    let mut peer_keys = BTreeMap::new();
     for text in req.peers {
-        let peer = parse_peer(text)?;
+        let (peer, key) = parse_peer(text, req.encrypt)?;
         if peers.iter().any(|p| p.ip() == peer.ip()) {
             return Err(invalid(format!("peer {} given twice", peer.ip())));
         }
         peers.push(peer);
+        if let Some(key) = key {
+            peer_keys.insert(peer.ip(), key);
+        }
     }
-    Ok(Some(OverlayRecord { vni, peers }))
+    Ok(Some(OverlayRecord {
+        vni,
+        peers,
+        encrypt: req.encrypt,
+        peer_keys,
+    }))
 }
 
 /// An overlay's MTU when none is given: the underlay's `underlay_mtu` less the
 /// encapsulation, as Docker's overlay driver does (1450 on an IPv4 underlay of 1500).
 pub fn default_overlay_mtu(overlay: &OverlayRecord, underlay_mtu: u32) -> u32 {
     let v6 = overlay.peers.iter().any(|p| p.is_ipv6());
-    underlay_mtu - if v6 { OVERHEAD_V6 } else { OVERHEAD_V4 }
+    let overhead = match (overlay.encrypt, v6) {
+        (true, false) => crate::overlay::wireguard::OVERHEAD,
+        (true, true) => crate::overlay::wireguard::OVERHEAD + 20,
+        (false, false) => OVERHEAD_V4,
+        (false, true) => OVERHEAD_V6,
+    };
+    underlay_mtu - overhead
 }
 
 /// The VNI a network gets by default: derived from its name, so that hosts creating the same
@@ -115,13 +151,23 @@ pub fn vni_of(name: &str) -> u32 {
     (hash % MAX_VNI) + 1
 }
 
-/// A peer as `IP` or `IP:PORT` (`[IPv6]:PORT`).
-fn parse_peer(text: &str) -> Result<SocketAddr, ModelError> {
-    let peer = text
+/// A peer as `IP` or `IP:PORT` (`[IPv6]:PORT`), on an encrypted overlay followed by
+/// `,key=PUBLIC_KEY,inner=TUNNEL_IPV4` (its WireGuard public key and tunnel address; its port
+/// is then WireGuard's, 51820 unless given).
+fn parse_peer(text: &str, encrypt: bool) -> Result<(SocketAddr, Option<PeerKey>), ModelError> {
+    let mut fields = text.split(',');
+    let address = fields.next().unwrap_or_default();
+    let port = if encrypt {
+        crate::overlay::wireguard::DEFAULT_PORT
+    } else {
+        DEFAULT_PORT
+    };
+    let peer = address
         .parse::<SocketAddr>()
         .or_else(|_| {
-            text.parse::<IpAddr>()
-                .map(|ip| SocketAddr::new(ip, DEFAULT_PORT))
+            address
+                .parse::<IpAddr>()
+                .map(|ip| SocketAddr::new(ip, port))
         })
         .map_err(|_| {
             invalid(format!(
@@ -133,7 +179,36 @@ fn parse_peer(text: &str) -> Result<SocketAddr, ModelError> {
             "invalid peer {text:?}: not a host's unicast address and port"
         )));
     }
-    Ok(peer)
+    let (mut key, mut inner) = (None, None);
+    for field in fields {
+        match field.split_once('=') {
+            Some(("key", value))
+                if crate::overlay::wireguard::parse_public_key(value).is_some() =>
+            {
+                key = Some(value.to_string())
+            }
+            Some(("inner", value)) => {
+                inner = Some(value.parse().map_err(|_| {
+                    invalid(format!(
+                        "peer {address}: inner={value:?} is not an IPv4 address"
+                    ))
+                })?)
+            }
+            _ => return Err(invalid(format!(
+                "peer {address}: {field:?} is not key=PUBLIC_KEY (base64, 32 bytes) or inner=IPV4"
+            ))),
+        }
+    }
+    match (encrypt, key, inner) {
+        (false, None, None) => Ok((peer, None)),
+        (false, _, _) => Err(invalid(format!(
+            "peer {address}: key= and inner= are for --encrypt overlays"
+        ))),
+        (true, Some(key), Some(inner)) => Ok((peer, Some(PeerKey { key, inner }))),
+        (true, _, _) => Err(invalid(format!(
+            "peer {address}: an encrypted overlay needs the peer's key=PUBLIC_KEY and inner=TUNNEL_IPV4"
+        ))),
+    }
 }
 
 #[cfg(test)]
@@ -151,6 +226,7 @@ mod tests {
             driver,
             vni,
             peers: &peers,
+            encrypt: false,
         };
         plan_overlay(req, [("other", 7)].into_iter())
     }

@@ -121,6 +121,7 @@ pub fn plan_network(
             driver: req.driver.as_deref(),
             vni: req.vni,
             peers: &req.peers,
+            encrypt: req.encrypt,
         },
         networks
             .values()

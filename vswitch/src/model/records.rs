@@ -423,6 +423,11 @@ pub struct NetworkCreate {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[arg(long = "peer")]
     pub peers: Vec<String>,
+    /// Overlay: seal frames between hosts with WireGuard (each --peer then gives
+    /// `,key=PUBLIC_KEY,inner=TUNNEL_IPV4`; the daemon needs --tunnel-address).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    #[arg(long)]
+    pub encrypt: bool,
     /// Subnet in CIDR notation (repeat for dual stack) [default: a free /24 of 10.89.0.0/16].
     #[serde(default)]
     #[arg(long = "subnet")]

@@ -5,6 +5,8 @@
 //! is head-end replication; `Underlay` receives for every overlay and says which tunnel port a
 //! datagram came in on (by its sender's address and its VNI).
 
+pub mod wireguard;
+
 use std::collections::HashMap;
 use std::io::{self, IoSlice};
 use std::net::{IpAddr, SocketAddr, UdpSocket};
@@ -115,6 +117,36 @@ impl Underlay {
         routed
     }
 
+    /// The tunnel port of frames of `vni` from `host` (opened by WireGuard); unknown ones are
+    /// counted and refused.
+    pub fn port_of(&self, host: IpAddr, vni: u32) -> Option<PortId> {
+        let port = self
+            .routes
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&(canonical(host), vni))
+            .copied();
+        if port.is_none() {
+            self.count_drop(&DropReason::UnknownTunnel);
+        }
+        port
+    }
+
+    /// Counts a datagram refused before it reached a port.
+    pub fn count_drop(&self, reason: &DropReason) {
+        self.drops
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .count(reason);
+    }
+
+    /// Counts a datagram received (opened by WireGuard: not through `route`).
+    pub fn count_received(&self, len: usize) {
+        let mut received = self.received.lock().unwrap_or_else(PoisonError::into_inner);
+        received.0 += 1;
+        received.1 += len as u64;
+    }
+
     /// Datagrams and bytes received, and drops before a port, by reason.
     pub fn counters(&self) -> (u64, u64, DropCounters) {
         let (packets, bytes) = *self.received.lock().unwrap_or_else(PoisonError::into_inner);
@@ -174,6 +206,12 @@ pub struct Tunnel {
     underlay: std::sync::Arc<Underlay>,
     remote: SockaddrStorage,
     header: [u8; vxlan::HEADER_LEN],
+    /// Sealed with WireGuard (an encrypted overlay): the socket, the peer, the VNI.
+    sealed: Option<(
+        std::sync::Arc<wireguard::WireGuard>,
+        std::sync::Arc<wireguard::Peer>,
+        u32,
+    )>,
 }
 
 impl Tunnel {
@@ -183,12 +221,37 @@ impl Tunnel {
             underlay,
             remote: SockaddrStorage::from(remote),
             header: vxlan::header(vni),
+            sealed: None,
         }
+    }
+
+    /// A tunnel whose frames are sealed with WireGuard for `peer`.
+    pub fn sealed(
+        underlay: std::sync::Arc<Underlay>,
+        remote: SocketAddr,
+        vni: u32,
+        wireguard: std::sync::Arc<wireguard::WireGuard>,
+        peer: std::sync::Arc<wireguard::Peer>,
+    ) -> Tunnel {
+        let mut tunnel = Tunnel::new(underlay, remote, vni);
+        tunnel.sealed = Some((wireguard, peer, vni));
+        tunnel
+    }
+
+    /// Whether its frames are sealed (each on its own: no GSO batches).
+    pub fn is_sealed(&self) -> bool {
+        self.sealed.is_some()
     }
 
     /// Sends one frame, given in parts; returns the frame bytes sent.
     pub fn send(&self, frame: &[IoSlice<'_>]) -> io::Result<usize> {
-        self.underlay.send_to(&self.header, frame, &self.remote)
+        match &self.sealed {
+            Some((wireguard, peer, vni)) => {
+                let parts: Vec<&[u8]> = frame.iter().map(|p| &p[..]).collect();
+                wireguard.send(peer, *vni, &parts)
+            }
+            None => self.underlay.send_to(&self.header, frame, &self.remote),
+        }
     }
 
     /// Sends `datagrams`, VXLAN datagrams of `segment` bytes each (the last may be shorter),

@@ -47,6 +47,13 @@ pub struct DaemonArgs {
     #[arg(long, default_value_t = 10, requires = "store",
           value_parser = clap::value_parser!(u64).range(2..=3600))]
     store_lease: u64,
+    /// This host's address inside WireGuard, for encrypted overlays (`network create
+    /// --encrypt`): VXLAN is carried inside WireGuard between the hosts' tunnel addresses.
+    #[arg(long, value_name = "IPV4")]
+    tunnel_address: Option<std::net::Ipv4Addr>,
+    /// The WireGuard socket's port (encrypted overlays).
+    #[arg(long, default_value_t = vswitch::overlay::wireguard::DEFAULT_PORT, requires = "tunnel_address")]
+    wireguard_port: u16,
     #[command(flatten)]
     switch: SwitchArgs,
 }
@@ -163,6 +170,9 @@ pub async fn run(socket: &Path, args: DaemonArgs) -> anyhow::Result<()> {
     let config = args.switch.datapath_config();
     let options = vswitch::daemon::DaemonOptions {
         cluster,
+        wireguard: args
+            .tunnel_address
+            .map(|inner| (inner, args.wireguard_port)),
         metrics_addr: args.metrics_addr,
         reset_state: args.reset_state,
         group: args.group,
