@@ -1,15 +1,16 @@
 #!/usr/bin/env python3
 """Containers on two hosts, side by side: vswitch's overlay (VXLAN on a UDP socket of each
 daemon) against the Linux kernel's (a vxlan device, a bridge and a veth per container: what
-Docker's overlay driver builds). Each "host" is a namespace; the underlay is a veth pair at MTU
+Docker's overlay driver builds); and encrypted, vswitch's `--encrypt` (VXLAN inside boringtun's
+WireGuard) against a kernel vxlan device over wireguard-go (this kernel has no WireGuard module). Each "host" is a namespace; the underlay is a veth pair at MTU
 1500 between them; the containers' MTU is 1450 in both. Runs are interleaved, so drift hits both
 alike; medians and ratios to the kernel. Run as root from the repository root:
 
-    python3 bench/overlay.py [--seconds 5] [--runs 3] [--json bench/overlay.json]
+    python3 bench/overlay.py [--seconds 5] [--runs 3] [--modes kernel,vswitch,wireguard-go,vswitch-encrypt]
 
 Everything runs in namespaces this script creates and removes (also on failure); daemons are
-ended by PID; traffic is bounded by iperf3's -t and ping's -c. Goal (issue 14): TCP >= 0.7x the
-kernel's vxlan.
+ended by PID; traffic is bounded by iperf3's -t and ping's -c. Goals (issue 14): TCP >= 0.7x the
+kernel's vxlan; encrypted >= 1.5x vxlan over wireguard-go.
 """
 
 import argparse
@@ -98,6 +99,69 @@ def vswitch_overlay(topo, binary):
     return "10.80.0.130"
 
 
+def wireguard_go_overlay(topo):
+    """wireguard-go on each host, a kernel vxlan device over its tunnel, bridged to a veth."""
+    keys = {}
+    for h in ("h1", "h2"):
+        private = os.path.join(topo.dir, f"{h}.key")
+        with open(private, "w") as f:
+            f.write(sh("wg", "genkey").stdout)
+        keys[h] = (private, subprocess.run(["wg", "pubkey"], input=open(private).read(), capture_output=True,
+                                           text=True, check=True).stdout.strip())
+    for i, (h, c) in enumerate((("h1", "c1"), ("h2", "c2")), start=1):
+        other = "h2" if h == "h1" else "h1"
+        # wireguard-go's control socket is named after the interface, in one directory for
+        # every namespace: one name per host.
+        wgb = f"wgb{i}"
+        topo.daemons.append(subprocess.Popen(["ip", "netns", "exec", ns(h), "wireguard-go", "-f", wgb],
+                                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        for _ in range(100):
+            if in_ns(h, "ip", "link", "show", wgb, check=False).returncode == 0:
+                break
+            time.sleep(0.05)
+        in_ns(h, "wg", "set", wgb, "private-key", keys[h][0], "listen-port", "51820", "peer", keys[other][1],
+              "endpoint", f"10.204.0.{3 - i}:51820", "allowed-ips", f"10.98.0.{3 - i}/32")
+        in_ns(h, "ip", "addr", "add", f"10.98.0.{i}/24", "dev", wgb)
+        in_ns(h, "ip", "link", "set", wgb, "up")
+        in_ns(h, "ip", "link", "add", "vx0", "type", "vxlan", "id", VNI, "local", f"10.98.0.{i}",
+              "remote", f"10.98.0.{3 - i}", "dstport", "4789")
+        in_ns(h, "ip", "link", "add", "br0", "type", "bridge")
+        in_ns(h, "ip", "link", "set", "vx0", "master", "br0", "up")
+        in_ns(h, "ip", "link", "add", "k0", "type", "veth", "peer", "name", "eth0", "netns", ns(c))
+        in_ns(h, "ip", "link", "set", "k0", "mtu", "1370", "master", "br0", "up")
+        in_ns(h, "ip", "link", "set", "br0", "up")
+        in_ns(c, "ip", "link", "set", "eth0", "mtu", "1370", "up")
+        in_ns(c, "ip", "addr", "add", f"10.80.0.{10 * i}/24", "dev", "eth0")
+    return "10.80.0.20"
+
+
+def vswitch_encrypted_overlay(topo, binary):
+    socks, keys = {}, {}
+    for i, h in ((1, "h1"), (2, "h2")):
+        sock = os.path.join(topo.dir, f"{h}.sock")
+        log = open(os.path.join(topo.dir, f"{h}.log"), "w")
+        topo.daemons.append(subprocess.Popen(
+            ["nsenter", f"--net=/run/netns/{ns(h)}", binary, "--socket", sock, "daemon", "--state-dir",
+             os.path.join(topo.dir, h), "--underlay", f"10.204.0.{i}", "--tunnel-address", f"10.98.0.{i}"],
+            stdout=log, stderr=log))
+        for _ in range(100):
+            if sh(binary, "--socket", sock, "network", "ls", check=False).returncode == 0:
+                break
+            time.sleep(0.05)
+        socks[h] = sock
+        key_file = os.path.join(topo.dir, h, "wireguard.key")
+        keys[h] = subprocess.run(["wg", "pubkey"], input=open(key_file).read(), capture_output=True, text=True,
+                                 check=True).stdout.strip()
+    for i, (h, c) in enumerate((("h1", "c1"), ("h2", "c2")), start=1):
+        other = "h2" if h == "h1" else "h1"
+        half = "10.80.0.0/25" if i == 1 else "10.80.0.128/25"
+        peer = f"10.204.0.{3 - i},key={keys[other]},inner=10.98.0.{3 - i}"
+        sh(binary, "--socket", socks[h], "network", "create", "ov", "-d", "overlay", "--encrypt", "--mtu", "1370",
+           "--subnet", "10.80.0.0/24", "--ip-range", half, "--peer", peer)
+        sh(binary, "--socket", socks[h], "connect", "ov", ns(c), "--ip", "10.80.0.10" if i == 1 else "10.80.0.130")
+    return "10.80.0.130"
+
+
 def tcp_gbit(server_ip, seconds):
     in_ns("c2", "iperf3", "-s", "-D", "-1")
     time.sleep(0.3)
@@ -114,7 +178,12 @@ def ping_p50_us(server_ip):
 def run_mode(mode, binary, seconds):
     topo = Topology()
     try:
-        server_ip = kernel_overlay(topo) if mode == "kernel" else vswitch_overlay(topo, binary)
+        server_ip = {
+            "kernel": lambda: kernel_overlay(topo),
+            "vswitch": lambda: vswitch_overlay(topo, binary),
+            "wireguard-go": lambda: wireguard_go_overlay(topo),
+            "vswitch-encrypt": lambda: vswitch_encrypted_overlay(topo, binary),
+        }[mode]()
         in_ns("c1", "ping", "-c", "3", "-i", "0.2", "-W", "2", server_ip)
         return {"tcp_gbit_s": tcp_gbit(server_ip, seconds), "ping_p50_us": ping_p50_us(server_ip)}
     finally:
@@ -126,12 +195,13 @@ def main():
     parser.add_argument("--seconds", type=int, default=5)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--json", default="bench/overlay.json")
+    parser.add_argument("--modes", default="kernel,vswitch,wireguard-go,vswitch-encrypt")
     args = parser.parse_args()
     if os.geteuid() != 0:
         sys.exit("run as root: the benchmark creates network namespaces")
     subprocess.run(["cargo", "build", "--release", "-q", "-p", "vswitch"], check=True)
     binary = os.path.abspath("target/release/vswitch")
-    modes = ["kernel", "vswitch"]
+    modes = args.modes.split(",")
     runs = {m: [] for m in modes}
     for i in range(args.runs):
         for mode in modes:
@@ -139,12 +209,15 @@ def main():
             runs[mode].append(run_mode(mode, binary, args.seconds))
     summary = {m: {k: statistics.median([r[k] for r in runs[m] if r[k] is not None])
                    for k in ("tcp_gbit_s", "ping_p50_us")} for m in modes}
-    summary["ratio_tcp"] = summary["vswitch"]["tcp_gbit_s"] / summary["kernel"]["tcp_gbit_s"]
-    summary["ratio_rtt"] = summary["vswitch"]["ping_p50_us"] / summary["kernel"]["ping_p50_us"]
-    print(f"{'':10}{'TCP Gbit/s':>12}{'ping p50 µs':>14}")
+    print(f"{'':16}{'TCP Gbit/s':>12}{'ping p50 µs':>14}")
     for m in modes:
-        print(f"{m:10}{summary[m]['tcp_gbit_s']:>12.2f}{summary[m]['ping_p50_us']:>14.0f}")
-    print(f"vswitch/kernel: TCP {summary['ratio_tcp']:.2f}x, RTT {summary['ratio_rtt']:.2f}x")
+        print(f"{m:16}{summary[m]['tcp_gbit_s']:>12.2f}{summary[m]['ping_p50_us']:>14.0f}")
+    for ours, theirs in (("vswitch", "kernel"), ("vswitch-encrypt", "wireguard-go")):
+        if ours in summary and theirs in summary:
+            tcp = summary[ours]["tcp_gbit_s"] / summary[theirs]["tcp_gbit_s"]
+            rtt = summary[ours]["ping_p50_us"] / summary[theirs]["ping_p50_us"]
+            summary[f"{ours}/{theirs}"] = {"tcp": tcp, "rtt": rtt}
+            print(f"{ours}/{theirs}: TCP {tcp:.2f}x, RTT {rtt:.2f}x")
     with open(args.json, "w") as f:
         json.dump({"runs": runs, "summary": summary}, f, indent=2)
 

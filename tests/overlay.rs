@@ -432,6 +432,30 @@ fn an_encrypted_overlay_interoperates_with_wireguard_go_and_hides_its_frames() {
     );
     let (local, _) = hosts.hosts(1);
     assert_eq!(local["drops"], 0, "{local}");
+    // Datagrams that do not authenticate, from the peer's address: refused and counted.
+    let target = format!("/dev/udp/{}/51820", underlay_ip(1));
+    for payload in [
+        "'\\x04\\x00\\x00\\x00garbage-that-is-no-transport-data'",
+        "'x'",
+    ] {
+        let script = format!("printf {payload} > {target}");
+        run(
+            "ip",
+            &["netns", "exec", &kernel_host, "bash", "-c", &script],
+        );
+    }
+    assert!(
+        eventually(Duration::from_secs(3), || {
+            let (local, _) = hosts.hosts(1);
+            local["drops_by_reason"]["malformed_tunnel"]
+                .as_u64()
+                .unwrap_or(0)
+                >= 2
+        }),
+        "{:?}",
+        hosts.hosts(1)
+    );
+    assert!(ping(&c1, "10.76.0.200", 2), "the tunnel carries on");
 }
 
 /// Ends a child process by its PID when dropped.

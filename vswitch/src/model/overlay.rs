@@ -194,9 +194,11 @@ fn parse_peer(text: &str, encrypt: bool) -> Result<(SocketAddr, Option<PeerKey>)
                     ))
                 })?)
             }
-            _ => return Err(invalid(format!(
+            _ => {
+                return Err(invalid(format!(
                 "peer {address}: {field:?} is not key=PUBLIC_KEY (base64, 32 bytes) or inner=IPV4"
-            ))),
+            )))
+            }
         }
     }
     match (encrypt, key, inner) {
