@@ -23,14 +23,21 @@ struct Etcd {
     child: Option<Child>,
     netns: String,
     dir: std::path::PathBuf,
+    /// Serve clients over TLS, asking for their certificate (from `Certificates` in `dir`).
+    tls: bool,
 }
 
 impl Etcd {
     fn start(netns: &str, dir: std::path::PathBuf) -> Etcd {
+        Etcd::start_with(netns, dir, false)
+    }
+
+    fn start_with(netns: &str, dir: std::path::PathBuf, tls: bool) -> Etcd {
         let mut etcd = Etcd {
             child: None,
             netns: netns.to_string(),
             dir,
+            tls,
         };
         etcd.resume();
         etcd
@@ -38,7 +45,22 @@ impl Etcd {
 
     /// Starts (again) on the same data directory.
     fn resume(&mut self) {
-        let client = format!("http://{ETCD_IP}:2379");
+        let scheme = if self.tls { "https" } else { "http" };
+        let client = format!("{scheme}://{ETCD_IP}:2379");
+        let pem = |name: &str| self.dir.join(name).to_str().unwrap().to_string();
+        let tls: Vec<String> = if self.tls {
+            vec![
+                "--cert-file".into(),
+                pem("server.pem"),
+                "--key-file".into(),
+                pem("server.key"),
+                "--client-cert-auth".into(),
+                "--trusted-ca-file".into(),
+                pem("ca.pem"),
+            ]
+        } else {
+            Vec::new()
+        };
         let child = Command::new("ip")
             .args([
                 "netns",
@@ -59,6 +81,7 @@ impl Etcd {
             .args(["--listen-peer-urls", "http://127.0.0.1:2380"])
             .args(["--initial-advertise-peer-urls", "http://127.0.0.1:2380"])
             .args(["--initial-cluster", "t=http://127.0.0.1:2380"])
+            .args(&tls)
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(self.dir.join("etcd.log")).unwrap())
             .spawn()
@@ -154,8 +177,10 @@ fn three_hosts() -> (Hosts, Etcd) {
 
 /// Names of the hosts host `n` sees up in the store.
 fn hosts_up(hosts: &mut Hosts, n: usize) -> Vec<String> {
-    let (_, others) = hosts.hosts(n);
-    let mut names: Vec<String> = others
+    let rows = hosts.bed(n).json(&["hosts"]);
+    let mut names: Vec<String> = rows
+        .as_array()
+        .unwrap()
         .iter()
         .filter(|h| h["state"] == "up")
         .filter_map(|h| h["name"].as_str().map(str::to_string))
@@ -329,4 +354,142 @@ fn a_killed_host_goes_and_a_stopped_store_stops_nothing_that_runs() {
     hosts.bed(1).ok(&["disconnect", "ov", &late]);
     let error = hosts.bed(1).fails(&["network", "rm", "ov"]);
     assert!(error.contains("on host host2"), "{error}");
+}
+
+/// A CA, etcd's server certificate (for `ETCD_IP`) and a client certificate per name, made with
+/// openssl in `dir`.
+fn make_certificates(dir: &std::path::Path, clients: &[&str]) {
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    let openssl = |args: &[&str]| {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let mut ca = vec!["req", "-x509", "-days", "1", "-subj", "/CN=vswitch-test-ca"];
+    ca.extend(ec);
+    ca.extend(["-keyout", "ca.key", "-out", "ca.pem"]);
+    openssl(&ca);
+    let sign = |name: &str, extension: &str| {
+        let mut req = vec!["req", "-subj"];
+        let subject = format!("/CN={name}");
+        req.push(&subject);
+        req.extend(ec);
+        let (key, csr, pem) = (
+            format!("{name}.key"),
+            format!("{name}.csr"),
+            format!("{name}.pem"),
+        );
+        req.extend(["-keyout", &key, "-out", &csr]);
+        openssl(&req);
+        std::fs::write(dir.join(format!("{name}.ext")), extension).unwrap();
+        let ext = format!("{name}.ext");
+        openssl(&[
+            "x509",
+            "-req",
+            "-days",
+            "1",
+            "-in",
+            &csr,
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            &pem,
+            "-extfile",
+            &ext,
+        ]);
+    };
+    // etcd's HTTP gateway dials its own gRPC server with the server certificate: it must be
+    // good for clients too.
+    let server = format!("subjectAltName=IP:{ETCD_IP}\nextendedKeyUsage=serverAuth,clientAuth\n");
+    sign("server", &server);
+    for client in clients {
+        sign(client, "extendedKeyUsage=clientAuth\n");
+    }
+}
+
+#[test]
+fn tls_with_client_certificates_admits_only_hosts_that_have_one() {
+    let certs = std::env::temp_dir().join(format!("vswitch-tls-{}", std::process::id()));
+    std::fs::create_dir_all(&certs).unwrap();
+    let _removed = RemovedOnDrop(certs.clone());
+    make_certificates(&certs, &["host1", "host2"]);
+    let pem = |name: &str| certs.join(name).to_str().unwrap().to_string();
+    let mut hosts = Hosts::start_with(3, |n| {
+        let mut args = vec![
+            "--store".into(),
+            format!("https://{ETCD_IP}:2379"),
+            "--host-name".into(),
+            format!("host{n}"),
+            "--store-ca".into(),
+            pem("ca.pem"),
+        ];
+        // Host 3 trusts etcd but has no certificate of its own.
+        if n < 3 {
+            args.extend(["--store-cert".into(), pem(&format!("host{n}.pem"))]);
+            args.extend(["--store-key".into(), pem(&format!("host{n}.key"))]);
+        }
+        args
+    });
+    let underlay = hosts.underlay.clone();
+    run(
+        "ip",
+        &[
+            "-n",
+            &underlay,
+            "addr",
+            "add",
+            &format!("{ETCD_IP}/24"),
+            "dev",
+            "br0",
+        ],
+    );
+    let _etcd = Etcd::start_with(&underlay, certs.clone(), true);
+    hosts.bed(1).ok(&[
+        "network",
+        "create",
+        "ov",
+        "-d",
+        "overlay",
+        "--subnet",
+        "10.74.0.0/24",
+    ]);
+    assert!(
+        eventually(Duration::from_secs(10), || hosts_up(&mut hosts, 2)
+            == ["host1"]),
+        "host 2 meets host 1 over TLS: {}",
+        hosts.bed(2).ok(&["hosts"])
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(
+        hosts_up(&mut hosts, 1),
+        ["host2"],
+        "host 3, without a certificate, is not let in"
+    );
+    let log = hosts.bed(3).log();
+    assert!(log.contains("store unreachable"), "host 3 says why: {log}");
+}
+
+/// A directory of the test's own, removed when the test ends, also when it fails.
+struct RemovedOnDrop(std::path::PathBuf);
+
+impl Drop for RemovedOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }

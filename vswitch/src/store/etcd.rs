@@ -30,6 +30,18 @@ pub enum EtcdError {
     Refused { what: &'static str, message: String },
 }
 
+/// An HTTP/1 connection over `io`, its driver spawned.
+async fn handshake<T>(
+    io: TokioIo<T>,
+) -> Result<hyper::client::conn::http1::SendRequest<Full<Bytes>>, hyper::Error>
+where
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
+{
+    let (sender, connection) = hyper::client::conn::http1::handshake(io).await?;
+    tokio::spawn(connection);
+    Ok(sender)
+}
+
 /// One key and its value, as a range returns them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeyValue {
@@ -44,10 +56,12 @@ pub struct Snapshot {
     pub revision: i64,
 }
 
-/// etcd, at one or more `host:port` endpoints (the first that answers is used).
+/// etcd, at one or more `host:port` endpoints (the first that answers is used), over TLS if
+/// given a client configuration.
 #[derive(Debug, Clone)]
 pub struct Etcd {
     endpoints: Vec<String>,
+    tls: Option<std::sync::Arc<rustls::ClientConfig>>,
 }
 
 #[derive(Deserialize)]
@@ -98,12 +112,20 @@ impl Etcd {
                 .map(|e| {
                     e.trim()
                         .trim_start_matches("http://")
+                        .trim_start_matches("https://")
                         .trim_end_matches('/')
                         .to_string()
                 })
                 .filter(|e| !e.is_empty())
                 .collect(),
+            tls: None,
         }
+    }
+
+    /// The same, over TLS with `config`.
+    pub fn with_tls(mut self, config: std::sync::Arc<rustls::ClientConfig>) -> Etcd {
+        self.tls = Some(config);
+        self
     }
 
     /// The endpoints, as given.
@@ -136,18 +158,35 @@ impl Etcd {
                         continue;
                     }
                 };
-            let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-                .await
-                .map_err(|e| self.unreachable(e))?;
-            tokio::spawn(connection);
-            return Ok((sender, endpoint.clone()));
+            let sender = match &self.tls {
+                Some(config) => {
+                    let host = endpoint
+                        .rsplit_once(':')
+                        .map_or(endpoint.as_str(), |(h, _)| h);
+                    let host = host.trim_start_matches('[').trim_end_matches(']');
+                    let name = rustls::pki_types::ServerName::try_from(host.to_string())
+                        .map_err(|e| self.unreachable(format!("{endpoint}: {e}")))?;
+                    let connector = tokio_rustls::TlsConnector::from(config.clone());
+                    let stream =
+                        tokio::time::timeout(CALL_TIMEOUT, connector.connect(name, stream))
+                            .await
+                            .map_err(|_| {
+                                self.unreachable(format!("{endpoint}: TLS handshake timed out"))
+                            })?
+                            .map_err(|e| self.unreachable(format!("{endpoint}: TLS: {e}")))?;
+                    handshake(TokioIo::new(stream)).await
+                }
+                None => handshake(TokioIo::new(stream)).await,
+            };
+            return Ok((sender.map_err(|e| self.unreachable(e))?, endpoint.clone()));
         }
         Err(self.unreachable(last))
     }
 
     async fn send(&self, path: &str, body: &Value) -> Result<hyper::Response<Incoming>, EtcdError> {
         let (mut sender, endpoint) = self.connect().await?;
-        let request = Request::post(format!("http://{endpoint}{path}"))
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        let request = Request::post(format!("{scheme}://{endpoint}{path}"))
             .header("host", endpoint)
             .header("content-type", "application/json")
             .body(Full::new(Bytes::from(body.to_string())))

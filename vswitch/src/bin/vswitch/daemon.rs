@@ -40,6 +40,15 @@ pub struct DaemonArgs {
     /// host's peers found there. Needs --underlay with this host's address.
     #[arg(long, value_name = "URL")]
     store: Option<String>,
+    /// The CA that signed etcd's certificate, PEM: talk to etcd over TLS.
+    #[arg(long, value_name = "FILE", requires = "store")]
+    store_ca: Option<PathBuf>,
+    /// This host's client certificate for etcd (`--client-cert-auth`), PEM; with --store-key.
+    #[arg(long, value_name = "FILE", requires_all = ["store_ca", "store_key"])]
+    store_cert: Option<PathBuf>,
+    /// The client certificate's private key, PEM.
+    #[arg(long, value_name = "FILE", requires = "store_cert")]
+    store_key: Option<PathBuf>,
     /// This host's name in the store [default: the system's host name].
     #[arg(long, requires = "store")]
     host_name: Option<String>,
@@ -66,9 +75,21 @@ fn cluster_config(
     let Some(url) = &args.store else {
         return Ok(None);
     };
-    let endpoints = url.strip_prefix("etcd://").unwrap_or(url);
-    if endpoints.is_empty() || url.contains("://") && !url.starts_with("etcd://") {
-        anyhow::bail!("--store {url:?}: expected etcd://HOST:PORT[,HOST:PORT...]");
+    let (endpoints, https) = match url.split_once("://") {
+        Some(("etcd" | "http", rest)) => (rest, false),
+        Some(("etcds" | "https", rest)) => (rest, true),
+        Some(_) => anyhow::bail!(
+            "--store {url:?}: expected etcd://HOST:PORT[,HOST:PORT...] (etcds:// or https:// for TLS)"
+        ),
+        None => (url.as_str(), false),
+    };
+    if endpoints.is_empty() {
+        anyhow::bail!("--store {url:?}: no HOST:PORT given");
+    }
+    if https && args.store_ca.is_none() {
+        anyhow::bail!(
+            "--store {url:?}: TLS needs --store-ca, the CA that signed etcd's certificate"
+        );
     }
     if underlay.ip().is_unspecified() {
         anyhow::bail!(
@@ -82,8 +103,13 @@ fn cluster_config(
             .to_string(),
     };
     vswitch::model::check_name("host", &host).map_err(|e| anyhow::anyhow!("--host-name: {e}"))?;
+    let mut etcd = vswitch::store::etcd::Etcd::new(endpoints);
+    if let Some(ca) = &args.store_ca {
+        let identity = args.store_cert.as_deref().zip(args.store_key.as_deref());
+        etcd = etcd.with_tls(vswitch::store::tls::client_config(ca, identity)?);
+    }
     Ok(Some(vswitch::control::ClusterConfig {
-        etcd: vswitch::store::etcd::Etcd::new(endpoints),
+        etcd,
         host,
         underlay,
         lease: Duration::from_secs(args.store_lease),
