@@ -286,6 +286,17 @@ fn hosts_meet_in_etcd_and_their_containers_reach_each_other_by_name() {
     );
     assert!(ping(c1, c3, 2), "and host 3's");
     assert!(ping(c3, ip2, 2));
+    // `network inspect` shows the other hosts and their endpoints.
+    let view = hosts.bed(1).inspect("ov");
+    let listed = view["hosts"].to_string();
+    assert!(
+        listed.contains("host2@") && listed.contains("host3@"),
+        "{view}"
+    );
+    assert!(
+        view["remote_endpoints"].to_string().contains(&mac2),
+        "{view}"
+    );
     let (sent, got, bytes, _) = tcp_transfer(c3, c2, ip2, 20 << 20);
     assert_eq!(
         (bytes, sent),

@@ -28,6 +28,13 @@ pub struct NetworkView {
     pub gateway_mac: MacAddr,
     /// What its gateway served and dropped.
     pub gateway: GatewayStats,
+    /// An overlay's other hosts: name (with a store) and underlay address, as `name@address`
+    /// or the address alone.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hosts: Vec<String>,
+    /// Endpoints on other hosts, as the store says.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub remote_endpoints: Vec<crate::model::RemoteEndpoint>,
 }
 
 impl Control {
@@ -130,6 +137,15 @@ impl Control {
             gateway_mac: gateway_mac(name),
             network: network.record.clone(),
             gateway: network.gateway.gateway.counters.snapshot(),
+            hosts: network
+                .tunnels
+                .iter()
+                .map(|t| match &t.host {
+                    Some(host) => format!("{host}@{}", t.peer),
+                    None => t.peer.to_string(),
+                })
+                .collect(),
+            remote_endpoints: network.record.remote.clone(),
         })
     }
 
