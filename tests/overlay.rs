@@ -117,84 +117,12 @@ fn a_kernel_vxlan_peer_exchanges_arp_ping_and_tcp() {
     let kernel_host = hosts.bed(1).netns("khost");
     Hosts::plug(&hosts.underlay.clone(), &kernel_host, 3);
     let vni = "4242";
-    let ip = |args: &[&str]| {
-        let mut all = vec!["-n", kernel_host.as_str()];
-        all.extend_from_slice(args);
-        run("ip", &all);
-    };
-    ip(&[
-        "link",
-        "add",
-        "vx0",
-        "type",
-        "vxlan",
-        "id",
-        vni,
-        "local",
-        &underlay_ip(3),
-        "remote",
-        &underlay_ip(1),
-        "dstport",
-        "4789",
-    ]);
-    ip(&["link", "add", "br0", "type", "bridge"]);
-    ip(&["link", "set", "vx0", "master", "br0", "up"]);
-    let kernel_container = hosts.bed(1).netns("kc");
-    ip(&[
-        "link",
-        "add",
-        "k0",
-        "type",
-        "veth",
-        "peer",
-        "name",
-        "eth0",
-        "netns",
-        &kernel_container,
-    ]);
-    ip(&["link", "set", "k0", "mtu", "1450", "master", "br0", "up"]);
-    ip(&["link", "set", "br0", "up"]);
-    run(
-        "ip",
-        &[
-            "-n",
-            &kernel_container,
-            "link",
-            "set",
-            "eth0",
-            "mtu",
-            "1450",
-            "up",
-        ],
-    );
-    // A veth hands its packets on with their checksums still to be filled in (a NIC would fill
-    // them in on the wire): a kernel vxlan receiver keeps that mark through decapsulation, but
-    // a UDP socket reads only the bytes. Between real hosts the NIC computes them; here the
-    // sender does.
-    run(
-        "ip",
-        &[
-            "netns",
-            "exec",
-            &kernel_container,
-            "ethtool",
-            "-K",
-            "eth0",
-            "tx",
-            "off",
-        ],
-    );
-    run(
-        "ip",
-        &[
-            "-n",
-            &kernel_container,
-            "addr",
-            "add",
-            "10.73.0.200/24",
-            "dev",
-            "eth0",
-        ],
+    let kernel_container = kernel_vxlan_container(
+        hosts.bed(1),
+        &kernel_host,
+        [vni, &underlay_ip(3), &underlay_ip(1)],
+        "1450",
+        "10.73.0.200/24",
     );
     hosts.overlay(
         1,
@@ -307,75 +235,12 @@ fn an_encrypted_overlay_interoperates_with_wireguard_go_and_hides_its_frames() {
     );
     ip(&["addr", "add", "10.99.0.3/24", "dev", &wg_if]);
     ip(&["link", "set", &wg_if, "up"]);
-    ip(&[
-        "link",
-        "add",
-        "vx0",
-        "type",
-        "vxlan",
-        "id",
-        "4243",
-        "local",
-        "10.99.0.3",
-        "remote",
-        "10.99.0.1",
-        "dstport",
-        "4789",
-    ]);
-    ip(&["link", "add", "br0", "type", "bridge"]);
-    ip(&["link", "set", "vx0", "master", "br0", "up"]);
-    let kernel_container = hosts.bed(1).netns("kc");
-    ip(&[
-        "link",
-        "add",
-        "k0",
-        "type",
-        "veth",
-        "peer",
-        "name",
-        "eth0",
-        "netns",
-        &kernel_container,
-    ]);
-    ip(&["link", "set", "k0", "mtu", "1370", "master", "br0", "up"]);
-    ip(&["link", "set", "br0", "up"]);
-    run(
-        "ip",
-        &[
-            "-n",
-            &kernel_container,
-            "link",
-            "set",
-            "eth0",
-            "mtu",
-            "1370",
-            "up",
-        ],
-    );
-    run(
-        "ip",
-        &[
-            "-n",
-            &kernel_container,
-            "addr",
-            "add",
-            "10.76.0.200/24",
-            "dev",
-            "eth0",
-        ],
-    );
-    run(
-        "ip",
-        &[
-            "netns",
-            "exec",
-            &kernel_container,
-            "ethtool",
-            "-K",
-            "eth0",
-            "tx",
-            "off",
-        ],
+    let kernel_container = kernel_vxlan_container(
+        hosts.bed(1),
+        &kernel_host,
+        ["4243", "10.99.0.3", "10.99.0.1"],
+        "1370",
+        "10.76.0.200/24",
     );
     // The vswitch container's MTU follows wireguard-go's tunnel (1420 less VXLAN).
     run("ip", &["-n", &c1, "link", "set", "eth0", "mtu", "1370"]);
@@ -466,4 +331,50 @@ impl Drop for Ender {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
+}
+
+/// In `kernel_host`: a kernel vxlan device (`[vni, local, remote]`, port 4789) bridged to a
+/// container namespace of its own with `address` and `mtu`; returns that namespace. A veth
+/// hands its packets on with their checksums still to be filled in (a NIC would fill them in on
+/// the wire): a kernel vxlan receiver keeps that mark through decapsulation, but a UDP socket
+/// reads only the bytes, so here the container's sender computes them.
+fn kernel_vxlan_container(
+    bed: &mut Bed,
+    kernel_host: &str,
+    [vni, local, remote]: [&str; 3],
+    mtu: &str,
+    address: &str,
+) -> String {
+    let ip = |args: &[&str]| {
+        let mut all = vec!["-n", kernel_host];
+        all.extend_from_slice(args);
+        run("ip", &all);
+    };
+    let vxlan = [
+        "link", "add", "vx0", "type", "vxlan", "id", vni, "local", local, "remote", remote,
+    ];
+    ip(&[&vxlan[..], &["dstport", "4789"]].concat());
+    ip(&["link", "add", "br0", "type", "bridge"]);
+    ip(&["link", "set", "vx0", "master", "br0", "up"]);
+    let container = bed.netns("kc");
+    ip(&[
+        "link", "add", "k0", "type", "veth", "peer", "name", "eth0", "netns", &container,
+    ]);
+    ip(&["link", "set", "k0", "mtu", mtu, "master", "br0", "up"]);
+    ip(&["link", "set", "br0", "up"]);
+    run(
+        "ip",
+        &["-n", &container, "link", "set", "eth0", "mtu", mtu, "up"],
+    );
+    run(
+        "ip",
+        &["-n", &container, "addr", "add", address, "dev", "eth0"],
+    );
+    run(
+        "ip",
+        &[
+            "netns", "exec", &container, "ethtool", "-K", "eth0", "tx", "off",
+        ],
+    );
+    container
 }
