@@ -28,14 +28,14 @@ struct Etcd {
 }
 
 impl Etcd {
-    fn start(netns: &str, dir: std::path::PathBuf) -> Etcd {
-        Etcd::start_with(netns, dir, false)
-    }
-
-    fn start_with(netns: &str, dir: std::path::PathBuf, tls: bool) -> Etcd {
+    /// An etcd at `ETCD_IP` on the hosts' underlay bridge, its data in `dir`.
+    fn on_underlay(hosts: &Hosts, dir: std::path::PathBuf, tls: bool) -> Etcd {
+        let netns = hosts.underlay.clone();
+        let cidr = format!("{ETCD_IP}/24");
+        run("ip", &["-n", &netns, "addr", "add", &cidr, "dev", "br0"]);
         let mut etcd = Etcd {
             child: None,
-            netns: netns.to_string(),
+            netns,
             dir,
             tls,
         };
@@ -122,21 +122,8 @@ fn three_hosts() -> (Hosts, Etcd) {
             LEASE_SECONDS.to_string(),
         ]
     });
-    let underlay = hosts.underlay.clone();
-    run(
-        "ip",
-        &[
-            "-n",
-            &underlay,
-            "addr",
-            "add",
-            &format!("{ETCD_IP}/24"),
-            "dev",
-            "br0",
-        ],
-    );
     let dir = hosts.bed(1).dir.clone();
-    let etcd = Etcd::start(&underlay, dir);
+    let etcd = Etcd::on_underlay(&hosts, dir, false);
     // Created once: the others create it as the store defines it (Docker's global scope).
     let create = [
         "network",
@@ -457,20 +444,7 @@ fn tls_with_client_certificates_admits_only_hosts_that_have_one() {
         }
         args
     });
-    let underlay = hosts.underlay.clone();
-    run(
-        "ip",
-        &[
-            "-n",
-            &underlay,
-            "addr",
-            "add",
-            &format!("{ETCD_IP}/24"),
-            "dev",
-            "br0",
-        ],
-    );
-    let _etcd = Etcd::start_with(&underlay, certs.clone(), true);
+    let _etcd = Etcd::on_underlay(&hosts, certs.clone(), true);
     hosts.bed(1).ok(&[
         "network",
         "create",
