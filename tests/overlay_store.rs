@@ -293,6 +293,68 @@ fn hosts_meet_in_etcd_and_their_containers_reach_each_other_by_name() {
     let _ = ip3;
 }
 
+/// Runs busybox's DHCP client once in `netns` (it configures the address it gets); returns it.
+fn dhcp_address(dir: &std::path::Path, netns: &str) -> String {
+    let script = dir.join(format!("{netns}.sh"));
+    std::fs::write(
+        &script,
+        "#!/bin/sh\ncase \"$1\" in bound|renew) ip addr replace $ip/$mask dev $interface;; esac\n",
+    )
+    .unwrap();
+    run("chmod", &["+x", script.to_str().unwrap()]);
+    let udhcpc = [
+        "busybox", "udhcpc", "-q", "-n", "-f", "-i", "eth0", "-t", "10", "-T", "1", "-s",
+    ];
+    let mut args = vec!["netns", "exec", netns];
+    args.extend(udhcpc);
+    args.push(script.to_str().unwrap());
+    run("ip", &args);
+    let shown = run("ip", &["-n", netns, "-4", "-o", "addr", "show", "eth0"]);
+    let cidr = shown
+        .split_whitespace()
+        .skip_while(|w| *w != "inet")
+        .nth(1)
+        .unwrap_or_default();
+    cidr.split('/').next().unwrap_or_default().to_string()
+}
+
+#[test]
+fn dhcp_clients_on_different_hosts_get_distinct_addresses_and_names() {
+    let (mut hosts, _etcd) = three_hosts();
+    let namespaces: Vec<String> = (1..=3)
+        .map(|n| {
+            let bed = hosts.bed(n);
+            let ns = bed.netns(&format!("dh{n}"));
+            bed.ok(&["connect", "ov", &ns, "--dhcp"]);
+            ns
+        })
+        .collect();
+    // All three ask at once: each gateway offers only what it reserved in the store.
+    let dir = hosts.bed(1).dir.clone();
+    let threads: Vec<_> = namespaces
+        .iter()
+        .map(|ns| {
+            let (dir, ns) = (dir.clone(), ns.clone());
+            std::thread::spawn(move || dhcp_address(&dir, &ns))
+        })
+        .collect();
+    let mut addresses: Vec<String> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+    assert!(addresses.iter().all(|a| !a.is_empty()), "{addresses:?}");
+    let (first, second) = (addresses[0].clone(), namespaces[1].clone());
+    addresses.sort();
+    addresses.dedup();
+    assert_eq!(
+        addresses.len(),
+        3,
+        "distinct leases across hosts: {addresses:?}"
+    );
+    // Host 1's DHCP client is known by name on host 2, at its leased address.
+    assert!(
+        eventually(Duration::from_secs(10), || ping(&second, &namespaces[0], 1)),
+        "host 2 reaches host 1's DHCP client ({first}) by name"
+    );
+}
+
 #[test]
 fn a_killed_host_goes_and_a_stopped_store_stops_nothing_that_runs() {
     let (mut hosts, mut etcd) = three_hosts();

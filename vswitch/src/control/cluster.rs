@@ -418,6 +418,38 @@ impl Control {
         Err(address_taken(network, endpoint.addresses[0].addr()))
     }
 
+    /// Reserves `ip`, for DHCP client `mac`, on overlay `network` in the store; false if
+    /// another host holds it. Nothing to do without a store.
+    pub(super) async fn reserve_lease(
+        &self,
+        network: &str,
+        ip: std::net::Ipv4Addr,
+        mac: MacAddr,
+    ) -> Result<bool, ControlError> {
+        let Some(cluster) = self.cluster.get() else {
+            return Ok(true);
+        };
+        let lease = cluster.lease.load(Ordering::Relaxed);
+        if lease == 0 {
+            return Err(EtcdError::Unreachable {
+                endpoints: cluster.config.etcd.endpoints(),
+                reason: "this host has not registered with it yet".into(),
+            }
+            .into());
+        }
+        let owner = dhcp_owner(&cluster.config.host, mac);
+        let key = address_key(network, std::net::IpAddr::V4(ip));
+        let etcd = &cluster.config.etcd;
+        if etcd.create(&key, owner.as_bytes(), lease).await? {
+            return Ok(true);
+        }
+        let current = etcd.range(&key).await?;
+        Ok(current
+            .kvs
+            .first()
+            .is_none_or(|kv| kv.value == owner.as_bytes()))
+    }
+
     /// Reserves `endpoint`'s addresses on overlay `network` in the store; `Ok(Some(ip))` names
     /// an address another host holds. Nothing to do without a store.
     pub(super) async fn reserve_addresses(
@@ -543,12 +575,39 @@ impl Control {
                 continue;
             }
             records.insert(member_key(name, host), Vec::new());
+            let now = super::unix_now();
+            let live_leases: Vec<&crate::model::LeaseRecord> = network
+                .record
+                .leases
+                .iter()
+                .filter(|l| !l.offered && l.expires > now)
+                .collect();
+            for lease in &live_leases {
+                records.insert(
+                    address_key(name, std::net::IpAddr::V4(lease.ip)),
+                    dhcp_owner(host, lease.mac).into_bytes(),
+                );
+            }
             for endpoint in network.record.endpoints.values() {
+                // A DHCP client's address is its lease's.
+                let leased = live_leases
+                    .iter()
+                    .filter(|l| l.mac == endpoint.mac)
+                    .filter_map(|l| {
+                        let prefix =
+                            network.record.subnets.iter().find_map(|s| match s.subnet {
+                                ipnet::IpNet::V4(net) if net.contains(&l.ip) => {
+                                    Some(net.prefix_len())
+                                }
+                                _ => None,
+                            })?;
+                        ipnet::IpNet::new(std::net::IpAddr::V4(l.ip), prefix).ok()
+                    });
                 let remote = RemoteEndpoint {
                     host: host.clone(),
                     name: endpoint.name.clone(),
                     mac: endpoint.mac,
-                    addresses: endpoint.addresses.clone(),
+                    addresses: endpoint.addresses.iter().copied().chain(leased).collect(),
                     aliases: endpoint.aliases.clone(),
                 };
                 let value = serde_json::to_vec(&remote).expect("serializes");
@@ -699,6 +758,11 @@ impl Control {
         network.record.remote = remote;
         Ok(())
     }
+}
+
+/// Who holds an address a DHCP client of this host leased.
+fn dhcp_owner(host: &str, mac: MacAddr) -> String {
+    format!("{host}/dhcp-{mac}")
 }
 
 fn address_taken(network: &str, ip: std::net::IpAddr) -> ControlError {

@@ -10,7 +10,12 @@ use tracing::{debug, warn};
 use super::addresses::port_security;
 use super::{unix_now, Control, Network};
 use crate::gateway::LeaseCall;
+use crate::model::leases::Decision;
 use crate::model::{leases, LeaseRecord, NetworkRecord};
+
+/// Addresses offered on an overlay before a DHCP request is left unanswered (each held by
+/// another host).
+const MAX_LEASE_ATTEMPTS: usize = 16;
 use vswitch_core::frame::MacAddr;
 
 /// Answers the gateways' lease calls while the control plane lives.
@@ -32,12 +37,61 @@ impl Control {
         };
         call.query.port = self.client_port(network, call.query.mac);
         let taken_before = taken_leases(&network.record);
-        let (decision, _) = leases::decide(
+        let shared = network.record.overlay.is_some();
+        let mut decision = leases::decide(
             &mut network.record,
             &call.query,
             unix_now(),
             leases::DEFAULT_LEASE_SECS,
-        );
+        )
+        .0;
+        // On an overlay shared through a store, an address is offered or acknowledged only once
+        // reserved there: one another host holds is counted as taken, and another offered.
+        for _ in 0..MAX_LEASE_ATTEMPTS {
+            let (Decision::Offer(ip) | Decision::Ack(ip)) = decision else {
+                break;
+            };
+            if !shared {
+                break;
+            }
+            match self.reserve_lease(&call.network, ip, call.query.mac).await {
+                Ok(true) => break,
+                Ok(false) => {}
+                Err(e) => {
+                    warn!(network = %call.network, error = %e, "DHCP answer waits for the store");
+                    decision = Decision::Ignore;
+                    break;
+                }
+            }
+            let Some(network) = inner.networks.get_mut(&call.network) else {
+                return;
+            };
+            network
+                .record
+                .leases
+                .retain(|l| !(l.mac == call.query.mac && l.ip == ip));
+            network.record.remote.push(crate::model::RemoteEndpoint {
+                host: "another host".into(),
+                name: "(reserved)".into(),
+                mac: MacAddr([0; 6]),
+                addresses: vec![ipnet::IpNet::from(std::net::IpAddr::V4(ip))],
+                aliases: Vec::new(),
+            });
+            decision = if matches!(decision, Decision::Ack(_)) {
+                Decision::Nak
+            } else {
+                leases::decide(
+                    &mut network.record,
+                    &call.query,
+                    unix_now(),
+                    leases::DEFAULT_LEASE_SECS,
+                )
+                .0
+            };
+        }
+        let Some(network) = inner.networks.get_mut(&call.network) else {
+            return;
+        };
         // Offers live in memory only: a flood of DISCOVERs costs no disk write.
         if taken_leases(&network.record) != taken_before {
             if let Err(e) = self.commit(&inner) {
