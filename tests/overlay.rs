@@ -46,6 +46,24 @@ fn containers_on_two_hosts_share_one_segment() {
         peers[0]["tx_packets"].as_u64().unwrap() > 70_000,
         "{peers:?}"
     );
+    // The tunnel to host 2 is a port like any other, with its counters.
+    let ports = hosts.bed(1).json(&["ports"]);
+    let tunnel = ports
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["kind"] == "tunnel")
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(
+        tunnel["ifname"],
+        format!("{}:4789", underlay_ip(2)),
+        "{ports}"
+    );
+    assert!(
+        tunnel["tx_packets"].as_u64().unwrap_or(0) > 70_000,
+        "{tunnel}"
+    );
     let text = hosts.bed(1).ok(&["network", "ls"]);
     assert!(
         text.contains("overlay") && text.contains("global"),

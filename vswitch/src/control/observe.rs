@@ -20,7 +20,8 @@ use crate::model::gateway_mac;
 pub struct PortInfo {
     /// Switch port number.
     pub port: u32,
-    /// `container`, `trunk` or `gateway`.
+    /// `container`, `trunk`, `gateway` or `tunnel` (to another host of an overlay; its
+    /// interface is the host's underlay address).
     pub kind: String,
     /// Network it belongs to.
     pub network: String,
@@ -130,6 +131,19 @@ impl Control {
             };
             let port = network.gateway.port;
             ports.push(gateway.with_counters(port, counters_of(port)));
+            for tunnel in &network.tunnels {
+                let peer = tunnel.peer.to_string();
+                let owner = PortOwner {
+                    kind: "tunnel",
+                    network: net_name.clone(),
+                    endpoint: tunnel.host.as_deref().unwrap_or(&peer),
+                    netns: "",
+                    ifname: &peer,
+                    // Stations of many MACs are behind it: it has none of its own.
+                    mac: MacAddr([0; 6]),
+                };
+                ports.push(owner.with_counters(tunnel.port, counters_of(tunnel.port)));
+            }
         }
         for (name, trunk) in &inner.trunks {
             let record = &trunk.record;

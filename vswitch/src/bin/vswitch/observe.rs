@@ -88,7 +88,12 @@ pub async fn ports(client: &Client, args: PortsArgs) -> anyhow::Result<()> {
                 ("", ifname) => ifname.to_string(),
                 (netns, ifname) => format!("{netns}:{ifname}"),
             },
-            p.mac.to_string(),
+            // A tunnel carries many stations' MACs and has none of its own.
+            if p.kind == "tunnel" {
+                "-".to_string()
+            } else {
+                p.mac.to_string()
+            },
             p.rx_packets.to_string(),
             p.rx_bytes.to_string(),
             p.tx_packets.to_string(),
