@@ -110,8 +110,9 @@ impl Drop for Etcd {
     }
 }
 
-/// Three hosts sharing etcd, each with overlay "ov" created.
-fn three_hosts() -> (Hosts, Etcd) {
+/// Three hosts sharing etcd, each with overlay "ov" created (with an IPv6 subnet too if
+/// `dual_stack`).
+fn three_hosts(dual_stack: bool) -> (Hosts, Etcd) {
     let mut hosts = Hosts::start_with(3, |n| {
         vec![
             "--store".into(),
@@ -125,7 +126,7 @@ fn three_hosts() -> (Hosts, Etcd) {
     let dir = hosts.bed(1).dir.clone();
     let etcd = Etcd::on_underlay(&hosts, dir, false);
     // Created once: the others create it as the store defines it (Docker's global scope).
-    let create = [
+    let mut create = vec![
         "network",
         "create",
         "ov",
@@ -134,6 +135,9 @@ fn three_hosts() -> (Hosts, Etcd) {
         "--subnet",
         "10.74.0.0/24",
     ];
+    if dual_stack {
+        create.extend(["--subnet", "fd00:74::/64"]);
+    }
     hosts.bed(1).ok(&create);
     for n in 2..=3 {
         let created = eventually(Duration::from_secs(10), || {
@@ -217,7 +221,7 @@ fn connect_all_at_once(hosts: &mut Hosts, name: &str) -> Vec<(String, String)> {
 
 #[test]
 fn hosts_meet_in_etcd_and_their_containers_reach_each_other_by_name() {
-    let (mut hosts, _etcd) = three_hosts();
+    let (mut hosts, _etcd) = three_hosts(false);
     let containers = connect_all_at_once(&mut hosts, "c");
     let mut addresses: Vec<&str> = containers.iter().map(|(_, ip)| ip.as_str()).collect();
     addresses.sort();
@@ -320,7 +324,7 @@ fn dhcp_address(dir: &std::path::Path, netns: &str) -> String {
 
 #[test]
 fn dhcp_clients_on_different_hosts_get_distinct_addresses_and_names() {
-    let (mut hosts, _etcd) = three_hosts();
+    let (mut hosts, _etcd) = three_hosts(false);
     let namespaces: Vec<String> = (1..=3)
         .map(|n| {
             let bed = hosts.bed(n);
@@ -357,11 +361,23 @@ fn dhcp_clients_on_different_hosts_get_distinct_addresses_and_names() {
 
 #[test]
 fn a_killed_host_goes_and_a_stopped_store_stops_nothing_that_runs() {
-    let (mut hosts, mut etcd) = three_hosts();
+    let (mut hosts, mut etcd) = three_hosts(true);
     let containers = connect_all_at_once(&mut hosts, "d");
     let (d1, _) = containers[0].clone();
     let (_, ip2) = containers[1].clone();
     assert!(eventually(Duration::from_secs(10), || ping(&d1, &ip2, 1)));
+    // Dual stack across hosts: IPv6 by address and by name (AAAA through the gateway).
+    let d2 = containers[1].0.clone();
+    let ip6 = host_of(&hosts.bed(2).inspect("ov")["endpoints"][d2.as_str()]["addresses"][1]);
+    assert!(ip6.starts_with("fd00:74::"), "{ip6}");
+    assert!(ping(&d1, &ip6, 2), "IPv6 from host 1 to host 2");
+    let by_name = run(
+        "ip",
+        &[
+            "netns", "exec", &d1, "ping", "-6", "-c", "1", "-W", "2", &d2,
+        ],
+    );
+    assert!(by_name.contains(&ip6), "{by_name}");
     let (_, mac3) = hosts.bed(3).endpoint("ov", &containers[2].0);
     // kill -9: host 3 stops renewing its lease; the others drop it within the lease.
     hosts.bed(3).kill_daemon();
@@ -404,7 +420,6 @@ fn a_killed_host_goes_and_a_stopped_store_stops_nothing_that_runs() {
     assert!(connected, "connect once the store is back");
     let (late_ip, _) = hosts.bed(1).endpoint("ov", &late);
 
-    let d2 = containers[1].0.clone();
     assert!(
         eventually(Duration::from_secs(10), || ping(&d2, &late, 1)),
         "host 2 resolves and reaches the late container ({late_ip}) by name"

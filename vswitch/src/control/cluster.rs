@@ -444,10 +444,11 @@ impl Control {
             return Ok(true);
         }
         let current = etcd.range(&key).await?;
+        // Ours already (a renewal); gone meanwhile counts as taken: the next offer tries again.
         Ok(current
             .kvs
             .first()
-            .is_none_or(|kv| kv.value == owner.as_bytes()))
+            .is_some_and(|kv| kv.value == owner.as_bytes()))
     }
 
     /// Reserves `endpoint`'s addresses on overlay `network` in the store; `Ok(Some(ip))` names
@@ -481,10 +482,12 @@ impl Control {
                 Ok(true) => false,
                 Ok(false) => {
                     let current = cluster.config.etcd.range(&key).await?;
+                    // Ours already (a reconnect) is not taken; someone else's is, and so is one
+                    // released between the two calls (we do not hold it either).
                     current
                         .kvs
                         .first()
-                        .is_some_and(|kv| kv.value != owner.as_bytes())
+                        .is_none_or(|kv| kv.value != owner.as_bytes())
                 }
                 Err(e) => {
                     release(&cluster.config.etcd, &reserved).await;
@@ -744,15 +747,11 @@ impl Control {
             }
         }
         network.pinned = pinned;
-        // ARP for their IPv4 addresses is answered here, not flooded to every host.
+        // ARP and neighbour solicitations for their addresses are answered here, not flooded
+        // to every host.
         let neighbours = remote
             .iter()
-            .flat_map(|e| {
-                e.addresses.iter().filter_map(move |a| match a.addr() {
-                    std::net::IpAddr::V4(ip) => Some((ip, e.mac)),
-                    std::net::IpAddr::V6(_) => None,
-                })
-            })
+            .flat_map(|e| e.addresses.iter().map(move |a| (a.addr(), e.mac)))
             .collect();
         self.dataplane.set_neighbours(network.id, neighbours)?;
         network.record.remote = remote;

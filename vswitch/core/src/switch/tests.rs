@@ -178,7 +178,8 @@ fn arp_for_a_station_on_another_host_is_answered_not_flooded() {
     let request = bytes(ARP_REQUEST);
     let target = std::net::Ipv4Addr::new(request[38], request[39], request[40], request[41]);
     let owner = mac(0x42);
-    h.sw.set_neighbours(net, [(target, owner)].into()).unwrap();
+    h.sw.set_neighbours(net, [(std::net::IpAddr::V4(target), owner)].into())
+        .unwrap();
     let Action::Answer { reply } = h.sw.process(h.now, container, &request) else {
         panic!("answered")
     };
