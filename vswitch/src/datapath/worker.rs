@@ -248,7 +248,7 @@ impl Worker {
         let mut run_port = None;
         let mut drained = Drain::More;
         for _ in 0..BATCH {
-            let (len, from) = match underlay.recv(&mut buf) {
+            let (len, from, segment) = match underlay.recv(&mut buf) {
                 Ok(received) => received,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
@@ -260,24 +260,28 @@ impl Worker {
                 }
             };
             self.last_traffic = now;
-            let Ok((port, start)) = underlay.route(from, &buf[..len]) else {
-                continue;
-            };
-            if let Some(Some(io)) = self.ports.get_mut(port.index()) {
-                io.counters.rx_packets += 1;
-                io.counters.rx_bytes += (len - start) as u64;
-            }
-            let frame = &buf[start..len];
-            if run_port == Some(port) && run.push(frame) {
-                continue;
-            }
-            if let Some(ingress) = run_port.take() {
-                self.forward_run(now, ingress, &mut run);
-            }
-            if run.push(frame) {
-                run_port = Some(port);
-            } else {
-                self.forward(now, port, Offload::default(), frame);
+            // One datagram, or a burst of them of `segment` bytes each (UDP GRO).
+            for at in (0..len).step_by(segment.max(1)) {
+                let datagram = &buf[at..(at + segment).min(len)];
+                let Ok((port, start)) = underlay.route(from, datagram) else {
+                    continue;
+                };
+                if let Some(Some(io)) = self.ports.get_mut(port.index()) {
+                    io.counters.rx_packets += 1;
+                    io.counters.rx_bytes += (datagram.len() - start) as u64;
+                }
+                let frame = &datagram[start..];
+                if run_port == Some(port) && run.push(frame) {
+                    continue;
+                }
+                if let Some(ingress) = run_port.take() {
+                    self.forward_run(now, ingress, &mut run);
+                }
+                if run.push(frame) {
+                    run_port = Some(port);
+                } else {
+                    self.forward(now, port, Offload::default(), frame);
+                }
             }
         }
         if let Some(ingress) = run_port {

@@ -54,6 +54,10 @@ impl Underlay {
             return Err(io::Error::last_os_error());
         }
         size_buffers(&socket);
+        // Datagrams of one sender and size arrive together (UDP GRO): one read for a burst.
+        // Without kernel support, one at a time as before.
+        let _ =
+            nix::sys::socket::setsockopt(&socket, nix::sys::socket::sockopt::UdpGroSegment, &true);
         Ok(Underlay {
             socket,
             routes: RwLock::default(),
@@ -88,9 +92,38 @@ impl Underlay {
         self.socket.as_raw_fd()
     }
 
-    /// Reads one datagram into `buf`: its length and sender; WouldBlock when there is none.
-    pub fn recv(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
-        self.socket.recv_from(buf)
+    /// Reads one datagram, or a burst of them from one sender laid end to end (UDP GRO), into
+    /// `buf`: the bytes read, the sender, and the size of each datagram (the last may be
+    /// shorter); WouldBlock when there is none.
+    pub fn recv(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr, usize)> {
+        use nix::sys::socket::{recvmsg, ControlMessageOwned};
+        let mut iov = [std::io::IoSliceMut::new(buf)];
+        let mut space = nix::cmsg_space!(i32);
+        let msg = recvmsg::<SockaddrStorage>(
+            self.socket.as_raw_fd(),
+            &mut iov,
+            Some(&mut space),
+            MsgFlags::MSG_DONTWAIT,
+        )?;
+        let len = msg.bytes;
+        let mut segment = len;
+        for cmsg in msg.cmsgs()? {
+            if let ControlMessageOwned::UdpGroSegments(size) = cmsg {
+                segment = usize::try_from(size).unwrap_or(len).max(1);
+            }
+        }
+        let from = msg
+            .address
+            .and_then(|a| {
+                a.as_sockaddr_in()
+                    .map(|v4| SocketAddr::from(std::net::SocketAddrV4::from(*v4)))
+                    .or_else(|| {
+                        a.as_sockaddr_in6()
+                            .map(|v6| SocketAddr::from(std::net::SocketAddrV6::from(*v6)))
+                    })
+            })
+            .ok_or_else(|| io::Error::other("a datagram without a sender"))?;
+        Ok((len, from, segment.min(len.max(1))))
     }
 
     /// The tunnel port a received datagram came in on and where its inner frame starts; a
