@@ -213,6 +213,9 @@ fn an_encrypted_overlay_interoperates_with_wireguard_go_and_hides_its_frames() {
     let vswitch_key = local["public_key"].as_str().unwrap().to_string();
     // wireguard-go in the kernel host, in the foreground: ended by its PID with the test.
     let wg_if = format!("wg{}", std::process::id() % 100_000);
+    // wireguard-go's control socket outlives a killed wireguard-go: removed after it (dropped
+    // after the process guard below).
+    let _control_socket = RemovedOnDrop(format!("/var/run/wireguard/{wg_if}.sock").into());
     let child = std::process::Command::new("ip")
         .args(["netns", "exec", &kernel_host, "wireguard-go", "-f", &wg_if])
         .stdout(std::process::Stdio::null())
@@ -395,4 +398,13 @@ fn kernel_vxlan_container(
         ],
     );
     container
+}
+
+/// A file of the test's own, removed when the test ends, also when it fails.
+struct RemovedOnDrop(std::path::PathBuf);
+
+impl Drop for RemovedOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
 }

@@ -22,15 +22,10 @@ use vswitch_core::frame::MacAddr;
 
 use super::overlay::LiveTunnel;
 use super::{Control, ControlError, Inner};
-use crate::model::{
-    plan_endpoint, ConnectRequest, EndpointRecord, ModelError, NetworkCreate, NetworkRecord,
-    RemoteEndpoint,
-};
+use crate::model::{NetworkCreate, NetworkRecord, RemoteEndpoint};
 use crate::store::etcd::{Etcd, EtcdError, KeyValue};
 
 const PREFIX: &str = "/vswitch/";
-/// Addresses tried on an overlay before a connect gives up (each taken by another host).
-const MAX_RESERVE_ATTEMPTS: usize = 16;
 
 /// Where this host sits among the others.
 #[derive(Debug, Clone)]
@@ -95,7 +90,7 @@ fn definition_key(network: &str) -> String {
     format!("{PREFIX}definitions/{network}")
 }
 
-fn address_key(network: &str, ip: std::net::IpAddr) -> String {
+pub(super) fn address_key(network: &str, ip: std::net::IpAddr) -> String {
     format!("{PREFIX}networks/{network}/addresses/{ip}")
 }
 
@@ -176,6 +171,40 @@ impl Cluster {
         }
     }
 
+    /// This host's name in the store.
+    pub(super) fn host(&self) -> &str {
+        &self.config.host
+    }
+
+    /// Holds `key` for `owner` in the store, bound to this host's lease, unless someone holds
+    /// it; true if `owner` holds it now (created, or already its own). A key released between
+    /// the create and the read-back counts as not held: the caller tries another.
+    pub(super) async fn reserve(&self, key: &str, owner: &str) -> Result<bool, EtcdError> {
+        let lease = self.lease.load(Ordering::Relaxed);
+        if lease == 0 {
+            return Err(EtcdError::Unreachable {
+                endpoints: self.config.etcd.endpoints(),
+                reason: "this host has not registered with it yet".into(),
+            });
+        }
+        let etcd = &self.config.etcd;
+        if etcd.create(key, owner.as_bytes(), lease).await? {
+            return Ok(true);
+        }
+        let current = etcd.range(key).await?;
+        Ok(current
+            .kvs
+            .first()
+            .is_some_and(|kv| kv.value == owner.as_bytes()))
+    }
+
+    /// Lets go of `keys` (best effort: they go with the lease anyway).
+    pub(super) async fn release(&self, keys: &[String]) {
+        for key in keys {
+            let _ = self.config.etcd.delete(key).await;
+        }
+    }
+
     /// Whether `key` (with `value`) is one this host published.
     fn owns(&self, key: &str, value: &[u8]) -> bool {
         let host = &self.config.host;
@@ -233,6 +262,11 @@ impl Control {
     /// This host's name in the store, if it joined one.
     pub(super) fn host_name(&self) -> Option<String> {
         Some(self.cluster.get()?.config.host.clone())
+    }
+
+    /// The store this host shares overlays through, if it joined one.
+    pub(super) fn cluster(&self) -> Option<&Cluster> {
+        self.cluster.get().map(|c| &**c)
     }
 
     /// Other hosts in the store, by name, with their underlay addresses.
@@ -371,136 +405,6 @@ impl Control {
             .defined
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = seen;
-    }
-
-    /// Plans an endpoint (`model::plan_endpoint`); on an overlay shared through a store, its
-    /// addresses are reserved there first: one another host took meanwhile counts as taken,
-    /// and the plan is made again.
-    pub(super) async fn plan_shared_endpoint(
-        &self,
-        inner: &mut Inner,
-        network: &str,
-        req: &ConnectRequest,
-        netns: &tap::NetnsRef,
-    ) -> Result<EndpointRecord, ControlError> {
-        let plan = |inner: &Inner| -> Result<EndpointRecord, ControlError> {
-            Ok(plan_endpoint(
-                req,
-                netns,
-                &inner.network(network)?.record,
-                &inner.state(),
-            )?)
-        };
-        let mut endpoint = plan(inner)?;
-        if inner.network(network)?.record.overlay.is_none() {
-            return Ok(endpoint);
-        }
-        for _ in 0..MAX_RESERVE_ATTEMPTS {
-            let Some(taken) = self.reserve_addresses(network, &endpoint).await? else {
-                return Ok(endpoint);
-            };
-            if !req.ips.is_empty() || req.ip6.is_some() {
-                return Err(address_taken(network, taken));
-            }
-            inner
-                .network_mut(network)?
-                .record
-                .remote
-                .push(RemoteEndpoint {
-                    host: "another host".into(),
-                    name: "(reserved)".into(),
-                    mac: MacAddr([0; 6]),
-                    addresses: vec![ipnet::IpNet::from(taken)],
-                    aliases: Vec::new(),
-                });
-            endpoint = plan(inner)?;
-        }
-        Err(address_taken(network, endpoint.addresses[0].addr()))
-    }
-
-    /// Reserves `ip`, for DHCP client `mac`, on overlay `network` in the store; false if
-    /// another host holds it. Nothing to do without a store.
-    pub(super) async fn reserve_lease(
-        &self,
-        network: &str,
-        ip: std::net::Ipv4Addr,
-        mac: MacAddr,
-    ) -> Result<bool, ControlError> {
-        let Some(cluster) = self.cluster.get() else {
-            return Ok(true);
-        };
-        let lease = cluster.lease.load(Ordering::Relaxed);
-        if lease == 0 {
-            return Err(EtcdError::Unreachable {
-                endpoints: cluster.config.etcd.endpoints(),
-                reason: "this host has not registered with it yet".into(),
-            }
-            .into());
-        }
-        let owner = dhcp_owner(&cluster.config.host, mac);
-        let key = address_key(network, std::net::IpAddr::V4(ip));
-        let etcd = &cluster.config.etcd;
-        if etcd.create(&key, owner.as_bytes(), lease).await? {
-            return Ok(true);
-        }
-        let current = etcd.range(&key).await?;
-        // Ours already (a renewal); gone meanwhile counts as taken: the next offer tries again.
-        Ok(current
-            .kvs
-            .first()
-            .is_some_and(|kv| kv.value == owner.as_bytes()))
-    }
-
-    /// Reserves `endpoint`'s addresses on overlay `network` in the store; `Ok(Some(ip))` names
-    /// an address another host holds. Nothing to do without a store.
-    pub(super) async fn reserve_addresses(
-        &self,
-        network: &str,
-        endpoint: &EndpointRecord,
-    ) -> Result<Option<std::net::IpAddr>, ControlError> {
-        let Some(cluster) = self.cluster.get() else {
-            return Ok(None);
-        };
-        let lease = cluster.lease.load(Ordering::Relaxed);
-        if lease == 0 {
-            return Err(EtcdError::Unreachable {
-                endpoints: cluster.config.etcd.endpoints(),
-                reason: "this host has not registered with it yet".into(),
-            }
-            .into());
-        }
-        let owner = format!("{}/{}", cluster.config.host, endpoint.name);
-        let mut reserved = Vec::new();
-        for address in &endpoint.addresses {
-            let key = address_key(network, address.addr());
-            let created = cluster
-                .config
-                .etcd
-                .create(&key, owner.as_bytes(), lease)
-                .await;
-            let taken = match created {
-                Ok(true) => false,
-                Ok(false) => {
-                    let current = cluster.config.etcd.range(&key).await?;
-                    // Ours already (a reconnect) is not taken; someone else's is, and so is one
-                    // released between the two calls (we do not hold it either).
-                    current
-                        .kvs
-                        .first()
-                        .is_none_or(|kv| kv.value != owner.as_bytes())
-                }
-                Err(e) => {
-                    release(&cluster.config.etcd, &reserved).await;
-                    return Err(e.into());
-                }
-            };
-            if taken {
-                release(&cluster.config.etcd, &reserved).await;
-                return Ok(Some(address.addr()));
-            }
-            reserved.push(key);
-        }
-        Ok(None)
     }
 
     /// One round: renew the lease (or get a new one), read everything if asked to (or the
@@ -760,23 +664,8 @@ impl Control {
 }
 
 /// Who holds an address a DHCP client of this host leased.
-fn dhcp_owner(host: &str, mac: MacAddr) -> String {
+pub(super) fn dhcp_owner(host: &str, mac: MacAddr) -> String {
     format!("{host}/dhcp-{mac}")
-}
-
-fn address_taken(network: &str, ip: std::net::IpAddr) -> ControlError {
-    ModelError::AddressInUse {
-        ip: ip.to_string(),
-        endpoint: "an endpoint on another host".into(),
-        network: network.to_string(),
-    }
-    .into()
-}
-
-async fn release(etcd: &Etcd, keys: &[String]) {
-    for key in keys {
-        let _ = etcd.delete(key).await;
-    }
 }
 
 /// The store task: a round whenever the store or local state changes, and at least three

@@ -70,13 +70,10 @@ impl Control {
                 .record
                 .leases
                 .retain(|l| !(l.mac == call.query.mac && l.ip == ip));
-            network.record.remote.push(crate::model::RemoteEndpoint {
-                host: "another host".into(),
-                name: "(reserved)".into(),
-                mac: MacAddr([0; 6]),
-                addresses: vec![ipnet::IpNet::from(std::net::IpAddr::V4(ip))],
-                aliases: Vec::new(),
-            });
+            network
+                .record
+                .remote
+                .push(crate::model::RemoteEndpoint::held_elsewhere(ip.into()));
             decision = if matches!(decision, Decision::Ack(_)) {
                 Decision::Nak
             } else {

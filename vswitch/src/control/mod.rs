@@ -4,7 +4,7 @@
 //!
 //! Its root is one map of networks, each holding its record (what is persisted) and its live
 //! parts (switch ids, ports, gateway) together. One module per concern adds its methods to
-//! `Control`: `networks`, `overlay` (tunnels to other hosts), `cluster` (overlays shared through a store), `endpoints`, `trunks`, `rules` (policy and rate limits), `leases`
+//! `Control`: `networks`, `overlay` (tunnels to other hosts), `cluster` (overlays shared through a store), `reservations` (their addresses), `endpoints`, `trunks`, `rules` (policy and rate limits), `leases`
 //! (DHCP decisions for the gateways), `observe` (ports, FDB, counters), `span` (captures and
 //! mirrors), `trace`, and `watch` (namespaces that went away).
 
@@ -18,6 +18,7 @@ mod observe;
 mod overlay;
 mod ports;
 mod publish;
+mod reservations;
 mod rules;
 mod runtimes;
 mod span;

@@ -54,6 +54,20 @@ pub struct RemoteEndpoint {
     pub aliases: Vec<String>,
 }
 
+impl RemoteEndpoint {
+    /// Stands for `ip`, held by another host in the store (before the store says whose): no
+    /// plan takes it.
+    pub fn held_elsewhere(ip: IpAddr) -> RemoteEndpoint {
+        RemoteEndpoint {
+            host: "another host".into(),
+            name: "(reserved)".into(),
+            mac: vswitch_core::frame::MacAddr([0; 6]),
+            addresses: vec![ipnet::IpNet::from(ip)],
+            aliases: Vec::new(),
+        }
+    }
+}
+
 /// What a create request asks of an overlay.
 #[derive(Debug, Clone, Copy)]
 pub struct OverlayRequest<'a> {

@@ -280,8 +280,12 @@ impl Tunnel {
     pub fn send(&self, frame: &[IoSlice<'_>]) -> io::Result<usize> {
         match &self.sealed {
             Some((wireguard, peer, vni)) => {
-                let parts: Vec<&[u8]> = frame.iter().map(|p| &p[..]).collect();
-                wireguard.send(peer, *vni, &parts)
+                // No allocation per frame: a frame comes in at most four parts.
+                let mut parts: [&[u8]; 4] = [&[]; 4];
+                for (slot, part) in parts.iter_mut().zip(frame) {
+                    *slot = part;
+                }
+                wireguard.send(peer, *vni, &parts[..frame.len().min(4)])
             }
             None => self.underlay.send_to(&self.header, frame, &self.remote),
         }

@@ -200,8 +200,15 @@ impl WireGuard {
     /// (VNI and frame) copied into `out` at `out[..len]`, if it held a frame. Handshakes and
     /// keepalives are answered here; a datagram that does not authenticate is refused.
     pub fn recv(&self, out: &mut [u8]) -> io::Result<Option<(IpAddr, usize)>> {
-        let mut datagram = [0u8; BUF_LEN];
-        let (len, from) = self.socket.recv_from(&mut datagram)?;
+        // The datagram lands in this thread's sealed-datagram buffer (reused, not zeroed per read).
+        BUFFERS.with(|buffers| {
+            let datagram = &mut buffers.borrow_mut().1;
+            self.open(datagram, out)
+        })
+    }
+
+    fn open(&self, datagram: &mut [u8], out: &mut [u8]) -> io::Result<Option<(IpAddr, usize)>> {
+        let (len, from) = self.socket.recv_from(datagram)?;
         let Some(peer) = self
             .peers
             .read()
