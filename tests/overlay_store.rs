@@ -5,6 +5,7 @@
 //! across hosts, remote stations are pinned to their host's tunnel; a host killed with
 //! `kill -9` disappears from the others within its lease; with etcd stopped, established
 //! traffic carries on, a connect fails naming the store, and all converges once it is back.
+//! One policy holds on every host, its selectors matching endpoints on the others.
 //! Needs root and etcd (Debian's etcd-server).
 
 mod common;
@@ -408,6 +409,13 @@ fn a_killed_host_goes_and_a_stopped_store_stops_nothing_that_runs() {
         error.contains("store") && error.contains("unreachable"),
         "{error}"
     );
+    // A policy change too (every host must get it), and the policy stays as it was.
+    let error = hosts.bed(1).fails(&["policy", "default", "ov", "deny"]);
+    assert!(error.contains("unreachable"), "{error}");
+    assert_eq!(
+        hosts.bed(1).json(&["policy", "ls", "ov"])["default"],
+        "allow"
+    );
     // It comes back: the connect goes through, and host 2 learns of it.
     etcd.resume();
     let connected = eventually(Duration::from_secs(15), || {
@@ -554,4 +562,88 @@ impl Drop for RemovedOnDrop {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
     }
+}
+
+/// Rule `name`'s hit count in `network`'s policy on host `n`; `None` if it has no such rule.
+fn rule_hits(hosts: &mut Hosts, n: usize, network: &str, name: &str) -> Option<u64> {
+    let view = hosts.bed(n).json(&["policy", "ls", network]);
+    view["stats"]
+        .as_array()?
+        .iter()
+        .find(|s| s["name"] == name)
+        .and_then(|s| s["hits"].as_u64())
+}
+
+#[test]
+fn one_policy_on_every_host_selects_endpoints_on_the_others() {
+    let (mut hosts, _etcd) = three_hosts(false);
+    let mut container = |n: usize, app: &str| {
+        let bed = hosts.bed(n);
+        let ns = bed.netns(app);
+        let label = format!("app={app}");
+        bed.ok(&["connect", "ov", &ns, "--label", &label]);
+        let (ip, _) = bed.endpoint("ov", &ns);
+        (ns, ip)
+    };
+    let (web, _) = container(1, "web");
+    let (db, db_ip) = container(2, "db");
+    let (other, other_ip) = container(3, "other");
+    assert!(
+        eventually(Duration::from_secs(10), || ping(&other, &db_ip, 1)),
+        "no policy yet: everyone reaches db"
+    );
+    // Set on host 3: every host enforces it, and selects the labels of the others' endpoints.
+    hosts.bed(3).ok(&["policy", "default", "ov", "deny"]);
+    hosts.bed(3).ok(&[
+        "policy", "add", "ov", "web-db", "--action", "allow", "--to", "app=db", "--peer",
+        "app=web", "--proto", "icmp",
+    ]);
+    for n in [1, 2] {
+        assert!(
+            eventually(Duration::from_secs(10), || rule_hits(
+                &mut hosts, n, "ov", "web-db"
+            )
+            .is_some()),
+            "host {n} has host 3's rule"
+        );
+        assert_eq!(
+            hosts.bed(n).json(&["policy", "ls", "ov"])["default"],
+            "deny"
+        );
+    }
+    assert!(
+        eventually(Duration::from_secs(10), || ping(&web, &db_ip, 1)),
+        "web (host 1) reaches db (host 2): the rule matched both across hosts"
+    );
+    assert!(
+        rule_hits(&mut hosts, 1, "ov", "web-db").unwrap() > 0
+            && rule_hits(&mut hosts, 2, "ov", "web-db").unwrap() > 0,
+        "the rule decided on both hosts"
+    );
+    assert!(!ping(&other, &db_ip, 2), "other (host 3) does not reach db");
+    // `policy test` names an endpoint on another host and judges as the data path does.
+    let verdict = hosts.bed(1).vswitch(&[
+        "policy", "test", "ov", "--from", &web, "--to", &db, "--proto", "icmp",
+    ]);
+    let said = String::from_utf8_lossy(&verdict.stdout).to_string();
+    assert!(
+        verdict.status.success() && said.contains("web-db"),
+        "{said}"
+    );
+    let verdict = hosts.bed(3).vswitch(&[
+        "policy", "test", "ov", "--from", &other, "--to", &db, "--proto", "icmp",
+    ]);
+    assert_eq!(verdict.status.code(), Some(1), "other to db: dropped");
+    assert!(!ping(&web, &other_ip, 2), "nor web reach other");
+    // Removed on host 2: gone everywhere.
+    hosts.bed(2).ok(&["policy", "rm", "ov", "web-db"]);
+    assert!(
+        eventually(Duration::from_secs(10), || rule_hits(
+            &mut hosts, 1, "ov", "web-db"
+        )
+        .is_none()),
+        "host 1 follows host 2's change"
+    );
+    assert!(!ping(&web, &db_ip, 2), "web no longer reaches db");
+    let _ = db;
 }

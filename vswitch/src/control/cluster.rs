@@ -4,7 +4,8 @@
 //! has one of its overlay networks, each remote station's MAC pinned to its host's tunnel (known
 //! unicast goes straight there, no flooding), and remote names in the gateways' DNS. A host that
 //! stops renewing its lease disappears with everything it published. Addresses are reserved by
-//! transaction, so two hosts connecting at once never get the same one. With the store
+//! transaction, so two hosts connecting at once never get the same one. An overlay's policy is
+//! kept in the store too, and every host follows the last change made on any. With the store
 //! unreachable, nothing already programmed is undone: frames flow as before, and changes that
 //! need the store wait or fail with the store's error.
 
@@ -71,6 +72,9 @@ pub(super) struct Cluster {
 struct Mirror {
     keys: BTreeMap<String, Vec<u8>>,
     revision: i64,
+    /// Keys this host wrote outside the publishing round, with the revision of the write: a
+    /// watch event older than it is stale and must not undo the write.
+    written: HashMap<String, i64>,
 }
 
 fn host_key(host: &str) -> String {
@@ -90,6 +94,11 @@ fn definition_key(network: &str) -> String {
     format!("{PREFIX}definitions/{network}")
 }
 
+/// Where an overlay's policy is, as the host that changed it last set it.
+pub(super) fn policy_key(network: &str) -> String {
+    format!("{PREFIX}networks/{network}/policy")
+}
+
 pub(super) fn address_key(network: &str, ip: std::net::IpAddr) -> String {
     format!("{PREFIX}networks/{network}/addresses/{ip}")
 }
@@ -103,6 +112,7 @@ struct StoreView {
     members: BTreeMap<String, BTreeSet<String>>,
     endpoints: BTreeMap<String, Vec<RemoteEndpoint>>,
     definitions: BTreeMap<String, NetworkCreate>,
+    policies: BTreeMap<String, policy::NetworkPolicy>,
 }
 
 impl StoreView {
@@ -124,6 +134,11 @@ impl StoreView {
                         if let Some(key) = record.wireguard {
                             view.keys.insert(host.to_string(), key);
                         }
+                    }
+                }
+                ["networks", network, "policy"] => {
+                    if let Ok(policy) = serde_json::from_slice(&kv.value) {
+                        view.policies.insert(network.to_string(), policy);
                     }
                 }
                 ["networks", network, "hosts", host] => {
@@ -164,6 +179,13 @@ impl Cluster {
         let mut mirror = self.mirror();
         for change in changes {
             mirror.revision = mirror.revision.max(change.revision);
+            if mirror
+                .written
+                .get(&change.key)
+                .is_some_and(|&written| change.revision < written)
+            {
+                continue;
+            }
             match change.value {
                 Some(value) => mirror.keys.insert(change.key, value),
                 None => mirror.keys.remove(&change.key),
@@ -196,6 +218,16 @@ impl Cluster {
             .kvs
             .first()
             .is_some_and(|kv| kv.value == owner.as_bytes()))
+    }
+
+    /// Sets `key` to `value` in the store for good (no lease: it outlives this host), and in
+    /// the mirror at once.
+    pub(super) async fn share(&self, key: &str, value: Vec<u8>) -> Result<(), EtcdError> {
+        let revision = self.config.etcd.put(key, &value, 0).await?;
+        let mut mirror = self.mirror();
+        mirror.written.insert(key.to_string(), revision);
+        mirror.keys.insert(key.to_string(), value);
+        Ok(())
     }
 
     /// Lets go of `keys` (best effort: they go with the lease anyway).
@@ -354,6 +386,7 @@ impl Control {
                 endpoints: elsewhere.join(", "),
             });
         }
+        etcd.delete(&policy_key(name)).await?;
         Ok(etcd.delete(&definition_key(name)).await?)
     }
 
@@ -457,8 +490,7 @@ impl Control {
             etcd.delete(&key).await?;
             cluster.mirror().keys.remove(&key);
         }
-        let view = StoreView::read(&cluster.mirror().keys);
-        self.program(cluster, view).await;
+        self.program(cluster).await;
         Ok(())
     }
 
@@ -516,6 +548,7 @@ impl Control {
                     mac: endpoint.mac,
                     addresses: endpoint.addresses.iter().copied().chain(leased).collect(),
                     aliases: endpoint.aliases.clone(),
+                    labels: endpoint.labels.clone(),
                 };
                 let value = serde_json::to_vec(&remote).expect("serializes");
                 records.insert(endpoint_key(name, host, &endpoint.name), value);
@@ -528,8 +561,12 @@ impl Control {
         records
     }
 
-    /// Programs this host from what the store says: tunnels, pinned MACs, remote names.
-    async fn program(&self, cluster: &Cluster, view: StoreView) {
+    /// Programs this host from what the store says: tunnels, pinned MACs, remote names,
+    /// policies. The store is read with the control plane held, so a change made meanwhile
+    /// (and written to the mirror) is never undone by an older read.
+    async fn program(&self, cluster: &Cluster) {
+        let mut inner = self.inner.lock().await;
+        let view = StoreView::read(&cluster.mirror().keys);
         let me = &cluster.config.host;
         let others: BTreeMap<String, SocketAddr> = view
             .hosts
@@ -541,7 +578,6 @@ impl Control {
             .hosts
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = others.clone();
-        let mut inner = self.inner.lock().await;
         self.follow_definitions(cluster, &mut inner, &view).await;
         let names: Vec<String> = inner
             .networks
@@ -571,6 +607,9 @@ impl Control {
                 .await
             {
                 warn!(network = %name, error = %e, "overlay not programmed from the store");
+            }
+            if let Err(e) = self.follow_policy(&mut inner, &name, view.policies.get(&name)) {
+                warn!(network = %name, error = %e, "the store's policy not applied");
             }
         }
         if let Err(e) = self.take_effect(&inner) {
@@ -658,7 +697,11 @@ impl Control {
             .flat_map(|e| e.addresses.iter().map(move |a| (a.addr(), e.mac)))
             .collect();
         self.dataplane.set_neighbours(network.id, neighbours)?;
-        network.record.remote = remote;
+        if network.record.remote != remote {
+            network.record.remote = remote;
+            // Selectors match the other hosts' endpoints too.
+            self.apply_policy(inner, name)?;
+        }
         Ok(())
     }
 }

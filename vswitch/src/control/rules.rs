@@ -84,6 +84,13 @@ impl Control {
         change.apply(network, &mut candidate.policy)?;
         check_policy_size(&candidate.policy)?;
         let engine = policy_engine(&candidate, unix_now())?;
+        if let (Some(cluster), Some(_)) = (self.cluster(), &candidate.overlay) {
+            // Every host of an overlay enforces the same rules: the store has them first.
+            let value = serde_json::to_vec(&candidate.policy).expect("serializes");
+            cluster
+                .share(&super::cluster::policy_key(network), value)
+                .await?;
+        }
         let net = inner.network_mut(network)?;
         let old = std::mem::replace(&mut net.record.policy, candidate.policy);
         if let Err(e) = self.commit(&inner) {
@@ -150,6 +157,27 @@ impl Control {
             .collect()
     }
 
+    /// Takes overlay `network`'s policy from the store (`stored`, as the host that changed it
+    /// last set it) if it differs from the one here.
+    pub(super) fn follow_policy(
+        &self,
+        inner: &mut Inner,
+        network: &str,
+        stored: Option<&policy::NetworkPolicy>,
+    ) -> Result<(), ControlError> {
+        let net = inner.network_mut(network)?;
+        let Some(stored) = stored.filter(|p| **p != net.record.policy) else {
+            return Ok(());
+        };
+        let mut candidate = net.record.clone();
+        candidate.policy = stored.clone();
+        let engine = policy_engine(&candidate, unix_now())?;
+        net.record.policy = candidate.policy;
+        self.dataplane.set_policy(net.id, engine)?;
+        info!(network = %network, "policy changed as the store says");
+        Ok(())
+    }
+
     /// Compiles `network`'s policy against its endpoints as they are now and installs it.
     pub(super) fn apply_policy(&self, inner: &Inner, network: &str) -> Result<(), ControlError> {
         let net = inner.network(network)?;
@@ -192,23 +220,36 @@ pub(super) fn policy_engine(
     if network.policy.is_open() {
         return Ok(None);
     }
-    let endpoints: Vec<policy::Endpoint> = network
-        .endpoints
-        .values()
-        .map(|e| {
-            let (v4, v6) = endpoint_addresses(network, e, now);
-            let link_local = gateway::ndp::link_local(e.mac);
-            policy::Endpoint {
-                name: e.name.clone(),
-                labels: e.labels.clone(),
-                addrs: v4
-                    .into_iter()
-                    .map(IpAddr::V4)
-                    .chain(v6.into_iter().chain([link_local]).map(IpAddr::V6))
-                    .collect(),
-            }
-        })
-        .collect();
+    let local = network.endpoints.values().map(|e| {
+        let (v4, v6) = endpoint_addresses(network, e, now);
+        let link_local = gateway::ndp::link_local(e.mac);
+        policy::Endpoint {
+            name: e.name.clone(),
+            labels: e.labels.clone(),
+            addrs: v4
+                .into_iter()
+                .map(IpAddr::V4)
+                .chain(v6.into_iter().chain([link_local]).map(IpAddr::V6))
+                .collect(),
+        }
+    });
+    // An overlay's endpoints on other hosts are selected like local ones, so a rule means
+    // the same on every host (each host judges what enters and leaves through it).
+    let remote = network
+        .remote
+        .iter()
+        .filter(|e| !e.is_placeholder())
+        .map(|e| policy::Endpoint {
+            name: e.name.clone(),
+            labels: e.labels.clone(),
+            addrs: e
+                .addresses
+                .iter()
+                .map(|a| a.addr())
+                .chain([IpAddr::V6(gateway::ndp::link_local(e.mac))])
+                .collect(),
+        });
+    let endpoints: Vec<policy::Endpoint> = local.chain(remote).collect();
     let gateway = network.subnets.iter().map(|s| s.gateway).collect();
     let capacity = network
         .max_flows

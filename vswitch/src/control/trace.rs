@@ -101,16 +101,27 @@ fn probe<'a>(net: &'a Network, req: &TraceRequest) -> Result<Probe<'a>, ControlE
             })
     };
     let from = find(&req.from)?;
-    let to = req.to.as_deref().map(find).transpose()?;
+    // The destination may be on another host of an overlay.
+    let find_anywhere = |target: &str| {
+        let local = find(target).map(|e| (e.name.as_str(), e.mac, &e.addresses));
+        local.or_else(|e| {
+            record
+                .remote
+                .iter()
+                .find(|r| r.name == target && !r.is_placeholder())
+                .map(|r| (r.name.as_str(), r.mac, &r.addresses))
+                .ok_or(e)
+        })
+    };
+    let to = req.to.as_deref().map(find_anywhere).transpose()?;
     let proto = Proto::parse(req.proto.as_deref(), req.dport).map_err(ControlError::Invalid)?;
     // The destination address, and which family the sender uses for it.
     let dst_ip = match (req.dst, to) {
         (Some(ip), _) => ip,
-        (None, Some(to)) => to
-            .addresses
+        (None, Some((name, _, addresses))) => addresses
             .first()
             .map(|a| a.addr())
-            .ok_or_else(|| ControlError::Invalid(format!("{} has no address", to.name)))?,
+            .ok_or_else(|| ControlError::Invalid(format!("{name} has no address")))?,
         (None, None) if req.dst_mac.is_some() => IpAddr::from([255, 255, 255, 255]),
         (None, None) => {
             return Err(ControlError::Invalid(
@@ -130,18 +141,23 @@ fn probe<'a>(net: &'a Network, req: &TraceRequest) -> Result<Probe<'a>, ControlE
     let owner = record
         .endpoints
         .values()
-        .find(|e| e.addresses.iter().any(|a| a.addr() == dst_ip));
+        .find(|e| e.addresses.iter().any(|a| a.addr() == dst_ip))
+        .map(|e| (e.name.as_str(), e.mac))
+        .or_else(|| {
+            record
+                .remote
+                .iter()
+                .find(|r| !r.is_placeholder() && r.addresses.iter().any(|a| a.addr() == dst_ip))
+                .map(|r| (r.name.as_str(), r.mac))
+        });
     let (dst_mac, resolved) = match (&req.dst_mac, to, owner) {
         (Some(text), _, _) => (
             text.parse::<MacAddr>()
                 .map_err(|e| ControlError::Invalid(e.to_string()))?,
             "as given".to_string(),
         ),
-        (None, Some(to), _) => (to.mac, format!("{}'s MAC", to.name)),
-        (None, None, Some(owner)) => (
-            owner.mac,
-            format!("{}'s MAC, owner of {dst_ip}", owner.name),
-        ),
+        (None, Some((name, mac, _)), _) => (mac, format!("{name}'s MAC")),
+        (None, None, Some((name, mac))) => (mac, format!("{name}'s MAC, owner of {dst_ip}")),
         (None, None, None) if record.subnets.iter().any(|s| s.gateway == dst_ip) => {
             (gateway_mac, "the gateway's MAC".to_string())
         }

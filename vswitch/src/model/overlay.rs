@@ -52,6 +52,9 @@ pub struct RemoteEndpoint {
     /// Its other DNS names.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub aliases: Vec<String>,
+    /// Its labels, for policy selectors on every host.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
 }
 
 impl RemoteEndpoint {
@@ -64,7 +67,13 @@ impl RemoteEndpoint {
             mac: vswitch_core::frame::MacAddr([0; 6]),
             addresses: vec![ipnet::IpNet::from(ip)],
             aliases: Vec::new(),
+            labels: BTreeMap::new(),
         }
+    }
+
+    /// Whether this only stands for an address held elsewhere (see `held_elsewhere`).
+    pub fn is_placeholder(&self) -> bool {
+        self.mac == vswitch_core::frame::MacAddr([0; 6])
     }
 }
 

@@ -249,10 +249,11 @@ impl Etcd {
         Ok(int(&answer["result"]["TTL"]) > 0)
     }
 
-    /// Sets `key` to `value`, bound to `lease` (0: none).
-    pub async fn put(&self, key: &str, value: &[u8], lease: i64) -> Result<(), EtcdError> {
+    /// Sets `key` to `value`, bound to `lease` (0: none); returns the store's revision after.
+    pub async fn put(&self, key: &str, value: &[u8], lease: i64) -> Result<i64, EtcdError> {
         let body = json!({ "key": B64.encode(key), "value": B64.encode(value), "lease": lease.to_string() });
-        self.call("a write", "/v3/kv/put", body).await.map(drop)
+        let answer = self.call("a write", "/v3/kv/put", body).await?;
+        Ok(int(&answer["header"]["revision"]))
     }
 
     /// Deletes `key`.
