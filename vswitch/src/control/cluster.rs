@@ -24,7 +24,7 @@ use vswitch_core::frame::MacAddr;
 use super::overlay::LiveTunnel;
 use super::{Control, ControlError, Inner};
 use crate::model::{NetworkCreate, NetworkRecord, RemoteEndpoint};
-use crate::store::etcd::{Etcd, EtcdError, KeyValue};
+use crate::store::etcd::{Etcd, EtcdError};
 
 const PREFIX: &str = "/vswitch/";
 
@@ -119,17 +119,13 @@ impl StoreView {
     fn read(keys: &BTreeMap<String, Vec<u8>>) -> StoreView {
         let mut view = StoreView::default();
         for (key, value) in keys {
-            let kv = KeyValue {
-                key: key.clone(),
-                value: value.clone(),
-            };
-            let Some(rest) = kv.key.strip_prefix(PREFIX) else {
+            let Some(rest) = key.strip_prefix(PREFIX) else {
                 continue;
             };
             let parts: Vec<&str> = rest.split('/').collect();
             match parts[..] {
                 ["hosts", host] => {
-                    if let Ok(record) = serde_json::from_slice::<HostRecord>(&kv.value) {
+                    if let Ok(record) = serde_json::from_slice::<HostRecord>(value) {
                         view.hosts.insert(host.to_string(), record.underlay);
                         if let Some(key) = record.wireguard {
                             view.keys.insert(host.to_string(), key);
@@ -137,7 +133,7 @@ impl StoreView {
                     }
                 }
                 ["networks", network, "policy"] => {
-                    if let Ok(policy) = serde_json::from_slice(&kv.value) {
+                    if let Ok(policy) = serde_json::from_slice(value) {
                         view.policies.insert(network.to_string(), policy);
                     }
                 }
@@ -148,12 +144,12 @@ impl StoreView {
                         .insert(host.to_string());
                 }
                 ["definitions", network] => {
-                    if let Ok(definition) = serde_json::from_slice::<NetworkCreate>(&kv.value) {
+                    if let Ok(definition) = serde_json::from_slice::<NetworkCreate>(value) {
                         view.definitions.insert(network.to_string(), definition);
                     }
                 }
                 ["networks", network, "endpoints", _, _] => {
-                    if let Ok(endpoint) = serde_json::from_slice::<RemoteEndpoint>(&kv.value) {
+                    if let Ok(endpoint) = serde_json::from_slice::<RemoteEndpoint>(value) {
                         view.endpoints
                             .entry(network.to_string())
                             .or_default()
