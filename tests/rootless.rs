@@ -580,7 +580,7 @@ fn rootless_podman_attaches_through_the_cni_plugin_handing_the_device_over() {
     let (containers, storage) = common::podman_config(&home, true);
     fs::write(config.join("containers.conf"), containers).unwrap();
     fs::write(config.join("storage.conf"), storage).unwrap();
-    common::write_conflist(&home, "pods", &home.join("run/vswitch/vswitch.sock"));
+    common::write_conflist(&home, "pods", &home.join("run/vswitch/vswitch.sock"), &[]);
     let tar = common::busybox_tar(&home);
     run("chown", &["-R", &user.user, home.to_str().unwrap()]);
     let podman = |args: &[&str]| {

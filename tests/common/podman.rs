@@ -37,17 +37,19 @@ pub fn podman_config(base: &Path, rootless: bool) -> (String, String) {
 }
 
 /// Writes `base/net.d/NAME.conflist`: CNI network `name` on vswitch network `name`, served by
-/// the daemon at `socket`.
-pub fn write_conflist(base: &Path, name: &str, socket: &Path) {
+/// the daemon at `socket`, then the `chained` plugins.
+pub fn write_conflist(base: &Path, name: &str, socket: &Path, chained: &[serde_json::Value]) {
+    let mut plugins = vec![serde_json::json!({
+        "type": "vswitch-cni",
+        "network": name,
+        "socket": socket,
+        "capabilities": {"aliases": true},
+    })];
+    plugins.extend_from_slice(chained);
     let conflist = serde_json::json!({
         "cniVersion": "1.0.0",
         "name": name,
-        "plugins": [{
-            "type": "vswitch-cni",
-            "network": name,
-            "socket": socket,
-            "capabilities": {"aliases": true},
-        }],
+        "plugins": plugins,
     });
     fs::write(
         base.join(format!("net.d/{name}.conflist")),
@@ -59,6 +61,8 @@ pub fn write_conflist(base: &Path, name: &str, socket: &Path) {
 /// One Podman configuration and its CNI networks.
 pub struct Podman {
     pub dir: PathBuf,
+    /// The network namespace Podman runs in (entered with nsenter), if not the test's own.
+    pub netns: Option<String>,
     /// /var/lib/cni (libcni's cache) did not exist before: ours to remove.
     made_cni_cache: bool,
 }
@@ -80,6 +84,7 @@ impl Podman {
         fs::write(dir.join("containers.conf"), containers).unwrap();
         fs::write(dir.join("storage.conf"), storage).unwrap();
         let podman = Podman {
+            netns: None,
             made_cni_cache: !Path::new("/var/lib/cni").exists(),
             dir,
         };
@@ -90,12 +95,29 @@ impl Podman {
 
     /// Declares CNI network `name` on vswitch network `name`, served by the daemon at `socket`.
     pub fn network(&self, name: &str, socket: &Path) {
-        write_conflist(&self.dir, name, socket);
+        write_conflist(&self.dir, name, socket, &[]);
+    }
+
+    /// `network`, with Podman's own `portmap` plugin chained after vswitch-cni for `-p`.
+    pub fn network_with_portmap(&self, name: &str, socket: &Path) {
+        fs::copy("/usr/lib/cni/portmap", self.dir.join("cni-bin/portmap"))
+            .expect("portmap from containernetworking-plugins");
+        let portmap =
+            serde_json::json!({"type": "portmap", "capabilities": {"portMappings": true}});
+        write_conflist(&self.dir, name, socket, &[portmap]);
     }
 
     /// Runs podman with this configuration.
     pub fn podman(&self, args: &[&str]) -> Output {
-        Command::new("podman")
+        let mut command = match &self.netns {
+            Some(ns) => {
+                let mut c = Command::new("nsenter");
+                c.arg(format!("--net=/run/netns/{ns}")).arg("podman");
+                c
+            }
+            None => Command::new("podman"),
+        };
+        command
             .env("CONTAINERS_CONF", self.dir.join("containers.conf"))
             .env("CONTAINERS_STORAGE_CONF", self.dir.join("storage.conf"))
             .args(args)
