@@ -580,7 +580,8 @@ fn rootless_podman_attaches_through_the_cni_plugin_handing_the_device_over() {
     let (containers, storage) = common::podman_config(&home, true);
     fs::write(config.join("containers.conf"), containers).unwrap();
     fs::write(config.join("storage.conf"), storage).unwrap();
-    common::write_conflist(&home, "pods", &home.join("run/vswitch/vswitch.sock"), &[]);
+    let socket = home.join("run/vswitch/vswitch.sock");
+    common::write_conflist(&home, "pods", &socket, true, &[]);
     let tar = common::busybox_tar(&home);
     run("chown", &["-R", &user.user, home.to_str().unwrap()]);
     let podman = |args: &[&str]| {
@@ -631,8 +632,66 @@ fn rootless_podman_attaches_through_the_cni_plugin_handing_the_device_over() {
         "web -> db by name: {out}"
     );
 
+    // `-p`: Podman's rootlessport holds the host port and forwards it, dialling from inside
+    // the container's namespace: the container sees itself as the client (Podman's own
+    // behaviour, whatever the network); the daemon was not asked to listen too.
+    let port = (20_000 + std::process::id() % 10_000).to_string();
+    let publish = format!("{port}:80");
+    let serve = "mkdir -p /www/cgi-bin && printf '#!/bin/sh\\necho\\necho $REMOTE_ADDR\\n' \
+                 > /www/cgi-bin/peer && chmod +x /www/cgi-bin/peer && httpd -f -p 80 -h /www";
+    let (started, out) = podman(&[
+        "run",
+        "-d",
+        "--network",
+        "pods",
+        "--name",
+        "www",
+        "-p",
+        &publish,
+        common::IMAGE,
+        "sh",
+        "-c",
+        serve,
+    ]);
+    assert!(started, "podman run -p: {out}\n{}", user.log());
+    let request = format!(
+        "exec 3<>/dev/tcp/127.0.0.1/{port} && printf 'GET /cgi-bin/peer HTTP/1.0\\r\\n\\r\\n' >&3 \
+         && cat <&3"
+    );
+    let fetch = || {
+        let out = Command::new("timeout")
+            .args(["5", "bash", "-c", &request])
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    assert!(
+        eventually(Duration::from_secs(10), || fetch().0),
+        "the published port answers: {}",
+        fetch().1
+    );
+    let own = user
+        .endpoints("pods")
+        .into_iter()
+        .find(|e| e["name"] == "www")
+        .map(|e| common::host_of(&e["addresses"][0]))
+        .expect("www is an endpoint");
+    let said = fetch().1;
+    assert!(
+        said.contains("200 OK") && said.contains(&own),
+        "{said} (www {own})"
+    );
+    let inspected = user.ok(&["network", "inspect", "pods"]);
+    assert!(
+        !inspected.contains(&port),
+        "no daemon listener: {inspected}"
+    );
+
     // Removed, they leave nothing in the daemon.
-    let (removed, out) = podman(&["rm", "--force", "--time", "0", "web", "db"]);
+    let (removed, out) = podman(&["rm", "--force", "--time", "0", "web", "db", "www"]);
     assert!(removed, "{out}");
     assert_eq!(user.ok(&["endpoint", "ls", "pods", "-q"]).trim(), "");
 }

@@ -37,13 +37,20 @@ pub fn podman_config(base: &Path, rootless: bool) -> (String, String) {
 }
 
 /// Writes `base/net.d/NAME.conflist`: CNI network `name` on vswitch network `name`, served by
-/// the daemon at `socket`, then the `chained` plugins.
-pub fn write_conflist(base: &Path, name: &str, socket: &Path, chained: &[serde_json::Value]) {
+/// the daemon at `socket` (given the runtime's published ports if `port_mappings`), then the
+/// `chained` plugins.
+pub fn write_conflist(
+    base: &Path,
+    name: &str,
+    socket: &Path,
+    port_mappings: bool,
+    chained: &[serde_json::Value],
+) {
     let mut plugins = vec![serde_json::json!({
         "type": "vswitch-cni",
         "network": name,
         "socket": socket,
-        "capabilities": {"aliases": true},
+        "capabilities": {"aliases": true, "portMappings": port_mappings},
     })];
     plugins.extend_from_slice(chained);
     let conflist = serde_json::json!({
@@ -95,7 +102,7 @@ impl Podman {
 
     /// Declares CNI network `name` on vswitch network `name`, served by the daemon at `socket`.
     pub fn network(&self, name: &str, socket: &Path) {
-        write_conflist(&self.dir, name, socket, &[]);
+        write_conflist(&self.dir, name, socket, false, &[]);
     }
 
     /// `network`, with Podman's own `portmap` plugin chained after vswitch-cni for `-p`.
@@ -104,7 +111,7 @@ impl Podman {
             .expect("portmap from containernetworking-plugins");
         let portmap =
             serde_json::json!({"type": "portmap", "capabilities": {"portMappings": true}});
-        write_conflist(&self.dir, name, socket, &[portmap]);
+        write_conflist(&self.dir, name, socket, false, &[portmap]);
     }
 
     /// Runs podman with this configuration.

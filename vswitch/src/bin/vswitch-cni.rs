@@ -6,6 +6,11 @@
 //! Conflist: `{"cniVersion": "1.0.0", "name": NET, "plugins": [{"type": "vswitch-cni",
 //! "network": NET, "capabilities": {"portMappings": true, "aliases": true}}]}`, plus an optional
 //! `"socket"` naming the daemon's control socket.
+//!
+//! Published ports (`portMappings`): a root runtime's are the daemon's (it listens and forwards,
+//! keeping the client's address), unless the conflist chains Podman's `portmap` plugin instead.
+//! Rootless Podman forwards them itself (rootlessport, dialling from inside the container's
+//! namespace), so there the daemon is not asked to listen on them.
 
 use std::io::Read;
 use std::process::ExitCode;
@@ -103,7 +108,7 @@ async fn add(client: &Client, env: &Env, conf: &NetConf) -> Result<Value, CniErr
             ),
         ));
     }
-    let request = cni::connect_request(conf, env)?;
+    let mut request = cni::connect_request(conf, env)?;
     let network = client
         .inspect_network(conf.network())
         .await
@@ -112,6 +117,9 @@ async fn add(client: &Client, env: &Env, conf: &NetConf) -> Result<Value, CniErr
     // Inside a user namespace (a rootless runtime's), the daemon cannot reach the container's
     // namespace: make the device here and hand it over.
     let endpoint = if tap::in_user_namespace() {
+        // Rootless Podman holds the host ports and forwards them itself (rootlessport, which
+        // dials from inside the container's namespace): the daemon must not listen on them too.
+        request.publish.clear();
         hand_over(client, conf, &request, &network).await?
     } else {
         client
