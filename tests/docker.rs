@@ -154,6 +154,34 @@ fn docker_containers_on_a_vswitch_network() {
     .unwrap();
     assert!(page.starts_with("HTTP/1.1 200"), "published port: {page}");
 
+    // Docker's names in the port table, the FDB and trace.
+    let ports: Vec<String> = bed
+        .ports()
+        .iter()
+        .filter_map(|p| p["endpoint"].as_str().map(str::to_string))
+        .collect();
+    assert!(
+        ports.contains(&"web".to_string()) && ports.contains(&"db".to_string()),
+        "{ports:?}"
+    );
+    let fdb = bed.json(&["fdb", "app"]);
+    let rows = fdb.as_array().unwrap();
+    assert!(
+        rows.iter()
+            .any(|e| e["endpoint"] == "db" && e["mac"] == db["mac"])
+            && rows.iter().any(|e| e["endpoint"] == "web"),
+        "{fdb}"
+    );
+    let report = bed.json(&["trace", "app", "--from", "web", "--to", "db"]);
+    assert_eq!(report["verdict"], "forwarded", "{report}");
+    assert!(
+        report["egress"][0]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("db"),
+        "{report}"
+    );
+
     // A capture of the Docker container's port by its Docker name.
     let file = bed.dir.join("web.pcapng");
     let capture = start_capture(&bed, &file, &["--port", "web", "-c", "4"]);
