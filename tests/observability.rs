@@ -91,7 +91,13 @@ fn metrics_pass_promtool_and_count_exactly_the_pings() {
     assert!(series(
         &after,
         "vswitch_port_drops_total",
-        &[("reason", "over_mtu")]
+        &[("reason", "over_mtu"), ("direction", "ingress")]
+    )
+    .is_some());
+    assert!(series(
+        &after,
+        "vswitch_port_drops_total",
+        &[("reason", "tx_error"), ("direction", "egress")]
     )
     .is_some());
     promtool_check(&after);

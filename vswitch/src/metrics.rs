@@ -217,7 +217,7 @@ fn describe() {
     describe_counter!(
         "vswitch_port_drops_total",
         Unit::Count,
-        "Frames dropped on the port (ingress or egress), by reason."
+        "Frames dropped on the port, by reason and direction (ingress: arriving from the port; egress: leaving through it)."
     );
     for (name, help) in NETWORK_COUNTERS {
         describe_counter!(name, Unit::Count, help);
@@ -272,6 +272,7 @@ fn publish_ports(ports: &[PortInfo]) {
             let value = p.drops_by_reason.get(reason).copied().unwrap_or(0);
             let mut labels = labels.to_vec();
             labels.push(("reason", reason.to_string()));
+            labels.push(("direction", DropReason::direction_of(reason).to_string()));
             counter!("vswitch_port_drops_total", &labels).absolute(value);
         }
     }

@@ -69,6 +69,17 @@ impl DropReason {
         "unknown_tunnel",
     ];
 
+    /// Which way the dropped frame was going through the port it is counted on: `egress`
+    /// (leaving through it: the device refused the write) for `tx_error`, `ingress` (arriving
+    /// from it) for every other reason.
+    pub fn direction_of(name: &str) -> &'static str {
+        if name == "tx_error" {
+            "egress"
+        } else {
+            "ingress"
+        }
+    }
+
     /// Number of reasons, for counter arrays.
     pub const COUNT: usize = Self::NAMES.len();
 
