@@ -567,7 +567,7 @@ fn networks_listed_quietly_inspected_and_removed_by_several_names_and_pruned() {
     assert_eq!(filtered(&["driver=bridge", "label=tier=web"]), ["pa"]);
     let table = bed.ok(&["network", "ls", "--filter", "name=pa"]);
     assert!(
-        table.starts_with("NAME  DRIVER  SCOPE") && table.contains("bridge  local"),
+        table.starts_with("ID            NAME  DRIVER  SCOPE") && table.contains("bridge  local"),
         "{table}"
     );
     let error = bed.fails(&["network", "create", "wide", "-d", "macvlan"]);
@@ -586,6 +586,46 @@ fn networks_listed_quietly_inspected_and_removed_by_several_names_and_pruned() {
         serde_json::from_str(&bed.ok(&["network", "inspect", "pa", "pb"])).unwrap();
     assert_eq!(views[0]["name"], "pa");
     assert_eq!(views[1]["name"], "pb");
+
+    // Go templates, keys as in the JSON or in Docker's CamelCase; IDs as Docker's.
+    let lines = bed.ok(&[
+        "network",
+        "ls",
+        "--filter",
+        "label=tier",
+        "--format",
+        "{{.Name}}\\t{{.Driver}} {{.ID}} {{range .Subnets}}{{.subnet}}{{end}} {{json .labels}}",
+    ]);
+    let rows: Vec<Vec<&str>> = lines
+        .lines()
+        .map(|l| l.split(['\t', ' ']).collect())
+        .collect();
+    assert_eq!(rows.len(), 2, "{lines}");
+    let (pa, pb) = (&rows[0], &rows[1]);
+    assert_eq!(pa[0], "pa", "{lines}");
+    assert_eq!(pa[1], "bridge");
+    assert!(
+        pa[2].len() == 64 && pa[2].bytes().all(|b| b.is_ascii_hexdigit()),
+        "{lines}"
+    );
+    assert_ne!(pa[2], pb[2], "IDs differ");
+    assert_eq!(pa[3], "10.79.1.0/24");
+    assert_eq!(pa[4], r#"{"tier":"web"}"#);
+    // By a unique prefix of its ID, as Docker takes them; inspect's own template.
+    let prefix = &pb[2][..8];
+    let shown = bed.ok(&["network", "inspect", prefix, "-f", "{{.Name}} {{.MTU}}"]);
+    assert_eq!(shown.trim(), "pb 1500");
+    for (format, said) in [
+        ("{{.Name", "invalid template"),
+        ("yaml", "unknown format \"yaml\""),
+    ] {
+        let refused = bed.vswitch(&["network", "ls", "--format", format]);
+        let error = String::from_utf8_lossy(&refused.stderr);
+        assert!(
+            refused.status.code() == Some(2) && error.contains(said),
+            "{error}"
+        );
+    }
 
     // One name that fails does not keep the others; the exit status says something failed.
     let error = bed.fails(&["network", "rm", "pa", "nosuch"]);

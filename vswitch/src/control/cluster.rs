@@ -310,15 +310,16 @@ impl Control {
     }
 
     /// Defines overlay network `record` in the store, for every host to create: its request
-    /// with the settings made concrete (subnets, gateways, VNI, MTU). Defining it again with
-    /// the same settings joins it; other settings are refused, naming the stored ones.
+    /// with the settings made concrete (subnets, gateways, VNI, MTU, ID). Defining it again
+    /// with the same settings joins it (and returns the stored ID, the network's everywhere);
+    /// other settings are refused, naming the stored ones.
     pub(super) async fn define_network(
         &self,
         req: &NetworkCreate,
         record: &NetworkRecord,
-    ) -> Result<(), ControlError> {
+    ) -> Result<Option<String>, ControlError> {
         let (Some(cluster), Some(overlay)) = (self.cluster.get(), &record.overlay) else {
-            return Ok(());
+            return Ok(None);
         };
         let mut definition = req.clone();
         definition.subnets = record
@@ -333,12 +334,13 @@ impl Control {
             .collect();
         definition.ipv6 = false;
         definition.vni = Some(overlay.vni);
+        definition.id = Some(record.id.clone());
         definition.mtu = Some(record.mtu);
         let key = definition_key(&record.name);
         let value = serde_json::to_vec(&definition).expect("serializes");
         let etcd = &cluster.config.etcd;
         if etcd.create(&key, &value, 0).await? {
-            return Ok(());
+            return Ok(None);
         }
         let stored = etcd.range(&key).await?;
         let stored: Option<NetworkCreate> = stored
@@ -347,7 +349,7 @@ impl Control {
             .and_then(|kv| serde_json::from_slice(&kv.value).ok());
         match stored {
             Some(stored) if stored.vni == definition.vni && stored.subnets == definition.subnets => {
-                Ok(())
+                Ok(stored.id)
             }
             Some(stored) => Err(crate::control::error::invalid(format!(
                 "network {} is defined in the store with VNI {} and subnets {}: create it with those, or with no --subnet and --vni",
@@ -355,7 +357,7 @@ impl Control {
                 stored.vni.unwrap_or(0),
                 stored.subnets.join(",")
             ))),
-            None => Ok(()),
+            None => Ok(None),
         }
     }
 

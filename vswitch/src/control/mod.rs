@@ -223,6 +223,10 @@ impl Control {
     async fn restore(&self, saved: State, mut kept: ports::Kept) -> Result<(), ControlError> {
         let mut inner = self.inner.lock().await;
         for (name, mut record) in saved.networks {
+            if record.id.is_empty() {
+                // Saved before networks had IDs.
+                record.id = networks::new_network_id()?;
+            }
             let endpoints = std::mem::take(&mut record.endpoints);
             let network = self.start_network(record).await?;
             inner.networks.insert(name.clone(), network);

@@ -53,11 +53,17 @@ impl Control {
         define: bool,
     ) -> Result<NetworkRecord, ControlError> {
         let records = inner.state().networks;
-        let record = plan_network(&req, &records)?;
+        let mut req = req;
+        if req.id.is_none() && req.docker_id.is_none() {
+            req.id = Some(new_network_id()?);
+        }
+        let mut record = plan_network(&req, &records)?;
         // Compiled before anything is created, so an unusable policy changes nothing.
         let engine = rules::policy_engine(&record, unix_now())?;
         if define {
-            self.define_network(&req, &record).await?;
+            if let Some(id) = self.define_network(&req, &record).await? {
+                record.id = id;
+            }
         }
         let network = self.start_network(record.clone()).await?;
         if let Err(e) = self.dataplane.set_policy(network.id, engine) {
@@ -314,4 +320,16 @@ fn storm_pps(network: &NetworkRecord) -> Option<u64> {
         Some(0) => None,
         pps => pps,
     }
+}
+
+/// A fresh network ID: 32 random bytes in hex, as Docker's.
+pub(super) fn new_network_id() -> Result<String, ControlError> {
+    let mut bytes = [0u8; 32];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut bytes))
+        .map_err(|e| ControlError::Io {
+            what: "reading /dev/urandom for a network ID",
+            error: e,
+        })?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }

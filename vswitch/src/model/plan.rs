@@ -252,8 +252,17 @@ pub fn plan_network(
             subnet,
         })
         .collect();
+    let id = match req.id.as_ref().or(req.docker_id.as_ref()) {
+        Some(id) if id.len() == 64 && id.bytes().all(|b| b.is_ascii_hexdigit()) => {
+            id.to_ascii_lowercase()
+        }
+        Some(id) => return Err(invalid(format!("network ID {id:?} is not 64 hex digits"))),
+        // The control plane gives each new network a random one.
+        None => String::new(),
+    };
     Ok(NetworkRecord {
         name: req.name.clone(),
+        id,
         subnets,
         mtu,
         vlan: req.vlan,

@@ -27,6 +27,10 @@ pub fn gateway_mac(network: &str) -> MacAddr {
 pub struct NetworkRecord {
     /// Unique name.
     pub name: String,
+    /// Unique ID, 64 hex digits as Docker's (Docker's own for a network Docker made; the same
+    /// on every host for an overlay defined in the store). Empty in state saved before IDs.
+    #[serde(default)]
+    pub id: String,
     /// Address ranges with their gateways.
     pub subnets: Vec<SubnetRecord>,
     /// MTU of every interface on the network.
@@ -491,6 +495,10 @@ pub struct NetworkCreate {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[arg(skip)]
     pub docker_id: Option<String>,
+    /// The network's ID, when it is given (an overlay's definition in the store; not a flag).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[arg(skip)]
+    pub id: Option<String>,
     /// Label, key=value (repeatable), as Docker's `network create --label`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[arg(long = "label")]

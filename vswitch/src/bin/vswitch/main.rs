@@ -10,6 +10,7 @@ mod observe;
 mod output;
 mod rules;
 mod run;
+mod template;
 mod top;
 mod trunk;
 mod up;

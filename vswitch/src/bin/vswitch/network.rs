@@ -34,14 +34,17 @@ pub enum NetworkCommand {
     },
     /// Show networks in full (JSON: the network for one name, an array for several).
     Inspect {
-        /// Network names.
+        /// Network names or IDs (a unique prefix of an ID will do).
         #[arg(required = true)]
         names: Vec<String>,
+        /// A Go template applied to each network instead of JSON, e.g. '{{.ID}}'.
+        #[arg(short, long, value_parser = crate::template::GoTemplate::parse)]
+        format: Option<crate::template::GoTemplate>,
     },
     /// Remove networks without endpoints; the others are still removed if one cannot be.
     #[command(alias = "remove")]
     Rm {
-        /// Network names.
+        /// Network names or IDs (a unique prefix of an ID will do).
         #[arg(required = true)]
         names: Vec<String>,
     },
@@ -76,7 +79,16 @@ pub async fn run(client: &Client, command: NetworkCommand) -> anyhow::Result<()>
         } => {
             let mut networks = client.networks().await?;
             networks.retain(|n| n.passes(&filters));
+            let networks: Vec<Listed> = networks
+                .iter()
+                .map(|record| Listed {
+                    record,
+                    driver: record.driver(),
+                    scope: record.scope(),
+                })
+                .collect();
             let header = [
+                "ID",
                 "NAME",
                 "DRIVER",
                 "SCOPE",
@@ -86,11 +98,13 @@ pub async fn run(client: &Client, command: NetworkCommand) -> anyhow::Result<()>
                 "VLAN",
                 "ENDPOINTS",
             ];
-            print_listing(format.format, &networks, &header, |n| {
+            print_listing(format.format, &networks, &header, |listed| {
+                let n = listed.record;
                 let subnets: Vec<String> = n.subnets.iter().map(|s| s.subnet.to_string()).collect();
                 let gateways: Vec<String> =
                     n.subnets.iter().map(|s| s.gateway.to_string()).collect();
                 vec![
+                    n.id.chars().take(12).collect(),
                     n.name.clone(),
                     n.driver().to_string(),
                     n.scope().to_string(),
@@ -102,10 +116,8 @@ pub async fn run(client: &Client, command: NetworkCommand) -> anyhow::Result<()>
                 ]
             })
         }
-        NetworkCommand::Inspect { names } if names.len() == 1 => {
-            print_json(&client.inspect_network(&names[0]).await?)
-        }
-        NetworkCommand::Inspect { names } => {
+        NetworkCommand::Inspect { names, format } => {
+            let names = by_name_or_id(client, names).await?;
             let mut found = Vec::new();
             let mut failed = Vec::new();
             for name in &names {
@@ -114,12 +126,22 @@ pub async fn run(client: &Client, command: NetworkCommand) -> anyhow::Result<()>
                     Err(e) => failed.push(e.to_string()),
                 }
             }
-            print_json(&found);
+            match (&format, found.as_slice()) {
+                (Some(template), _) => {
+                    for view in &found {
+                        println!("{}", template.render(view).map_err(anyhow::Error::msg)?);
+                    }
+                }
+                (None, [one]) if names.len() == 1 => print_json(one),
+                (None, _) => print_json(&found),
+            }
             if !failed.is_empty() {
                 anyhow::bail!("{}", failed.join("; "));
             }
         }
-        NetworkCommand::Rm { names } => remove(client, &names).await?,
+        NetworkCommand::Rm { names } => {
+            remove(client, &by_name_or_id(client, names).await?).await?
+        }
         NetworkCommand::Prune { force } => {
             if !force && !confirm("Remove every network without endpoints?")? {
                 return Ok(());
@@ -138,6 +160,36 @@ pub async fn run(client: &Client, command: NetworkCommand) -> anyhow::Result<()>
         }
     }
     Ok(())
+}
+
+/// A network as `network ls` gives it: its record, with its driver and scope spelled out.
+#[derive(serde::Serialize)]
+struct Listed<'a> {
+    #[serde(flatten)]
+    record: &'a vswitch::model::NetworkRecord,
+    driver: &'static str,
+    scope: &'static str,
+}
+
+/// `names` with each that names no network but starts exactly one network's ID (as Docker
+/// takes IDs) replaced by that network's name; the others are left for the daemon to refuse.
+async fn by_name_or_id(client: &Client, names: Vec<String>) -> anyhow::Result<Vec<String>> {
+    let networks = client.networks().await?;
+    Ok(names
+        .into_iter()
+        .map(|name| {
+            if networks.iter().any(|n| n.name == name) {
+                return name;
+            }
+            let mut by_id = networks
+                .iter()
+                .filter(|n| !n.id.is_empty() && n.id.starts_with(&name.to_ascii_lowercase()));
+            match (by_id.next(), by_id.next()) {
+                (Some(one), None) => one.name.clone(),
+                _ => name,
+            }
+        })
+        .collect())
 }
 
 /// Removes each of `names`, printing each removed one; fails at the end, in one line naming

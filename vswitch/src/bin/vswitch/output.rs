@@ -1,23 +1,55 @@
-//! How the CLI prints: aligned tables for people, JSON for programs, chosen by `--format`.
+//! How the CLI prints: aligned tables for people, JSON for programs, or a Go template per
+//! item (as Docker's `--format`), chosen by `--format`.
 
-use clap::{Args, ValueEnum};
+use clap::Args;
 use serde::Serialize;
 
+use crate::template::GoTemplate;
+
 /// Output format of listings.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Format {
     /// Aligned columns for people.
     Table,
     /// JSON for programs.
     Json,
+    /// A Go template, rendered for each item (a line each).
+    Template(GoTemplate),
+}
+
+impl std::str::FromStr for Format {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Format, String> {
+        match text {
+            "table" => Ok(Format::Table),
+            "json" => Ok(Format::Json),
+            t if t.contains("{{") => GoTemplate::parse(t).map(Format::Template),
+            other => Err(format!(
+                "unknown format {other:?}: table, json, or a Go template such as '{{{{.Name}}}}'"
+            )),
+        }
+    }
 }
 
 /// `--format` for listings.
 #[derive(Debug, Args)]
 pub struct FormatArg {
-    /// Output format.
-    #[arg(long, value_enum, default_value = "table")]
+    /// Output format: table, json, or a Go template applied to each item, e.g. '{{.Name}}'
+    /// (keys as in the JSON, or in Docker's CamelCase: .Name, .ID, .RxPackets; `{{json .}}`)
+    #[arg(long, default_value = "table", value_parser = clap::builder::ValueParser::new(|s: &str| s.parse::<Format>()))]
     pub format: Format,
+}
+
+/// Prints `value` through `template`, a line; an error (a field it cannot render) on stderr.
+fn print_template(template: &GoTemplate, value: &impl Serialize) {
+    match template.render(value) {
+        Ok(text) => println!("{text}"),
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::exit(1);
+        }
+    }
 }
 
 /// Prints rows as aligned columns under `header`.
@@ -58,6 +90,7 @@ pub fn print_listing<T: Serialize>(
     match format {
         Format::Json => print_json(&items),
         Format::Table => print_table(header, &items.iter().map(row).collect::<Vec<_>>()),
+        Format::Template(template) => items.iter().for_each(|i| print_template(&template, i)),
     }
 }
 
@@ -74,5 +107,6 @@ pub fn print_one<T: Serialize>(format: Format, value: &T, table: impl FnOnce(&T)
     match format {
         Format::Json => print_json(value),
         Format::Table => table(value),
+        Format::Template(template) => print_template(&template, value),
     }
 }
