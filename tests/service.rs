@@ -162,3 +162,62 @@ fn a_socket_activated_daemon_serves_the_managers_socket_and_leaves_it_in_place()
         "the daemon removed the socket its service manager made"
     );
 }
+
+/// The daemon's configuration file (Docker's daemon.json, in TOML): its default address pools
+/// give networks created without --subnet theirs; a setting also on the command line, or one
+/// it does not know, keeps the daemon from starting, naming the file and the key.
+#[test]
+fn the_daemon_takes_its_settings_and_address_pools_from_its_configuration_file() {
+    /// Removes the test's directory, also when the test fails.
+    struct Dir(std::path::PathBuf);
+    impl Drop for Dir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+    let dir = std::env::temp_dir().join(format!("vswt{}cfg", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let _cleanup = Dir(dir.clone());
+    let file = dir.join("daemon.toml");
+    std::fs::write(
+        &file,
+        "aging = 120\ndefault-address-pools = [\n  { base = \"10.231.128.0/23\", size = 24 },\n  \
+         { base = \"10.231.140.0/24\", size = 25 },\n]\n",
+    )
+    .unwrap();
+    let path = file.to_str().unwrap().to_string();
+    let bed = Bed::start_with(&[], &["--config", &path]);
+    let subnet = |name: &str| -> String {
+        bed.ok(&["network", "create", name]);
+        bed.inspect(name)["subnets"][0]["subnet"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!(subnet("p1"), "10.231.128.0/24");
+    assert_eq!(subnet("p2"), "10.231.129.0/24");
+    assert_eq!(subnet("p3"), "10.231.140.0/25", "then the next pool");
+    assert_eq!(subnet("p4"), "10.231.140.128/25");
+    let error = bed.fails(&["network", "create", "p5"]);
+    assert!(
+        error.contains("no free subnet left in the default address pools"),
+        "{error}"
+    );
+    let doubled = bed.daemon_refuses_at(
+        &dir.join("other.sock"),
+        &dir.join("other-state"),
+        &["--config", &path, "--aging", "5"],
+    );
+    assert!(
+        doubled.contains(&path)
+            && doubled.contains("`aging` is set both there and on the command line"),
+        "{doubled}"
+    );
+    std::fs::write(&file, "colour = \"red\"\n").unwrap();
+    let unknown = bed.daemon_refuses_at(
+        &dir.join("other.sock"),
+        &dir.join("other-state"),
+        &["--config", &path],
+    );
+    assert!(unknown.contains("unknown setting `colour`"), "{unknown}");
+}

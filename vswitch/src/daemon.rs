@@ -277,6 +277,8 @@ pub struct DaemonOptions {
     pub cluster: Option<crate::control::ClusterConfig>,
     /// Take part in encrypted overlays: this host's tunnel address and WireGuard port.
     pub wireguard: Option<(std::net::Ipv4Addr, u16)>,
+    /// Where networks created without a subnet get one (empty: the defaults).
+    pub address_pools: Vec<crate::model::pools::AddressPool>,
 }
 
 /// Runs the daemon in the foreground until SIGINT or SIGTERM.
@@ -318,6 +320,7 @@ pub async fn run(
                 return Err(e);
             }
         };
+    control.set_address_pools(options.address_pools);
     if let Some(cluster) = options.cluster {
         info!(store = %cluster.etcd.endpoints(), host = %cluster.host, "sharing overlay networks through the store");
         control.join_store(cluster);

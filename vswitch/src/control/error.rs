@@ -106,6 +106,7 @@ impl ControlError {
                 | ModelError::VlanInUse { .. }
                 | ModelError::AddressInUse { .. }
                 | ModelError::SubnetFull(_)
+                | ModelError::PoolsExhausted(_)
                 | ModelError::EndpointExists { .. }
                 | ModelError::AlreadyConnected { .. } => ErrorKind::Conflict,
             },

@@ -160,6 +160,8 @@ pub struct Control {
     wireguard_config: std::sync::OnceLock<overlay::WireGuardConfig>,
     /// The WireGuard socket, once an encrypted overlay needed it.
     wireguard: tokio::sync::OnceCell<Arc<crate::overlay::wireguard::WireGuard>>,
+    /// Where networks created without a subnet get one (the defaults unless configured).
+    address_pools: std::sync::OnceLock<Vec<crate::model::pools::AddressPool>>,
 }
 
 /// Seconds since the Unix epoch.
@@ -211,6 +213,7 @@ impl Control {
             cluster: std::sync::OnceLock::new(),
             wireguard_config: std::sync::OnceLock::new(),
             wireguard: tokio::sync::OnceCell::new(),
+            address_pools: std::sync::OnceLock::new(),
         });
         if let Some(wireguard) = wireguard {
             control.enable_wireguard(wireguard);

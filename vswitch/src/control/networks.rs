@@ -16,7 +16,9 @@ use vswitch_core::switch::{PortConfig, PortMode, Reach};
 use super::{rules, unix_now, Control, ControlError, Inner, LiveGateway, Network};
 use crate::datapath::link::Link;
 use crate::gateway::{self, GatewayConfig, GatewayStats};
-use crate::model::{gateway_mac, leases, plan_network, DaemonInfo, NetworkCreate, NetworkRecord};
+use crate::model::{
+    gateway_mac, leases, plan_network_with, DaemonInfo, NetworkCreate, NetworkRecord,
+};
 
 /// A network as `vswitch network inspect` shows it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -57,7 +59,15 @@ impl Control {
         if req.id.is_none() && req.docker_id.is_none() {
             req.id = Some(new_network_id()?);
         }
-        let mut record = plan_network(&req, &records)?;
+        let defaults;
+        let pools = match self.address_pools.get() {
+            Some(pools) => pools.as_slice(),
+            None => {
+                defaults = crate::model::pools::default_pools();
+                defaults.as_slice()
+            }
+        };
+        let mut record = plan_network_with(&req, &records, pools)?;
         // Compiled before anything is created, so an unusable policy changes nothing.
         let engine = rules::policy_engine(&record, unix_now())?;
         if define {
@@ -332,4 +342,14 @@ pub(super) fn new_network_id() -> Result<String, ControlError> {
             error: e,
         })?;
     Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+impl Control {
+    /// Sets where networks created without a subnet get one (before any is created; the
+    /// defaults otherwise).
+    pub fn set_address_pools(&self, pools: Vec<crate::model::pools::AddressPool>) {
+        if !pools.is_empty() {
+            let _ = self.address_pools.set(pools);
+        }
+    }
 }

@@ -32,6 +32,9 @@ pub enum ModelError {
     /// No free address left.
     #[error("no free address left in subnet {0}")]
     SubnetFull(String),
+    /// No free subnet left in the default address pools.
+    #[error("no free subnet left in the default address pools ({0}): give --subnet, or add a pool (--default-address-pool)")]
+    PoolsExhausted(String),
     /// The endpoint name is taken on this network.
     #[error("endpoint {endpoint} already exists on network {network}")]
     EndpointExists { endpoint: String, network: String },

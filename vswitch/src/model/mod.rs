@@ -11,6 +11,7 @@ pub mod limits;
 mod names;
 pub mod overlay;
 mod plan;
+pub mod pools;
 pub mod publish;
 mod records;
 pub mod store;

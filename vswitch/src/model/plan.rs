@@ -24,10 +24,6 @@ const MIN_MTU: u32 = 68;
 const MIN_MTU_V6: u32 = 1280;
 /// Largest MTU a TAP device takes with room for headers.
 const MAX_MTU: u32 = 65_520;
-/// Pool from which networks created without `--subnet` get a /24 (Podman uses the same).
-const AUTO_SUBNET_POOL: &str = "10.89.0.0/16";
-/// Pool from which `--ipv6` networks without an IPv6 subnet get a /64.
-const AUTO_SUBNET_POOL_V6: &str = "fd00:89::/48";
 
 fn parse_subnet(text: &str) -> Result<IpNet, ModelError> {
     let subnet: IpNet = text.parse().map_err(|_| {
@@ -101,10 +97,20 @@ fn overlaps(a: &IpNet, b: &IpNet) -> bool {
     a.contains(&b.network()) || b.contains(&a.network())
 }
 
-/// Turns a create request into a record, refusing anything invalid or clashing with `networks`.
+/// Turns a create request into a record, refusing anything invalid or clashing with `networks`;
+/// a network without a subnet gets one from the default pools.
 pub fn plan_network(
     req: &NetworkCreate,
     networks: &BTreeMap<String, NetworkRecord>,
+) -> Result<NetworkRecord, ModelError> {
+    plan_network_with(req, networks, &super::pools::default_pools())
+}
+
+/// `plan_network`, subnets not given taken from `pools`.
+pub fn plan_network_with(
+    req: &NetworkCreate,
+    networks: &BTreeMap<String, NetworkRecord>,
+    pools: &[super::pools::AddressPool],
 ) -> Result<NetworkRecord, ModelError> {
     check_name("network", &req.name)?;
     match req.driver.as_deref() {
@@ -152,11 +158,12 @@ pub fn plan_network(
         .iter()
         .map(|s| parse_subnet(s))
         .collect::<Result<_, _>>()?;
+    let taken_subnets: Vec<&IpNet> = taken.iter().map(|(subnet, _)| *subnet).collect();
     if subnets.is_empty() {
-        subnets.push(auto_subnet(AUTO_SUBNET_POOL, 24, &taken)?);
+        subnets.push(super::pools::free_subnet(pools, false, &taken_subnets)?);
     }
     if req.ipv6 && !subnets.iter().any(|s| s.addr().is_ipv6()) {
-        subnets.push(auto_subnet(AUTO_SUBNET_POOL_V6, 64, &taken)?);
+        subnets.push(super::pools::free_subnet(pools, true, &taken_subnets)?);
     }
     for (i, subnet) in subnets.iter().enumerate() {
         for (other, network) in taken
@@ -293,15 +300,6 @@ pub fn plan_network(
         overlay,
         remote: Vec::new(),
     })
-}
-
-fn auto_subnet(pool: &str, prefix: u8, taken: &[(&IpNet, &str)]) -> Result<IpNet, ModelError> {
-    let pool_net: IpNet = pool.parse().expect("constant CIDR");
-    pool_net
-        .subnets(prefix)
-        .expect("prefix fits in the pool")
-        .find(|candidate| taken.iter().all(|(other, _)| !overlaps(candidate, other)))
-        .ok_or_else(|| ModelError::SubnetFull(pool.to_string()))
 }
 
 /// The endpoint name used when none is given: the `ip netns` name, or the process of a

@@ -63,6 +63,18 @@ pub struct DaemonArgs {
     /// The WireGuard socket's port (encrypted overlays).
     #[arg(long, default_value_t = vswitch::overlay::wireguard::DEFAULT_PORT, requires = "tunnel_address")]
     wireguard_port: u16,
+    /// Where networks created without --subnet get one, tried in order (repeatable; Docker's
+    /// `--default-address-pool`) [default: base=10.89.0.0/16,size=24 and
+    /// base=fd00:89::/48,size=64].
+    #[arg(long, value_name = "base=CIDR,size=N")]
+    default_address_pool: Vec<vswitch::model::pools::AddressPool>,
+    /// The daemon's configuration file (TOML; keys are these flags' names without `--`, e.g.
+    /// `group = "vswitch"`, and `default-address-pools = [{ base = "...", size = 24 }]` as in
+    /// Docker's daemon.json); a setting both there and on the command line is refused
+    /// [default: /etc/vswitch/daemon.toml as root, $XDG_CONFIG_HOME/vswitch/daemon.toml
+    /// otherwise, if it exists].
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
     #[command(flatten)]
     switch: SwitchArgs,
 }
@@ -204,6 +216,7 @@ pub async fn run(socket: &Path, args: DaemonArgs) -> anyhow::Result<()> {
         group: args.group,
         docker_plugin: args.docker_plugin,
         docker_host: args.docker_host,
+        address_pools: args.default_address_pool,
     };
     vswitch::daemon::run(socket, &state_dir, config, options).await
 }

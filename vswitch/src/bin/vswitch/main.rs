@@ -2,6 +2,7 @@
 //! command group; `output` prints what they get.
 
 mod capture;
+mod config;
 mod daemon;
 mod endpoint;
 mod mirror;
@@ -130,7 +131,14 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let argv = match config::with_config_file(std::env::args_os().collect()) {
+        Ok(argv) => argv,
+        Err(e) => {
+            eprintln!("Error: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let cli = Cli::parse_from(argv);
     // netlink-packet-route warns about every attribute newer than itself: not ours to fix.
     let default_level = match cli.command {
         Command::Daemon(_) => "info,netlink_packet_route=error",
