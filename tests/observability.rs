@@ -719,3 +719,95 @@ fn stopping_the_daemon_ends_its_captures_instead_of_waiting_for_them() {
     let stats = tshark_fields(&file, &["frame.number"]);
     assert!(stats.trim().is_empty(), "no frames expected: {stats}");
 }
+
+/// `vswitch events`: a live stream of what changes, one JSON object a line (network create,
+/// connect, policy change, disconnect, remove, in order, with the network's ID and the
+/// endpoint's name); `--since` replays the kept past, filters and templates as Docker's; a
+/// daemon that stops ends the stream rather than waiting for its reader.
+#[test]
+fn events_stream_what_changes_and_replay_the_past() {
+    let mut bed = Bed::start();
+    let out = bed.dir.join("events.jsonl");
+    let mut reader = Command::new(env!("CARGO_BIN_EXE_vswitch"))
+        .arg("--socket")
+        .arg(&bed.socket)
+        .arg("events")
+        .stdout(std::fs::File::create(&out).unwrap())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    /// Ends the reader, also when the test fails.
+    struct Reader<'a>(&'a mut std::process::Child);
+    impl Drop for Reader<'_> {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let reader = Reader(&mut reader);
+    std::thread::sleep(Duration::from_millis(300));
+    bed.ok(&["network", "create", "ev", "--subnet", "10.231.130.0/24"]);
+    let id = bed.ok(&["network", "ls", "--format", "{{.ID}}"]);
+    let ns = bed.netns("e");
+    bed.ok(&["connect", "ev", &ns]);
+    bed.ok(&["policy", "default", "ev", "deny"]);
+    bed.ok(&["disconnect", "ev", &ns]);
+    bed.ok(&["network", "rm", "ev"]);
+    let lines = || -> Vec<serde_json::Value> {
+        std::fs::read_to_string(&out)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    };
+    assert!(eventually(Duration::from_secs(5), || lines().len() >= 5));
+    let events = lines();
+    let seen: Vec<(&str, &str)> = events
+        .iter()
+        .map(|e| (e["type"].as_str().unwrap(), e["action"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("network", "create"),
+            ("network", "connect"),
+            ("policy", "change"),
+            ("network", "disconnect"),
+            ("network", "remove")
+        ]
+    );
+    assert!(
+        events.iter().all(|e| e["actor"]["id"] == id.trim()),
+        "{events:?}"
+    );
+    assert_eq!(events[1]["actor"]["attributes"]["endpoint"], ns.as_str());
+    assert_eq!(events[1]["actor"]["attributes"]["network"], "ev");
+    // The past, filtered, through a template; --until now ends it.
+    let replay = bed.ok(&[
+        "events",
+        "--since",
+        "1m",
+        "--until",
+        "0s",
+        "-f",
+        "event=connect",
+        "-f",
+        "event=disconnect",
+        "--format",
+        "{{.Action}} {{.Actor.Attributes.endpoint}}",
+    ]);
+    assert_eq!(
+        replay,
+        format!("connect {ns}\ndisconnect {ns}\n"),
+        "replayed, filtered"
+    );
+    let error = bed.fails(&["events", "--since", "soon"]);
+    assert!(error.contains("invalid time \"soon\""), "{error}");
+    // The daemon stops: the stream ends, and the daemon does not wait for its reader.
+    bed.stop_daemon();
+    assert!(eventually(Duration::from_secs(5), || reader
+        .0
+        .try_wait()
+        .unwrap()
+        .is_some()));
+}

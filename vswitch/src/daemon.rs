@@ -162,6 +162,7 @@ pub async fn serve(
         shutdown.await;
         // Captures stream until stopped: end them, or shutting down would wait for them.
         stopping.stop_captures();
+        stopping.stop_events();
     };
     let result = axum::serve(listener, crate::api::server::router(control.clone()))
         .with_graceful_shutdown(shutdown)

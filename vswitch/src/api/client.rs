@@ -261,6 +261,15 @@ impl Client {
         })
     }
 
+    /// Asks for the daemon's events: they come as the answer's body, one JSON object a line.
+    pub async fn events(
+        &self,
+        req: &crate::model::events::EventsRequest,
+    ) -> Result<Incoming, ClientError> {
+        let response = self.send(EVENTS, &[], Some(req)).await?;
+        Ok(check(response).await?.into_body())
+    }
+
     /// Stops a capture: its stream ends with its statistics.
     pub async fn stop_capture(&self, id: u64) -> Result<(), ClientError> {
         self.call(STOP_CAPTURE, &[&id.to_string()], NO_BODY).await

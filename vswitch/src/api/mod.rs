@@ -113,6 +113,7 @@ routes! {
     REMOVE_MIRROR: Delete "/v1/mirrors/{name}", "remove a port mirror";
     START_CAPTURE: Post "/v1/captures", "start a capture (`CaptureRequest`): a pcapng stream, its id in the `x-vswitch-capture` header";
     STOP_CAPTURE: Delete "/v1/captures/{id}", "stop a capture: its stream ends with interface statistics";
+    EVENTS: Post "/v1/events", "a stream of what changes, one JSON object a line (`EventsRequest`: since, until, filters)";
 }
 
 #[cfg(test)]

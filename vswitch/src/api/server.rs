@@ -63,6 +63,7 @@ pub fn router(control: Arc<Control>) -> Router {
     let routes = serve(routes, REMOVE_MIRROR, remove_mirror);
     let routes = serve(routes, START_CAPTURE, start_capture);
     let routes = serve(routes, STOP_CAPTURE, stop_capture);
+    let routes = serve(routes, EVENTS, events);
     routes.with_state(control)
 }
 
@@ -296,6 +297,63 @@ async fn start_capture(
             (CAPTURE_ID_HEADER, stream.id.to_string()),
         ],
         axum::body::Body::from_stream(chunks),
+    )
+        .into_response())
+}
+
+async fn events(
+    State(c): State<Arc<Control>>,
+    req: Body<crate::model::events::EventsRequest>,
+) -> Result<Response, ControlError> {
+    use tokio::sync::broadcast::error::RecvError;
+    let req = body(req)?;
+    let crate::control::EventSubscription {
+        past,
+        live,
+        mut stopping,
+    } = c.subscribe_events(req.since);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let until = req.until;
+    let live = futures::stream::unfold(live, |mut rx| async move {
+        loop {
+            match rx.recv().await {
+                Ok(event) => return Some((event, rx)),
+                // A reader too slow for the burst misses some; it carries on with the rest.
+                Err(RecvError::Lagged(_)) => continue,
+                Err(RecvError::Closed) => return None,
+            }
+        }
+    });
+    let events = match until {
+        // In the past: the kept events only.
+        Some(until) if until <= now.as_secs() => futures::stream::iter(past).boxed(),
+        Some(until) => {
+            let left = std::time::Duration::from_secs(until) - now;
+            futures::stream::iter(past)
+                .chain(live.take_until(tokio::time::sleep(left)))
+                .boxed()
+        }
+        None => futures::stream::iter(past).chain(live).boxed(),
+    };
+    let stopped = async move {
+        let _ = stopping.wait_for(|stop| *stop).await;
+    };
+    let lines = events
+        .take_until(stopped)
+        .filter(move |e| {
+            let wanted = e.passes(&req.filters) && until.is_none_or(|u| e.time <= u);
+            std::future::ready(wanted)
+        })
+        .map(|e| {
+            let mut line = serde_json::to_vec(&e).expect("an event serializes");
+            line.push(b'\n');
+            Ok::<_, Infallible>(bytes::Bytes::from(line))
+        });
+    Ok((
+        [("content-type", "application/x-ndjson")],
+        axum::body::Body::from_stream(lines),
     )
         .into_response())
 }

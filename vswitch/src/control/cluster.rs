@@ -423,9 +423,12 @@ impl Control {
             .collect();
         for name in gone {
             if let Some(network) = inner.networks.remove(&name) {
+                let id = network.record.id.clone();
                 match self.stop_network(network).await {
                     Ok(()) => {
-                        info!(network = %name, "network removed: the store no longer defines it")
+                        info!(network = %name, "network removed: the store no longer defines it");
+                        let attributes = [("name", name.as_str()), ("network", name.as_str())];
+                        self.emit("network", "remove", &id, &attributes);
                     }
                     Err(e) => warn!(network = %name, error = %e, "network not removed"),
                 }
@@ -638,7 +641,9 @@ impl Control {
         let id = network.id;
         if !gone.is_empty() {
             for tunnel in &gone {
-                info!(network = %name, host = ?tunnel.host, "host left the network");
+                let host = tunnel.host.as_deref().unwrap_or_default();
+                info!(network = %name, host = %host, "host left the network");
+                self.emit("host", "leave", host, &[("host", host), ("network", name)]);
             }
             self.stop_tunnels(&overlay, gone).await?;
         }
@@ -660,6 +665,7 @@ impl Control {
             };
             let port = self.add_tunnel(&record, &overlay, id, peer, key).await?;
             info!(network = %name, host = %host, underlay = %underlay, "host joined the network");
+            self.emit("host", "join", host, &[("host", host), ("network", name)]);
             let network = inner.network_mut(name)?;
             network.tunnels.push(LiveTunnel {
                 peer: *underlay,

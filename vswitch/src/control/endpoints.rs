@@ -68,6 +68,17 @@ impl Control {
         self.apply_policy(&inner, network)?;
         let resolv_conf = write_resolv_conf(&inner, &endpoint.netns);
         info!(network = %network, endpoint = %endpoint.name, netns = %endpoint.netns, "connected");
+        let attributes = [
+            ("name", network),
+            ("network", network),
+            ("endpoint", &endpoint.name),
+        ];
+        self.emit(
+            "network",
+            "connect",
+            &inner.network(network)?.record.id,
+            &attributes,
+        );
         Ok(Connected {
             dns: inner.network(network)?.record.dns_servers(),
             endpoint,
@@ -88,6 +99,13 @@ impl Control {
         self.apply_policy(&inner, network)?;
         write_resolv_conf(&inner, &endpoint.netns);
         info!(network = %network, endpoint = %name, "disconnected");
+        let attributes = [("name", network), ("network", network), ("endpoint", &name)];
+        self.emit(
+            "network",
+            "disconnect",
+            &inner.network(network)?.record.id,
+            &attributes,
+        );
         Ok(endpoint)
     }
 

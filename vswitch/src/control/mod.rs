@@ -12,6 +12,7 @@ mod addresses;
 mod cluster;
 mod endpoints;
 pub mod error;
+mod events;
 mod leases;
 mod networks;
 mod observe;
@@ -44,6 +45,7 @@ use crate::model::{MirrorRecord, ModelError, NetworkRecord, State, TrunkRecord};
 
 pub use cluster::ClusterConfig;
 pub use error::ControlError;
+pub use events::EventSubscription;
 pub use networks::NetworkView;
 pub use observe::{FdbInfo, PortInfo};
 pub use overlay::{HostInfo, WireGuardConfig};
@@ -162,6 +164,8 @@ pub struct Control {
     wireguard: tokio::sync::OnceCell<Arc<crate::overlay::wireguard::WireGuard>>,
     /// Where networks created without a subnet get one (the defaults unless configured).
     address_pools: std::sync::OnceLock<Vec<crate::model::pools::AddressPool>>,
+    /// What changed, for `vswitch events`.
+    events: events::EventBus,
 }
 
 /// Seconds since the Unix epoch.
@@ -214,6 +218,7 @@ impl Control {
             wireguard_config: std::sync::OnceLock::new(),
             wireguard: tokio::sync::OnceCell::new(),
             address_pools: std::sync::OnceLock::new(),
+            events: events::EventBus::new(),
         });
         if let Some(wireguard) = wireguard {
             control.enable_wireguard(wireguard);

@@ -88,6 +88,13 @@ impl Control {
             return Err(e);
         }
         info!(network = %record.name, "network created");
+        let name = record.name.as_str();
+        let attributes = [
+            ("name", name),
+            ("network", name),
+            ("driver", record.driver()),
+        ];
+        self.emit("network", "create", &record.id, &attributes);
         Ok(record)
     }
 
@@ -116,11 +123,18 @@ impl Control {
         if network.record.overlay.is_some() {
             self.undefine_network(name).await?;
         }
+        let id = network.record.id.clone();
         if let Some(network) = inner.networks.remove(name) {
             self.stop_network(network).await?;
         }
         self.commit(&inner)?;
         info!(network = %name, "network removed");
+        self.emit(
+            "network",
+            "remove",
+            &id,
+            &[("name", name), ("network", name)],
+        );
         Ok(())
     }
 

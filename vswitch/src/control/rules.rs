@@ -100,6 +100,7 @@ impl Control {
         let net = inner.network(network)?;
         self.dataplane.set_policy(net.id, engine)?;
         info!(network = %network, "policy changed");
+        self.emit("policy", "change", &net.record.id, &[("network", network)]);
         Ok(self.policy_view(net))
     }
 
@@ -175,6 +176,8 @@ impl Control {
         net.record.policy = candidate.policy;
         self.dataplane.set_policy(net.id, engine)?;
         info!(network = %network, "policy changed as the store says");
+        let attributes = [("network", network), ("origin", "store")];
+        self.emit("policy", "change", &net.record.id, &attributes);
         Ok(())
     }
 

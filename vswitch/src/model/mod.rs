@@ -5,6 +5,7 @@
 //! that fails a check is refused (`ModelError`) before anything changes.
 
 pub mod error;
+pub mod events;
 pub mod ipam;
 pub mod leases;
 pub mod limits;

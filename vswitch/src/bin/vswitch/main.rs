@@ -5,6 +5,7 @@ mod capture;
 mod config;
 mod daemon;
 mod endpoint;
+mod events;
 mod mirror;
 mod network;
 mod observe;
@@ -116,6 +117,9 @@ enum Command {
     Up(up::UpArgs),
     /// Show the versions of this client and of the daemon, and whether it runs rootless.
     Version(observe::VersionArgs),
+    /// Stream what changes (networks, endpoints, policies, hosts) as it happens, one JSON
+    /// object a line, as `docker events`; `--since 10m` replays the recent past.
+    Events(events::EventsArgs),
     /// Print a shell completion script, e.g. `vswitch completions bash >
     /// /usr/share/bash-completion/completions/vswitch` (configs/install.sh does this).
     Completions {
@@ -238,6 +242,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Hosts(args) => observe::hosts(&client, args).await?,
         Command::Top(args) => top::run_view(client, args).await?,
         Command::Capture(args) => capture::run(&client, args).await?,
+        Command::Events(args) => events::run(&client, args).await?,
         Command::Mirror(command) => mirror::run(&client, command).await?,
         Command::Trace(args) => observe::trace(&client, args).await?,
         Command::Fdb(args) => observe::fdb(&client, args).await?,
