@@ -393,7 +393,12 @@ mod tests {
                 .method(route.verb.as_str())
                 .uri(route.path_with(&params))
                 .header("content-type", "application/json")
-                .body(axum::body::Body::from("{}"))
+                // Events stream until told when to stop: a moment past.
+                .body(axum::body::Body::from(if *route == super::super::EVENTS {
+                    r#"{"until": 1}"#
+                } else {
+                    "{}"
+                }))
                 .unwrap();
             let response = app.clone().oneshot(request).await.unwrap();
             let status = response.status();
