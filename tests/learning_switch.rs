@@ -342,7 +342,7 @@ fn a_topology_address_outside_the_containers_networks_is_refused_and_nothing_is_
     assert!(!ok, "{stderr}");
     assert!(
         stderr.contains(&format!(
-            "container {name}: ips: 10.89.32.10 is in none of its networks' subnets (n 10.89.31.0/24)"
+            "topology.toml: container {name}: ips: 10.89.32.10 is in none of its networks' subnets (n 10.89.31.0/24)"
         )),
         "{stderr}"
     );
@@ -358,4 +358,58 @@ fn a_failing_topology_command_is_named_with_its_exit_status() {
         "{stderr}"
     );
     assert!(!left, "the namespace was left behind");
+}
+
+/// `up --detach` beside a running daemon: the topology is built there and left running (the
+/// daemon's own listing shows it, the containers reach each other); `down` removes it all.
+#[test]
+fn a_topology_left_on_a_running_daemon_and_taken_down() {
+    let mut bed = Bed::start();
+    let names = [
+        format!("vswt{}d1", std::process::id()),
+        format!("vswt{}d2", std::process::id()),
+    ];
+    let file = bed.dir.join("topology.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "[[networks]]\nname = \"kept\"\nsubnets = [\"10.89.34.0/24\"]\n\n\
+             [[containers]]\nname = \"{}\"\nnetworks = [\"kept\"]\nips = [\"10.89.34.10\"]\n\n\
+             [[containers]]\nname = \"{}\"\nnetworks = [\"kept\"]\n",
+            names[0], names[1]
+        ),
+    )
+    .unwrap();
+    let file = file.to_str().unwrap().to_string();
+    /// Deletes the namespaces `up` made, also when the test fails.
+    struct Namespaces<'a>(&'a [String; 2]);
+    impl Drop for Namespaces<'_> {
+        fn drop(&mut self) {
+            for n in self.0 {
+                if std::path::Path::new("/run/netns").join(n).exists() {
+                    let _ = std::process::Command::new("ip")
+                        .args(["netns", "del", n])
+                        .status();
+                }
+            }
+        }
+    }
+    let _cleanup = Namespaces(&names);
+    let said = bed.ok(&["up", "--detach", &file]);
+    assert!(said.contains("`vswitch down"), "{said}");
+    assert_eq!(bed.ok(&["network", "ls", "-q"]).trim(), "kept");
+    assert_eq!(bed.ok(&["endpoint", "ls", "kept", "-q"]).lines().count(), 2);
+    assert!(ping(&names[1], "10.89.34.10", 1), "left running");
+    let error = bed.fails(&["up", "--detach", &file]);
+    assert!(error.contains("already exists"), "{error}");
+    let said = bed.ok(&["down", &file]);
+    assert!(said.contains("topology torn down"), "{said}");
+    assert_eq!(bed.ok(&["network", "ls", "-q"]).trim(), "");
+    assert!(!names
+        .iter()
+        .any(|n| std::path::Path::new("/run/netns").join(n).exists()));
+    // Without a daemon to leave it to, --detach is refused, naming the socket.
+    bed.stop_daemon();
+    let error = bed.fails(&["up", "--detach", &file]);
+    assert!(error.contains("none listens on"), "{error}");
 }

@@ -113,8 +113,12 @@ enum Command {
     Limit(endpoint::LimitArgs),
     /// List the flows a network's policy tracks.
     Conntrack(rules::ConntrackArgs),
-    /// Run a declarative topology (TOML) in the foreground; Ctrl-C tears down what it made.
+    /// Run a declarative topology (TOML) in the foreground, on the running daemon if there is
+    /// one (else on a daemon of its own); Ctrl-C tears down what it made. `-d` leaves it on
+    /// the running daemon.
     Up(up::UpArgs),
+    /// Remove what `up --detach FILE` left on the running daemon.
+    Down(up::DownArgs),
     /// Show the versions of this client and of the daemon, and whether it runs rootless.
     Version(observe::VersionArgs),
     /// Stream what changes (networks, endpoints, policies, hosts) as it happens, one JSON
@@ -224,6 +228,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Daemon(args) => daemon::run(&socket, args).await?,
         Command::Up(args) => return up::run(&socket, args).await,
+        Command::Down(args) => return up::down(&socket, args).await,
         Command::Network(command) => network::run(&client, command).await?,
         Command::Connect(args) => endpoint::connect(&client, args).await?,
         Command::Run(args) => return run::run(&client, args).await,

@@ -1,7 +1,8 @@
-//! `vswitch up`: a declarative topology in TOML. It runs a daemon in the foreground, creates the
-//! networks, creates each container's namespace and connects it, runs the containers' `run`
-//! commands, and on Ctrl-C (or when the commands finish, with `--once`) tears down everything it
-//! made, in reverse order, even after a failure.
+//! `vswitch up`: a declarative topology in TOML. On the daemon running on the socket, or else
+//! on one of its own in the foreground, it creates the networks, creates each container's
+//! namespace and connects it, runs the containers' `run` commands, and on Ctrl-C (or when the
+//! commands finish, with `--once`) tears down everything it made, in reverse order, even after
+//! a failure. `--detach` leaves the topology on the running daemon; `vswitch down` removes it.
 //!
 //! ```toml
 //! [[networks]]
@@ -23,10 +24,11 @@ use anyhow::{bail, Context, Result};
 use serde::Deserialize;
 use tracing::warn;
 
+use vswitch::api::client::{Client, ClientError};
 use vswitch::control::Control;
 use vswitch::datapath::DataPathConfig;
 use vswitch::model::store::StateStore;
-use vswitch::model::{check_name, ConnectRequest, NetworkCreate};
+use vswitch::model::{check_name, ConnectRequest, EndpointRecord, NetworkCreate, NetworkRecord};
 
 /// A topology file.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
@@ -122,8 +124,9 @@ enum Made {
     Endpoint { network: String, name: String },
 }
 
-/// Runs `vswitch up`.
-async fn up(path: &Path, socket: &Path, config: DataPathConfig, once: bool) -> Result<ExitCode> {
+/// Runs `vswitch up`: beside a running daemon if one listens on `socket` (left to it with
+/// `detach`), else with a daemon of its own that lives as long as this process.
+async fn up(path: &Path, socket: &Path, config: DataPathConfig, args: &UpArgs) -> Result<ExitCode> {
     let topology = Topology::load(path)?;
     for c in &topology.containers {
         if tap::NetnsRef::Name(c.name.clone()).identity().is_some() {
@@ -132,6 +135,29 @@ async fn up(path: &Path, socket: &Path, config: DataPathConfig, once: bool) -> R
                 c.name
             );
         }
+    }
+    let client = Client::new(socket);
+    if client.info().await.is_ok() {
+        if args.detach {
+            let mut made = Vec::new();
+            if let Err(e) = build(path, &topology, &client, &mut made).await {
+                teardown(&client, made).await;
+                return Err(e);
+            }
+            println!(
+                "topology up beside the daemon on {}; `vswitch down {}` removes it",
+                socket.display(),
+                path.display()
+            );
+            return Ok(ExitCode::SUCCESS);
+        }
+        return Ok(run_topology(path, &topology, &client, args.once).await);
+    }
+    if args.detach {
+        bail!(
+            "--detach leaves the topology to a running daemon, and none listens on {}: start one (`vswitch daemon`, or the service)",
+            socket.display()
+        );
     }
     // The topology lives as long as this process: its state is not kept across runs.
     let state_dir = std::env::temp_dir().join(format!("vswitch-up-{}", std::process::id()));
@@ -149,12 +175,26 @@ async fn up(path: &Path, socket: &Path, config: DataPathConfig, once: bool) -> R
             .await
         }
     });
+    let code = run_topology(path, &topology, &*control, args.once).await;
+    let _ = stop.send(());
+    let _ = server.await;
+    drop(control);
+    let _ = std::fs::remove_dir_all(&state_dir);
+    Ok(code)
+}
 
+/// Builds the topology on `switch`, runs its commands, waits (for Ctrl-C, or the commands with
+/// `once`) and tears down what it made, even halfway through building.
+async fn run_topology(
+    path: &Path,
+    topology: &Topology,
+    switch: &impl Switch,
+    once: bool,
+) -> ExitCode {
     let mut made = Vec::new();
-    // Ctrl-C at any point, even halfway through building, still tears down what was made.
     let work = async {
-        build(&topology, &control, &mut made).await?;
-        Ok::<_, anyhow::Error>(run_commands(&topology).await)
+        build(path, topology, switch, &mut made).await?;
+        Ok::<_, anyhow::Error>(run_commands(topology).await)
     };
     // One listener for the whole run: a Ctrl-C between two listeners would be lost.
     let stop_signal = vswitch::daemon::stop_signal();
@@ -187,16 +227,20 @@ async fn up(path: &Path, socket: &Path, config: DataPathConfig, once: bool) -> R
             ExitCode::SUCCESS
         }
     };
-    teardown(&control, made).await;
-    let _ = stop.send(());
-    let _ = server.await;
-    drop(control);
-    let _ = std::fs::remove_dir_all(&state_dir);
+    teardown(switch, made).await;
     println!("topology torn down");
-    Ok(code)
+    code
 }
 
-async fn build(topology: &Topology, control: &Control, made: &mut Vec<Made>) -> Result<()> {
+/// Creates the networks, then each container's namespace and endpoints; an error names the
+/// file and the entry.
+async fn build(
+    path: &Path,
+    topology: &Topology,
+    switch: &impl Switch,
+    made: &mut Vec<Made>,
+) -> Result<()> {
+    let file = path.display();
     for n in &topology.networks {
         let req = NetworkCreate {
             name: n.name.clone(),
@@ -208,7 +252,10 @@ async fn build(topology: &Topology, control: &Control, made: &mut Vec<Made>) -> 
             storm_pps: n.storm_pps,
             ..Default::default()
         };
-        let record = control.create_network(req).await?;
+        let record = switch
+            .create_network(req)
+            .await
+            .with_context(|| format!("{file}: network {}", n.name))?;
         made.push(Made::Network(n.name.clone()));
         let subnets: Vec<String> = record
             .subnets
@@ -218,13 +265,15 @@ async fn build(topology: &Topology, control: &Control, made: &mut Vec<Made>) -> 
         println!("network {} {}", n.name, subnets.join(" "));
     }
     for c in &topology.containers {
-        check_ips(c, control).await?;
+        check_ips(c, switch)
+            .await
+            .with_context(|| format!("{file}: container {}", c.name))?;
         tap::create_named(&c.name).await?;
         made.push(Made::Namespace(c.name.clone()));
         let ns = tap::Namespace::open(&tap::NetnsRef::Name(c.name.clone()))?;
         tap::loopback_up(&ns)?;
         for network in &c.networks {
-            let subnets = control.network(network).await?.subnets;
+            let subnets = switch.network(network).await?.subnets;
             let ips = c
                 .ips
                 .iter()
@@ -241,11 +290,12 @@ async fn build(topology: &Topology, control: &Control, made: &mut Vec<Made>) -> 
                 rate_limit: c.rate_limit,
                 ..Default::default()
             };
-            let endpoint = control
-                .connect(network, req)
-                .await
-                .with_context(|| format!("cannot connect container {} to {network}", c.name))?
-                .endpoint;
+            let endpoint = switch.connect(network, req).await.with_context(|| {
+                format!(
+                    "{file}: container {}: cannot connect it to {network}",
+                    c.name
+                )
+            })?;
             made.push(Made::Endpoint {
                 network: network.clone(),
                 name: endpoint.name.clone(),
@@ -303,22 +353,21 @@ fn run_in_namespace(netns: &str, command: &str) -> Result<std::process::ExitStat
 
 /// Every address a container asks for is an address in the subnet of one of its networks:
 /// none is silently dropped.
-async fn check_ips(c: &ContainerSpec, control: &Control) -> Result<()> {
+async fn check_ips(c: &ContainerSpec, switch: &impl Switch) -> Result<()> {
     let mut subnets = Vec::new();
     for network in &c.networks {
-        for s in control.network(network).await?.subnets {
+        for s in switch.network(network).await?.subnets {
             subnets.push((network, s.subnet));
         }
     }
     for text in &c.ips {
-        let ip: std::net::IpAddr = text.parse().map_err(|_| {
-            anyhow::anyhow!("container {}: ips: {text:?} is not an IP address", c.name)
-        })?;
+        let ip: std::net::IpAddr = text
+            .parse()
+            .map_err(|_| anyhow::anyhow!("ips: {text:?} is not an IP address"))?;
         if !subnets.iter().any(|(_, net)| net.contains(&ip)) {
             let have: Vec<String> = subnets.iter().map(|(n, s)| format!("{n} {s}")).collect();
             anyhow::bail!(
-                "container {}: ips: {ip} is in none of its networks' subnets ({})",
-                c.name,
+                "ips: {ip} is in none of its networks' subnets ({})",
                 have.join(", ")
             );
         }
@@ -326,19 +375,12 @@ async fn check_ips(c: &ContainerSpec, control: &Control) -> Result<()> {
     Ok(())
 }
 
-async fn teardown(control: &Control, made: Vec<Made>) {
+async fn teardown(switch: &impl Switch, made: Vec<Made>) {
     for item in made.into_iter().rev() {
         let result = match &item {
-            Made::Endpoint { network, name } => control
-                .disconnect(network, name)
-                .await
-                .map(drop)
-                .map_err(anyhow::Error::from),
+            Made::Endpoint { network, name } => switch.disconnect(network, name).await,
             Made::Namespace(name) => tap::delete_named(name).await.map_err(anyhow::Error::from),
-            Made::Network(name) => control
-                .remove_network(name)
-                .await
-                .map_err(anyhow::Error::from),
+            Made::Network(name) => switch.remove_network(name).await,
         };
         if let Err(e) = result {
             warn!(error = %e, "teardown step failed");
@@ -378,19 +420,103 @@ pub struct UpArgs {
     /// Topology file, e.g. configs/quickstart.toml.
     config: std::path::PathBuf,
     /// Tear down as soon as the containers' `run` commands finish; exit non-zero if any failed.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "detach")]
     once: bool,
+    /// Build the topology on the running daemon and leave it there (`vswitch down FILE`
+    /// removes it); the `run` commands are not run.
+    #[arg(short, long)]
+    detach: bool,
     #[command(flatten)]
     switch: crate::daemon::SwitchArgs,
 }
 
 /// Runs `vswitch up` as the command line asks.
 pub async fn run(socket: &Path, args: UpArgs) -> Result<ExitCode> {
-    up(
-        &args.config,
-        socket,
-        args.switch.datapath_config(),
-        args.once,
-    )
-    .await
+    up(&args.config, socket, args.switch.datapath_config(), &args).await
+}
+
+/// `vswitch down FILE`.
+#[derive(Debug, clap::Args)]
+pub struct DownArgs {
+    /// The topology file `vswitch up --detach` was given.
+    config: std::path::PathBuf,
+}
+
+/// Removes what `vswitch up --detach FILE` left on the running daemon: the containers'
+/// endpoints and namespaces, then the networks. What is already gone is skipped.
+pub async fn down(socket: &Path, args: DownArgs) -> Result<ExitCode> {
+    let topology = Topology::load(&args.config)?;
+    let client = Client::new(socket);
+    client.info().await?;
+    let mut failed = Vec::new();
+    for c in topology.containers.iter().rev() {
+        for network in &c.networks {
+            match client.disconnect(network, &c.name).await {
+                Ok(_) | Err(ClientError::Daemon { status: 404, .. }) => {}
+                Err(e) => failed.push(format!("container {}: {e}", c.name)),
+            }
+        }
+        if tap::NetnsRef::Name(c.name.clone()).identity().is_some() {
+            if let Err(e) = tap::delete_named(&c.name).await {
+                failed.push(format!("container {}: {e}", c.name));
+            }
+        }
+    }
+    for n in topology.networks.iter().rev() {
+        match client.remove_network(&n.name).await {
+            Ok(()) => println!("network {} removed", n.name),
+            Err(ClientError::Daemon { status: 404, .. }) => {}
+            Err(e) => failed.push(format!("network {}: {e}", n.name)),
+        }
+    }
+    if !failed.is_empty() {
+        bail!("{}: {}", args.config.display(), failed.join("; "));
+    }
+    println!("topology torn down");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// What `up` asks of a switch: its own control plane, or a running daemon's API.
+trait Switch {
+    async fn create_network(&self, req: NetworkCreate) -> Result<NetworkRecord>;
+    async fn network(&self, name: &str) -> Result<NetworkRecord>;
+    async fn connect(&self, network: &str, req: ConnectRequest) -> Result<EndpointRecord>;
+    async fn disconnect(&self, network: &str, name: &str) -> Result<()>;
+    async fn remove_network(&self, name: &str) -> Result<()>;
+}
+
+impl Switch for Control {
+    async fn create_network(&self, req: NetworkCreate) -> Result<NetworkRecord> {
+        Ok(Control::create_network(self, req).await?)
+    }
+    async fn network(&self, name: &str) -> Result<NetworkRecord> {
+        Ok(Control::network(self, name).await?)
+    }
+    async fn connect(&self, network: &str, req: ConnectRequest) -> Result<EndpointRecord> {
+        Ok(Control::connect(self, network, req).await?.endpoint)
+    }
+    async fn disconnect(&self, network: &str, name: &str) -> Result<()> {
+        Ok(Control::disconnect(self, network, name).await.map(drop)?)
+    }
+    async fn remove_network(&self, name: &str) -> Result<()> {
+        Ok(Control::remove_network(self, name).await?)
+    }
+}
+
+impl Switch for Client {
+    async fn create_network(&self, req: NetworkCreate) -> Result<NetworkRecord> {
+        Ok(Client::create_network(self, &req).await?)
+    }
+    async fn network(&self, name: &str) -> Result<NetworkRecord> {
+        Ok(self.inspect_network(name).await?.network)
+    }
+    async fn connect(&self, network: &str, req: ConnectRequest) -> Result<EndpointRecord> {
+        Ok(Client::connect(self, network, &req).await?.endpoint)
+    }
+    async fn disconnect(&self, network: &str, name: &str) -> Result<()> {
+        Ok(Client::disconnect(self, network, name).await.map(drop)?)
+    }
+    async fn remove_network(&self, name: &str) -> Result<()> {
+        Ok(Client::remove_network(self, name).await?)
+    }
 }
