@@ -69,10 +69,10 @@ fn metrics_pass_promtool_and_count_exactly_the_pings() {
     ));
     let after = scrape(port);
     for (name, endpoint) in [
-        ("vswitch_port_rx_packets_total", a.as_str()),
-        ("vswitch_port_tx_packets_total", a.as_str()),
-        ("vswitch_port_rx_packets_total", b.as_str()),
-        ("vswitch_port_tx_packets_total", b.as_str()),
+        ("vswitch_port_rx_frames_total", a.as_str()),
+        ("vswitch_port_tx_frames_total", a.as_str()),
+        ("vswitch_port_rx_frames_total", b.as_str()),
+        ("vswitch_port_tx_frames_total", b.as_str()),
     ] {
         let delta = value(&after, name, endpoint) - value(&before, name, endpoint);
         assert_eq!(delta, 5.0, "{name} of {endpoint}:\n{after}");

@@ -389,7 +389,7 @@ fn an_unprivileged_user_runs_containers_that_talk_by_name_and_survive_a_restart(
     assert!(
         series(
             &metrics,
-            "vswitch_port_rx_packets_total",
+            "vswitch_port_rx_frames_total",
             &[("endpoint", "db")]
         )
         .unwrap_or(0.0)

@@ -173,8 +173,8 @@ pub async fn serve(
 
 const PORT_COUNTERS: [(&str, &str, Unit); 4] = [
     (
-        "vswitch_port_rx_packets_total",
-        "Frames received from the port's device.",
+        "vswitch_port_rx_frames_total",
+        "Frames received from the port's device (an offloaded segment of up to 64 KB counts once).",
         Unit::Count,
     ),
     (
@@ -183,8 +183,8 @@ const PORT_COUNTERS: [(&str, &str, Unit); 4] = [
         Unit::Bytes,
     ),
     (
-        "vswitch_port_tx_packets_total",
-        "Frames sent to the port's device.",
+        "vswitch_port_tx_frames_total",
+        "Frames sent to the port's device (an offloaded segment of up to 64 KB counts once).",
         Unit::Count,
     ),
     (
