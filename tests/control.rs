@@ -712,4 +712,24 @@ fn endpoints_are_listed_with_their_addresses_and_inspected_by_name_or_namespace(
     assert_eq!(one["addresses"][0], "10.79.5.3/24");
     let error = bed.fails(&["endpoint", "inspect", "eps", "nobody"]);
     assert!(error.contains("nobody"), "{error}");
+    // `ports` of one network, with the addresses behind each port.
+    bed.network_with("other", "10.79.6.0/24", &["c"]);
+    let table = bed.ok(&["ports", "--network", "eps"]);
+    assert!(
+        table.lines().next().unwrap().contains("ADDRESSES"),
+        "{table}"
+    );
+    assert!(!table.contains("other"), "{table}");
+    assert!(
+        table
+            .lines()
+            .any(|l| l.contains(ns[0].as_str()) && l.contains("10.79.5.2")),
+        "{table}"
+    );
+    assert!(
+        table
+            .lines()
+            .any(|l| l.contains("gateway") && l.contains("10.79.5.1")),
+        "{table}"
+    );
 }

@@ -33,6 +33,10 @@ pub struct PortInfo {
     pub ifname: String,
     /// Interface MAC.
     pub mac: MacAddr,
+    /// The addresses behind it now (a container's, a DHCP client's lease among them; a
+    /// gateway's); none for trunks and tunnels.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub addresses: Vec<std::net::IpAddr>,
     /// Frames read from the container.
     pub rx_packets: u64,
     /// Bytes read from the container.
@@ -71,6 +75,7 @@ struct PortOwner<'a> {
     netns: &'a str,
     ifname: &'a str,
     mac: MacAddr,
+    addresses: Vec<std::net::IpAddr>,
 }
 
 impl PortOwner<'_> {
@@ -83,6 +88,7 @@ impl PortOwner<'_> {
             netns: self.netns.to_string(),
             ifname: self.ifname.to_string(),
             mac: self.mac,
+            addresses: self.addresses,
             rx_packets: c.rx_packets,
             rx_bytes: c.rx_bytes,
             tx_packets: c.tx_packets,
@@ -106,11 +112,13 @@ impl Control {
         let counters: HashMap<PortId, PortCounters> = counters.into_iter().collect();
         let counters_of = |port: PortId| counters.get(&port).copied().unwrap_or_default();
         let mut ports = Vec::new();
+        let now = super::unix_now();
         for (net_name, network) in &inner.networks {
             for endpoint in network.record.endpoints.values() {
                 let Some(live) = network.ports.get(&endpoint.name) else {
                     continue;
                 };
+                let (v4, v6) = super::addresses::endpoint_addresses(&network.record, endpoint, now);
                 let owner = PortOwner {
                     kind: "container",
                     network: net_name.clone(),
@@ -118,6 +126,11 @@ impl Control {
                     netns: &endpoint.netns,
                     ifname: &endpoint.ifname,
                     mac: endpoint.mac,
+                    addresses: v4
+                        .into_iter()
+                        .map(std::net::IpAddr::V4)
+                        .chain(v6.into_iter().map(std::net::IpAddr::V6))
+                        .collect(),
                 };
                 ports.push(owner.with_counters(live.port, counters_of(live.port)));
             }
@@ -128,6 +141,7 @@ impl Control {
                 netns: "",
                 ifname: network.record.host_iface.as_deref().unwrap_or(""),
                 mac: gateway_mac(net_name),
+                addresses: network.record.subnets.iter().map(|s| s.gateway).collect(),
             };
             let port = network.gateway.port;
             ports.push(gateway.with_counters(port, counters_of(port)));
@@ -141,6 +155,7 @@ impl Control {
                     ifname: &peer,
                     // Stations of many MACs are behind it: it has none of its own.
                     mac: MacAddr([0; 6]),
+                    addresses: Vec::new(),
                 };
                 ports.push(owner.with_counters(tunnel.port, counters_of(tunnel.port)));
             }
@@ -163,6 +178,7 @@ impl Control {
                 netns: &record.netns,
                 ifname: &record.ifname,
                 mac: record.mac,
+                addresses: Vec::new(),
             };
             let port = trunk.port.port;
             ports.push(owner.with_counters(port, counters_of(port)));

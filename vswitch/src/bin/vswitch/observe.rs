@@ -10,6 +10,9 @@ use crate::output::{print_listing, print_one, FormatArg};
 /// `vswitch ports`.
 #[derive(Debug, Args)]
 pub struct PortsArgs {
+    /// Only the ports of this network (repeatable).
+    #[arg(long)]
+    network: Vec<String>,
     #[command(flatten)]
     format: FormatArg,
 }
@@ -64,13 +67,22 @@ pub async fn hosts(client: &Client, args: HostsArgs) -> anyhow::Result<()> {
 
 /// Lists ports with their counters.
 pub async fn ports(client: &Client, args: PortsArgs) -> anyhow::Result<()> {
-    let ports = client.ports().await?;
+    let mut ports = client.ports().await?;
+    if !args.network.is_empty() {
+        // A trunk's network column lists each network it carries as NAME/VLAN.
+        ports.retain(|p| {
+            p.network
+                .split(',')
+                .any(|n| args.network.iter().any(|w| n.split('/').next() == Some(w)))
+        });
+    }
     let header = [
         "PORT",
         "NETWORK",
         "ENDPOINT",
         "INTERFACE",
         "MAC",
+        "ADDRESSES",
         "RX_PKTS",
         "RX_BYTES",
         "TX_PKTS",
@@ -93,6 +105,15 @@ pub async fn ports(client: &Client, args: PortsArgs) -> anyhow::Result<()> {
                 "-".to_string()
             } else {
                 p.mac.to_string()
+            },
+            if p.addresses.is_empty() {
+                "-".to_string()
+            } else {
+                p.addresses
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(",")
             },
             p.rx_packets.to_string(),
             p.rx_bytes.to_string(),
