@@ -459,10 +459,18 @@ impl Control {
         if full {
             let snapshot = etcd.range(PREFIX).await?;
             let mut mirror = cluster.mirror();
+            // This host's own writes after the snapshot was read stay as written.
+            let newer: Vec<(String, Vec<u8>)> = mirror
+                .written
+                .iter()
+                .filter(|(_, &revision)| revision > snapshot.revision)
+                .filter_map(|(key, _)| Some((key.clone(), mirror.keys.get(key)?.clone())))
+                .collect();
             mirror.keys = snapshot
                 .kvs
                 .into_iter()
                 .map(|kv| (kv.key, kv.value))
+                .chain(newer)
                 .collect();
             mirror.revision = snapshot.revision;
         }
