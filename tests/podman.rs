@@ -95,15 +95,16 @@ fn podman_run_publish_through_the_portmap_plugin_keeps_the_client_address() {
         run("ip", &["-n", netns, "addr", "add", cidr, "dev", dev]);
         run("ip", &["-n", netns, "link", "set", dev, "up"]);
     }
+    // (No sysctl on a minimal Debian: the namespace's own /proc/sys.)
     run(
         "ip",
         &[
             "netns",
             "exec",
             &ns,
-            "sysctl",
-            "-qw",
-            "net.ipv4.ip_forward=1",
+            "sh",
+            "-c",
+            "echo 1 > /proc/sys/net/ipv4/ip_forward",
         ],
     );
     let mut podman = Podman::start(&format!("{}p", std::process::id()));
