@@ -635,6 +635,50 @@ fn one_policy_on_every_host_selects_endpoints_on_the_others() {
     ]);
     assert_eq!(verdict.status.code(), Some(1), "other to db: dropped");
     assert!(!ping(&web, &other_ip, 2), "nor web reach other");
+    // Rules added on two hosts at the same moment: both kept, on every host (each change is
+    // made to the store's policy, atomically).
+    let threads: Vec<_> = [(1, "r1"), (2, "r2")]
+        .into_iter()
+        .map(|(n, rule)| {
+            let socket = hosts.bed(n).socket.clone();
+            std::thread::spawn(move || {
+                Command::new(env!("CARGO_BIN_EXE_vswitch"))
+                    .arg("--socket")
+                    .arg(socket)
+                    .args([
+                        "policy",
+                        "add",
+                        "ov",
+                        rule,
+                        "--action",
+                        "deny",
+                        "--to",
+                        "app=nobody",
+                    ])
+                    .output()
+                    .unwrap()
+            })
+        })
+        .collect();
+    for thread in threads {
+        let out = thread.join().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    for n in 1..=3 {
+        assert!(
+            eventually(Duration::from_secs(10), || rule_hits(
+                &mut hosts, n, "ov", "r1"
+            )
+            .is_some()
+                && rule_hits(&mut hosts, n, "ov", "r2").is_some()),
+            "host {n} has both rules: {}",
+            hosts.bed(n).json(&["policy", "ls", "ov"])
+        );
+    }
     // Removed on host 2: gone everywhere.
     hosts.bed(2).ok(&["policy", "rm", "ov", "web-db"]);
     assert!(

@@ -117,9 +117,12 @@ async fn add(client: &Client, env: &Env, conf: &NetConf) -> Result<Value, CniErr
     // Inside a user namespace (a rootless runtime's), the daemon cannot reach the container's
     // namespace: make the device here and hand it over.
     let endpoint = if tap::in_user_namespace() {
-        // Rootless Podman holds the host ports and forwards them itself (rootlessport, which
-        // dials from inside the container's namespace): the daemon must not listen on them too.
-        request.publish.clear();
+        // Rootless Podman (its marker in the environment it runs plugins with) holds the host
+        // ports and forwards them itself (rootlessport, which dials from inside the container's
+        // namespace): the daemon must not listen on them too.
+        if std::env::var_os("_CONTAINERS_ROOTLESS_UID").is_some() {
+            request.publish.clear();
+        }
         hand_over(client, conf, &request, &network).await?
     } else {
         client

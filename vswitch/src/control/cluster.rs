@@ -28,6 +28,9 @@ use crate::store::etcd::{Etcd, EtcdError};
 
 const PREFIX: &str = "/vswitch/";
 
+/// How often `update` tries before giving up to hosts that keep changing the same key.
+const UPDATE_ATTEMPTS: usize = 5;
+
 /// Where this host sits among the others.
 #[derive(Debug, Clone)]
 pub struct ClusterConfig {
@@ -216,14 +219,31 @@ impl Cluster {
             .is_some_and(|kv| kv.value == owner.as_bytes()))
     }
 
-    /// Sets `key` to `value` in the store for good (no lease: it outlives this host), and in
-    /// the mirror at once.
-    pub(super) async fn share(&self, key: &str, value: Vec<u8>) -> Result<(), EtcdError> {
-        let revision = self.config.etcd.put(key, &value, 0).await?;
-        let mut mirror = self.mirror();
-        mirror.written.insert(key.to_string(), revision);
-        mirror.keys.insert(key.to_string(), value);
-        Ok(())
+    /// Replaces `key`'s value in the store (no lease: it outlives this host) by what `next`
+    /// makes of the current one, atomically: if another host changed it meanwhile, `next` is
+    /// asked again. The mirror takes the result at once; returns it.
+    pub(super) async fn update<E: From<EtcdError> + From<ControlError>>(
+        &self,
+        key: &str,
+        next: impl Fn(Option<&[u8]>) -> Result<Vec<u8>, E>,
+    ) -> Result<Vec<u8>, E> {
+        let etcd = &self.config.etcd;
+        for _ in 0..UPDATE_ATTEMPTS {
+            let current = etcd.range(key).await?;
+            let current = current.kvs.into_iter().find(|kv| kv.key == key);
+            let value = next(current.as_ref().map(|kv| kv.value.as_slice()))?;
+            let expected = current.map_or(0, |kv| kv.mod_revision);
+            if let Some(revision) = etcd.put_if_unchanged(key, &value, expected).await? {
+                let mut mirror = self.mirror();
+                mirror.written.insert(key.to_string(), revision);
+                mirror.keys.insert(key.to_string(), value.clone());
+                return Ok(value);
+            }
+        }
+        Err(ControlError::Invalid(format!(
+            "{key} kept changing on other hosts ({UPDATE_ATTEMPTS} attempts): try again"
+        ))
+        .into())
     }
 
     /// Lets go of `keys` (best effort: they go with the lease anyway).

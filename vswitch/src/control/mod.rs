@@ -232,8 +232,11 @@ impl Control {
         let mut inner = self.inner.lock().await;
         for (name, mut record) in saved.networks {
             if record.id.is_empty() {
-                // Saved before networks had IDs.
-                record.id = networks::new_network_id()?;
+                // Saved before networks had IDs: Docker's, if Docker made it.
+                record.id = match &record.docker_id {
+                    Some(id) => id.clone(),
+                    None => networks::new_network_id()?,
+                };
             }
             let endpoints = std::mem::take(&mut record.endpoints);
             let network = self.start_network(record).await?;

@@ -4,7 +4,7 @@
 use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
-use tracing::info;
+use tracing::{info, warn};
 
 use super::addresses::endpoint_addresses;
 use super::{unix_now, Control, ControlError, Inner, Network};
@@ -81,21 +81,38 @@ impl Control {
     ) -> Result<PolicyView, ControlError> {
         let mut inner = self.inner.lock().await;
         let mut candidate = inner.network(network)?.record.clone();
-        change.apply(network, &mut candidate.policy)?;
-        check_policy_size(&candidate.policy)?;
-        let engine = policy_engine(&candidate, unix_now())?;
-        if let (Some(cluster), Some(_)) = (self.cluster(), &candidate.overlay) {
-            // Every host of an overlay enforces the same rules: the store has them first.
-            let value = serde_json::to_vec(&candidate.policy).expect("serializes");
-            cluster
-                .share(&super::cluster::policy_key(network), value)
+        let shared = self.cluster().filter(|_| candidate.overlay.is_some());
+        if let Some(cluster) = shared {
+            // Every host of an overlay enforces the same rules: the change is made to the
+            // store's policy (whichever host changed it last), atomically, and kept there first.
+            let key = super::cluster::policy_key(network);
+            let stored = cluster
+                .update(&key, |stored| {
+                    let mut next = candidate.clone();
+                    if let Some(policy) = stored.and_then(|b| serde_json::from_slice(b).ok()) {
+                        next.policy = policy;
+                    }
+                    change.clone().apply(network, &mut next.policy)?;
+                    check_policy_size(&next.policy)?;
+                    policy_engine(&next, unix_now())?;
+                    Ok::<_, ControlError>(serde_json::to_vec(&next.policy).expect("serializes"))
+                })
                 .await?;
+            candidate.policy = serde_json::from_slice(&stored).expect("written just now");
+        } else {
+            change.apply(network, &mut candidate.policy)?;
+            check_policy_size(&candidate.policy)?;
         }
+        let engine = policy_engine(&candidate, unix_now())?;
         let net = inner.network_mut(network)?;
         let old = std::mem::replace(&mut net.record.policy, candidate.policy);
         if let Err(e) = self.commit(&inner) {
-            inner.network_mut(network)?.record.policy = old;
-            return Err(e);
+            // Kept in the store, it holds on every host: here too, unsaved.
+            if shared.is_none() {
+                inner.network_mut(network)?.record.policy = old;
+                return Err(e);
+            }
+            warn!(network = %network, error = %e, "policy changed (the store has it) but this host's state was not saved");
         }
         let net = inner.network(network)?;
         self.dataplane.set_policy(net.id, engine)?;

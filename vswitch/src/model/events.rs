@@ -100,16 +100,15 @@ pub fn parse_time(text: &str, now: u64) -> Result<u64, String> {
     if let Ok(seconds) = text.parse::<u64>() {
         return Ok(seconds);
     }
-    let (number, unit) = text.split_at(text.len().saturating_sub(1));
-    let scale = match unit {
-        "s" => 1,
-        "m" => 60,
-        "h" => 3600,
-        _ => 0,
-    };
-    match number.parse::<u64>() {
-        Ok(n) if scale > 0 => Ok(now.saturating_sub(n * scale)),
-        _ => Err(format!(
+    let ago = [("s", 1u64), ("m", 60), ("h", 3600)]
+        .iter()
+        .find_map(|(unit, scale)| {
+            let n: u64 = text.strip_suffix(unit)?.parse().ok()?;
+            n.checked_mul(*scale)
+        });
+    match ago {
+        Some(seconds) => Ok(now.saturating_sub(seconds)),
+        None => Err(format!(
             "invalid time {text:?}: seconds since the epoch, or a duration ago such as 90s, 10m, 2h"
         )),
     }
@@ -163,5 +162,7 @@ mod tests {
         assert_eq!(parse_time("2h", 100), Ok(0));
         assert!(parse_time("soon", 0).is_err());
         assert!(parse_time("5d", 0).is_err());
+        assert!(parse_time("5µ", 0).is_err());
+        assert!(parse_time("99999999999999999999h", 0).is_err());
     }
 }

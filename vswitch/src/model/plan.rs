@@ -267,6 +267,12 @@ pub fn plan_network_with(
         // The control plane gives each new network a random one.
         None => String::new(),
     };
+    if let Some(other) = networks.values().find(|n| !id.is_empty() && n.id == id) {
+        return Err(invalid(format!(
+            "network ID {id} is network {}'s already",
+            other.name
+        )));
+    }
     Ok(NetworkRecord {
         name: req.name.clone(),
         id,

@@ -47,6 +47,8 @@ where
 pub struct KeyValue {
     pub key: String,
     pub value: Vec<u8>,
+    /// The revision of its last change.
+    pub mod_revision: i64,
 }
 
 /// A range's keys and the store revision it was read at.
@@ -70,6 +72,8 @@ struct RawKv {
     key: String,
     #[serde(default)]
     value: String,
+    #[serde(default)]
+    mod_revision: Value,
 }
 
 fn decode_kvs(value: &Value) -> Vec<KeyValue> {
@@ -82,6 +86,7 @@ fn decode_kvs(value: &Value) -> Vec<KeyValue> {
         .map(|kv| KeyValue {
             key: String::from_utf8_lossy(&B64.decode(kv.key).unwrap_or_default()).into_owned(),
             value: B64.decode(kv.value).unwrap_or_default(),
+            mod_revision: int(&kv.mod_revision),
         })
         .collect()
 }
@@ -286,6 +291,24 @@ impl Etcd {
         Ok(answer["succeeded"].as_bool().unwrap_or(false))
     }
 
+    /// Sets `key` to `value` (no lease) only if it has not changed since `mod_revision` (0: it
+    /// does not exist), atomically; returns the store's revision after, if it did.
+    pub async fn put_if_unchanged(
+        &self,
+        key: &str,
+        value: &[u8],
+        mod_revision: i64,
+    ) -> Result<Option<i64>, EtcdError> {
+        let key = B64.encode(key);
+        let body = json!({
+            "compare": [{ "target": "MOD", "key": key, "mod_revision": mod_revision.to_string() }],
+            "success": [{ "request_put": { "key": key, "value": B64.encode(value) } }],
+        });
+        let answer = self.call("a transaction", "/v3/kv/txn", body).await?;
+        let succeeded = answer["succeeded"].as_bool().unwrap_or(false);
+        Ok(succeeded.then(|| int(&answer["header"]["revision"])))
+    }
+
     /// The changes under `prefix` after `revision`, waiting for the first for at most
     /// `limit` (then none). A watch over the gateway is a stream of JSON objects, one per
     /// batch of events; the first only confirms the watch.
@@ -413,14 +436,15 @@ mod tests {
     fn answers_decode_base64_keys_and_string_integers() {
         let answer = json!({
             "header": { "revision": "42" },
-            "kvs": [{ "key": B64.encode("/a"), "value": B64.encode("x"), "create_revision": "3" }]
+            "kvs": [{ "key": B64.encode("/a"), "value": B64.encode("x"), "create_revision": "3", "mod_revision": "5" }]
         });
         assert_eq!(int(&answer["header"]["revision"]), 42);
         assert_eq!(
             decode_kvs(&answer),
             vec![KeyValue {
                 key: "/a".into(),
-                value: b"x".to_vec()
+                value: b"x".to_vec(),
+                mod_revision: 5
             }]
         );
     }

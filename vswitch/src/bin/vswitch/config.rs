@@ -1,6 +1,6 @@
 //! The daemon's configuration file, Docker's `daemon.json` in TOML: each key is one of
 //! `vswitch daemon`'s flags without `--` (`group = "vswitch"`, `aging = 600`,
-//! `reset-state = true`), plus `default-address-pools = [{ base = "10.90.0.0/16", size = 24 }]`
+//! `docker-plugin = true`), plus `default-address-pools = [{ base = "10.90.0.0/16", size = 24 }]`
 //! as Docker spells it. Its settings become flags on the command line, placed after `daemon`,
 //! so they are checked exactly as flags are; a setting given both ways is refused, as dockerd
 //! refuses it.
@@ -17,8 +17,12 @@ use crate::Cli;
 /// `argv` with the daemon's configuration file's settings added, when it is `vswitch daemon`
 /// and a file applies (given with `--config`, or the default one, if it exists).
 pub fn with_config_file(argv: Vec<OsString>) -> Result<Vec<OsString>> {
-    let Ok(matches) = Cli::command().try_get_matches_from(&argv) else {
-        // Malformed: parsed again, and refused there with clap's message.
+    // Leniently: a flag that needs another the file gives must not hide the file. The
+    // command line is checked whole once the file's settings are in.
+    let Ok(matches) = Cli::command()
+        .ignore_errors(true)
+        .try_get_matches_from(&argv)
+    else {
         return Ok(argv);
     };
     let Some(daemon) = matches.subcommand_matches("daemon") else {
@@ -36,15 +40,28 @@ pub fn with_config_file(argv: Vec<OsString>) -> Result<Vec<OsString>> {
     let flags = flags_of(&path, &text, |id| {
         daemon.value_source(id) == Some(ValueSource::CommandLine)
     })?;
-    let at = argv
-        .iter()
-        .skip(1)
-        .position(|a| a == "daemon")
-        .map(|i| i + 2)
-        .expect("the daemon subcommand is on the command line");
+    let at = subcommand_position(&argv).context("no `daemon` on the command line")? + 1;
     let mut argv = argv;
     argv.splice(at..at, flags.into_iter().map(OsString::from));
     Ok(argv)
+}
+
+/// Where the subcommand stands in `argv`: the first word that is neither an option nor the
+/// value of a global option (`vswitch --socket daemon daemon`).
+fn subcommand_position(argv: &[OsString]) -> Option<usize> {
+    let globals_with_values = ["--socket", "--log-format"];
+    let mut i = 1;
+    while i < argv.len() {
+        let word = argv[i].to_string_lossy();
+        if globals_with_values.contains(&word.as_ref()) {
+            i += 2;
+        } else if word.starts_with('-') {
+            i += 1;
+        } else {
+            return Some(i);
+        }
+    }
+    None
 }
 
 /// /etc/vswitch/daemon.toml as root; $XDG_CONFIG_HOME/vswitch/daemon.toml (or
@@ -85,6 +102,11 @@ fn flags_of(
         let Some(arg) = arg else {
             bail!("{file}: unknown setting `{key}` (the settings are `vswitch daemon`'s flags without --)");
         };
+        if long == "reset-state" {
+            bail!("{file}: `{key}` is for one start only: give --{long} on the command line");
+        }
+        // A flag whose value may be left out (`--docker-plugin`): `true` takes its default.
+        let optional_value = arg.get_num_args().is_some_and(|n| n.min_values() == 0);
         if on_command_line(arg.get_id().as_str()) {
             bail!("{file}: `{key}` is set both there and on the command line (--{long})");
         }
@@ -95,7 +117,7 @@ fn flags_of(
         };
         for value in values {
             let text = match value {
-                toml::Value::Boolean(set) if !takes_value => {
+                toml::Value::Boolean(set) if !takes_value || optional_value => {
                     if *set {
                         flags.push(format!("--{long}"));
                     }
@@ -139,7 +161,7 @@ mod tests {
     #[test]
     fn settings_become_flags() {
         let got = flags(
-            "group = \"vswitch\"\naging = 600\nreset-state = true\n\
+            "group = \"vswitch\"\naging = 600\ndocker-plugin = true\n\
              default-address-pools = [{ base = \"10.90.0.0/16\", size = 24 }]\n",
         )
         .unwrap();
@@ -148,10 +170,14 @@ mod tests {
             [
                 "--aging=600",
                 "--default-address-pool=base=10.90.0.0/16,size=24",
+                "--docker-plugin",
                 "--group=vswitch",
-                "--reset-state"
             ]
         );
+        let argv: Vec<OsString> = ["vswitch", "--socket", "daemon", "daemon", "--aging", "5"]
+            .map(OsString::from)
+            .to_vec();
+        assert_eq!(subcommand_position(&argv), Some(3));
     }
 
     #[test]
@@ -163,7 +189,8 @@ mod tests {
                 "aging = true",
                 "`aging` = true: expected a string or a number",
             ),
-            ("reset-state = \"yes\"", "expected true or false"),
+            ("reset-state = true", "for one start only"),
+            ("docker-host = true", "expected a string or a number"),
             (
                 "metrics-addr = \"127.0.0.1:9\"",
                 "set both there and on the command line",

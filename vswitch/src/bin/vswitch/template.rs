@@ -85,7 +85,11 @@ fn from_json(value: &serde_json::Value) -> Value {
             let mut fields = HashMap::new();
             for (key, value) in map {
                 let value = from_json(value);
-                fields.insert(camel(key), value.clone());
+                let alias = camel(key);
+                // An alias never hides a key of the item's own.
+                if !map.contains_key(&alias) {
+                    fields.insert(alias, value.clone());
+                }
                 fields.insert(key.clone(), value);
             }
             Value::Map(fields)
@@ -93,7 +97,9 @@ fn from_json(value: &serde_json::Value) -> Value {
     }
 }
 
-/// The JSON of a template value (maps keep only their original, lower-case keys).
+/// The JSON of a template value: a map without the CamelCase aliases `from_json` added (a key
+/// is taken for an alias when another key of the map spells it so: of a map holding both `x`
+/// and `X`, only `x` shows).
 fn to_json(value: &Value) -> serde_json::Value {
     match value {
         Value::NoValue | Value::Nil | Value::Function(_) => serde_json::Value::Null,
@@ -108,7 +114,7 @@ fn to_json(value: &Value) -> serde_json::Value {
         Value::Object(map) | Value::Map(map) => {
             let mut keys: Vec<&String> = map
                 .keys()
-                .filter(|k| !k.starts_with(|c: char| c.is_uppercase()))
+                .filter(|k| !map.keys().any(|other| other != *k && camel(other) == **k))
                 .collect();
             keys.sort();
             keys.into_iter()
@@ -133,6 +139,16 @@ mod tests {
         assert_eq!(t.render(&item).unwrap(), "10.0.0.0/24");
         let t = GoTemplate::parse("{{json .subnets}}").unwrap();
         assert_eq!(t.render(&item).unwrap(), r#"[{"subnet":"10.0.0.0/24"}]"#);
+        // Labels of any case survive {{json}}, and an alias never hides a key.
+        let labelled = json!({"labels": {"Env": "prod", "tier": "web"}});
+        let t = GoTemplate::parse("{{json .Labels}}").unwrap();
+        assert_eq!(
+            t.render(&labelled).unwrap(),
+            r#"{"Env":"prod","tier":"web"}"#
+        );
+        let both = json!({"tier": "web", "Tier": "own"});
+        let t = GoTemplate::parse("{{.Tier}} {{.tier}}").unwrap();
+        assert_eq!(t.render(&both).unwrap(), "own web");
     }
 
     #[test]

@@ -450,13 +450,16 @@ pub async fn down(socket: &Path, args: DownArgs) -> Result<ExitCode> {
     client.info().await?;
     let mut failed = Vec::new();
     for c in topology.containers.iter().rev() {
+        // Only a namespace that was attached to the file's networks is the topology's.
+        let mut attached = false;
         for network in &c.networks {
             match client.disconnect(network, &c.name).await {
-                Ok(_) | Err(ClientError::Daemon { status: 404, .. }) => {}
+                Ok(_) => attached = true,
+                Err(ClientError::Daemon { status: 404, .. }) => {}
                 Err(e) => failed.push(format!("container {}: {e}", c.name)),
             }
         }
-        if tap::NetnsRef::Name(c.name.clone()).identity().is_some() {
+        if attached && tap::NetnsRef::Name(c.name.clone()).identity().is_some() {
             if let Err(e) = tap::delete_named(&c.name).await {
                 failed.push(format!("container {}: {e}", c.name));
             }
