@@ -395,6 +395,8 @@ fn a_topology_left_on_a_running_daemon_and_taken_down() {
         }
     }
     let _cleanup = Namespaces(&names);
+    let error = bed.fails(&["up", "--detach", "--aging", "5", &file]);
+    assert!(error.contains("--aging"), "{error}");
     let said = bed.ok(&["up", "--detach", &file]);
     assert!(said.contains("`vswitch down"), "{said}");
     assert_eq!(bed.ok(&["network", "ls", "-q"]).trim(), "kept");

@@ -132,10 +132,10 @@ fn cluster_config(
 #[derive(Debug, Args)]
 pub struct SwitchArgs {
     /// Seconds after which an idle learned MAC is forgotten.
-    #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, default_value_t = DEFAULT_AGING, value_parser = clap::value_parser!(u64).range(1..))]
     aging: u64,
     /// Learned MACs a single port may hold.
-    #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long, default_value_t = DEFAULT_MAC_LIMIT, value_parser = clap::value_parser!(u32).range(1..))]
     mac_limit: u32,
     /// Microseconds the data path keeps polling after a frame before it sleeps: trades a
     /// little CPU during traffic for fewer wake-ups (0: sleep at once).
@@ -161,7 +161,21 @@ fn parse_underlay(text: &str) -> Result<std::net::SocketAddr, String> {
         .map_err(|_| format!("{text:?} is not an IP or IP:PORT"))
 }
 
+/// `--aging`'s default, seconds.
+const DEFAULT_AGING: u64 = 300;
+/// `--mac-limit`'s default.
+const DEFAULT_MAC_LIMIT: u32 = 1024;
+
 impl SwitchArgs {
+    /// Whether no tuning flag was given (each holds its default).
+    pub fn all_default(&self) -> bool {
+        self.aging == DEFAULT_AGING
+            && self.mac_limit == DEFAULT_MAC_LIMIT
+            && self.busy_poll_us == DEFAULT_BUSY_POLL.as_micros() as u64
+            && self.workers.is_none()
+            && self.underlay.is_none()
+    }
+
     /// The data path these flags ask for.
     pub fn datapath_config(&self) -> DataPathConfig {
         DataPathConfig {

@@ -138,6 +138,12 @@ async fn up(path: &Path, socket: &Path, config: DataPathConfig, args: &UpArgs) -
     }
     let client = Client::new(socket);
     if client.info().await.is_ok() {
+        if !args.switch.all_default() {
+            bail!(
+                "a daemon is running on {}: --aging, --mac-limit, --busy-poll-us, --workers and --underlay shape a daemon of `up`'s own; give them to that daemon instead",
+                socket.display()
+            );
+        }
         if args.detach {
             let mut made = Vec::new();
             if let Err(e) = build(path, &topology, &client, &mut made).await {
