@@ -181,22 +181,18 @@ fn hosts_up(hosts: &mut Hosts, n: usize) -> Vec<String> {
     names
 }
 
-/// Connects a namespace per host at once; returns (namespace, address) per host.
-fn connect_all_at_once(hosts: &mut Hosts, name: &str) -> Vec<(String, String)> {
-    let namespaces: Vec<String> = (1..=3)
-        .map(|n| hosts.bed(n).netns(&format!("{name}{n}")))
-        .collect();
-    let threads: Vec<_> = namespaces
-        .iter()
-        .enumerate()
-        .map(|(i, ns)| {
-            let socket = hosts.bed(i + 1).socket.clone();
-            let ns = ns.clone();
+/// Runs `vswitch ARGS` on hosts `n` of `commands` (host number, arguments) at the same moment;
+/// expects each to succeed.
+fn all_at_once(hosts: &mut Hosts, commands: Vec<(usize, Vec<String>)>) {
+    let threads: Vec<_> = commands
+        .into_iter()
+        .map(|(n, args)| {
+            let socket = hosts.bed(n).socket.clone();
             std::thread::spawn(move || {
                 Command::new(env!("CARGO_BIN_EXE_vswitch"))
                     .arg("--socket")
                     .arg(socket)
-                    .args(["connect", "ov", &ns])
+                    .args(args)
                     .output()
                     .unwrap()
             })
@@ -210,6 +206,19 @@ fn connect_all_at_once(hosts: &mut Hosts, name: &str) -> Vec<(String, String)> {
             String::from_utf8_lossy(&out.stderr)
         );
     }
+}
+
+/// Connects a namespace per host at once; returns (namespace, address) per host.
+fn connect_all_at_once(hosts: &mut Hosts, name: &str) -> Vec<(String, String)> {
+    let namespaces: Vec<String> = (1..=3)
+        .map(|n| hosts.bed(n).netns(&format!("{name}{n}")))
+        .collect();
+    let connects = namespaces
+        .iter()
+        .enumerate()
+        .map(|(i, ns)| (i + 1, ["connect", "ov", ns].map(String::from).to_vec()))
+        .collect();
+    all_at_once(hosts, connects);
     namespaces
         .into_iter()
         .enumerate()
@@ -637,37 +646,22 @@ fn one_policy_on_every_host_selects_endpoints_on_the_others() {
     assert!(!ping(&web, &other_ip, 2), "nor web reach other");
     // Rules added on two hosts at the same moment: both kept, on every host (each change is
     // made to the store's policy, atomically).
-    let threads: Vec<_> = [(1, "r1"), (2, "r2")]
-        .into_iter()
+    let adds = [(1, "r1"), (2, "r2")]
         .map(|(n, rule)| {
-            let socket = hosts.bed(n).socket.clone();
-            std::thread::spawn(move || {
-                Command::new(env!("CARGO_BIN_EXE_vswitch"))
-                    .arg("--socket")
-                    .arg(socket)
-                    .args([
-                        "policy",
-                        "add",
-                        "ov",
-                        rule,
-                        "--action",
-                        "deny",
-                        "--to",
-                        "app=nobody",
-                    ])
-                    .output()
-                    .unwrap()
-            })
+            let args = [
+                "policy",
+                "add",
+                "ov",
+                rule,
+                "--action",
+                "deny",
+                "--to",
+                "app=nobody",
+            ];
+            (n, args.map(String::from).to_vec())
         })
-        .collect();
-    for thread in threads {
-        let out = thread.join().unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
+        .to_vec();
+    all_at_once(&mut hosts, adds);
     for n in 1..=3 {
         assert!(
             eventually(Duration::from_secs(10), || rule_hits(
