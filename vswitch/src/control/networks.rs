@@ -59,14 +59,9 @@ impl Control {
         if req.id.is_none() && req.docker_id.is_none() {
             req.id = Some(new_network_id()?);
         }
-        let defaults;
-        let pools = match self.address_pools.get() {
-            Some(pools) => pools.as_slice(),
-            None => {
-                defaults = crate::model::pools::default_pools();
-                defaults.as_slice()
-            }
-        };
+        let pools = self
+            .address_pools
+            .get_or_init(crate::model::pools::default_pools);
         let mut record = plan_network_with(&req, &records, pools)?;
         // Compiled before anything is created, so an unusable policy changes nothing.
         let engine = rules::policy_engine(&record, unix_now())?;
@@ -349,12 +344,10 @@ fn storm_pps(network: &NetworkRecord) -> Option<u64> {
 /// A fresh network ID: 32 random bytes in hex, as Docker's.
 pub(super) fn new_network_id() -> Result<String, ControlError> {
     let mut bytes = [0u8; 32];
-    std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut bytes))
-        .map_err(|e| ControlError::Io {
-            what: "reading /dev/urandom for a network ID",
-            error: e,
-        })?;
+    getrandom::fill(&mut bytes).map_err(|e| ControlError::Io {
+        what: "drawing random bytes for a network ID",
+        error: e.into(),
+    })?;
     Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 

@@ -255,20 +255,16 @@ pub(super) fn policy_engine(
     });
     // An overlay's endpoints on other hosts are selected like local ones, so a rule means
     // the same on every host (each host judges what enters and leaves through it).
-    let remote = network
-        .remote
-        .iter()
-        .filter(|e| !e.is_placeholder())
-        .map(|e| policy::Endpoint {
-            name: e.name.clone(),
-            labels: e.labels.clone(),
-            addrs: e
-                .addresses
-                .iter()
-                .map(|a| a.addr())
-                .chain([IpAddr::V6(gateway::ndp::link_local(e.mac))])
-                .collect(),
-        });
+    let remote = network.remote_endpoints().map(|e| policy::Endpoint {
+        name: e.name.clone(),
+        labels: e.labels.clone(),
+        addrs: e
+            .addresses
+            .iter()
+            .map(|a| a.addr())
+            .chain([IpAddr::V6(gateway::ndp::link_local(e.mac))])
+            .collect(),
+    });
     let endpoints: Vec<policy::Endpoint> = local.chain(remote).collect();
     let gateway = network.subnets.iter().map(|s| s.gateway).collect();
     let capacity = network

@@ -106,9 +106,8 @@ fn probe<'a>(net: &'a Network, req: &TraceRequest) -> Result<Probe<'a>, ControlE
         let local = find(target).map(|e| (e.name.as_str(), e.mac, &e.addresses));
         local.or_else(|e| {
             record
-                .remote
-                .iter()
-                .find(|r| r.name == target && !r.is_placeholder())
+                .remote_endpoints()
+                .find(|r| r.name == target)
                 .map(|r| (r.name.as_str(), r.mac, &r.addresses))
                 .ok_or(e)
         })
@@ -145,9 +144,8 @@ fn probe<'a>(net: &'a Network, req: &TraceRequest) -> Result<Probe<'a>, ControlE
         .map(|e| (e.name.as_str(), e.mac))
         .or_else(|| {
             record
-                .remote
-                .iter()
-                .find(|r| !r.is_placeholder() && r.addresses.iter().any(|a| a.addr() == dst_ip))
+                .remote_endpoints()
+                .find(|r| r.addresses.iter().any(|a| a.addr() == dst_ip))
                 .map(|r| (r.name.as_str(), r.mac))
         });
     let (dst_mac, resolved) = match (&req.dst_mac, to, owner) {

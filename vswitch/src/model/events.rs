@@ -79,10 +79,12 @@ impl FromStr for EventFilter {
 impl Event {
     /// Whether the event passes `filters`: for each key given, one of its values matches.
     pub fn passes(&self, filters: &[EventFilter]) -> bool {
-        FILTER_KEYS.iter().all(|key| {
-            let mut wanted = filters.iter().filter(|f| f.key == *key).peekable();
-            wanted.peek().is_none() || wanted.any(|f| self.field(key) == Some(f.value.as_str()))
-        })
+        super::records::filters_pass(
+            &FILTER_KEYS,
+            filters,
+            |f| &f.key,
+            |f| self.field(&f.key) == Some(f.value.as_str()),
+        )
     }
 
     fn field(&self, key: &str) -> Option<&str> {

@@ -7,6 +7,11 @@ use std::net::IpAddr;
 
 use ipnet::IpNet;
 
+/// Whether two subnets share an address (one holds the other).
+pub fn overlaps(a: &IpNet, b: &IpNet) -> bool {
+    a.contains(&b.network()) || b.contains(&a.network())
+}
+
 /// Whether `ip` may be given to a host in `subnet` (not the network or broadcast address).
 pub fn is_host_address(subnet: &IpNet, ip: IpAddr) -> bool {
     if !subnet.contains(&ip) || ip == subnet.network() {

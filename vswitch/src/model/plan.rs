@@ -93,10 +93,6 @@ fn check_mtu(mtu: u32, subnets: &[IpNet]) -> Result<(), ModelError> {
     }
 }
 
-fn overlaps(a: &IpNet, b: &IpNet) -> bool {
-    a.contains(&b.network()) || b.contains(&a.network())
-}
-
 /// Turns a create request into a record, refusing anything invalid or clashing with `networks`;
 /// a network without a subnet gets one from the default pools.
 pub fn plan_network(
@@ -171,7 +167,7 @@ pub fn plan_network_with(
             .copied()
             .chain(subnets[..i].iter().map(|s| (s, req.name.as_str())))
         {
-            if overlaps(subnet, other) {
+            if ipam::overlaps(subnet, other) {
                 return Err(ModelError::SubnetOverlap {
                     subnet: subnet.to_string(),
                     other: other.to_string(),

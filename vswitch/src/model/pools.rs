@@ -107,10 +107,11 @@ pub fn free_subnet(
         .filter(|p| p.base.addr().is_ipv6() == ipv6)
         .collect();
     let free = family.iter().find_map(|pool| {
-        pool.base
-            .subnets(pool.size)
-            .ok()?
-            .find(|candidate| taken.iter().all(|other| !overlaps(candidate, other)))
+        pool.base.subnets(pool.size).ok()?.find(|candidate| {
+            taken
+                .iter()
+                .all(|other| !super::ipam::overlaps(candidate, other))
+        })
     });
     free.ok_or_else(|| {
         let listed: Vec<String> = family.iter().map(|p| p.to_string()).collect();
@@ -120,10 +121,6 @@ pub fn free_subnet(
             listed.join(" ")
         })
     })
-}
-
-fn overlaps(a: &IpNet, b: &IpNet) -> bool {
-    a.contains(&b.network()) || b.contains(&a.network())
 }
 
 #[cfg(test)]

@@ -111,10 +111,18 @@ impl NetworkRecord {
     /// same key given twice matches either, different keys must all match): `name=TEXT` (part
     /// of the name), `driver=NAME`, `label=KEY` or `label=KEY=VALUE`.
     pub fn passes(&self, filters: &[NetworkFilter]) -> bool {
-        ["name", "label", "driver"].into_iter().all(|key| {
-            let mut wanted = filters.iter().filter(|f| f.key() == key).peekable();
-            wanted.peek().is_none() || wanted.any(|f| f.matches(self))
-        })
+        filters_pass(
+            &["name", "label", "driver"],
+            filters,
+            |f| f.key(),
+            |f| f.matches(self),
+        )
+    }
+
+    /// Its endpoints on other hosts (an overlay's, as the store says), without the stand-ins
+    /// for addresses held elsewhere.
+    pub fn remote_endpoints(&self) -> impl Iterator<Item = &super::overlay::RemoteEndpoint> {
+        self.remote.iter().filter(|e| !e.is_placeholder())
     }
     /// The interface `endpoint` gets on this network: its name, MAC, MTU and addresses, default
     /// routes through the gateway (none for a DHCP client, which learns them), IPv6 off on an
@@ -267,6 +275,20 @@ pub struct EndpointRecord {
 
 fn yes() -> bool {
     true
+}
+
+/// Docker's `--filter` semantics over `keys`: for each key given, one of its filters matches
+/// (the same key twice: either; different keys: all).
+pub(crate) fn filters_pass<F>(
+    keys: &[&str],
+    filters: &[F],
+    key_of: impl for<'f> Fn(&'f F) -> &'f str,
+    matches: impl Fn(&F) -> bool,
+) -> bool {
+    keys.iter().all(|key| {
+        let mut wanted = filters.iter().filter(|f| key_of(f) == *key).peekable();
+        wanted.peek().is_none() || wanted.any(&matches)
+    })
 }
 
 /// One `network ls --filter`.

@@ -55,7 +55,7 @@ impl Keys {
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 let mut bytes = [0u8; 32];
-                std::io::Read::read_exact(&mut std::fs::File::open("/dev/urandom")?, &mut bytes)?;
+                getrandom::fill(&mut bytes).map_err(io::Error::from)?;
                 let secret = StaticSecret::from(bytes);
                 use std::os::unix::fs::OpenOptionsExt;
                 let mut file = std::fs::OpenOptions::new()

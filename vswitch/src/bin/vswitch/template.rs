@@ -7,10 +7,17 @@ use std::collections::HashMap;
 
 use gtmpl::{Context, FuncError, Template, Value};
 
-/// A parsed `--format` template.
-#[derive(Debug, Clone)]
+/// A parsed `--format` template, compiled once for every item it renders.
+#[derive(Clone)]
 pub struct GoTemplate {
     text: String,
+    compiled: std::sync::Arc<Template>,
+}
+
+impl std::fmt::Debug for GoTemplate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("GoTemplate").field(&self.text).finish()
+    }
 }
 
 impl PartialEq for GoTemplate {
@@ -25,15 +32,17 @@ impl GoTemplate {
     /// Parses `text`, so a malformed template is refused before anything is asked.
     pub fn parse(text: &str) -> Result<GoTemplate, String> {
         let text = text.replace("\\t", "\t").replace("\\n", "\n");
-        compile(&text).map_err(|e| format!("invalid template {text:?}: {e}"))?;
-        Ok(GoTemplate { text })
+        let compiled = compile(&text).map_err(|e| format!("invalid template {text:?}: {e}"))?;
+        Ok(GoTemplate {
+            text,
+            compiled: std::sync::Arc::new(compiled),
+        })
     }
 
     /// The template rendered for `item` (any serializable value, through its JSON).
     pub fn render(&self, item: &impl serde::Serialize) -> Result<String, String> {
         let json = serde_json::to_value(item).expect("serializable");
-        let template = compile(&self.text)?;
-        template
+        self.compiled
             .render(&Context::from(from_json(&json)))
             .map_err(|e| format!("template {:?}: {e}", self.text))
     }
