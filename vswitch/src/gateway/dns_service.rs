@@ -9,7 +9,8 @@ use smoltcp::iface::SocketHandle;
 use smoltcp::socket::{tcp, udp};
 use tracing::debug;
 
-use super::{dns, Runner, DNS_PORT, MAX_FORWARDS, UDP_DNS_MAX, UPSTREAM_TIMEOUT};
+use super::handler::Handler;
+use super::{dns, DNS_PORT, MAX_FORWARDS, UDP_DNS_MAX, UPSTREAM_TIMEOUT};
 
 /// Where a forwarded query's answer goes.
 #[derive(Debug, Clone, Copy)]
@@ -59,7 +60,7 @@ impl TcpConn {
     }
 }
 
-impl Runner {
+impl Handler {
     /// Answers one DNS query from `client_ip` (an address on this network), or forwards it
     /// and has the answer delivered to `to` later.
     fn answer_query(
@@ -97,7 +98,7 @@ impl Runner {
                 let upstreams = self.config.upstreams.clone();
                 let done = self.done_tx.clone();
                 let counters = self.counters.clone();
-                tokio::spawn(async move {
+                self.runtime.spawn(async move {
                     // An answer fetched over TCP may be too large for a client that asked
                     // over UDP: it then gets it truncated and retries over TCP.
                     let answer = dns::forward(&query, &upstreams, UPSTREAM_TIMEOUT)

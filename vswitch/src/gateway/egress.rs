@@ -125,34 +125,33 @@ pub struct Egress {
     internal: bool,
     flows: HashMap<FlowKey, Flow>,
     answers_tx: mpsc::Sender<Answer>,
-    /// Answers from the outside, for `answer`.
-    pub answers: mpsc::Receiver<Answer>,
     /// Its counters.
     pub counters: Arc<EgressCounters>,
     warned_ping: bool,
 }
 
 impl Egress {
-    /// Egress to what is `beyond` the network; `internal`: none at all, only counted.
+    /// Egress to what is `beyond` the network; `internal`: none at all, only counted. With
+    /// it, where answers from the outside come, for `answer`.
     pub fn new(
         gateway_mac: [u8; 6],
         mtu: u32,
         beyond: Beyond,
         internal: bool,
         counters: Arc<EgressCounters>,
-    ) -> Egress {
+    ) -> (Egress, mpsc::Receiver<Answer>) {
         let (answers_tx, answers) = mpsc::channel(1024);
-        Egress {
+        let egress = Egress {
             gateway_mac,
             mtu: mtu as usize,
             beyond,
             internal,
             flows: HashMap::new(),
             answers_tx,
-            answers,
             counters,
             warned_ping: false,
-        }
+        };
+        (egress, answers)
     }
 
     /// Takes the frame if it is a UDP or ICMP echo datagram for an address beyond the network
@@ -513,7 +512,7 @@ mod tests {
     }
 
     fn egress(internal: bool) -> Egress {
-        Egress::new(GATEWAY_MAC, 1500, beyond(false), internal, Arc::default())
+        Egress::new(GATEWAY_MAC, 1500, beyond(false), internal, Arc::default()).0
     }
 
     fn beyond(host_loopback: bool) -> Beyond {

@@ -14,6 +14,7 @@ pub mod directory;
 pub mod dns;
 mod dns_service;
 pub mod egress;
+mod handler;
 pub mod host;
 pub mod ndp;
 pub mod outside;
@@ -21,18 +22,18 @@ pub mod resolv;
 pub mod segments;
 pub mod tcp_egress;
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::Duration;
 
-use ipnet::{IpNet, Ipv6Net};
+use ipnet::IpNet;
 use serde::Serialize;
-use smoltcp::iface::{Config, Interface, SocketHandle, SocketSet};
+use smoltcp::iface::{Config, Interface, SocketSet};
 use smoltcp::socket::{tcp, udp};
 use smoltcp::wire::{EthernetAddress, HardwareAddress, IpCidr, IpListenEndpoint};
 use tokio::io::unix::{AsyncFd, AsyncFdReadyGuard};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, Notify};
 use tracing::{debug, warn};
 
 use crate::datapath::link::Link;
@@ -41,8 +42,9 @@ use crate::model::SubnetRecord;
 use device::FrameQueues;
 use directory::Directory;
 use dns_service::{Answer, TcpConn};
+use handler::{send_plain, Handler};
 use vswitch_core::frame::MacAddr;
-use vswitch_core::offload::{Offload, Segmenter, VNET_HDR_LEN};
+use vswitch_core::offload::{Segmenter, VNET_HDR_LEN};
 
 /// DNS port.
 pub const DNS_PORT: u16 = 53;
@@ -58,10 +60,8 @@ const RA_INTERVAL: Duration = Duration::from_secs(200);
 const EGRESS_EXPIRY_INTERVAL: Duration = Duration::from_secs(5);
 /// Largest UDP DNS answer without EDNS.
 const UDP_DNS_MAX: usize = 512;
-/// Frames taken from the switch before the stack is polled: fewer than the UDP socket's 64
-/// slots, so smoltcp never drops a query for want of room (it would not count it). What waits
-/// beyond stays in the link from the switch, where an overflow is counted (`tx_error`).
-const FRAMES_PER_POLL: usize = 32;
+/// Egress events handled before the stack is polled.
+const EVENTS_PER_POLL: usize = 32;
 
 /// What a gateway serves.
 #[derive(Debug, Clone)]
@@ -163,6 +163,7 @@ impl GatewayCounters {
 /// A running gateway; dropping it stops it.
 pub struct Gateway {
     task: tokio::task::JoinHandle<()>,
+    link: Arc<Link>,
     /// Its counters.
     pub counters: Arc<GatewayCounters>,
     /// Where published TCP ports hand in their clients.
@@ -173,6 +174,7 @@ pub struct Gateway {
 
 impl Drop for Gateway {
     fn drop(&mut self) {
+        self.link.set_receiver(None);
         self.task.abort();
     }
 }
@@ -228,13 +230,12 @@ pub fn spawn(
             TcpConn::new(sockets.add(socket))
         })
         .collect();
-    let (done_tx, done_rx) = mpsc::channel(MAX_FORWARDS);
     let beyond = outside::Beyond {
         local: config.subnets.iter().map(|s| s.subnet).collect(),
         gateways: config.subnets.iter().map(|s| s.gateway).collect(),
         host_loopback: config.host_loopback,
     };
-    let egress = egress::Egress::new(
+    let (egress, answers) = egress::Egress::new(
         config.mac.0,
         config.mtu,
         beyond.clone(),
@@ -242,7 +243,7 @@ pub fn spawn(
         counters.egress.clone(),
     );
     let datagrams = egress.sender();
-    let tcp_egress = tcp_egress::TcpEgress::new(
+    let (tcp_egress, tcp_events) = tcp_egress::TcpEgress::new(
         config.mac.0,
         config.mtu,
         &config
@@ -255,15 +256,18 @@ pub fn spawn(
         counters.egress.clone(),
     );
     let inbound = tcp_egress.sender();
-    let runner = Runner {
+    let (done_tx, done_rx) = mpsc::channel(MAX_FORWARDS);
+    let host = host.map(Arc::new);
+    let retime = Arc::new(Notify::new());
+    let handler = Arc::new(Mutex::new(Handler {
         gateway_ips: config.subnets.iter().map(|s| s.gateway).collect(),
-        host,
+        host: host.clone(),
         ipv6_prefix: config.subnets.iter().find_map(|s| match s.subnet {
             IpNet::V6(net) => Some(net),
             IpNet::V4(_) => None,
         }),
         config,
-        link,
+        link: link.clone(),
         names,
         leases,
         counters: counters.clone(),
@@ -273,29 +277,41 @@ pub fn spawn(
         udp,
         tcp,
         done_tx,
-        done_rx,
         forwards: 0,
         egress,
         tcp_egress,
         segmenter: Segmenter::default(),
+        runtime: tokio::runtime::Handle::current(),
+        task_wakes_at: std::time::Instant::now(),
+        retime: retime.clone(),
+    }));
+    // The worker that has a frame for the gateway handles it on its own thread. (A weak
+    // reference: the link must not keep the gateway alive.)
+    let weak = Arc::downgrade(&handler);
+    let runtime = tokio::runtime::Handle::current();
+    link.set_receiver(Some(Arc::new(move |frame: &[u8]| {
+        if let Some(handler) = weak.upgrade() {
+            // Tasks and sockets the frame starts belong to the daemon's runtime.
+            let _entered = runtime.enter();
+            lock(&handler).receive(frame);
+        }
+    })));
+    let task = Task {
+        handler,
+        link: link.clone(),
+        host,
+        done: done_rx,
+        tcp_events,
+        answers,
+        retime,
     };
     Ok(Gateway {
-        task: tokio::spawn(runner.run()),
+        task: tokio::spawn(task.run()),
+        link,
         counters,
         inbound,
         datagrams,
     })
-}
-
-/// Sends `frame` to the switch behind a virtio header that asks nothing of it.
-async fn send_plain(link: &Link, frame: &[u8]) {
-    link.send_frame([&Offload::default().emit()[..], frame].concat())
-        .await;
-}
-
-/// Whether `frame` is IPv4 sent to a group (broadcast or multicast MAC).
-fn is_ipv4_broadcast(frame: &[u8]) -> bool {
-    frame.len() >= 14 && frame[0] & 1 == 1 && frame[12..14] == [0x08, 0x00]
 }
 
 /// Waits until the host interface has frames; never, without one.
@@ -308,106 +324,91 @@ async fn host_readable(
     }
 }
 
-fn rand_seed() -> u64 {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64);
-    nanos ^ (u64::from(std::process::id()) << 32)
-}
-
-struct Runner {
-    config: GatewayConfig,
-    /// The host interface: frames not for the gateway's own services go there.
-    host: Option<AsyncFd<tap::Queue>>,
-    /// The gateway addresses, which the host interface shares.
-    gateway_ips: Vec<IpAddr>,
-    ipv6_prefix: Option<Ipv6Net>,
-    /// The link to its switch port.
+/// The gateway's task: what comes from outside the switch (the host interface, upstream DNS
+/// answers, egress sockets) and the stacks' timers.
+struct Task {
+    handler: Arc<Mutex<Handler>>,
     link: Arc<Link>,
-    names: Arc<RwLock<Directory>>,
-    leases: mpsc::Sender<LeaseCall>,
-    counters: Arc<GatewayCounters>,
-    queues: FrameQueues,
-    iface: Interface,
-    sockets: SocketSet<'static>,
-    udp: SocketHandle,
-    tcp: Vec<TcpConn>,
-    done_tx: mpsc::Sender<Answer>,
-    done_rx: mpsc::Receiver<Answer>,
-    forwards: usize,
-    /// UDP and ICMP echo to outside addresses (networks without a host interface).
-    egress: egress::Egress,
-    /// TCP to outside addresses.
-    tcp_egress: tcp_egress::TcpEgress,
-    /// Cuts offloaded frames that are not the TCP terminator's into wire frames.
-    segmenter: Segmenter,
+    host: Option<Arc<AsyncFd<tap::Queue>>>,
+    done: mpsc::Receiver<Answer>,
+    tcp_events: mpsc::Receiver<tcp_egress::Event>,
+    answers: mpsc::Receiver<egress::Answer>,
+    retime: Arc<Notify>,
 }
 
-impl Runner {
+impl Task {
     async fn run(mut self) {
         // A 64 KB IP packet behind Ethernet, VLAN and virtio headers.
         let mut buf = vec![0u8; VNET_HDR_LEN + 65_536 + 64];
-        if self.ipv6_prefix.is_some() {
-            self.send_router_advert().await;
+        {
+            let handler = lock(&self.handler);
+            if handler.ipv6_prefix.is_some() {
+                handler.send_router_advert();
+            }
         }
         let mut next_ra = tokio::time::Instant::now() + RA_INTERVAL;
         let mut next_expiry = std::time::Instant::now() + EGRESS_EXPIRY_INTERVAL;
         loop {
-            if std::time::Instant::now() >= next_expiry {
-                self.egress.expire(std::time::Instant::now());
-                self.tcp_egress.expire(std::time::Instant::now());
-                next_expiry = std::time::Instant::now() + EGRESS_EXPIRY_INTERVAL;
-            }
-            self.poll_stack().await;
-            let now = smoltcp::time::Instant::now();
-            let stack_delay = self
-                .iface
-                .poll_delay(now, &self.sockets)
-                .map_or(RA_INTERVAL, |d| Duration::from_micros(d.total_micros()))
-                .min(self.tcp_egress.poll_delay().unwrap_or(RA_INTERVAL));
-            let wake = (tokio::time::Instant::now() + stack_delay).min(next_ra);
-            tokio::select! {
-                frame = self.link.recv_frame() => {
-                    self.handle_offloaded(&frame).await;
-                    for _ in 1..FRAMES_PER_POLL {
-                        let Some(frame) = self.link.try_recv_frame() else {
-                            break;
-                        };
-                        self.handle_offloaded(&frame).await;
-                    }
+            self.link.room().await;
+            let delay = {
+                let mut handler = lock(&self.handler);
+                let now = std::time::Instant::now();
+                if now >= next_expiry {
+                    handler.egress.expire(now);
+                    handler.tcp_egress.expire(now);
+                    next_expiry = now + EGRESS_EXPIRY_INTERVAL;
                 }
-                ready = host_readable(self.host.as_ref()) => {
+                handler.poll_stack();
+                let delay = handler.poll_delay();
+                handler.task_wakes_at = std::time::Instant::now() + delay;
+                delay
+            };
+            let wake = (tokio::time::Instant::now() + delay).min(next_ra);
+            tokio::select! {
+                ready = host_readable(self.host.as_deref()) => {
                     let Ok(mut guard) = ready else {
-                        warn!(network = %self.config.network, "host interface failed");
+                        warn!(network = %lock(&self.handler).config.network, "host interface failed");
                         return;
                     };
                     // Frames the host kernel sends to the containers.
                     while let Ok(result) = guard.try_io(|host| host.get_ref().recv(&mut buf)) {
                         match result {
-                            Ok(len) => self.send(&buf[..len]).await,
+                            Ok(len) => send_plain(&self.link, &buf[..len]),
                             Err(e) => {
-                                debug!(network = %self.config.network, error = %e, "host interface read failed");
+                                debug!(error = %e, "host interface read failed");
                                 break;
                             }
                         }
                     }
                 }
-                Some(answer) = self.done_rx.recv() => {
-                    self.forwards -= 1;
-                    self.deliver(answer);
+                Some(answer) = self.done.recv() => {
+                    let mut handler = lock(&self.handler);
+                    handler.forwards -= 1;
+                    handler.deliver(answer);
                 }
-                Some(event) = self.tcp_egress.events.recv() => {
-                    self.tcp_egress.handle(event);
-                }
-                Some(answer) = self.egress.answers.recv() => {
-                    if let Some(frame) = self.egress.answer(answer) {
-                        self.send(&frame).await;
+                Some(event) = self.tcp_events.recv() => {
+                    let mut handler = lock(&self.handler);
+                    handler.tcp_egress.handle(event);
+                    // Those already waiting too, before the stack is polled.
+                    for _ in 1..EVENTS_PER_POLL {
+                        let Ok(event) = self.tcp_events.try_recv() else {
+                            break;
+                        };
+                        handler.tcp_egress.handle(event);
                     }
                 }
+                Some(answer) = self.answers.recv() => {
+                    let mut handler = lock(&self.handler);
+                    if let Some(frame) = handler.egress.answer(answer) {
+                        handler.send(&frame);
+                    }
+                }
+                _ = self.retime.notified() => {}
                 _ = tokio::time::sleep_until(wake) => {
                     if tokio::time::Instant::now() >= next_ra {
-                        if self.ipv6_prefix.is_some() {
-                            self.send_router_advert().await;
+                        let handler = lock(&self.handler);
+                        if handler.ipv6_prefix.is_some() {
+                            handler.send_router_advert();
                         }
                         next_ra = tokio::time::Instant::now() + RA_INTERVAL;
                     }
@@ -415,159 +416,17 @@ impl Runner {
             }
         }
     }
+}
 
-    /// Lets smoltcp take in queued frames, serves DNS, and sends whatever it emitted.
-    async fn poll_stack(&mut self) {
-        let now = smoltcp::time::Instant::now();
-        self.iface.poll(now, &mut self.queues, &mut self.sockets);
-        self.serve_udp_dns();
-        self.serve_tcp_dns();
-        self.iface.poll(now, &mut self.queues, &mut self.sockets);
-        for frame in self.queues.take_tx() {
-            self.send(&frame).await;
-        }
-        // (These carry their virtio headers.)
-        for frame in self.tcp_egress.pump() {
-            self.link.send_frame(frame).await;
-        }
-    }
+fn lock(handler: &Mutex<Handler>) -> MutexGuard<'_, Handler> {
+    handler
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
 
-    async fn send(&self, frame: &[u8]) {
-        send_plain(&self.link, frame).await;
-    }
-
-    /// A datagram from the switch: a frame behind its virtio header. TCP for beyond the
-    /// network goes to the terminator as it is (a 64 KB segment stays one); any other frame
-    /// with offloads is cut into wire frames, checksums filled in, for the rest of the gateway.
-    async fn handle_offloaded(&mut self, datagram: &[u8]) {
-        let Some(frame) = datagram.get(VNET_HDR_LEN..) else {
-            self.counters.frames_dropped.fetch_add(1, Relaxed);
-            return;
-        };
-        let offload = Offload::parse(datagram);
-        if !offload.is_gso() && !offload.needs_csum() {
-            return self.handle_frame(frame).await;
-        }
-        if self.host.is_none() {
-            let routed = outside::Routed::parse(frame, self.config.mac.0);
-            if routed.is_some_and(|r| self.tcp_egress.take(&r)) {
-                return;
-            }
-        }
-        let frames: Vec<Vec<u8>> = match self.segmenter.wire_frames(&[frame], offload) {
-            Ok(frames) => frames.map(<[u8]>::to_vec).collect(),
-            Err(reason) => {
-                self.counters.frames_dropped.fetch_add(1, Relaxed);
-                debug!(network = %self.config.network, reason = reason.name(), "offloaded frame dropped");
-                return;
-            }
-        };
-        for frame in frames {
-            self.handle_frame(&frame).await;
-        }
-    }
-
-    async fn send_router_advert(&self) {
-        let frame = ndp::router_advert(self.config.mac, self.config.mtu, self.ipv6_prefix);
-        self.send(&frame).await;
-    }
-
-    /// A frame from the switch: DHCP and router solicitations are answered here, the rest
-    /// goes to smoltcp.
-    async fn handle_frame(&mut self, frame: &[u8]) {
-        if let Some(dhcp_config) = &self.config.dhcp {
-            match dhcp::parse_request(frame) {
-                Ok(request) => {
-                    self.counters.dhcp_requests.fetch_add(1, Relaxed);
-                    self.spawn_dhcp_reply(request, dhcp_config.clone());
-                    return;
-                }
-                Err(dhcp::DhcpDrop::NotDhcp) => {}
-                Err(reason) => {
-                    self.counters.dhcp_dropped.fetch_add(1, Relaxed);
-                    debug!(network = %self.config.network, reason = reason.name(), "DHCP message dropped");
-                    return;
-                }
-            }
-        }
-        if self.ipv6_prefix.is_some() && ndp::is_router_solicit(frame) {
-            self.send_router_advert().await;
-            return;
-        }
-        // With a host interface, the host's kernel routes what leaves the network.
-        if self.host.is_none() {
-            // Parsed once for both egress paths.
-            let routed = outside::Routed::parse(frame, self.config.mac.0);
-            if routed.is_some_and(|r| self.egress.take(&r) || self.tcp_egress.take(&r)) {
-                return;
-            }
-        }
-        let recipient = match &self.host {
-            Some(_) => host::recipient(frame, &self.gateway_ips),
-            // Like Linux (icmp_echo_ignore_broadcasts), the gateway answers no broadcast ping:
-            // of IPv4 broadcasts and multicasts its stack needs only ARP.
-            None if is_ipv4_broadcast(frame) => return,
-            None => host::Recipient::Stack,
-        };
-        if let (Some(host), host::Recipient::Host | host::Recipient::Both) = (&self.host, recipient)
-        {
-            if host.get_ref().send(frame).is_err() {
-                self.counters.frames_dropped.fetch_add(1, Relaxed);
-            }
-        }
-        if matches!(recipient, host::Recipient::Stack | host::Recipient::Both)
-            && !self.queues.push_rx(frame.to_vec())
-        {
-            self.counters.frames_dropped.fetch_add(1, Relaxed);
-        }
-    }
-
-    /// Asks the control plane for a lease decision and sends the reply when it comes, without
-    /// holding up the gateway meanwhile.
-    fn spawn_dhcp_reply(&self, request: dhcp::DhcpRequest, config: dhcp::ServerConfig) {
-        let query = LeaseQuery {
-            kind: request.kind,
-            mac: MacAddr(request.chaddr),
-            ciaddr: request.ciaddr,
-            requested: request.requested_ip,
-            server_id: request.server_id,
-            hostname: request.hostname.clone(),
-            // The control plane knows which port the client sent from.
-            port: None,
-        };
-        let leases = self.leases.clone();
-        let link = self.link.clone();
-        let counters = self.counters.clone();
-        let network = self.config.network.clone();
-        tokio::spawn(async move {
-            let (reply, decision) = oneshot::channel();
-            let call = LeaseCall {
-                network: network.clone(),
-                query,
-                reply,
-            };
-            if leases.send(call).await.is_err() {
-                return;
-            }
-            let reply = match decision.await {
-                Ok(Decision::Offer(ip)) => dhcp::Reply::Offer(ip),
-                Ok(Decision::Ack(ip)) => dhcp::Reply::Ack(ip),
-                Ok(Decision::Nak) => dhcp::Reply::Nak,
-                Ok(Decision::InformAck) => dhcp::Reply::InformAck,
-                Ok(Decision::Refused) => {
-                    counters.dhcp_refused.fetch_add(1, Relaxed);
-                    return;
-                }
-                Ok(Decision::Ignore) | Err(_) => return,
-            };
-            debug!(network = %network, ?reply, mac = %MacAddr(request.chaddr), "DHCP reply");
-            match dhcp::build_reply(&request, reply, &config) {
-                Ok(frame) => {
-                    send_plain(&link, &frame).await;
-                    counters.dhcp_replies.fetch_add(1, Relaxed);
-                }
-                Err(e) => warn!(network = %network, error = %e, "cannot build DHCP reply"),
-            }
-        });
-    }
+fn rand_seed() -> u64 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    nanos ^ (u64::from(std::process::id()) << 32)
 }

@@ -135,15 +135,14 @@ pub struct TcpEgress {
     /// Containers' MACs by address, for the frames that carry packets back.
     macs: HashMap<IpAddr, [u8; 6]>,
     events_tx: mpsc::Sender<Event>,
-    /// What the outside sides report, for `handle`.
-    pub events: mpsc::Receiver<Event>,
     counters: Arc<EgressCounters>,
     /// Frames ready for the switch.
     out: Vec<Vec<u8>>,
 }
 
 impl TcpEgress {
-    /// TCP egress for a network whose gateway holds `gateways` (addresses with their prefix).
+    /// TCP egress for a network whose gateway holds `gateways` (addresses with their prefix),
+    /// and where what the outside sides report comes, for `handle`.
     pub fn new(
         gateway_mac: [u8; 6],
         mtu: u32,
@@ -151,7 +150,7 @@ impl TcpEgress {
         beyond: Beyond,
         internal: bool,
         counters: Arc<EgressCounters>,
-    ) -> TcpEgress {
+    ) -> (TcpEgress, mpsc::Receiver<Event>) {
         let mut queues = FrameQueues::offloaded(HEADROOM);
         let mut config = Config::new(HardwareAddress::Ip);
         config.random_seed = super::rand_seed();
@@ -164,7 +163,7 @@ impl TcpEgress {
             }
         });
         let (events_tx, events) = mpsc::channel(1024);
-        TcpEgress {
+        let egress = TcpEgress {
             gateway_mac,
             mtu: mtu as usize,
             mss: HashMap::new(),
@@ -179,10 +178,10 @@ impl TcpEgress {
             by_key: HashMap::new(),
             macs: HashMap::new(),
             events_tx,
-            events,
             counters,
             out: Vec::new(),
-        }
+        };
+        (egress, events)
     }
 
     /// Takes the frame if it is TCP for an address beyond the network (true: taken).

@@ -24,6 +24,7 @@ fn tcp_egress(internal: bool) -> TcpEgress {
         internal,
         Arc::default(),
     )
+    .0
 }
 
 #[test]
