@@ -1,29 +1,126 @@
 //! The link between the switch and a port inside this process (a network's gateway). Frames
-//! the switch sends it are handed to the port's receiver at once, on the worker's own thread:
-//! a frame for the gateway (an ARP request, a ping, a TCP segment for the egress terminator)
-//! is answered in the same wake-up, with no hand-off to another thread and no wake-up of one.
-//! (A queue to the gateway's task cost two thread wake-ups per exchange: on this 2-core VM
-//! a ping to the gateway took 80 µs against 30 µs between two containers.) Frames the port
-//! sends wait in a queue the worker reads like a TAP: it polls an eventfd, readable while
-//! frames may wait. Each frame is one buffer behind its virtio header, as a TAP with
-//! IFF_VNET_HDR would carry it. The port's own task waits while that queue holds
-//! `QUEUE_BYTES`; what the receiver answers on the worker's thread is always queued (the
-//! worker reads it next).
+//! the switch sends it are handed to the port at once, on the worker's own thread, and what
+//! the port answers there (`Call::answer`) the same worker forwards next: an ARP request or a
+//! ping to the gateway is answered in one wake-up, with no hand-off to another thread. (A
+//! queue to the gateway's task cost two thread wake-ups per exchange: on this 2-core VM a
+//! ping to the gateway took 80 µs against 30 µs between two containers.) The port may also
+//! have its own sockets to the outside watched by that worker's epoll (`Call::watch`): an
+//! answer from outside is read and forwarded by the thread that sent the question, which
+//! busy-polls for a while after traffic, so often with no wake-up at all.
+//!
+//! Frames the port sends on its own (from its task, or that must keep their order with those:
+//! the TCP terminator's) wait in a queue the first worker reads like a TAP: it polls an
+//! eventfd, readable while frames may wait. Each frame is one buffer behind its virtio header,
+//! as a TAP with IFF_VNET_HDR would carry it; the port's task waits while the queue holds
+//! `QUEUE_BYTES`.
 
 use std::collections::VecDeque;
 use std::io::{self, IoSlice};
 use std::os::fd::{AsFd, AsRawFd, RawFd};
 use std::sync::{Arc, Mutex};
 
+use mio::unix::SourceFd;
+use mio::{Interest, Registry, Token};
 use nix::sys::eventfd::{EfdFlags, EventFd};
 use tokio::sync::Notify;
+use vswitch_core::ids::PortId;
 
 /// Bytes of frames the port's task may queue for the switch before it waits.
 pub const QUEUE_BYTES: usize = 4 << 20;
 
-/// What takes the frames the switch sends a port inside this process: called on a data path
-/// worker's thread, so it must not block (it may lock what the port's task holds briefly).
-pub type Receiver = Arc<dyn Fn(&[u8]) + Send + Sync>;
+/// A port inside this process, as the switch's workers call it: on their own threads, so it
+/// must not block (it may lock what the port's task holds briefly).
+pub trait Port: Send + Sync {
+    /// A frame the switch sends the port (virtio header first).
+    fn receive(&self, frame: &[u8], call: &mut Call<'_>);
+    /// The socket the port had watched as `id` (`Call::watch`) may be readable: read it
+    /// until it would block (the worker is told again only of new data).
+    fn outside_ready(&self, id: u32, call: &mut Call<'_>);
+}
+
+/// What the calling worker lends a port: its epoll, and room for the port's answers.
+pub struct Call<'a> {
+    watcher: &'a Watcher,
+    answers: &'a mut Vec<Vec<u8>>,
+}
+
+impl Call<'_> {
+    /// Has this worker watch `fd` (a non-blocking socket of the port's) and call the port's
+    /// `outside_ready(id)` when it may be readable; until the socket is closed.
+    pub fn watch(&self, fd: RawFd, id: u32) -> io::Result<()> {
+        let token = Token(OUTSIDE_TOKEN | (self.watcher.port.index() << 32) | id as usize);
+        self.watcher
+            .registry
+            .register(&mut SourceFd(&fd), token, Interest::READABLE)
+    }
+
+    /// A frame (virtio header first) this worker forwards as if the port had sent it, as soon
+    /// as the call returns.
+    pub fn answer(&mut self, frame: Vec<u8>) {
+        self.answers.push(frame);
+    }
+}
+
+/// Marks the epoll tokens of sockets watched for a port: bits 32..62 its port, 0..32 the id
+/// the port gave the socket. (The workers' own tokens are the top few values and port ids.)
+const OUTSIDE_TOKEN: usize = 1 << 62;
+
+/// The port and socket id of a worker's epoll token, if it is a watched socket's.
+pub(crate) fn outside_token(token: Token) -> Option<(PortId, u32)> {
+    let port = PortId(((token.0 >> 32) & 0x3FFF_FFFF) as u32);
+    (token.0 & (3 << 62) == OUTSIDE_TOKEN).then_some((port, token.0 as u32))
+}
+
+/// A worker's epoll, and the port in the switch a link is.
+pub(crate) struct Watcher {
+    pub registry: Arc<Registry>,
+    pub port: PortId,
+}
+
+/// One worker's side of a link: its epoll, and the answers of the port's latest call.
+pub(crate) struct LinkEnd {
+    pub link: Arc<Link>,
+    pub watcher: Watcher,
+    pub answers: Vec<Vec<u8>>,
+}
+
+impl LinkEnd {
+    /// Hands the port a frame made of `parts`, on this thread (its answers wait in
+    /// `answers`); WouldBlock if the port has no receiver (it is starting or stopping).
+    pub fn send(&mut self, parts: &[IoSlice<'_>]) -> io::Result<usize> {
+        let Some(receiver) = lock(&self.link.receiver).clone() else {
+            return Err(io::ErrorKind::WouldBlock.into());
+        };
+        let len = parts.iter().map(|p| p.len()).sum();
+        let mut call = Call {
+            watcher: &self.watcher,
+            answers: &mut self.answers,
+        };
+        match parts {
+            [one] => receiver.receive(one, &mut call),
+            _ => {
+                let mut frame = Vec::with_capacity(len);
+                for part in parts {
+                    frame.extend_from_slice(part);
+                }
+                receiver.receive(&frame, &mut call);
+            }
+        }
+        Ok(len)
+    }
+
+    /// Tells the port that its socket `id` may be readable (its answers wait in `answers`).
+    pub fn outside_ready(&mut self, id: u32) {
+        let receiver = lock(&self.link.receiver).clone();
+        if let Some(receiver) = receiver {
+            let mut call = Call {
+                watcher: &self.watcher,
+                answers: &mut self.answers,
+            };
+            receiver.outside_ready(id, &mut call);
+        }
+    }
+}
 
 /// Frames one way, and their total size.
 #[derive(Default)]
@@ -56,7 +153,7 @@ pub struct Link {
     /// The switch took frames: the port may have room again.
     room: Notify,
     /// Takes the switch's frames; none before the port starts and after it stops.
-    receiver: Mutex<Option<Receiver>>,
+    receiver: Mutex<Option<Arc<dyn Port>>>,
 }
 
 impl Link {
@@ -71,8 +168,8 @@ impl Link {
         })
     }
 
-    /// Sets (or, with None, removes) what takes the switch's frames.
-    pub fn set_receiver(&self, receiver: Option<Receiver>) {
+    /// Sets (or, with None, removes) the port that takes the switch's frames.
+    pub fn set_receiver(&self, receiver: Option<Arc<dyn Port>>) {
         *lock(&self.receiver) = receiver;
     }
 
@@ -109,30 +206,10 @@ impl Link {
         frame
     }
 
-    /// Hands the port's receiver a frame made of `parts`, on this thread; WouldBlock if the
-    /// port has none (it is starting or stopping).
-    pub(crate) fn send(&self, parts: &[IoSlice<'_>]) -> io::Result<usize> {
-        let Some(receiver) = lock(&self.receiver).clone() else {
-            return Err(io::ErrorKind::WouldBlock.into());
-        };
-        let len = parts.iter().map(|p| p.len()).sum();
-        match parts {
-            [one] => receiver(one),
-            _ => {
-                let mut frame = Vec::with_capacity(len);
-                for part in parts {
-                    frame.extend_from_slice(part);
-                }
-                receiver(&frame);
-            }
-        }
-        Ok(len)
-    }
-
     // The port's side.
 
     /// Queues `frame` (virtio header first) for the switch. Never waits: the port's task
-    /// calls `room` first, and its receiver's answers are read by the worker that called it.
+    /// calls `room` first; on a worker's thread, the first worker reads them after the call.
     pub fn push(&self, frame: Vec<u8>) {
         // The worker resets the eventfd only once it finds the queue empty: a push to a
         // queue that was not empty needs no wake-up.
@@ -163,32 +240,78 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 mod tests {
     use super::*;
 
+    /// Answers every frame, pushes a copy to the queue, and watches a socket.
+    struct Echo {
+        link: Arc<Link>,
+        socket: std::net::UdpSocket,
+    }
+
+    impl Port for Echo {
+        fn receive(&self, frame: &[u8], call: &mut Call<'_>) {
+            call.answer([b"re: ", frame].concat());
+            self.link.push(frame.to_vec());
+            call.watch(self.socket.as_raw_fd(), u32::MAX).unwrap();
+        }
+        fn outside_ready(&self, id: u32, call: &mut Call<'_>) {
+            call.answer(format!("ready {id}").into_bytes());
+        }
+    }
+
+    fn end(link: &Arc<Link>, poll: &mio::Poll) -> LinkEnd {
+        LinkEnd {
+            link: link.clone(),
+            watcher: Watcher {
+                registry: Arc::new(poll.registry().try_clone().unwrap()),
+                port: PortId(5),
+            },
+            answers: Vec::new(),
+        }
+    }
+
     #[test]
-    fn the_switchs_frames_reach_the_receiver_at_once_and_the_ports_wait_in_order() {
+    fn the_port_answers_the_calling_worker_and_has_it_watch_its_sockets() {
         let link = Arc::new(Link::new().unwrap());
+        let mut poll = mio::Poll::new().unwrap();
+        let mut end = end(&link, &poll);
         assert_eq!(
-            link.send(&[IoSlice::new(b"early")]).unwrap_err().kind(),
+            end.send(&[IoSlice::new(b"early")]).unwrap_err().kind(),
             io::ErrorKind::WouldBlock,
             "no receiver yet"
         );
-        let answering = link.clone();
-        link.set_receiver(Some(Arc::new(move |frame: &[u8]| {
-            answering.push([b"re: ", frame].concat())
+        let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let peer = socket.local_addr().unwrap();
+        link.set_receiver(Some(Arc::new(Echo {
+            link: link.clone(),
+            socket: socket.try_clone().unwrap(),
         })));
-        link.send(&[IoSlice::new(b"he"), IoSlice::new(b"llo")])
+        end.send(&[IoSlice::new(b"he"), IoSlice::new(b"llo")])
             .unwrap();
+        assert_eq!(std::mem::take(&mut end.answers), [b"re: hello".to_vec()]);
+        // What the port pushes waits in the queue, in order.
         link.push(b"two".to_vec());
         let mut buf = [0u8; 16];
-        assert_eq!(link.recv(&mut buf).unwrap(), 9);
-        assert_eq!(&buf[..9], b"re: hello");
+        assert_eq!(link.recv(&mut buf).unwrap(), 5);
+        assert_eq!(&buf[..5], b"hello");
         assert_eq!(link.recv(&mut buf).unwrap(), 3);
         assert_eq!(&buf[..3], b"two");
         assert_eq!(
             link.recv(&mut buf).unwrap_err().kind(),
             io::ErrorKind::WouldBlock
         );
+        // The watched socket's readiness names the port and the id.
+        socket.send_to(b"x", peer).unwrap();
+        let mut events = mio::Events::with_capacity(4);
+        poll.poll(&mut events, Some(std::time::Duration::from_secs(5)))
+            .unwrap();
+        let tokens: Vec<_> = events.iter().map(|e| outside_token(e.token())).collect();
+        assert_eq!(tokens, [Some((PortId(5), u32::MAX))]);
+        end.outside_ready(u32::MAX);
+        assert_eq!(end.answers, [format!("ready {}", u32::MAX).into_bytes()]);
+        assert_eq!(outside_token(Token(usize::MAX)), None, "the waker's");
+        assert_eq!(outside_token(Token(3)), None, "a port's");
         // The receiver holds the link: removing it breaks the cycle.
         link.set_receiver(None);
+        drop(end);
         assert_eq!(Arc::strong_count(&link), 1);
     }
 

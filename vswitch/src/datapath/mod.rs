@@ -16,7 +16,7 @@ use std::net::SocketAddr;
 use std::sync::{mpsc, Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use mio::{Poll, Waker};
+use mio::{Poll, Registry, Waker};
 use tokio::sync::oneshot;
 
 use vswitch_core::ids::{NetworkId, PortId};
@@ -89,6 +89,8 @@ pub enum DataPathError {
 struct WorkerHandle {
     commands: mpsc::Sender<Command>,
     waker: Arc<Waker>,
+    /// Its epoll, for sockets of in-process ports it reads (`Link::watch`).
+    registry: Arc<Registry>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -118,6 +120,7 @@ impl DataPlane {
         for index in 0..config.workers.max(1) {
             let poll = Poll::new()?;
             let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
+            let registry = Arc::new(poll.registry().try_clone()?);
             let (commands, receiver) = mpsc::channel();
             let mut worker = Worker::new(
                 index,
@@ -133,6 +136,7 @@ impl DataPlane {
             workers.push(WorkerHandle {
                 commands,
                 waker,
+                registry,
                 thread: Some(thread),
             });
         }
@@ -194,7 +198,7 @@ impl DataPlane {
         let vnet_hdr = tap.vnet_hdr();
         let mtu = config.mtu as usize;
         let queues: Vec<Arc<tap::Queue>> = tap.into_queues().into_iter().map(Arc::new).collect();
-        self.add_queues(config, |index| PortIo {
+        self.add_queues(config, |index, _| PortIo {
             queue: PortQueue::Tap(queues[index % queues.len()].clone()),
             read: index < queues.len(),
             vnet_hdr,
@@ -215,8 +219,15 @@ impl DataPlane {
         config: PortConfig,
     ) -> Result<PortId, DataPathError> {
         let mtu = config.mtu as usize;
-        self.add_queues(config, |index| PortIo {
-            queue: PortQueue::Gateway(link.clone()),
+        self.add_queues(config, |index, id| PortIo {
+            queue: PortQueue::Gateway(Box::new(link::LinkEnd {
+                link: link.clone(),
+                watcher: link::Watcher {
+                    registry: self.workers[index].registry.clone(),
+                    port: id,
+                },
+                answers: Vec::new(),
+            })),
             read: index == 0,
             vnet_hdr: true,
             mtu,
@@ -234,7 +245,7 @@ impl DataPlane {
         config: PortConfig,
     ) -> Result<PortId, DataPathError> {
         let mtu = config.mtu as usize;
-        self.add_queues(config, |_| PortIo {
+        self.add_queues(config, |_, _| PortIo {
             queue: PortQueue::Tunnel(tunnel.clone()),
             read: false,
             vnet_hdr: false,
@@ -286,11 +297,11 @@ impl DataPlane {
     async fn add_queues(
         &self,
         config: PortConfig,
-        queue_of: impl Fn(usize) -> PortIo,
+        queue_of: impl Fn(usize, PortId) -> PortIo,
     ) -> Result<PortId, DataPathError> {
         let id = lock(&self.switch).add_port(config)?;
         for (index, worker) in self.workers.iter().enumerate() {
-            let io = queue_of(index);
+            let io = queue_of(index, id);
             self.ask(worker, |r| Command::AttachQueue(id, Box::new(io), r))
                 .await?;
         }

@@ -6,7 +6,7 @@ use std::io::{self, IoSlice};
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
 
-use super::link::Link;
+use super::link::LinkEnd;
 use crate::overlay::Tunnel;
 
 use vswitch_core::frame::ETH_HEADER_LEN;
@@ -40,12 +40,11 @@ impl PortCounters {
 }
 
 /// Where a port's frames come from and go to.
-#[derive(Clone)]
 pub(crate) enum PortQueue {
     /// One queue of a TAP device in a container's namespace.
     Tap(Arc<tap::Queue>),
-    /// The link to a port inside this process (a network's gateway).
-    Gateway(Arc<Link>),
+    /// This worker's end of the link to a port inside this process (a network's gateway).
+    Gateway(Box<LinkEnd>),
     /// The way to another host of an overlay network (never read: the underlay is).
     Tunnel(Arc<Tunnel>),
 }
@@ -54,23 +53,23 @@ impl PortQueue {
     pub fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
         match self {
             PortQueue::Tap(device) => device.recv(buf),
-            PortQueue::Gateway(link) => link.recv(buf),
+            PortQueue::Gateway(end) => end.link.recv(buf),
             PortQueue::Tunnel(_) => Err(io::ErrorKind::WouldBlock.into()),
         }
     }
 
-    fn send(&self, frame: &[u8]) -> io::Result<usize> {
+    fn send(&mut self, frame: &[u8]) -> io::Result<usize> {
         match self {
             PortQueue::Tap(device) => device.send(frame),
-            PortQueue::Gateway(link) => link.send(&[IoSlice::new(frame)]),
+            PortQueue::Gateway(end) => end.send(&[IoSlice::new(frame)]),
             PortQueue::Tunnel(tunnel) => tunnel.send(&[IoSlice::new(frame)]),
         }
     }
 
-    fn send_vectored(&self, iov: &[IoSlice<'_>]) -> io::Result<usize> {
+    fn send_vectored(&mut self, iov: &[IoSlice<'_>]) -> io::Result<usize> {
         match self {
             PortQueue::Tap(device) => device.send_vectored(iov),
-            PortQueue::Gateway(link) => link.send(iov),
+            PortQueue::Gateway(end) => end.send(iov),
             PortQueue::Tunnel(tunnel) => tunnel.send(iov),
         }
     }
@@ -78,7 +77,7 @@ impl PortQueue {
     pub fn as_raw_fd(&self) -> std::os::fd::RawFd {
         match self {
             PortQueue::Tap(device) => device.as_raw_fd(),
-            PortQueue::Gateway(link) => link.switch_fd(),
+            PortQueue::Gateway(end) => end.link.switch_fd(),
             PortQueue::Tunnel(tunnel) => tunnel.as_raw_fd(),
         }
     }

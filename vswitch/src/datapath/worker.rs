@@ -22,8 +22,9 @@ use vswitch_core::reason::DropReason;
 use vswitch_core::switch::{Action, Egress, Switch};
 
 use super::fanout::Fanout;
+use super::link::outside_token;
 use super::lock;
-use super::port::{dispatch_frame, PortCounters, PortIo};
+use super::port::{dispatch_frame, PortCounters, PortIo, PortQueue};
 use crate::capture::Direction;
 use crate::overlay::wireguard::WireGuard;
 use crate::overlay::Underlay;
@@ -80,6 +81,8 @@ pub(super) struct Worker {
     coalescer: Coalescer,
     /// Output ports of the frame at hand, copied out so the lock is not held while writing.
     targets: Vec<Egress>,
+    /// In-process ports that answered the frame at hand on this thread.
+    answered: Vec<PortId>,
     segmenter: Segmenter,
     /// Copy of the answer to a rejected frame, sent after the switch lock is released.
     reply: Vec<u8>,
@@ -145,6 +148,7 @@ impl Worker {
             buf: vec![0; FRAME_BUF_LEN],
             coalescer: Coalescer::default(),
             targets: Vec::new(),
+            answered: Vec::new(),
             segmenter: Segmenter::default(),
             reply: Vec::new(),
             last_sweep: Instant::now(),
@@ -180,6 +184,18 @@ impl Worker {
                     self.ready.push_back(UNDERLAY_PORT);
                 } else if event.token() == WIREGUARD {
                     self.ready.push_back(WIREGUARD_PORT);
+                } else if let Some((port, id)) = outside_token(event.token()) {
+                    // A socket an in-process port had this worker watch.
+                    if let Some(Some(PortIo {
+                        queue: PortQueue::Gateway(end),
+                        ..
+                    })) = self.ports.get_mut(port.index())
+                    {
+                        end.outside_ready(id);
+                        let now = Instant::now();
+                        self.last_traffic = now;
+                        self.forward_answers(now, port);
+                    }
                 } else {
                     self.ready.push_back(PortId(event.token().0 as u32));
                 }
@@ -427,8 +443,48 @@ impl Worker {
                 self.fanout
                     .mirror_targets(egress.port, Direction::Out, &mut self.mirror_targets);
             }
+            if matches!(&out.queue, PortQueue::Gateway(end) if !end.answers.is_empty()) {
+                self.answered.push(egress.port);
+            }
         }
         self.dispatch_mirrors(frame, offload, ingress_tag_len);
+        // A gateway answered on this thread: its answers go out now. (They never go back to
+        // a gateway, so this goes no deeper.)
+        while let Some(port) = self.answered.pop() {
+            self.forward_answers(now, port);
+        }
+    }
+
+    /// Forwards what an in-process port answered on this thread, as if read from its link.
+    fn forward_answers(&mut self, now: Instant, port: PortId) {
+        let Some(Some(PortIo {
+            queue: PortQueue::Gateway(end),
+            counters,
+            ..
+        })) = self.ports.get_mut(port.index())
+        else {
+            return;
+        };
+        let mut answers = std::mem::take(&mut end.answers);
+        for frame in &answers {
+            counters.rx_packets += 1;
+            counters.rx_bytes += frame.len().saturating_sub(VNET_HDR_LEN) as u64;
+        }
+        for frame in &answers {
+            if frame.len() >= VNET_HDR_LEN {
+                let offload = Offload::parse(&frame[..VNET_HDR_LEN]);
+                self.forward(now, port, offload, &frame[VNET_HDR_LEN..]);
+            }
+        }
+        answers.clear();
+        if let Some(Some(PortIo {
+            queue: PortQueue::Gateway(end),
+            ..
+        })) = self.ports.get_mut(port.index())
+        {
+            // Its buffer is kept for the next call.
+            end.answers = answers;
+        }
     }
 
     /// Asks the core, under the switch lock, what to do with a frame, and copies out what

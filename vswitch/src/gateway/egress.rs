@@ -8,10 +8,14 @@
 //! cannot be sent is counted. Published UDP ports come in the other way: a datagram on the
 //! host port opens a flow from the client's own address to the container, whose answers leave
 //! through the listening socket to that client.
+//!
+//! A flow's own socket is watched by the data path worker that sent its first datagram
+//! (`Watch`), which reads the answers and forwards their frames itself: a ping through the
+//! gateway crosses no other thread.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd};
+use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, RawFd};
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -50,24 +54,35 @@ struct FlowKey {
     outside: SocketAddr,
 }
 
+/// Has a flow's socket (non-blocking) watched, as the given id, by whoever then calls
+/// `Egress::outside_ready` when it may be readable.
+pub type Watch<'a> = &'a dyn Fn(RawFd, u32) -> std::io::Result<()>;
+
+/// Where a flow's datagrams go out.
+enum FlowSocket {
+    /// Its own, connected to the outside address and watched (`Egress::ids`).
+    Own(std::net::UdpSocket),
+    /// A published port's, shared by its clients (its task reads it).
+    Published(Arc<UdpSocket>),
+}
+
+impl FlowSocket {
+    fn as_raw_fd(&self) -> RawFd {
+        match self {
+            FlowSocket::Own(socket) => socket.as_raw_fd(),
+            FlowSocket::Published(socket) => socket.as_raw_fd(),
+        }
+    }
+}
+
 struct Flow {
-    socket: Arc<UdpSocket>,
+    socket: FlowSocket,
     /// A published port's client: the flow shares the port's socket and sends to it.
     client: Option<SocketAddr>,
     container_mac: [u8; 6],
     last_used: Instant,
     /// The start of the last datagram sent, to quote in an ICMP error.
     quote: Vec<u8>,
-    /// Reads the flow's own socket (none for a published port's client).
-    reader: Option<tokio::task::JoinHandle<()>>,
-}
-
-impl Drop for Flow {
-    fn drop(&mut self) {
-        if let Some(reader) = &self.reader {
-            reader.abort();
-        }
-    }
 }
 
 /// What came back for a flow.
@@ -124,6 +139,11 @@ pub struct Egress {
     beyond: Beyond,
     internal: bool,
     flows: HashMap<FlowKey, Flow>,
+    /// The flows of watched sockets, by id.
+    ids: HashMap<u32, FlowKey>,
+    next_id: u32,
+    /// Where answers are read (one datagram at most).
+    buf: Vec<u8>,
     answers_tx: mpsc::Sender<Answer>,
     /// Its counters.
     pub counters: Arc<EgressCounters>,
@@ -132,7 +152,7 @@ pub struct Egress {
 
 impl Egress {
     /// Egress to what is `beyond` the network; `internal`: none at all, only counted. With
-    /// it, where answers from the outside come, for `answer`.
+    /// it, where published ports' datagrams and refusals found on sending come, for `answer`.
     pub fn new(
         gateway_mac: [u8; 6],
         mtu: u32,
@@ -147,6 +167,9 @@ impl Egress {
             beyond,
             internal,
             flows: HashMap::new(),
+            ids: HashMap::new(),
+            next_id: 0,
+            buf: vec![0; 65_536],
             answers_tx,
             counters,
             warned_ping: false,
@@ -156,7 +179,8 @@ impl Egress {
 
     /// Takes the frame if it is a UDP or ICMP echo datagram for an address beyond the network
     /// (true: taken, sent or counted); anything else is left to the gateway's stack.
-    pub fn take(&mut self, routed: &Routed) -> bool {
+    /// New flows' sockets are watched by `watch`.
+    pub fn take(&mut self, routed: &Routed, watch: Watch<'_>) -> bool {
         let (src, dst, ip_start) = (routed.src, routed.dst, routed.ip_start);
         let (packet, container_mac, frame) = (&routed.packet, routed.container_mac, routed.frame);
         let (key, payload) = match &packet.transport {
@@ -192,7 +216,7 @@ impl Egress {
             return true;
         }
         let quote = &frame[ip_start..frame.len().min(ip_start + QUOTE)];
-        self.send(key, target, container_mac, payload, quote);
+        self.send(key, target, container_mac, payload, quote, watch);
         true
     }
 
@@ -204,10 +228,11 @@ impl Egress {
         container_mac: [u8; 6],
         payload: &[u8],
         quote: &[u8],
+        watch: Watch<'_>,
     ) {
         if !self.flows.contains_key(&key) {
             let Some(target) = target else { return };
-            match self.open(key, target, container_mac) {
+            match self.open(key, target, container_mac, watch) {
                 Some(flow) => {
                     self.flows.insert(key, flow);
                 }
@@ -270,15 +295,24 @@ impl Egress {
         self.flows.len() < MAX_FLOWS && from_address < MAX_FLOWS_PER_ADDRESS
     }
 
-    /// A socket for a new flow, connected to `target`, and the task that reads its answers;
-    /// None (counted) past the limits or when the host allows no such socket.
-    fn open(&mut self, key: FlowKey, target: SocketAddr, container_mac: [u8; 6]) -> Option<Flow> {
+    /// A socket for a new flow, connected to `target` and watched; None (counted) past the
+    /// limits or when the host allows no such socket.
+    fn open(
+        &mut self,
+        key: FlowKey,
+        target: SocketAddr,
+        container_mac: [u8; 6],
+        watch: Watch<'_>,
+    ) -> Option<Flow> {
         if !self.has_room(key.inside.ip()) {
             self.counters.limited.fetch_add(1, Relaxed);
             return None;
         }
-        let socket = match flow_socket(key.protocol, target) {
-            Ok(socket) => Arc::new(socket),
+        let id = self.free_id();
+        let socket = match flow_socket(key.protocol, target)
+            .and_then(|socket| watch(socket.as_raw_fd(), id).map(|()| socket))
+        {
+            Ok(socket) => socket,
             Err(e) => {
                 if key.protocol == Protocol::Echo && !self.warned_ping {
                     self.warned_ping = true;
@@ -289,15 +323,54 @@ impl Egress {
             }
         };
         self.counters.flows.fetch_add(1, Relaxed);
-        let reader = tokio::spawn(read_answers(key, socket.clone(), self.answers_tx.clone()));
+        self.ids.insert(id, key);
         Some(Flow {
-            socket,
+            socket: FlowSocket::Own(socket),
             client: None,
             container_mac,
             last_used: Instant::now(),
             quote: Vec::new(),
-            reader: Some(reader),
         })
+    }
+
+    /// An id no open flow's socket has.
+    fn free_id(&mut self) -> u32 {
+        while self.ids.contains_key(&self.next_id) {
+            self.next_id = self.next_id.wrapping_add(1);
+        }
+        let id = self.next_id;
+        self.next_id = self.next_id.wrapping_add(1);
+        id
+    }
+
+    /// Reads what came on the socket watched as `id` until it would block: the frames that
+    /// carry it to the container.
+    pub fn outside_ready(&mut self, id: u32) -> Vec<Vec<u8>> {
+        let mut frames = Vec::new();
+        let Some(&key) = self.ids.get(&id) else {
+            return frames;
+        };
+        loop {
+            let Some(Flow {
+                socket: FlowSocket::Own(socket),
+                ..
+            }) = self.flows.get(&key)
+            else {
+                return frames;
+            };
+            let kind = match socket.recv(&mut self.buf) {
+                Ok(len) => AnswerKind::Data(self.buf[..len].to_vec()),
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => AnswerKind::Refused,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    if e.kind() != std::io::ErrorKind::WouldBlock {
+                        debug!(outside = %key.outside, error = %e, "egress flow failed");
+                    }
+                    return frames;
+                }
+            };
+            frames.extend(self.answer(Answer { key, kind }));
+        }
     }
 
     /// The flow a published port's client opens (or keeps using), and its key; None on an
@@ -336,12 +409,11 @@ impl Egress {
             }
             self.counters.flows.fetch_add(1, Relaxed);
             let flow = Flow {
-                socket,
+                socket: FlowSocket::Published(socket),
                 client: Some(client),
                 container_mac,
                 last_used: Instant::now(),
                 quote: Vec::new(),
-                reader: None,
             };
             self.flows.insert(key, flow);
         }
@@ -386,6 +458,8 @@ impl Egress {
         let before = self.flows.len();
         self.flows
             .retain(|_, flow| now.duration_since(flow.last_used) < IDLE);
+        let flows = &self.flows;
+        self.ids.retain(|_, key| flows.contains_key(key));
         let expired = (before - self.flows.len()) as u64;
         self.counters.expired.fetch_add(expired, Relaxed);
     }
@@ -445,7 +519,7 @@ fn echo_key(src: IpAddr, dst: IpAddr, id: u16) -> FlowKey {
 
 /// A non-blocking socket of the daemon's namespace connected to `target`: UDP, or an
 /// unprivileged ICMP echo (ping) socket.
-fn flow_socket(protocol: Protocol, target: SocketAddr) -> std::io::Result<UdpSocket> {
+fn flow_socket(protocol: Protocol, target: SocketAddr) -> std::io::Result<std::net::UdpSocket> {
     use nix::sys::socket::{socket, AddressFamily, SockFlag, SockProtocol, SockType};
     let family = match target {
         SocketAddr::V4(_) => AddressFamily::Inet,
@@ -466,25 +540,7 @@ fn flow_socket(protocol: Protocol, target: SocketAddr) -> std::io::Result<UdpSoc
     // any protocol takes std's UDP socket calls (connect, send, recv).
     let std_socket = unsafe { std::net::UdpSocket::from_raw_fd(fd.into_raw_fd()) };
     std_socket.connect(target)?;
-    UdpSocket::from_std(std_socket)
-}
-
-/// Reads a flow's answers until its socket fails or the flow is dropped.
-async fn read_answers(key: FlowKey, socket: Arc<UdpSocket>, answers: mpsc::Sender<Answer>) {
-    let mut buf = vec![0u8; 65_536];
-    loop {
-        let kind = match socket.recv(&mut buf).await {
-            Ok(len) => AnswerKind::Data(buf[..len].to_vec()),
-            Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => AnswerKind::Refused,
-            Err(e) => {
-                debug!(outside = %key.outside, error = %e, "egress flow failed");
-                return;
-            }
-        };
-        if answers.send(Answer { key, kind }).await.is_err() {
-            return;
-        }
-    }
+    Ok(std_socket)
 }
 
 #[cfg(test)]
@@ -508,7 +564,7 @@ mod tests {
 
     /// What the gateway does with a frame: parse it, and offer it to egress.
     fn take(egress: &mut Egress, frame: &[u8]) -> bool {
-        Routed::parse(frame, GATEWAY_MAC).is_some_and(|r| egress.take(&r))
+        Routed::parse(frame, GATEWAY_MAC).is_some_and(|r| egress.take(&r, &|_, _| Ok(())))
     }
 
     fn egress(internal: bool) -> Egress {

@@ -22,7 +22,7 @@ use super::{
     dhcp, egress, host, ndp, outside, tcp_egress, GatewayConfig, GatewayCounters, LeaseCall,
     RA_INTERVAL,
 };
-use crate::datapath::link::Link;
+use crate::datapath::link::{Call, Link};
 use crate::model::leases::{Decision, LeaseQuery};
 use vswitch_core::frame::MacAddr;
 use vswitch_core::offload::{Offload, Segmenter, VNET_HDR_LEN};
@@ -55,6 +55,8 @@ pub(super) struct Handler {
     pub(super) segmenter: Segmenter,
     /// Where tasks are started, also from a worker's thread.
     pub(super) runtime: tokio::runtime::Handle,
+    /// While a worker's call is handled: the frames that answer it, for that worker to send.
+    pub(super) answers: Option<Vec<Vec<u8>>>,
     /// When the gateway's task next wakes for the stack's timers.
     pub(super) task_wakes_at: Instant,
     /// Wakes the task earlier, when a frame handled on a worker's thread moved a timer closer.
@@ -74,11 +76,23 @@ fn is_ipv4_broadcast(frame: &[u8]) -> bool {
 impl Handler {
     /// A frame from the switch (virtio header first), on a data path worker's thread: handled,
     /// and whatever the stack answers queued for the switch at once.
-    pub(super) fn receive(&mut self, datagram: &[u8]) {
-        self.handle_offloaded(datagram);
+    pub(super) fn receive(&mut self, datagram: &[u8], call: &mut Call<'_>) {
+        self.answers = Some(Vec::new());
+        self.handle_offloaded(datagram, call);
         self.poll_stack();
+        for frame in self.answers.take().unwrap_or_default() {
+            call.answer(frame);
+        }
         if Instant::now() + self.poll_delay() < self.task_wakes_at {
             self.retime.notify_one();
+        }
+    }
+
+    /// The egress socket watched as `id` may be readable, on a data path worker's thread:
+    /// its answers go to the switch at once.
+    pub(super) fn outside_ready(&mut self, id: u32, call: &mut Call<'_>) {
+        for frame in self.egress.outside_ready(id) {
+            call.answer([&Offload::default().emit()[..], &frame].concat());
         }
     }
 
@@ -107,21 +121,25 @@ impl Handler {
             .min(self.tcp_egress.poll_delay().unwrap_or(RA_INTERVAL))
     }
 
-    pub(super) fn send(&self, frame: &[u8]) {
-        send_plain(&self.link, frame);
+    /// Sends `frame` to the switch: to the worker whose call is being handled, if one is.
+    pub(super) fn send(&mut self, frame: &[u8]) {
+        match &mut self.answers {
+            Some(answers) => answers.push([&Offload::default().emit()[..], frame].concat()),
+            None => send_plain(&self.link, frame),
+        }
     }
 
     /// A datagram from the switch: a frame behind its virtio header. TCP for beyond the
     /// network goes to the terminator as it is (a 64 KB segment stays one); any other frame
     /// with offloads is cut into wire frames, checksums filled in, for the rest of the gateway.
-    fn handle_offloaded(&mut self, datagram: &[u8]) {
+    fn handle_offloaded(&mut self, datagram: &[u8], call: &Call<'_>) {
         let Some(frame) = datagram.get(VNET_HDR_LEN..) else {
             self.counters.frames_dropped.fetch_add(1, Relaxed);
             return;
         };
         let offload = Offload::parse(datagram);
         if !offload.is_gso() && !offload.needs_csum() {
-            return self.handle_frame(frame);
+            return self.handle_frame(frame, call);
         }
         if self.host.is_none() {
             let routed = outside::Routed::parse(frame, self.config.mac.0);
@@ -138,18 +156,18 @@ impl Handler {
             }
         };
         for frame in frames {
-            self.handle_frame(&frame);
+            self.handle_frame(&frame, call);
         }
     }
 
-    pub(super) fn send_router_advert(&self) {
+    pub(super) fn send_router_advert(&mut self) {
         let frame = ndp::router_advert(self.config.mac, self.config.mtu, self.ipv6_prefix);
         self.send(&frame);
     }
 
     /// A frame from the switch: DHCP and router solicitations are answered here, the rest
     /// goes to smoltcp.
-    fn handle_frame(&mut self, frame: &[u8]) {
+    fn handle_frame(&mut self, frame: &[u8], call: &Call<'_>) {
         if let Some(dhcp_config) = &self.config.dhcp {
             match dhcp::parse_request(frame) {
                 Ok(request) => {
@@ -173,7 +191,9 @@ impl Handler {
         if self.host.is_none() {
             // Parsed once for both egress paths.
             let routed = outside::Routed::parse(frame, self.config.mac.0);
-            if routed.is_some_and(|r| self.egress.take(&r) || self.tcp_egress.take(&r)) {
+            if routed.is_some_and(|r| {
+                self.egress.take(&r, &|fd, id| call.watch(fd, id)) || self.tcp_egress.take(&r)
+            }) {
                 return;
             }
         }

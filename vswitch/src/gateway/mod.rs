@@ -24,7 +24,7 @@ pub mod tcp_egress;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, Weak};
 use std::time::Duration;
 
 use ipnet::IpNet;
@@ -36,7 +36,7 @@ use tokio::io::unix::{AsyncFd, AsyncFdReadyGuard};
 use tokio::sync::{mpsc, oneshot, Notify};
 use tracing::{debug, warn};
 
-use crate::datapath::link::Link;
+use crate::datapath::link::{Call, Link, Port};
 use crate::model::leases::{Decision, LeaseQuery};
 use crate::model::SubnetRecord;
 use device::FrameQueues;
@@ -282,19 +282,13 @@ pub fn spawn(
         tcp_egress,
         segmenter: Segmenter::default(),
         runtime: tokio::runtime::Handle::current(),
+        answers: None,
         task_wakes_at: std::time::Instant::now(),
         retime: retime.clone(),
     }));
-    // The worker that has a frame for the gateway handles it on its own thread. (A weak
-    // reference: the link must not keep the gateway alive.)
-    let weak = Arc::downgrade(&handler);
-    let runtime = tokio::runtime::Handle::current();
-    link.set_receiver(Some(Arc::new(move |frame: &[u8]| {
-        if let Some(handler) = weak.upgrade() {
-            // Tasks and sockets the frame starts belong to the daemon's runtime.
-            let _entered = runtime.enter();
-            lock(&handler).receive(frame);
-        }
+    link.set_receiver(Some(Arc::new(OnWorker {
+        handler: Arc::downgrade(&handler),
+        runtime: tokio::runtime::Handle::current(),
     })));
     let task = Task {
         handler,
@@ -324,6 +318,30 @@ async fn host_readable(
     }
 }
 
+/// The gateway as the switch's workers call it: a worker that has a frame for the gateway, or
+/// finds one of its egress sockets readable, handles it on its own thread.
+struct OnWorker {
+    /// Weak: the link must not keep the gateway alive.
+    handler: Weak<Mutex<Handler>>,
+    /// Tasks and sockets a frame starts belong to the daemon's runtime.
+    runtime: tokio::runtime::Handle,
+}
+
+impl Port for OnWorker {
+    fn receive(&self, frame: &[u8], call: &mut Call<'_>) {
+        if let Some(handler) = self.handler.upgrade() {
+            let _entered = self.runtime.enter();
+            lock(&handler).receive(frame, call);
+        }
+    }
+
+    fn outside_ready(&self, id: u32, call: &mut Call<'_>) {
+        if let Some(handler) = self.handler.upgrade() {
+            lock(&handler).outside_ready(id, call);
+        }
+    }
+}
+
 /// The gateway's task: what comes from outside the switch (the host interface, upstream DNS
 /// answers, egress sockets) and the stacks' timers.
 struct Task {
@@ -341,7 +359,7 @@ impl Task {
         // A 64 KB IP packet behind Ethernet, VLAN and virtio headers.
         let mut buf = vec![0u8; VNET_HDR_LEN + 65_536 + 64];
         {
-            let handler = lock(&self.handler);
+            let mut handler = lock(&self.handler);
             if handler.ipv6_prefix.is_some() {
                 handler.send_router_advert();
             }
@@ -406,7 +424,7 @@ impl Task {
                 _ = self.retime.notified() => {}
                 _ = tokio::time::sleep_until(wake) => {
                     if tokio::time::Instant::now() >= next_ra {
-                        let handler = lock(&self.handler);
+                        let mut handler = lock(&self.handler);
                         if handler.ipv6_prefix.is_some() {
                             handler.send_router_advert();
                         }
