@@ -10,14 +10,15 @@
 //!
 //! Frames the port sends on its own (from its task, or that must keep their order with those:
 //! the TCP terminator's) wait in a queue the first worker reads like a TAP: it polls an
-//! eventfd, readable while frames may wait. Each frame is one buffer behind its virtio header,
+//! eventfd, readable while frames may wait. That worker can also watch the port's sockets
+//! whose frames go through the queue (`Link::watch`: the TCP terminator's connections). Each frame is one buffer behind its virtio header,
 //! as a TAP with IFF_VNET_HDR would carry it; the port's task waits while the queue holds
 //! `QUEUE_BYTES`.
 
 use std::collections::VecDeque;
 use std::io::{self, IoSlice};
 use std::os::fd::{AsFd, AsRawFd, RawFd};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use mio::unix::SourceFd;
 use mio::{Interest, Registry, Token};
@@ -154,6 +155,8 @@ pub struct Link {
     room: Notify,
     /// Takes the switch's frames; none before the port starts and after it stops.
     receiver: Mutex<Option<Arc<dyn Port>>>,
+    /// The epoll of the worker that reads the queue; set once the link is a switch port.
+    reader: OnceLock<Watcher>,
 }
 
 impl Link {
@@ -165,6 +168,7 @@ impl Link {
             switch_wake: EventFd::from_flags(flags)?,
             room: Notify::new(),
             receiver: Mutex::default(),
+            reader: OnceLock::new(),
         })
     }
 
@@ -173,7 +177,30 @@ impl Link {
         *lock(&self.receiver) = receiver;
     }
 
+    /// Has the worker that reads the queue watch `fd` (a non-blocking socket of the port's)
+    /// for reading and writing, and call the port's `outside_ready(id)` when it may be ready;
+    /// until the socket is closed.
+    pub fn watch(&self, fd: RawFd, id: u32) -> io::Result<()> {
+        let reader = self.reader.get().ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::NotConnected,
+                "the link is not a switch port yet",
+            )
+        })?;
+        let token = Token(OUTSIDE_TOKEN | (reader.port.index() << 32) | id as usize);
+        reader.registry.register(
+            &mut SourceFd(&fd),
+            token,
+            Interest::READABLE | Interest::WRITABLE,
+        )
+    }
+
     // The switch's side (a worker thread; never blocks).
+
+    /// Sets the epoll of the worker that reads the queue.
+    pub(crate) fn set_reader(&self, watcher: Watcher) {
+        let _ = self.reader.set(watcher);
+    }
 
     /// The descriptor a worker polls for frames from the port.
     pub(crate) fn switch_fd(&self) -> RawFd {
@@ -305,6 +332,18 @@ mod tests {
             .unwrap();
         let tokens: Vec<_> = events.iter().map(|e| outside_token(e.token())).collect();
         assert_eq!(tokens, [Some((PortId(5), u32::MAX))]);
+        // And one watched by the queue's reader, for both ways.
+        let stream = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        assert!(link.watch(stream.as_raw_fd(), 9).is_err(), "not a port yet");
+        link.set_reader(Watcher {
+            registry: Arc::new(poll.registry().try_clone().unwrap()),
+            port: PortId(6),
+        });
+        link.watch(stream.as_raw_fd(), 9).unwrap();
+        poll.poll(&mut events, Some(std::time::Duration::from_secs(5)))
+            .unwrap();
+        let tokens: Vec<_> = events.iter().map(|e| outside_token(e.token())).collect();
+        assert_eq!(tokens, [Some((PortId(6), 9))], "writable at once");
         end.outside_ready(u32::MAX);
         assert_eq!(end.answers, [format!("ready {}", u32::MAX).into_bytes()]);
         assert_eq!(outside_token(Token(usize::MAX)), None, "the waker's");

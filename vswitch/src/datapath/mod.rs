@@ -219,22 +219,28 @@ impl DataPlane {
         config: PortConfig,
     ) -> Result<PortId, DataPathError> {
         let mtu = config.mtu as usize;
-        self.add_queues(config, |index, id| PortIo {
-            queue: PortQueue::Gateway(Box::new(link::LinkEnd {
-                link: link.clone(),
-                watcher: link::Watcher {
-                    registry: self.workers[index].registry.clone(),
-                    port: id,
-                },
-                answers: Vec::new(),
-            })),
-            read: index == 0,
-            vnet_hdr: true,
-            mtu,
-            counters: PortCounters::default(),
-            batch: Vec::new(),
-        })
-        .await
+        let id = self
+            .add_queues(config, |index, id| PortIo {
+                queue: PortQueue::Gateway(Box::new(link::LinkEnd {
+                    link: link.clone(),
+                    watcher: link::Watcher {
+                        registry: self.workers[index].registry.clone(),
+                        port: id,
+                    },
+                    answers: Vec::new(),
+                })),
+                read: index == 0,
+                vnet_hdr: true,
+                mtu,
+                counters: PortCounters::default(),
+                batch: Vec::new(),
+            })
+            .await?;
+        link.set_reader(link::Watcher {
+            registry: self.workers[0].registry.clone(),
+            port: id,
+        });
+        Ok(id)
     }
 
     /// Adds the port of one remote host of an overlay network: every worker writes to it; its

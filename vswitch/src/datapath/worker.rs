@@ -188,10 +188,15 @@ impl Worker {
                     // A socket an in-process port had this worker watch.
                     if let Some(Some(PortIo {
                         queue: PortQueue::Gateway(end),
+                        read,
                         ..
                     })) = self.ports.get_mut(port.index())
                     {
                         end.outside_ready(id);
+                        // What it queued (this worker reads the queue) goes out now too.
+                        if *read {
+                            self.ready.push_back(port);
+                        }
                         let now = Instant::now();
                         self.last_traffic = now;
                         self.forward_answers(now, port);

@@ -20,7 +20,7 @@ use super::directory::Directory;
 use super::dns_service::{Answer, TcpConn};
 use super::{
     dhcp, egress, host, ndp, outside, tcp_egress, GatewayConfig, GatewayCounters, LeaseCall,
-    RA_INTERVAL,
+    RA_INTERVAL, TCP_WATCH,
 };
 use crate::datapath::link::{Call, Link};
 use crate::model::leases::{Decision, LeaseQuery};
@@ -83,6 +83,11 @@ impl Handler {
         for frame in self.answers.take().unwrap_or_default() {
             call.answer(frame);
         }
+        self.retime_if_sooner();
+    }
+
+    /// Wakes the task if the stacks' timers now want it sooner than it planned.
+    fn retime_if_sooner(&mut self) {
         if Instant::now() + self.poll_delay() < self.task_wakes_at {
             self.retime.notify_one();
         }
@@ -91,6 +96,15 @@ impl Handler {
     /// The egress socket watched as `id` may be readable, on a data path worker's thread:
     /// its answers go to the switch at once.
     pub(super) fn outside_ready(&mut self, id: u32, call: &mut Call<'_>) {
+        if id & TCP_WATCH != 0 {
+            // Queued: the TCP terminator's frames keep their order there (this worker reads it).
+            self.tcp_egress.outside_ready(id & !TCP_WATCH);
+            for frame in self.tcp_egress.pump() {
+                self.link.push(frame);
+            }
+            self.retime_if_sooner();
+            return;
+        }
         for frame in self.egress.outside_ready(id) {
             call.answer([&Offload::default().emit()[..], &frame].concat());
         }

@@ -60,6 +60,8 @@ const RA_INTERVAL: Duration = Duration::from_secs(200);
 const EGRESS_EXPIRY_INTERVAL: Duration = Duration::from_secs(5);
 /// Largest UDP DNS answer without EDNS.
 const UDP_DNS_MAX: usize = 512;
+/// Marks the watch ids of the TCP terminator's connections (the rest are datagram flows').
+const TCP_WATCH: u32 = 1 << 31;
 /// Egress events handled before the stack is polled.
 const EVENTS_PER_POLL: usize = 32;
 
@@ -254,6 +256,10 @@ pub fn spawn(
         beyond,
         config.internal,
         counters.egress.clone(),
+        {
+            let link = link.clone();
+            Box::new(move |fd, id| link.watch(fd, id | TCP_WATCH))
+        },
     );
     let inbound = tcp_egress.sender();
     let (done_tx, done_rx) = mpsc::channel(MAX_FORWARDS);

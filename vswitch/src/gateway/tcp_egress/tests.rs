@@ -23,6 +23,7 @@ fn tcp_egress(internal: bool) -> TcpEgress {
         beyond,
         internal,
         Arc::default(),
+        Box::new(|_, _| Ok(())),
     )
     .0
 }
