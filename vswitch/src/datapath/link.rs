@@ -207,21 +207,14 @@ impl Link {
         self.switch_wake.as_fd().as_raw_fd()
     }
 
-    /// Copies the next frame from the port into `buf`; WouldBlock when there is none (the
-    /// eventfd is then reset, so the next frame wakes the worker again).
-    pub(crate) fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
-        let frame = match self.pop_for_switch() {
-            Some(frame) => frame,
-            None => {
-                // Reset, then look again: a frame pushed in between is not missed.
-                let _ = self.switch_wake.read();
-                self.pop_for_switch()
-                    .ok_or_else(|| io::Error::from(io::ErrorKind::WouldBlock))?
-            }
-        };
-        let len = frame.len().min(buf.len());
-        buf[..len].copy_from_slice(&frame[..len]);
-        Ok(len)
+    /// The next frame from the port (forwarded from its own buffer: no copy); None when
+    /// there is none (the eventfd is then reset, so the next frame wakes the worker again).
+    pub(crate) fn recv(&self) -> Option<Vec<u8>> {
+        self.pop_for_switch().or_else(|| {
+            // Reset, then look again: a frame pushed in between is not missed.
+            let _ = self.switch_wake.read();
+            self.pop_for_switch()
+        })
     }
 
     fn pop_for_switch(&self) -> Option<Vec<u8>> {
@@ -316,15 +309,9 @@ mod tests {
         assert_eq!(std::mem::take(&mut end.answers), [b"re: hello".to_vec()]);
         // What the port pushes waits in the queue, in order.
         link.push(b"two".to_vec());
-        let mut buf = [0u8; 16];
-        assert_eq!(link.recv(&mut buf).unwrap(), 5);
-        assert_eq!(&buf[..5], b"hello");
-        assert_eq!(link.recv(&mut buf).unwrap(), 3);
-        assert_eq!(&buf[..3], b"two");
-        assert_eq!(
-            link.recv(&mut buf).unwrap_err().kind(),
-            io::ErrorKind::WouldBlock
-        );
+        assert_eq!(link.recv().unwrap(), b"hello");
+        assert_eq!(link.recv().unwrap(), b"two");
+        assert_eq!(link.recv(), None);
         // The watched socket's readiness names the port and the id.
         socket.send_to(b"x", peer).unwrap();
         let mut events = mio::Events::with_capacity(4);
@@ -372,11 +359,10 @@ mod tests {
             nix::poll::PollFlags::POLLIN,
         )];
         assert_eq!(nix::poll::poll(&mut ready, 0u16).unwrap(), 1);
-        let mut buf = vec![0u8; QUEUE_BYTES];
-        link.recv(&mut buf).unwrap();
+        link.recv().unwrap();
         waiter.await.unwrap();
-        link.recv(&mut buf).unwrap();
-        assert!(link.recv(&mut buf).is_err());
+        link.recv().unwrap();
+        assert!(link.recv().is_none());
         assert_eq!(nix::poll::poll(&mut ready, 0u16).unwrap(), 0, "reset");
     }
 }

@@ -22,7 +22,7 @@ use vswitch_core::reason::DropReason;
 use vswitch_core::switch::{Action, Egress, Switch};
 
 use super::fanout::Fanout;
-use super::link::outside_token;
+use super::link::{outside_token, Link};
 use super::lock;
 use super::port::{dispatch_frame, PortCounters, PortIo, PortQueue};
 use crate::capture::Direction;
@@ -231,6 +231,14 @@ impl Worker {
         if port == WIREGUARD_PORT {
             return self.drain_wireguard();
         }
+        if let Some(Some(PortIo {
+            queue: PortQueue::Gateway(end),
+            ..
+        })) = self.ports.get(port.index())
+        {
+            let link = end.link.clone();
+            return self.drain_link(port, &link);
+        }
         let now = Instant::now();
         // The buffer is lent out for the batch so the frame can be read while ports are written.
         let mut buf = std::mem::take(&mut self.buf);
@@ -254,6 +262,34 @@ impl Worker {
         }
         self.buf = buf;
         drained
+    }
+
+    /// Forwards up to `BATCH` frames an in-process port queued, each from its own buffer.
+    fn drain_link(&mut self, port: PortId, link: &Link) -> Drain {
+        let now = Instant::now();
+        for _ in 0..BATCH {
+            let Some(frame) = link.recv() else {
+                return Drain::Empty;
+            };
+            self.last_traffic = now;
+            self.forward_from_link(now, port, &frame);
+        }
+        Drain::More
+    }
+
+    /// Counts and forwards one frame (virtio header first) of an in-process port.
+    fn forward_from_link(&mut self, now: Instant, port: PortId, frame: &[u8]) {
+        let Some(Some(io)) = self.ports.get_mut(port.index()) else {
+            return;
+        };
+        if frame.len() < VNET_HDR_LEN {
+            io.counters.drops.count(&DropReason::Runt);
+            return;
+        }
+        io.counters.rx_packets += 1;
+        io.counters.rx_bytes += (frame.len() - VNET_HDR_LEN) as u64;
+        let offload = Offload::parse(&frame[..VNET_HDR_LEN]);
+        self.forward(now, port, offload, &frame[VNET_HDR_LEN..]);
     }
 
     /// Reads up to `BATCH` VXLAN datagrams, forwarding each inner frame as if it came in on
@@ -464,7 +500,6 @@ impl Worker {
     fn forward_answers(&mut self, now: Instant, port: PortId) {
         let Some(Some(PortIo {
             queue: PortQueue::Gateway(end),
-            counters,
             ..
         })) = self.ports.get_mut(port.index())
         else {
@@ -472,14 +507,7 @@ impl Worker {
         };
         let mut answers = std::mem::take(&mut end.answers);
         for frame in &answers {
-            counters.rx_packets += 1;
-            counters.rx_bytes += frame.len().saturating_sub(VNET_HDR_LEN) as u64;
-        }
-        for frame in &answers {
-            if frame.len() >= VNET_HDR_LEN {
-                let offload = Offload::parse(&frame[..VNET_HDR_LEN]);
-                self.forward(now, port, offload, &frame[VNET_HDR_LEN..]);
-            }
+            self.forward_from_link(now, port, frame);
         }
         answers.clear();
         if let Some(Some(PortIo {
