@@ -12,7 +12,8 @@ iperf3 server on 10.251.0.2, and a container namespace. All are namespaces this 
 and removes, also on failure; traffic is bounded by iperf3's -t and ping's -c. Workloads: TCP 1
 and 4 streams container -> outside (iperf3 -c), outside -> container (-R), ping RTT; and a
 published port (the host's 10.251.0.1:15201 forwarded to the container's iperf3 on 5201) with a
-client in the outside namespace, 1 stream each way.
+client in the outside namespace, 1 stream each way. Installs iperf3, slirp4netns and passt
+(pasta) with apt-get when missing.
 """
 
 import argparse
@@ -153,7 +154,7 @@ def iperf_published(topology, seconds, reverse):
 
 
 def ping_p50(topology):
-    res = e2e.ns_exec(topology.container, "ping", "-c", "50", "-i", "0.02", OUTSIDE, capture=True, check=False)
+    res = e2e.ns_exec(topology.container, "ping", "-c", "200", "-i", "0.02", OUTSIDE, capture=True, check=False)
     times = [float(line.split("time=")[1].split()[0]) * 1000 for line in res.stdout.splitlines()
              if "time=" in line]
     return statistics.median(times) if times else None
@@ -176,6 +177,10 @@ def main():
     parser.add_argument("--json", default="bench/egress.json")
     parser.add_argument("--binary", default="target/release/vswitch")
     args = parser.parse_args()
+    wanted = {"iperf3": "iperf3", "ping": "iputils-ping", "slirp4netns": "slirp4netns", "pasta": "passt"}
+    missing = [package for command, package in wanted.items() if not shutil.which(command)]
+    if missing:
+        e2e.sh("apt-get", "install", "-y", "-qq", *missing)
     if not os.path.exists(args.binary):
         e2e.sh("cargo", "build", "--release", "--bin", "vswitch")
     makers = {"vswitch": lambda: Vswitch(args.binary), "slirp4netns": Slirp, "pasta": Pasta}
