@@ -1,6 +1,6 @@
 //! The gateway's smoltcp device: frames the switch delivered wait in a bounded queue until the
 //! interface polls them; frames the interface emits are collected for the gateway to send.
-//! No I/O here: the gateway task moves frames between these queues and its socket.
+//! No I/O here: the gateway moves frames between these queues and its link to the switch.
 //!
 //! The TCP terminator's queues (`FrameQueues::offloaded`) carry bare IP packets of up to 64 KB
 //! both ways, as a TAP with TSO does: smoltcp leaves TCP checksums alone (the container's kernel
@@ -17,7 +17,7 @@ pub const RX_QUEUE_LIMIT: usize = 1024;
 /// The largest IP packet: what offloaded queues carry.
 pub const MAX_IP_PACKET: usize = 65_535;
 
-/// Frame queues between the gateway task and its smoltcp interface.
+/// Frame queues between the gateway and its smoltcp interface.
 pub struct FrameQueues {
     rx: VecDeque<Vec<u8>>,
     tx: Vec<Vec<u8>>,

@@ -333,14 +333,16 @@ impl Egress {
         })
     }
 
-    /// An id no open flow's socket has.
+    /// An id no open flow's socket has (31 bits: the gateway marks the TCP terminator's with
+    /// the 32nd).
     fn free_id(&mut self) -> u32 {
-        while self.ids.contains_key(&self.next_id) {
-            self.next_id = self.next_id.wrapping_add(1);
+        loop {
+            let id = self.next_id;
+            self.next_id = (self.next_id + 1) & 0x7FFF_FFFF;
+            if !self.ids.contains_key(&id) {
+                return id;
+            }
         }
-        let id = self.next_id;
-        self.next_id = self.next_id.wrapping_add(1);
-        id
     }
 
     /// Reads what came on the socket watched as `id` until it would block: the frames that

@@ -7,6 +7,12 @@
 //! between two containers. Its port keeps offloads: every frame crosses it behind a virtio
 //! header, so a container's 64 KB TSO segment reaches the TCP terminator whole; whatever else
 //! comes offloaded is cut into wire frames (checksums filled in) before the rest looks at it.
+//!
+//! Its work is done where the traffic is: a frame for it is handled by the data path worker
+//! that read it, on that thread (`handler`, through the link's `Port`), and so are the answers
+//! from its egress sockets; its tokio task (`Task`) handles what comes from elsewhere (upstream
+//! DNS answers, the host interface, published ports' clients, connections opened) and the
+//! stacks' timers. Both lock the one `Handler`.
 
 pub mod device;
 pub mod dhcp;
