@@ -11,9 +11,9 @@
 //! Frames the port sends on its own (from its task, or that must keep their order with those:
 //! the TCP terminator's) wait in a queue the first worker reads like a TAP: it polls an
 //! eventfd, readable while frames may wait. That worker can also watch the port's sockets
-//! whose frames go through the queue (`Link::watch`: the TCP terminator's connections). Each frame is one buffer behind its virtio header,
-//! as a TAP with IFF_VNET_HDR would carry it; the port's task waits while the queue holds
-//! `QUEUE_BYTES`.
+//! whose frames go through the queue (`Link::watch`: the TCP terminator's connections). Each
+//! frame is one buffer behind its virtio header, as a TAP with IFF_VNET_HDR would carry it;
+//! the port's task waits while the queue holds `QUEUE_BYTES`.
 
 use std::collections::VecDeque;
 use std::io::{self, IoSlice};
@@ -49,10 +49,7 @@ impl Call<'_> {
     /// Has this worker watch `fd` (a non-blocking socket of the port's) and call the port's
     /// `outside_ready(id)` when it may be readable; until the socket is closed.
     pub fn watch(&self, fd: RawFd, id: u32) -> io::Result<()> {
-        let token = Token(OUTSIDE_TOKEN | (self.watcher.port.index() << 32) | id as usize);
-        self.watcher
-            .registry
-            .register(&mut SourceFd(&fd), token, Interest::READABLE)
+        self.watcher.register(fd, id, Interest::READABLE)
     }
 
     /// A frame (virtio header first) this worker forwards as if the port had sent it, as soon
@@ -76,6 +73,14 @@ pub(crate) fn outside_token(token: Token) -> Option<(PortId, u32)> {
 pub(crate) struct Watcher {
     pub registry: Arc<Registry>,
     pub port: PortId,
+}
+
+impl Watcher {
+    /// Watches `fd` for `interest` under the port's token for socket `id`.
+    fn register(&self, fd: RawFd, id: u32, interest: Interest) -> io::Result<()> {
+        let token = Token(OUTSIDE_TOKEN | (self.port.index() << 32) | id as usize);
+        self.registry.register(&mut SourceFd(&fd), token, interest)
+    }
 }
 
 /// One worker's side of a link: its epoll, and the answers of the port's latest call.
@@ -187,12 +192,7 @@ impl Link {
                 "the link is not a switch port yet",
             )
         })?;
-        let token = Token(OUTSIDE_TOKEN | (reader.port.index() << 32) | id as usize);
-        reader.registry.register(
-            &mut SourceFd(&fd),
-            token,
-            Interest::READABLE | Interest::WRITABLE,
-        )
+        reader.register(fd, id, Interest::READABLE | Interest::WRITABLE)
     }
 
     // The switch's side (a worker thread; never blocks).
@@ -219,8 +219,10 @@ impl Link {
 
     fn pop_for_switch(&self) -> Option<Vec<u8>> {
         let mut queue = lock(&self.to_switch);
+        let was_full = queue.bytes >= QUEUE_BYTES;
         let frame = queue.pop();
-        if frame.is_some() && queue.bytes < QUEUE_BYTES {
+        // The port's task waits only while the queue is full: it hears of room when that ends.
+        if was_full && queue.bytes < QUEUE_BYTES {
             self.room.notify_one();
         }
         frame

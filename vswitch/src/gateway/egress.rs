@@ -26,7 +26,8 @@ use tokio::sync::mpsc;
 use tracing::{debug, warn};
 
 use super::outside::{
-    is_outside, reply_builder, unreachable, Beyond, EgressCounters, Routed, Unreachable,
+    free_watch_id, is_outside, reply_builder, unreachable, Beyond, EgressCounters, Routed,
+    Unreachable,
 };
 
 /// A flow unused this long is closed.
@@ -333,16 +334,10 @@ impl Egress {
         })
     }
 
-    /// An id no open flow's socket has (31 bits: the gateway marks the TCP terminator's with
-    /// the 32nd).
+    /// An id no open flow's socket has.
     fn free_id(&mut self) -> u32 {
-        loop {
-            let id = self.next_id;
-            self.next_id = (self.next_id + 1) & 0x7FFF_FFFF;
-            if !self.ids.contains_key(&id) {
-                return id;
-            }
-        }
+        let ids = &self.ids;
+        free_watch_id(&mut self.next_id, |id| ids.contains_key(&id))
     }
 
     /// Reads what came on the socket watched as `id` until it would block: the frames that

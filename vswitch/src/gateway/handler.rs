@@ -18,6 +18,7 @@ use tracing::{debug, warn};
 use super::device::FrameQueues;
 use super::directory::Directory;
 use super::dns_service::{Answer, TcpConn};
+use super::segments::plain;
 use super::{
     dhcp, egress, host, ndp, outside, tcp_egress, GatewayConfig, GatewayCounters, LeaseCall,
     RA_INTERVAL, TCP_WATCH,
@@ -65,7 +66,7 @@ pub(super) struct Handler {
 
 /// Sends `frame` to the switch behind a virtio header that asks nothing of it.
 pub(super) fn send_plain(link: &Link, frame: &[u8]) {
-    link.push([&Offload::default().emit()[..], frame].concat());
+    link.push(plain(frame));
 }
 
 /// Whether `frame` is IPv4 sent to a group (broadcast or multicast MAC).
@@ -106,7 +107,7 @@ impl Handler {
             return;
         }
         for frame in self.egress.outside_ready(id) {
-            call.answer([&Offload::default().emit()[..], &frame].concat());
+            call.answer(plain(&frame));
         }
     }
 
@@ -138,7 +139,7 @@ impl Handler {
     /// Sends `frame` to the switch: to the worker whose call is being handled, if one is.
     pub(super) fn send(&mut self, frame: &[u8]) {
         match &mut self.answers {
-            Some(answers) => answers.push([&Offload::default().emit()[..], frame].concat()),
+            Some(answers) => answers.push(plain(frame)),
             None => send_plain(&self.link, frame),
         }
     }

@@ -196,6 +196,18 @@ pub fn reply_builder(
     })
 }
 
+/// The next watch id from `next` that `taken` does not hold, `next` moved past it. Ids keep
+/// to 31 bits: the gateway marks the TCP terminator's with the 32nd.
+pub fn free_watch_id(next: &mut u32, taken: impl Fn(u32) -> bool) -> u32 {
+    loop {
+        let id = *next;
+        *next = (*next + 1) & 0x7FFF_FFFF;
+        if !taken(id) {
+            return id;
+        }
+    }
+}
+
 /// Whether `ip` lies beyond a network of `local` subnets: not in one of them, and a unicast
 /// address a socket may send to.
 pub fn is_outside(local: &[IpNet], ip: IpAddr) -> bool {

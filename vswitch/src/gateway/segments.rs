@@ -54,10 +54,10 @@ pub fn offload(
 }
 
 /// `frame` behind a virtio header that asks nothing of the receiver.
-pub fn plain(frame: Vec<u8>) -> Vec<u8> {
+pub fn plain(frame: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(VNET_HDR_LEN + frame.len());
     out.extend_from_slice(&Offload::default().emit());
-    out.extend_from_slice(&frame);
+    out.extend_from_slice(frame);
     out
 }
 

@@ -42,7 +42,9 @@ use vswitch_core::frame::ETH_HEADER_LEN;
 use vswitch_core::offload::{Offload, VNET_HDR_LEN};
 
 use super::device::FrameQueues;
-use super::outside::{reply_builder, unreachable, Beyond, EgressCounters, Routed, Unreachable};
+use super::outside::{
+    free_watch_id, reply_builder, unreachable, Beyond, EgressCounters, Routed, Unreachable,
+};
 use super::segments::{self, plain, raise_mss};
 
 /// Connections open or being opened at once on one network.
@@ -246,7 +248,7 @@ impl TcpEgress {
                 tcp.ack(),
                 tcp.sequence_number().wrapping_add(seq_len),
             );
-            self.out.extend(frame.map(plain));
+            self.out.extend(frame.as_deref().map(plain));
         }
         true
     }
@@ -307,20 +309,17 @@ impl TcpEgress {
                 } else {
                     self.unreachable(pending.key, &pending.syn)
                 };
-                self.out.extend(frame.map(plain));
+                self.out.extend(frame.as_deref().map(plain));
             }
         }
     }
 
-    /// An id no flow, open or opening, has (31 bits: the gateway's watch ids of TCP).
+    /// An id no flow, open or opening, has.
     fn free_id(&mut self) -> u32 {
-        loop {
-            let id = self.next_id;
-            self.next_id = (self.next_id + 1) & 0x7FFF_FFFF;
-            if !self.flows.contains_key(&id) && !self.pending.contains_key(&id) {
-                return id;
-            }
-        }
+        let (flows, pending) = (&self.flows, &self.pending);
+        free_watch_id(&mut self.next_id, |id| {
+            flows.contains_key(&id) || pending.contains_key(&id)
+        })
     }
 
     /// The outside connection of flow `id` may be readable or writable: `pump` tries.
