@@ -162,6 +162,12 @@ impl Worker {
         let mut events = Events::with_capacity(256);
         loop {
             let spinning = self.last_traffic.elapsed() < self.spin;
+            if spinning && self.ready.is_empty() && events.is_empty() {
+                // A process this worker just woke (a container reading what was written to
+                // its TAP) is often queued on this very CPU: spinning must not keep it waiting
+                // for the whole window, so each idle turn offers the CPU first.
+                std::thread::yield_now();
+            }
             let timeout = if !self.ready.is_empty() || spinning {
                 Some(Duration::ZERO)
             } else if self.sweeps && lock(&self.switch).has_fdb_entries() {
