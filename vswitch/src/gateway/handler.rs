@@ -69,6 +69,38 @@ pub(super) fn send_plain(link: &Link, frame: &[u8]) {
     link.push(plain(frame));
 }
 
+/// Which of the gateway's stacks a frame from the switch went into: only those need polling
+/// after it (a datagram relayed to an outside socket, a DHCP or RS answer, need neither).
+#[derive(Clone, Copy, Default)]
+struct Fed {
+    /// The interface holding the gateway addresses (ARP, ping, DNS).
+    stack: bool,
+    /// The TCP terminator's.
+    terminator: bool,
+}
+
+impl Fed {
+    const STACK: Fed = Fed {
+        stack: true,
+        terminator: false,
+    };
+    const TERMINATOR: Fed = Fed {
+        stack: false,
+        terminator: true,
+    };
+    const NONE: Fed = Fed {
+        stack: false,
+        terminator: false,
+    };
+
+    fn and(self, other: Fed) -> Fed {
+        Fed {
+            stack: self.stack || other.stack,
+            terminator: self.terminator || other.terminator,
+        }
+    }
+}
+
 /// Whether `frame` is IPv4 sent to a group (broadcast or multicast MAC).
 fn is_ipv4_broadcast(frame: &[u8]) -> bool {
     frame.len() >= 14 && frame[0] & 1 == 1 && frame[12..14] == [0x08, 0x00]
@@ -79,12 +111,20 @@ impl Handler {
     /// and whatever the stack answers queued for the switch at once.
     pub(super) fn receive(&mut self, datagram: &[u8], call: &mut Call<'_>) {
         self.answers = Some(Vec::new());
-        self.handle_offloaded(datagram, call);
-        self.poll_stack();
+        let fed = self.handle_offloaded(datagram, call);
+        if fed.stack {
+            self.poll_stack();
+        } else if fed.terminator {
+            for frame in self.tcp_egress.pump() {
+                self.link.push(frame);
+            }
+        }
         for frame in self.answers.take().unwrap_or_default() {
             call.answer(frame);
         }
-        self.retime_if_sooner();
+        if fed.stack || fed.terminator {
+            self.retime_if_sooner();
+        }
     }
 
     /// Wakes the task if the stacks' timers now want it sooner than it planned.
@@ -147,10 +187,10 @@ impl Handler {
     /// A datagram from the switch: a frame behind its virtio header. TCP for beyond the
     /// network goes to the terminator as it is (a 64 KB segment stays one); any other frame
     /// with offloads is cut into wire frames, checksums filled in, for the rest of the gateway.
-    fn handle_offloaded(&mut self, datagram: &[u8], call: &Call<'_>) {
+    fn handle_offloaded(&mut self, datagram: &[u8], call: &Call<'_>) -> Fed {
         let Some(frame) = datagram.get(VNET_HDR_LEN..) else {
             self.counters.frames_dropped.fetch_add(1, Relaxed);
-            return;
+            return Fed::NONE;
         };
         let offload = Offload::parse(datagram);
         if !offload.is_gso() && !offload.needs_csum() {
@@ -159,7 +199,7 @@ impl Handler {
         if self.host.is_none() {
             let routed = outside::Routed::parse(frame, self.config.mac.0);
             if routed.is_some_and(|r| self.tcp_egress.take(&r)) {
-                return;
+                return Fed::TERMINATOR;
             }
         }
         let frames: Vec<Vec<u8>> = match self.segmenter.wire_frames(&[frame], offload) {
@@ -167,12 +207,12 @@ impl Handler {
             Err(reason) => {
                 self.counters.frames_dropped.fetch_add(1, Relaxed);
                 debug!(network = %self.config.network, reason = reason.name(), "offloaded frame dropped");
-                return;
+                return Fed::NONE;
             }
         };
-        for frame in frames {
-            self.handle_frame(&frame, call);
-        }
+        frames.iter().fold(Fed::NONE, |fed, frame| {
+            fed.and(self.handle_frame(frame, call))
+        })
     }
 
     pub(super) fn send_router_advert(&mut self) {
@@ -182,41 +222,43 @@ impl Handler {
 
     /// A frame from the switch: DHCP and router solicitations are answered here, the rest
     /// goes to smoltcp.
-    fn handle_frame(&mut self, frame: &[u8], call: &Call<'_>) {
+    fn handle_frame(&mut self, frame: &[u8], call: &Call<'_>) -> Fed {
         if let Some(dhcp_config) = &self.config.dhcp {
             match dhcp::parse_request(frame) {
                 Ok(request) => {
                     self.counters.dhcp_requests.fetch_add(1, Relaxed);
                     self.spawn_dhcp_reply(request, dhcp_config.clone());
-                    return;
+                    return Fed::NONE;
                 }
                 Err(dhcp::DhcpDrop::NotDhcp) => {}
                 Err(reason) => {
                     self.counters.dhcp_dropped.fetch_add(1, Relaxed);
                     debug!(network = %self.config.network, reason = reason.name(), "DHCP message dropped");
-                    return;
+                    return Fed::NONE;
                 }
             }
         }
         if self.ipv6_prefix.is_some() && ndp::is_router_solicit(frame) {
             self.send_router_advert();
-            return;
+            return Fed::NONE;
         }
         // With a host interface, the host's kernel routes what leaves the network.
         if self.host.is_none() {
             // Parsed once for both egress paths.
-            let routed = outside::Routed::parse(frame, self.config.mac.0);
-            if routed.is_some_and(|r| {
-                self.egress.take(&r, &|fd, id| call.watch(fd, id)) || self.tcp_egress.take(&r)
-            }) {
-                return;
+            if let Some(routed) = outside::Routed::parse(frame, self.config.mac.0) {
+                if self.egress.take(&routed, &|fd, id| call.watch(fd, id)) {
+                    return Fed::NONE;
+                }
+                if self.tcp_egress.take(&routed) {
+                    return Fed::TERMINATOR;
+                }
             }
         }
         let recipient = match &self.host {
             Some(_) => host::recipient(frame, &self.gateway_ips),
             // Like Linux (icmp_echo_ignore_broadcasts), the gateway answers no broadcast ping:
             // of IPv4 broadcasts and multicasts its stack needs only ARP.
-            None if is_ipv4_broadcast(frame) => return,
+            None if is_ipv4_broadcast(frame) => return Fed::NONE,
             None => host::Recipient::Stack,
         };
         if let (Some(host), host::Recipient::Host | host::Recipient::Both) =
@@ -226,11 +268,13 @@ impl Handler {
                 self.counters.frames_dropped.fetch_add(1, Relaxed);
             }
         }
-        if matches!(recipient, host::Recipient::Stack | host::Recipient::Both)
-            && !self.queues.push_rx(frame.to_vec())
-        {
+        if !matches!(recipient, host::Recipient::Stack | host::Recipient::Both) {
+            return Fed::NONE;
+        }
+        if !self.queues.push_rx(frame.to_vec()) {
             self.counters.frames_dropped.fetch_add(1, Relaxed);
         }
+        Fed::STACK
     }
 
     /// Asks the control plane for a lease decision and sends the reply when it comes, without
