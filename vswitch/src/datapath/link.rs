@@ -217,6 +217,11 @@ impl Link {
         })
     }
 
+    /// Whether frames for the switch are waiting.
+    pub(crate) fn has_queued(&self) -> bool {
+        !lock(&self.to_switch).frames.is_empty()
+    }
+
     fn pop_for_switch(&self) -> Option<Vec<u8>> {
         let mut queue = lock(&self.to_switch);
         let was_full = queue.bytes >= QUEUE_BYTES;

@@ -162,10 +162,11 @@ impl Worker {
         let mut events = Events::with_capacity(256);
         loop {
             let spinning = self.last_traffic.elapsed() < self.spin;
-            if spinning && self.ready.is_empty() && events.is_empty() {
+            if spinning && self.ready.is_empty() {
                 // A process this worker just woke (a container reading what was written to
                 // its TAP) is often queued on this very CPU: spinning must not keep it waiting
-                // for the whole window, so each idle turn offers the CPU first.
+                // for the whole window, so each turn with no port left to drain offers the CPU
+                // first.
                 std::thread::yield_now();
             }
             let timeout = if !self.ready.is_empty() || spinning {
@@ -200,7 +201,7 @@ impl Worker {
                     {
                         end.outside_ready(id);
                         // What it queued (this worker reads the queue) goes out now too.
-                        if *read {
+                        if *read && end.link.has_queued() {
                             self.ready.push_back(port);
                         }
                         let now = Instant::now();
