@@ -10,7 +10,8 @@ Each topology: a "host" namespace where the switch (vswitch's daemon, slirp4netn
 and opens its ordinary sockets, an "outside" namespace joined to it by a veth pair with the
 iperf3 server on 10.251.0.2, and a container namespace. All are namespaces this script creates
 and removes, also on failure; traffic is bounded by iperf3's -t and ping's -c. Workloads: TCP 1
-and 4 streams container -> outside (iperf3 -c), outside -> container (-R), ping RTT; and a
+and 4 streams container -> outside (iperf3 -c), outside -> container (-R), ping RTT (pings 20 ms
+apart, the machine idle between them, and 0.2 ms apart); and a
 published port (the host's 10.251.0.1:15201 forwarded to the container's iperf3 on 5201) with a
 client in the outside namespace, 1 stream each way. Installs iperf3, slirp4netns and passt
 (pasta) with apt-get when missing.
@@ -153,8 +154,11 @@ def iperf_published(topology, seconds, reverse):
     return result["end"]["sum_received"]["bits_per_second"] / 1e9
 
 
-def ping_p50(topology):
-    res = e2e.ns_exec(topology.container, "ping", "-c", "200", "-i", "0.02", OUTSIDE, capture=True, check=False)
+def ping_p50(topology, count, interval):
+    """Median RTT of `count` pings `interval` seconds apart. At 20 ms the machine idles between
+    them (each ping meets cold caches and sleeping threads); at 0.2 ms it stays awake."""
+    res = e2e.ns_exec(topology.container, "ping", "-c", str(count), "-i", interval, OUTSIDE, capture=True,
+                      check=False)
     times = [float(line.split("time=")[1].split()[0]) * 1000 for line in res.stdout.splitlines()
              if "time=" in line]
     return statistics.median(times) if times else None
@@ -164,7 +168,8 @@ WORKLOADS = [
     ("TCP 1 stream out (Gbit/s)", lambda t, s: iperf(t, s, 1, False)),
     ("TCP 4 streams out (Gbit/s)", lambda t, s: iperf(t, s, 4, False)),
     ("TCP 1 stream in (Gbit/s)", lambda t, s: iperf(t, s, 1, True)),
-    ("ping RTT p50 (µs)", lambda t, s: ping_p50(t)),
+    ("ping RTT p50, 20 ms apart (µs)", lambda t, s: ping_p50(t, 200, "0.02")),
+    ("ping RTT p50, 0.2 ms apart (µs)", lambda t, s: ping_p50(t, 1000, "0.0002")),
     ("published TCP in (Gbit/s)", lambda t, s: iperf_published(t, s, False)),
     ("published TCP out (Gbit/s)", lambda t, s: iperf_published(t, s, True)),
 ]
@@ -185,33 +190,36 @@ def main():
         e2e.sh("cargo", "build", "--release", "--bin", "vswitch")
     makers = {"vswitch": lambda: Vswitch(args.binary), "slirp4netns": Slirp, "pasta": Pasta}
     results = {name: {w: [] for w, _ in WORKLOADS} for name in makers}
-    for run in range(args.runs):
+    # All three set up at once and each workload taken by the three in turn, so a drift of the
+    # machine's speed during the run shows in every tool's figures alike.
+    topologies = {}
+    try:
         for name, make in makers.items():
-            print(f"run {run + 1}/{args.runs}: {name}", flush=True)
-            topology = None
-            try:
-                topology = make()
-                server = topology.spawn("ip", "netns", "exec", topology.outside, "iperf3", "-s", "-B", OUTSIDE)
-                inside = topology.spawn("ip", "netns", "exec", topology.container, "iperf3", "-s", "-p", "5201")
-                time.sleep(0.3)
-                for workload, measure in WORKLOADS:
+            topology = make()
+            topologies[name] = topology
+            topology.spawn("ip", "netns", "exec", topology.outside, "iperf3", "-s", "-B", OUTSIDE)
+            topology.spawn("ip", "netns", "exec", topology.container, "iperf3", "-s", "-p", "5201")
+        time.sleep(0.3)
+        for run in range(args.runs):
+            for workload, measure in WORKLOADS:
+                print(f"run {run + 1}/{args.runs}: {workload}", flush=True)
+                for name, topology in topologies.items():
                     try:
                         results[name][workload].append(measure(topology, args.seconds))
                     except Exception as e:  # a stalled rival stays in the table, marked
-                        print(f"  {workload} failed: {e}", flush=True)
-                del server, inside
-            finally:
-                if topology is not None:
-                    topology.teardown()
+                        print(f"  {name} failed: {e}", flush=True)
+    finally:
+        for topology in topologies.values():
+            topology.teardown()
     summary = {name: {w: (statistics.median(v) if v else None) for w, v in r.items()} for name, r in results.items()}
-    print(f"{'workload':30} {'vswitch':>9} {'slirp4netns':>12} {'pasta':>9} {'vs/slirp':>9} {'vs/pasta':>9}")
+    print(f"{'workload':34} {'vswitch':>9} {'slirp4netns':>12} {'pasta':>9} {'vs/slirp':>9} {'vs/pasta':>9}")
     for workload, _ in WORKLOADS:
         row = [summary[n][workload] for n in ("vswitch", "slirp4netns", "pasta")]
         def fmt(x):
             return "-" if x is None else f"{x:.2f}" if x < 100 else f"{x:.0f}"
         def ratio(a, b):
             return "-" if a is None or b is None or b == 0 else f"{a / b:.2f}"
-        print(f"{workload:30} {fmt(row[0]):>9} {fmt(row[1]):>12} {fmt(row[2]):>9} "
+        print(f"{workload:34} {fmt(row[0]):>9} {fmt(row[1]):>12} {fmt(row[2]):>9} "
               f"{ratio(row[0], row[1]):>9} {ratio(row[0], row[2]):>9}")
     with open(args.json, "w") as f:
         json.dump({"runs": results, "median": summary, "seconds": args.seconds}, f, indent=1)
