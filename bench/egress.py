@@ -37,12 +37,21 @@ PUBLISHED = 15201
 
 
 class Egress(e2e.Topology):
-    """Host and outside namespaces joined by a veth pair; the container comes from a subclass."""
+    """Host and outside namespaces joined by a veth pair; the switch and the container's link
+    come from a subclass's `start`. What a failed setup made is removed before it raises."""
 
     def __init__(self, name):
         super().__init__(name)
         self.procs = []
         self.dirs = []
+        try:
+            self.build()
+            self.start()
+        except BaseException:
+            self.teardown()
+            raise
+
+    def build(self):
         self.host = self.netns("host")
         self.outside = self.netns("out")
         e2e.sh("ip", "link", "add", "veg0", "netns", self.host, "type", "veth", "peer", "name", "veg1",
@@ -54,6 +63,9 @@ class Egress(e2e.Topology):
         e2e.sh("ip", "-n", self.host, "route", "add", "default", "via", OUTSIDE)
         e2e.ns_exec(self.host, "sh", "-c", "echo 0 2147483647 > /proc/sys/net/ipv4/ping_group_range")
         self.container = self.netns("c")
+
+    def start(self):
+        raise NotImplementedError
 
     def spawn(self, *args):
         proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -75,11 +87,13 @@ class Egress(e2e.Topology):
 
 class Vswitch(Egress):
     def __init__(self, binary):
+        self.binary = binary
         super().__init__("vs")
+
+    def start(self):
         self.dir = self.tempdir("vswitch-bench-egress-")
         self.socket = os.path.join(self.dir, "sock")
-        self.binary = binary
-        daemon = self.spawn("ip", "netns", "exec", self.host, binary, "--socket", self.socket, "daemon",
+        daemon = self.spawn("ip", "netns", "exec", self.host, self.binary, "--socket", self.socket, "daemon",
                             "--state-dir", os.path.join(self.dir, "state"))
         self.switch_pid = daemon.pid
         deadline = time.time() + 10
@@ -99,6 +113,8 @@ class Slirp(Egress):
 
     def __init__(self):
         super().__init__("slirp")
+
+    def start(self):
         # `ip netns exec` becomes the command: its PID names the container's namespace.
         holder = self.spawn("ip", "netns", "exec", self.container, "sleep", "3600")
         time.sleep(0.2)
@@ -127,6 +143,8 @@ class Pasta(Egress):
 
     def __init__(self):
         super().__init__("pasta")
+
+    def start(self):
         path = f"/run/netns/{self.container}"
         pasta = self.spawn("ip", "netns", "exec", self.host, "pasta", "--runas", "0:0", "--no-map-gw",
                            "--config-net", "-f", "-i", "veg0", "-t", f"{HOST}/{PUBLISHED}:5201",
