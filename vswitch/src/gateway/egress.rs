@@ -55,9 +55,10 @@ struct FlowKey {
     outside: SocketAddr,
 }
 
-/// Has a flow's socket (non-blocking) watched, as the given id, by whoever then calls
-/// `Egress::outside_ready` when it may be readable.
-pub type Watch<'a> = &'a dyn Fn(RawFd, u32) -> std::io::Result<()>;
+/// Has a flow's socket (non-blocking) watched, as the given id, by the worker whose call is
+/// being handled; it then calls `Egress::outside_ready` when the socket may be readable. Valid
+/// for that call only.
+pub type CallerWatch<'a> = &'a dyn Fn(RawFd, u32) -> std::io::Result<()>;
 
 /// Where a flow's datagrams go out.
 enum FlowSocket {
@@ -181,7 +182,7 @@ impl Egress {
     /// Takes the frame if it is a UDP or ICMP echo datagram for an address beyond the network
     /// (true: taken, sent or counted); anything else is left to the gateway's stack.
     /// New flows' sockets are watched by `watch`.
-    pub fn take(&mut self, routed: &Routed, watch: Watch<'_>) -> bool {
+    pub fn take(&mut self, routed: &Routed, watch: CallerWatch<'_>) -> bool {
         let (src, dst, ip_start) = (routed.src, routed.dst, routed.ip_start);
         let (packet, container_mac, frame) = (&routed.packet, routed.container_mac, routed.frame);
         let (key, payload) = match &packet.transport {
@@ -229,7 +230,7 @@ impl Egress {
         container_mac: [u8; 6],
         payload: &[u8],
         quote: &[u8],
-        watch: Watch<'_>,
+        watch: CallerWatch<'_>,
     ) {
         if !self.flows.contains_key(&key) {
             let Some(target) = target else { return };
@@ -303,7 +304,7 @@ impl Egress {
         key: FlowKey,
         target: SocketAddr,
         container_mac: [u8; 6],
-        watch: Watch<'_>,
+        watch: CallerWatch<'_>,
     ) -> Option<Flow> {
         if !self.has_room(key.inside.ip()) {
             self.counters.limited.fetch_add(1, Relaxed);

@@ -87,9 +87,11 @@ pub enum Event {
     Failed(u32, ErrorKind),
 }
 
-/// Has an outside connection (non-blocking) watched, as the given flow id, by whoever then
-/// calls `TcpEgress::outside_ready` when it may be readable or writable.
-pub type Watch = Box<dyn Fn(RawFd, u32) -> std::io::Result<()> + Send>;
+/// Has an outside connection (non-blocking) watched, as the given flow id, by the worker that
+/// reads the gateway's queue (so the terminator's segments keep their order); it then calls
+/// `TcpEgress::outside_ready` when the connection may be readable or writable. Kept for the
+/// terminator's life.
+pub type ReaderWatch = Box<dyn Fn(RawFd, u32) -> std::io::Result<()> + Send>;
 
 /// A connection waiting for its outside end.
 struct Pending {
@@ -140,7 +142,7 @@ pub struct TcpEgress {
     pending: HashMap<u32, Pending>,
     flows: HashMap<u32, Flow>,
     by_key: HashMap<FlowKey, u32>,
-    watch: Watch,
+    watch: ReaderWatch,
     /// Containers' MACs by address, for the frames that carry packets back.
     macs: HashMap<IpAddr, [u8; 6]>,
     events_tx: mpsc::Sender<Event>,
@@ -160,7 +162,7 @@ impl TcpEgress {
         beyond: Beyond,
         internal: bool,
         counters: Arc<EgressCounters>,
-        watch: Watch,
+        watch: ReaderWatch,
     ) -> (TcpEgress, mpsc::Receiver<Event>) {
         let mut queues = FrameQueues::offloaded(HEADROOM);
         let mut config = Config::new(HardwareAddress::Ip);
