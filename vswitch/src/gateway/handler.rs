@@ -71,7 +71,7 @@ pub(super) fn send_plain(link: &Link, frame: &[u8]) {
 
 /// Which of the gateway's stacks a frame from the switch went into: only those need polling
 /// after it (a datagram relayed to an outside socket, a DHCP or RS answer, need neither).
-#[derive(Clone, Copy, Default)]
+#[derive(Clone, Copy)]
 struct Fed {
     /// The interface holding the gateway addresses (ARP, ping, DNS).
     stack: bool,
@@ -115,9 +115,7 @@ impl Handler {
         if fed.stack {
             self.poll_stack();
         } else if fed.terminator {
-            for frame in self.tcp_egress.pump() {
-                self.link.push(frame);
-            }
+            self.pump_terminator();
         }
         for frame in self.answers.take().unwrap_or_default() {
             call.answer(frame);
@@ -140,9 +138,7 @@ impl Handler {
         if id & TCP_WATCH != 0 {
             // Queued: the TCP terminator's frames keep their order there (this worker reads it).
             self.tcp_egress.outside_ready(id & !TCP_WATCH);
-            for frame in self.tcp_egress.pump() {
-                self.link.push(frame);
-            }
+            self.pump_terminator();
             self.retime_if_sooner();
             return;
         }
@@ -161,7 +157,12 @@ impl Handler {
         for frame in self.queues.take_tx() {
             self.send(&frame);
         }
-        // (These carry their virtio headers.)
+        self.pump_terminator();
+    }
+
+    /// Queues what the TCP terminator has to send (behind their virtio headers): through the
+    /// link's queue, where its segments keep their order.
+    fn pump_terminator(&mut self) {
         for frame in self.tcp_egress.pump() {
             self.link.push(frame);
         }
