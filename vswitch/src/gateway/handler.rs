@@ -247,7 +247,14 @@ impl Handler {
         if self.host.is_none() {
             // Parsed once for both egress paths.
             if let Some(routed) = outside::Routed::parse(frame, self.config.mac.0) {
-                if self.egress.take(&routed, &|fd, id| call.watch(fd, id)) {
+                let mut answered = Vec::new();
+                if self
+                    .egress
+                    .take(&routed, &|fd, id| call.watch(fd, id), &mut answered)
+                {
+                    for frame in answered {
+                        self.send(&frame);
+                    }
                     return Fed::NONE;
                 }
                 if self.tcp_egress.take(&routed) {
