@@ -21,7 +21,6 @@
 //! an IP packet allows (`raise_mss` rewrites it in the container's SYN), and the real one
 //! becomes each frame's `gso_size`.
 
-use std::collections::HashMap;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::{AsRawFd, RawFd};
@@ -30,6 +29,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use etherparse::TransportSlice;
+// Its default hasher (foldhash), not SipHash: a flow is looked up per datagram or segment.
+use hashbrown::HashMap;
 use smoltcp::iface::{Config, Interface, SocketHandle, SocketSet};
 use smoltcp::socket::tcp;
 use smoltcp::wire::{HardwareAddress, IpCidr, IpListenEndpoint};
