@@ -89,7 +89,7 @@ struct Flow {
     last_used: Instant,
     /// The start of the last datagram sent, to quote in an ICMP error.
     quote: Vec<u8>,
-    /// Reads right after a send that found nothing, in a row (see `Egress::send`).
+    /// Reads right after a send that found nothing, in a row (see `Egress::read_eagerly`).
     eager_misses: u8,
 }
 
@@ -304,29 +304,30 @@ impl Egress {
     /// Reads `key`'s own socket once, right after a datagram went out on it. An answer from
     /// this host (a server in another namespace, behind a veth) is already queued when `send`
     /// returns: the kernel carried the datagram there and the answer back in that call. Read
-    /// now, it goes to the container before the worker polls again (a ping's round trip
-    /// ~10 µs shorter); its socket's readiness, read already, is not reported. A flow whose
+    /// now, it goes to the container before the worker polls again (four syscalls fewer before
+    /// it: an empty TAP read, a yield, a poll, an empty read); its socket's readiness, read
+    /// already, is not reported. A flow whose
     /// answers come later (from afar, or none) stops trying after `EAGER_MISSES` misses in a
     /// row, so a flow that only sends pays no extra read per datagram.
     fn read_eagerly(&mut self, key: FlowKey, answers: &mut Vec<Vec<u8>>) {
-        let Some(flow) = self.flows.get_mut(&key) else {
-            return;
-        };
-        if flow.eager_misses >= EAGER_MISSES || !matches!(flow.socket, FlowSocket::Own(_)) {
+        if self
+            .flows
+            .get(&key)
+            .is_none_or(|f| f.eager_misses >= EAGER_MISSES)
+        {
             return;
         }
-        match self.read_once(key) {
-            Some(kind) => {
-                if let Some(flow) = self.flows.get_mut(&key) {
-                    flow.eager_misses = 0;
-                }
-                answers.extend(self.answer(Answer { key, kind }));
-            }
-            None => {
-                if let Some(flow) = self.flows.get_mut(&key) {
-                    flow.eager_misses += 1;
-                }
-            }
+        // None also for a published port's flow (no socket of its own): it soon stops trying.
+        let read = self.read_once(key);
+        if let Some(flow) = self.flows.get_mut(&key) {
+            flow.eager_misses = if read.is_some() {
+                0
+            } else {
+                flow.eager_misses + 1
+            };
+        }
+        if let Some(kind) = read {
+            answers.extend(self.answer(Answer { key, kind }));
         }
     }
 
@@ -414,19 +415,19 @@ impl Egress {
             return None;
         };
         loop {
-            return match socket.recv(&mut self.buf) {
-                Ok(len) => Some(AnswerKind::Data(self.buf[..len].to_vec())),
+            match socket.recv(&mut self.buf) {
+                Ok(len) => return Some(AnswerKind::Data(self.buf[..len].to_vec())),
                 Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
-                    Some(AnswerKind::Refused)
+                    return Some(AnswerKind::Refused)
                 }
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                 Err(e) => {
                     if e.kind() != std::io::ErrorKind::WouldBlock {
                         debug!(outside = %key.outside, error = %e, "egress flow failed");
                     }
-                    None
+                    return None;
                 }
-            };
+            }
         }
     }
 

@@ -131,9 +131,10 @@ fn an_answer_queued_by_the_send_goes_out_with_it_until_a_flow_keeps_finding_none
     let (_, client) = server.recv_from(&mut buf).unwrap();
     // The flow's socket holds an answer (waited for: no race with the kernel).
     let answer_waits = |egress: &Egress| {
-        let fd = egress.flows.values().next().unwrap().socket.as_raw_fd();
-        // SAFETY: the flow's socket stays open while the test polls it.
-        let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+        let Some(FlowSocket::Own(socket)) = egress.flows.values().next().map(|f| &f.socket) else {
+            panic!("one flow with its own socket expected");
+        };
+        let fd = std::os::fd::AsFd::as_fd(socket);
         let mut ready = [nix::poll::PollFd::new(fd, nix::poll::PollFlags::POLLIN)];
         assert_eq!(nix::poll::poll(&mut ready, 5000u16).unwrap(), 1);
     };
@@ -147,7 +148,7 @@ fn an_answer_queued_by_the_send_goes_out_with_it_until_a_flow_keeps_finding_none
     };
     assert_eq!(udp.payload(), b"first");
     assert_eq!(udp.destination_port(), 40000);
-    // Sends that find nothing, in a row: the flow stops looking after each send.
+    // Sends that find nothing, in a row: after `EAGER_MISSES` of them the flow stops looking.
     for _ in 0..EAGER_MISSES {
         assert!(send(&mut egress).is_empty());
     }
